@@ -1,0 +1,134 @@
+//! The platform's API document: the gateway's own operations merged with every upstream's
+//! `/openapi.json`, restricted to the paths clients reach through the gateway. Swagger UI at
+//! `/docs` reads it; its assets are compiled in (nothing is fetched at build or run time).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use futures::future::join_all;
+use serde_json::{Map, Value};
+use utoipa::OpenApi;
+
+use crate::health::Upstreams;
+
+/// The gateway's own operations, documented.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "microservices-platform",
+        description = "The platform's public API, through the API gateway."
+    ),
+    paths(crate::health::service_health)
+)]
+struct GatewayDoc;
+
+/// Only edge paths are merged: a service's own `/health` or `/metrics` is not reachable here.
+fn is_edge_path(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// Merges `doc`'s edge paths and its components into `base`.
+fn merge(base: &mut Value, doc: &Value) {
+    if let (Some(paths), Some(base_paths)) = (
+        doc.get("paths").and_then(Value::as_object),
+        base.get_mut("paths").and_then(Value::as_object_mut),
+    ) {
+        for (path, item) in paths.iter().filter(|(p, _)| is_edge_path(p)) {
+            base_paths.insert(path.clone(), item.clone());
+        }
+    }
+    if let Some(components) = doc.get("components").and_then(Value::as_object) {
+        let base_components = base.as_object_mut().map(|b| {
+            b.entry("components")
+                .or_insert_with(|| Value::Object(Map::new()))
+        });
+        if let Some(Value::Object(base_components)) = base_components {
+            for (kind, entries) in components {
+                let slot = base_components
+                    .entry(kind.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let (Value::Object(slot), Value::Object(entries)) = (slot, entries) {
+                    for (name, entry) in entries {
+                        slot.insert(name.clone(), entry.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(tags) = doc.get("tags").and_then(Value::as_array) {
+        let base_tags = base
+            .as_object_mut()
+            .map(|b| b.entry("tags").or_insert_with(|| Value::Array(Vec::new())));
+        if let Some(Value::Array(base_tags)) = base_tags {
+            for tag in tags {
+                if !base_tags.iter().any(|t| t.get("name") == tag.get("name")) {
+                    base_tags.push(tag.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The merged document. An upstream that is down is left out (and logged), not an error.
+async fn openapi(State(upstreams): State<Upstreams>) -> Json<Value> {
+    let mut base = GatewayDoc::openapi();
+    base.merge(platform_http::router::OperationsDoc::openapi());
+    let mut document = serde_json::to_value(&base).unwrap_or(Value::Null);
+    let fetches = upstreams.by_name.values().map(|upstream| {
+        let proxy = upstreams.proxy.clone();
+        async move {
+            (
+                upstream.service.clone(),
+                proxy.fetch(upstream, "/openapi.json").await,
+            )
+        }
+    });
+    for (service, fetched) in join_all(fetches).await {
+        match fetched {
+            Ok((status, body)) if status.is_success() => {
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(doc) => merge(&mut document, &doc),
+                    Err(error) => tracing::warn!(%service, %error, "invalid OpenAPI document"),
+                }
+            }
+            Ok((status, _)) => tracing::warn!(%service, %status, "OpenAPI document unavailable"),
+            Err(error) => tracing::warn!(%service, %error, "OpenAPI document unavailable"),
+        }
+    }
+    Json(document)
+}
+
+/// `/openapi.json` and `/docs`.
+pub fn router(upstreams: Upstreams) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .with_state(upstreams)
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_edge_paths_and_all_components_are_merged() {
+        let mut base = json!({"paths": {"/health": {}}, "components": {"schemas": {"A": {}}}});
+        let upstream = json!({
+            "paths": {"/api/v1/users": {"get": {}}, "/metrics": {"get": {}}},
+            "components": {"schemas": {"User": {}}, "securitySchemes": {"bearer": {}}},
+            "tags": [{"name": "users"}]
+        });
+        merge(&mut base, &upstream);
+        assert!(base["paths"]["/api/v1/users"].is_object());
+        assert!(base["paths"].get("/metrics").is_none());
+        assert!(base["components"]["schemas"]["A"].is_object());
+        assert!(base["components"]["schemas"]["User"].is_object());
+        assert!(base["components"]["securitySchemes"]["bearer"].is_object());
+        assert_eq!(base["tags"][0]["name"], "users");
+    }
+}

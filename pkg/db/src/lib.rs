@@ -1,0 +1,279 @@
+//! Database set-up for every service: one code path over PostgreSQL and SQLite.
+//!
+//! Owns [`DatabaseConfig`] (`DATABASE_URL`, `DATA_DIR`, `DB_MAX_CONNECTIONS`,
+//! `DB_QUERY_TIMEOUT`, `DB_CONNECT_TIMEOUT`), [`connect`] (PostgreSQL when `DATABASE_URL` is set,
+//! else an SQLite file `<DATA_DIR>/<service>.db`, so a fresh machine needs no server),
+//! [`migrate`] (versioned migrations, applied at start-up and by `platform migrate`), the
+//! classification of constraint violations, and the readiness check of a pool.
+//!
+//! Architecture invariant: no service's tables are known here; services bring their entities
+//! and migrations.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use platform_config::{Env, ExposeSecret, SecretString};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+use sea_orm_migration::MigratorTrait;
+
+pub use sea_orm;
+pub use sea_orm_migration;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `DATABASE_URL`: a `postgres://` URL (a secret: it may hold a password), or unset for
+    /// SQLite. An explicit `sqlite:` URL is accepted too.
+    pub url: Option<SecretString>,
+    /// `DATA_DIR`: where embedded SQLite files live.
+    pub data_dir: PathBuf,
+    /// `DB_MAX_CONNECTIONS`: pool size.
+    pub max_connections: u32,
+    /// `DB_QUERY_TIMEOUT`: PostgreSQL `statement_timeout`; SQLite's wait for a write lock.
+    pub query_timeout: Duration,
+    /// `DB_CONNECT_TIMEOUT`: how long to wait for a connection (at start-up and from the pool).
+    pub connect_timeout: Duration,
+}
+
+impl DatabaseConfig {
+    pub fn from_env(env: &mut Env) -> Self {
+        let url = env.secret("DATABASE_URL");
+        if let Some(url) = &url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                env.report(
+                    "DATABASE_URL",
+                    "a postgres://user:password@host:5432/db URL (or sqlite:path), or unset for an embedded SQLite file",
+                );
+            }
+        }
+        Self {
+            url,
+            data_dir: env.or("DATA_DIR", PathBuf::from("./data")),
+            max_connections: env.in_range("DB_MAX_CONNECTIONS", 25, 1..=10_000),
+            query_timeout: env.or("DB_QUERY_TIMEOUT", Duration::from_secs(30)),
+            connect_timeout: env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(10)),
+        }
+    }
+
+    /// Embedded SQLite under `data_dir`, for tests and `platform up`.
+    pub fn sqlite(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            url: None,
+            data_dir: data_dir.into(),
+            max_connections: 8,
+            query_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// A PostgreSQL (or explicit SQLite) URL.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(SecretString::from(url.into())),
+            ..Self::sqlite("./data")
+        }
+    }
+
+    /// The URL actually used for `service`, with any password masked: safe to log.
+    pub fn describe(&self, service: &str) -> String {
+        match &self.url {
+            Some(url) => redact(url.expose_secret()),
+            None => format!("sqlite:{}", self.sqlite_path(service).display()),
+        }
+    }
+
+    fn sqlite_path(&self, service: &str) -> PathBuf {
+        self.data_dir.join(format!("{service}.db"))
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            // Query parameters may carry a password too (`?password=`); drop them.
+            let path = path.split('?').next().unwrap_or_default();
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => format!(
+            "{scheme}://{authority}{}",
+            path.split('?').next().unwrap_or_default()
+        ),
+    }
+}
+
+/// The database could not be reached, set up or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {target}: {source}")]
+    Connect { target: String, source: DbErr },
+    #[error("migrations failed on {target}: {source}")]
+    Migrate { target: String, source: DbErr },
+}
+
+/// Opens the pool for `service`: PostgreSQL when a URL is configured, else the service's
+/// SQLite file (created on first use, in WAL mode so readers never wait for the writer).
+/// Retries for a few seconds so that a service started together with its database comes up.
+pub async fn connect(
+    config: &DatabaseConfig,
+    service: &str,
+) -> Result<DatabaseConnection, DbError> {
+    let target = config.describe(service);
+    let url = match &config.url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| DbError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+            format!(
+                "sqlite://{}?mode=rwc",
+                config.sqlite_path(service).display()
+            )
+        }
+    };
+
+    let mut options = ConnectOptions::new(url);
+    let busy_timeout = config.query_timeout;
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        .connect_timeout(config.connect_timeout)
+        .acquire_timeout(config.connect_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        // Statements are traced by our spans; sqlx's own per-statement logging is noise.
+        .sqlx_logging(false)
+        .statement_timeout(config.query_timeout)
+        .map_sqlx_sqlite_opts(move |opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(busy_timeout)
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match Database::connect(options.clone()).await {
+            Ok(db) => {
+                tracing::info!(service, database = %target, "database connected");
+                return Ok(db);
+            }
+            Err(source) if attempt >= 5 => return Err(DbError::Connect { target, source }),
+            Err(error) => {
+                tracing::warn!(service, database = %target, attempt, %error, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+            }
+        }
+    }
+}
+
+/// Applies every pending migration of `M`.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbError> {
+    M::up(db, None).await.map_err(|source| DbError::Migrate {
+        target: backend_name(db).to_owned(),
+        source,
+    })
+}
+
+pub fn backend_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "postgres",
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::MySql => "mysql",
+        _ => "unknown",
+    }
+}
+
+/// Whether `err` is a unique-constraint violation (duplicate key), on either backend.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Readiness check of a pool: a round trip to the database.
+#[derive(Clone)]
+pub struct DatabaseCheck(pub DatabaseConnection);
+
+impl platform_http::HealthCheck for DatabaseCheck {
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.0
+                .ping()
+                .await
+                .map_err(|e| format!("{} unreachable: {e}", backend_name(&self.0)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_appear_in_descriptions() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/users?sslmode=require&password=x"),
+            "postgres://app:***@db:5432/users"
+        );
+        assert_eq!(
+            redact("postgres://db:5432/users"),
+            "postgres://db:5432/users"
+        );
+        assert_eq!(redact("postgres://app@db/users"), "postgres://app@db/users");
+        let config = DatabaseConfig::url("postgresql://u:p@h/d");
+        assert!(!config.describe("x").contains(":p@"));
+    }
+
+    #[test]
+    fn unknown_schemes_and_bad_numbers_are_reported() {
+        let mut env = Env::from_pairs([
+            ("DATABASE_URL", "mysql://root@db/x"),
+            ("DB_MAX_CONNECTIONS", "many"),
+            ("DB_QUERY_TIMEOUT", "30"),
+        ]);
+        let _ = DatabaseConfig::from_env(&mut env);
+        let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();
+        assert_eq!(
+            vars,
+            ["DATABASE_URL", "DB_MAX_CONNECTIONS", "DB_QUERY_TIMEOUT"]
+        );
+        // The URL may hold a password: it is never echoed.
+        assert!(env.issues()[0].found.is_none());
+    }
+
+    #[tokio::test]
+    async fn embedded_sqlite_file_is_created_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig::sqlite(dir.path().join("nested"));
+        let db = connect(&config, "probe-service").await.unwrap();
+        db.ping().await.unwrap();
+        assert!(dir.path().join("nested/probe-service.db").exists());
+        db.close().await.unwrap();
+    }
+}

@@ -1,0 +1,226 @@
+//! Liveness (`/health`) and readiness (`/ready`).
+//!
+//! Liveness says the process answers; it checks nothing else, so an orchestrator never restarts
+//! a healthy process because its database blinked. Readiness runs every registered
+//! [`HealthCheck`] concurrently, each under a deadline, and answers 503 with per-dependency
+//! detail when any is down, so a load balancer stops sending traffic until it recovers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, join_all};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A dependency whose availability decides readiness (a database, Redis, an upstream).
+pub trait HealthCheck: Send + Sync + 'static {
+    /// `Err` carries a short reason safe to show to operators (no secrets, no URLs with
+    /// passwords).
+    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// The set of checks behind `/ready`.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    /// Checks by name, reported under that name.
+    checks: Vec<(String, Arc<dyn HealthCheck>)>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.checks.iter().map(|(n, _)| n).collect();
+        f.debug_struct("Readiness").field("checks", &names).finish()
+    }
+}
+
+/// How long one check may take before it counts as down.
+const CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, name: impl Into<String>, check: impl HealthCheck) -> Self {
+        self.checks.push((name.into(), Arc::new(check)));
+        self
+    }
+
+    pub fn add(&mut self, name: impl Into<String>, check: impl HealthCheck) {
+        self.checks.push((name.into(), Arc::new(check)));
+    }
+
+    /// Runs every check concurrently.
+    pub async fn report(&self) -> ReadinessReport {
+        let results = join_all(self.checks.iter().map(|(name, check)| async move {
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(CHECK_DEADLINE, check.check()).await {
+                Ok(Ok(())) => CheckReport {
+                    status: CheckStatus::Up,
+                    error: None,
+                    latency_ms: 0,
+                },
+                Ok(Err(error)) => CheckReport {
+                    status: CheckStatus::Down,
+                    error: Some(error),
+                    latency_ms: 0,
+                },
+                Err(_) => CheckReport {
+                    status: CheckStatus::Down,
+                    error: Some(format!("no answer within {}s", CHECK_DEADLINE.as_secs())),
+                    latency_ms: 0,
+                },
+            };
+            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            (
+                name.clone(),
+                CheckReport {
+                    latency_ms,
+                    ..outcome
+                },
+            )
+        }))
+        .await;
+        let ready = results.iter().all(|(_, r)| r.status == CheckStatus::Up);
+        ReadinessReport {
+            status: if ready { "ready" } else { "unavailable" }.to_owned(),
+            checks: results.into_iter().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Up,
+    Down,
+}
+
+/// One dependency's state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckReport {
+    pub status: CheckStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+/// Body of `/ready`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "checks": {"database": {"status": "up", "latency_ms": 1}}}))]
+pub struct ReadinessReport {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    pub checks: BTreeMap<String, CheckReport>,
+}
+
+impl ReadinessReport {
+    pub fn is_ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
+/// Body of `/health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "service": "user-service", "version": "0.1.0"}))]
+pub struct Liveness {
+    pub status: String,
+    pub service: String,
+    pub version: String,
+}
+
+/// What the operational endpoints need.
+#[derive(Clone)]
+pub struct OpsState {
+    pub service: Arc<str>,
+    pub version: &'static str,
+    pub readiness: Readiness,
+    pub metrics: platform_metrics::Metrics,
+}
+
+/// Liveness: the process is up and serving requests.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = Liveness)))]
+pub async fn health(State(state): State<OpsState>) -> Json<Liveness> {
+    Json(Liveness {
+        status: "ok".to_owned(),
+        service: state.service.to_string(),
+        version: state.version.to_owned(),
+    })
+}
+
+/// Readiness: every dependency answers.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency is up", body = ReadinessReport),
+        (status = 503, description = "At least one dependency is down", body = ReadinessReport),
+    ))]
+pub async fn ready(State(state): State<OpsState>) -> Response {
+    let report = state.readiness.report().await;
+    let status = if report.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics(State(state): State<OpsState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A check built from an async closure, for dependencies without a crate of their own.
+pub struct FnCheck<F>(pub F);
+
+impl<F, Fut> HealthCheck for FnCheck<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin((self.0)())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_failing_check_makes_the_service_unready_with_detail() {
+        let readiness = Readiness::new()
+            .with("database", FnCheck(|| async { Ok(()) }))
+            .with(
+                "redis",
+                FnCheck(|| async { Err("connection refused".to_owned()) }),
+            );
+        let report = readiness.report().await;
+        assert!(!report.is_ready());
+        assert_eq!(report.checks["database"].status, CheckStatus::Up);
+        assert_eq!(report.checks["redis"].status, CheckStatus::Down);
+        assert_eq!(
+            report.checks["redis"].error.as_deref(),
+            Some("connection refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn no_checks_means_ready() {
+        assert!(Readiness::new().report().await.is_ready());
+    }
+}

@@ -1,0 +1,128 @@
+//! `?page=&per_page=` in, `{items, page, per_page, total}` out: the one list contract.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{FieldErrors, Query};
+use crate::problem::Problem;
+
+/// Items per page when the client does not say.
+pub const DEFAULT_PER_PAGE: u64 = 20;
+/// Larger requests are capped to this, so one call can never read a whole table.
+pub const MAX_PER_PAGE: u64 = 100;
+
+/// The raw query parameters, as documented in OpenAPI.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+    /// Items per page (default 20, capped at 100).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u64>,
+}
+
+/// A validated page request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    page: u64,
+    per_page: u64,
+}
+
+impl PageRequest {
+    pub fn new(page: u64, per_page: u64) -> Result<Self, Problem> {
+        let mut errors = FieldErrors::new();
+        if page == 0 {
+            errors.add("page", "must be at least 1");
+        }
+        if per_page == 0 {
+            errors.add("per_page", "must be at least 1");
+        }
+        errors.finish()?;
+        Ok(Self {
+            page,
+            per_page: per_page.min(MAX_PER_PAGE),
+        })
+    }
+
+    pub fn page(&self) -> u64 {
+        self.page
+    }
+
+    pub fn per_page(&self) -> u64 {
+        self.per_page
+    }
+
+    /// Rows to skip.
+    pub fn offset(&self) -> u64 {
+        (self.page - 1).saturating_mul(self.per_page)
+    }
+
+    /// Wraps one page of results.
+    pub fn into_page<T>(self, items: Vec<T>, total: u64) -> Page<T> {
+        Page {
+            items,
+            page: self.page,
+            per_page: self.per_page,
+            total,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::<PageQuery>::from_request_parts(parts, state).await?;
+        PageRequest::new(
+            query.page.unwrap_or(1),
+            query.per_page.unwrap_or(DEFAULT_PER_PAGE),
+        )
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The 1-based page number returned.
+    pub page: u64,
+    /// The page size used (after capping).
+    pub per_page: u64,
+    /// Items in the whole list.
+    pub total: u64,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            page: self.page,
+            per_page: self.per_page,
+            total: self.total,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_page_is_capped_and_offset_computed() {
+        let request = PageRequest::new(3, 1000).unwrap();
+        assert_eq!(request.per_page(), MAX_PER_PAGE);
+        assert_eq!(request.offset(), 200);
+    }
+
+    #[test]
+    fn zero_page_or_size_is_invalid() {
+        let problem = PageRequest::new(0, 0).unwrap_err();
+        assert_eq!(problem.status, 422);
+        let errors = problem.errors.unwrap();
+        assert!(errors.contains_key("page") && errors.contains_key("per_page"));
+    }
+}

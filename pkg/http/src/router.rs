@@ -1,0 +1,118 @@
+//! Assembles a service's complete HTTP router: its API, the operational endpoints, the OpenAPI
+//! document and the shared middleware stack.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use bytes::Bytes;
+use platform_metrics::Metrics;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::health::{self, OpsState, Readiness};
+use crate::middleware::{self, ObserveState, REQUEST_ID, RequestIds};
+
+/// Everything a service contributes to its HTTP side.
+pub struct HttpApi {
+    /// The service's routes, state already applied.
+    pub router: Router,
+    /// The OpenAPI document of those routes (from `OpenApiRouter::split_for_parts`), served
+    /// at `/openapi.json` with the operational endpoints added. `None` when the service
+    /// serves its own `/openapi.json` (the gateway, which merges its upstreams' documents).
+    pub openapi: Option<OpenApi>,
+}
+
+impl HttpApi {
+    /// Splits a utoipa router into the axum router and its document.
+    pub fn from_openapi_router(router: OpenApiRouter) -> Self {
+        let (router, openapi) = router.split_for_parts();
+        Self {
+            router,
+            openapi: Some(openapi),
+        }
+    }
+}
+
+/// The OpenAPI description of `/health`, `/ready` and `/metrics`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(health::health, health::ready, health::metrics),
+    tags((name = "operations", description = "Liveness, readiness and metrics"))
+)]
+pub struct OperationsDoc;
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Adds `/health`, `/ready`, `/metrics` and `/openapi.json` to `api`, then wraps the whole in the
+/// shared middleware stack (see [`crate::middleware`] for the order and why).
+pub fn finish(
+    service: &str,
+    api: HttpApi,
+    readiness: Readiness,
+    metrics: Metrics,
+    limits: RequestLimits,
+) -> Router {
+    let service: Arc<str> = Arc::from(service);
+    let ops = OpsState {
+        service: Arc::clone(&service),
+        version: env!("CARGO_PKG_VERSION"),
+        readiness,
+        metrics: metrics.clone(),
+    };
+    let ops_router = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .with_state(ops);
+
+    let mut router = api.router.merge(ops_router);
+    if let Some(mut openapi) = api.openapi {
+        openapi.merge(OperationsDoc::openapi());
+        openapi.info.title = service.to_string();
+        openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        // Rendered once: the document never changes while the process runs.
+        let document = Bytes::from(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
+        router =
+            router.route(
+                "/openapi.json",
+                get(move || {
+                    let document = document.clone();
+                    async move {
+                        ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+                    }
+                }),
+            );
+    }
+    router
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(
+            // Outermost first; see `crate::middleware` for why each layer sits where it does.
+            ServiceBuilder::new()
+                .layer(from_fn(middleware::sanitize_request_id))
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RequestIds))
+                .layer(from_fn_with_state(
+                    ObserveState { service, metrics },
+                    middleware::observe,
+                ))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(from_fn_with_state(limits.timeout, middleware::deadline))
+                .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
+        )
+}

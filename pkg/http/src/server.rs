@@ -1,0 +1,332 @@
+//! Binding, serving and stopping: HTTP and gRPC for one service in one call.
+//!
+//! [`Server::bind`] opens both listeners (port 0 picks a free port, which tests use), so the
+//! caller learns the real addresses before serving starts. [`Server::run`] serves until the
+//! [`CancellationToken`] fires, then stops accepting, lets in-flight requests finish for at most
+//! `SHUTDOWN_TIMEOUT`, and returns; the caller then closes its pools.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use platform_config::{Env, Environment};
+use platform_metrics::Metrics;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Readiness;
+use crate::router::{self, HttpApi, RequestLimits};
+
+/// The settings every server shares.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `SERVICE_NAME`: the `service` label of logs and metrics.
+    pub service_name: String,
+    /// `ENVIRONMENT`: production turns insecure defaults into start-up errors.
+    pub environment: Environment,
+    /// `HOST`: the address to listen on.
+    pub host: IpAddr,
+    /// `PORT`: the HTTP port (0 picks a free one).
+    pub port: u16,
+    /// `GRPC_PORT`: the gRPC port of services that have one (0 picks a free one).
+    pub grpc_port: u16,
+    /// `REQUEST_TIMEOUT`: deadline of one request.
+    pub request_timeout: Duration,
+    /// `MAX_BODY_BYTES`: the largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `SHUTDOWN_TIMEOUT`: how long in-flight requests may run after a stop signal.
+    pub shutdown_timeout: Duration,
+}
+
+/// A service's own defaults, overridden by the environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerDefaults {
+    pub name: &'static str,
+    pub port: u16,
+    pub grpc_port: u16,
+}
+
+impl ServerConfig {
+    pub fn from_env(env: &mut Env, defaults: ServerDefaults) -> Self {
+        Self {
+            service_name: env.or("SERVICE_NAME", defaults.name.to_owned()),
+            environment: env.or("ENVIRONMENT", Environment::Development),
+            host: env.or("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: env.or("PORT", defaults.port),
+            grpc_port: env.or("GRPC_PORT", defaults.grpc_port),
+            request_timeout: env.or("REQUEST_TIMEOUT", Duration::from_secs(30)),
+            max_body_bytes: env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1..=1024 * 1024 * 1024),
+            shutdown_timeout: env.or("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
+        }
+    }
+
+    /// A configuration for tests: loopback, free ports, short timeouts.
+    pub fn for_tests(name: &str) -> Self {
+        Self {
+            service_name: name.to_owned(),
+            environment: Environment::Test,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            grpc_port: 0,
+            request_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn limits(&self) -> RequestLimits {
+        RequestLimits {
+            timeout: self.request_timeout,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// A service's gRPC side: its servers plus the descriptor set that reflection serves.
+pub struct GrpcApi {
+    /// The service's tonic servers.
+    pub routes: tonic::service::Routes,
+    /// Encoded `FileDescriptorSet` of the service's protos, for reflection.
+    pub file_descriptor_set: &'static [u8],
+    /// Fully qualified service names, reported as SERVING by the health service.
+    pub services: Vec<&'static str>,
+}
+
+/// Everything a service hands the kit.
+pub struct ServiceParts {
+    pub http: HttpApi,
+    pub grpc: Option<GrpcApi>,
+    pub readiness: Readiness,
+    pub metrics: Metrics,
+}
+
+/// Failure to start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the gRPC reflection service: {0}")]
+    Reflection(String),
+    #[error("server failed: {0}")]
+    Serve(String),
+}
+
+/// A bound, not yet serving, service.
+pub struct Server {
+    name: String,
+    http_listener: TcpListener,
+    router: Router,
+    grpc: Option<(TcpListener, tonic::service::Routes)>,
+    shutdown_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.name)
+            .field("http_addr", &self.http_listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn listen(host: IpAddr, port: u16) -> Result<TcpListener, ServerError> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+impl Server {
+    /// Builds the router and opens the listeners.
+    pub async fn bind(config: &ServerConfig, parts: ServiceParts) -> Result<Self, ServerError> {
+        let router = router::finish(
+            &config.service_name,
+            parts.http,
+            parts.readiness,
+            parts.metrics.clone(),
+            config.limits(),
+        );
+        let http_listener = listen(config.host, config.port).await?;
+        let grpc = match parts.grpc {
+            Some(api) => {
+                let listener = listen(config.host, config.grpc_port).await?;
+                Some((listener, grpc_routes(api).await?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            name: config.service_name.clone(),
+            http_listener,
+            router,
+            grpc,
+            shutdown_timeout: config.shutdown_timeout,
+            metrics: parts.metrics,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` fires, then drains in-flight requests for at most the
+    /// configured shutdown timeout.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+        let Server {
+            name,
+            http_listener,
+            router,
+            grpc,
+            shutdown_timeout,
+            metrics,
+        } = self;
+
+        // Histogram samples are drained into buckets here even if nobody scrapes /metrics.
+        let upkeep = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tick.tick() => metrics.run_upkeep(),
+                    }
+                }
+            }
+        });
+
+        let http = async {
+            axum::serve(
+                http_listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .map_err(|e| ServerError::Serve(e.to_string()))
+        };
+        let grpc = async {
+            match grpc {
+                Some((listener, routes)) => tonic::transport::Server::builder()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        shutdown.clone().cancelled_owned(),
+                    )
+                    .await
+                    .map_err(|e| ServerError::Serve(e.to_string())),
+                None => Ok(()),
+            }
+        };
+        let serving = async { tokio::try_join!(http, grpc).map(|_| ()) };
+        let grace = async {
+            shutdown.cancelled().await;
+            tracing::info!(service = %name, "shutting down: draining in-flight requests");
+            tokio::time::sleep(shutdown_timeout).await;
+        };
+        let result = tokio::select! {
+            result = serving => result,
+            _ = grace => {
+                tracing::warn!(
+                    service = %name,
+                    timeout_s = shutdown_timeout.as_secs(),
+                    "in-flight requests still running after the shutdown timeout; dropping them"
+                );
+                Ok(())
+            }
+        };
+        upkeep.abort();
+        tracing::info!(service = %name, "stopped");
+        result
+    }
+}
+
+/// The service's gRPC routes plus the standard health and reflection services.
+async fn grpc_routes(api: GrpcApi) -> Result<tonic::service::Routes, ServerError> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    for service in &api.services {
+        reporter
+            .set_service_status(*service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    // The empty name is the server as a whole.
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(api.file_descriptor_set)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    Ok(api
+        .routes
+        .add_service(health_service)
+        .add_service(reflection))
+}
+
+/// A token cancelled on SIGINT (Ctrl-C) or SIGTERM: the stop signal of every binary.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop signal received");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_server_settings_are_all_reported() {
+        let mut env = Env::from_pairs([
+            ("PORT", "99999"),
+            ("REQUEST_TIMEOUT", "forever"),
+            ("HOST", "localhost:80"),
+        ]);
+        let _ = ServerConfig::from_env(
+            &mut env,
+            ServerDefaults {
+                name: "x",
+                port: 1,
+                grpc_port: 2,
+            },
+        );
+        let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();
+        assert_eq!(vars, ["HOST", "PORT", "REQUEST_TIMEOUT"]);
+    }
+}

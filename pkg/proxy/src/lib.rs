@@ -1,0 +1,334 @@
+//! The reverse proxy: forwards one HTTP request to an upstream and streams the answer back.
+//!
+//! Owns [`Proxy`] (a pooled keep-alive hyper client) and [`ProxyError`], which knows whether
+//! the failure happened before the upstream saw the request (so a retry is safe) and which
+//! status the client gets: 503 when the upstream cannot be reached, 504 when it is too slow,
+//! 502 when it broke mid-exchange. Bodies stream both ways: nothing is buffered whole.
+//!
+//! Architecture invariant: no routing, auth or balancing here — the gateway decides *where*;
+//! this crate only knows *how* to forward.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use platform_http::Problem;
+
+/// An upstream service address: scheme and authority, e.g. `http://127.0.0.1:8081`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The service's name, for logs and errors.
+    pub service: String,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+}
+
+/// The upstream address is not an `http://host:port` URL.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid upstream URL {0:?}: expected http://host:port")]
+pub struct InvalidUpstream(pub String);
+
+impl Upstream {
+    pub fn parse(service: &str, url: &str) -> Result<Self, InvalidUpstream> {
+        let uri: Uri = url.parse().map_err(|_| InvalidUpstream(url.to_owned()))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err(InvalidUpstream(url.to_owned()));
+        };
+        if scheme != http::uri::Scheme::HTTP {
+            return Err(InvalidUpstream(url.to_owned()));
+        }
+        Ok(Self {
+            service: service.to_owned(),
+            scheme,
+            authority,
+        })
+    }
+
+    /// The upstream URI for `path_and_query`.
+    pub fn uri(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Why forwarding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No connection could be made: the request never left; retrying elsewhere is safe.
+    #[error("{service} is unreachable: {reason}")]
+    Unreachable { service: String, reason: String },
+    /// No response headers within the deadline; the upstream may have acted on the request.
+    #[error("{service} did not answer within {timeout:?}")]
+    Timeout { service: String, timeout: Duration },
+    /// The exchange broke after the request was sent.
+    #[error("{service} failed: {reason}")]
+    Broken { service: String, reason: String },
+    /// The request could not be turned into an upstream request (a bug, not the client's fault).
+    #[error("cannot build the upstream request: {0}")]
+    Request(String),
+}
+
+impl ProxyError {
+    /// Whether the upstream certainly did not see the request, so any method may be retried.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, ProxyError::Unreachable { .. })
+    }
+
+    /// The problem the client gets. Never names hosts, ports or internal errors.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            ProxyError::Unreachable { service, .. } => {
+                Problem::unavailable(format!("The {service} is not available right now."))
+                    .with_retry_after(1)
+            }
+            ProxyError::Timeout { service, .. } => Problem::new(StatusCode::GATEWAY_TIMEOUT)
+                .with_type("upstream-timeout")
+                .with_detail(format!("The {service} did not answer in time.")),
+            ProxyError::Broken { service, .. } => Problem::new(StatusCode::BAD_GATEWAY)
+                .with_type("bad-gateway")
+                .with_detail(format!("The {service} failed to answer.")),
+            ProxyError::Request(_) => Problem::internal(),
+        }
+    }
+}
+
+/// Proxy settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyConfig {
+    /// Deadline for the upstream's response headers (the body then streams without one).
+    pub timeout: Duration,
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections kept per upstream.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            max_idle_per_host: 64,
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 client that forwards requests. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    client: Client<HttpConnector, Body>,
+    config: ProxyConfig,
+}
+
+/// Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers the `Connection` header names are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.max_idle_per_host)
+            .build(connector);
+        Self { client, config }
+    }
+
+    /// Forwards `request` to `upstream`, keeping method, path, query, headers and body, and
+    /// adding `X-Forwarded-*` and the current trace context.
+    pub async fn forward(
+        &self,
+        upstream: &Upstream,
+        request: Request<Body>,
+        client: Option<SocketAddr>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut parts, body) = request.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        parts.uri = upstream
+            .uri(path_and_query)
+            .map_err(|e| ProxyError::Request(e.to_string()))?;
+
+        let original_host = parts.headers.remove(header::HOST);
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(addr) = client {
+            let forwarded_for = match parts
+                .headers
+                .get(&X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(previous) => format!("{previous}, {}", addr.ip()),
+                None => addr.ip().to_string(),
+            };
+            if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+                parts.headers.insert(X_FORWARDED_FOR.clone(), value);
+            }
+        }
+        parts
+            .headers
+            .entry(X_FORWARDED_PROTO.clone())
+            .or_insert(HeaderValue::from_static("http"));
+        if let Some(host) = original_host {
+            parts
+                .headers
+                .entry(X_FORWARDED_HOST.clone())
+                .or_insert(host);
+        }
+        platform_telemetry::inject_span(&tracing::Span::current(), &mut parts.headers);
+        // HTTP/1.1 to the upstream whatever the client spoke.
+        parts.version = http::Version::HTTP_11;
+
+        let request = Request::from_parts(parts, body);
+        let response =
+            match tokio::time::timeout(self.config.timeout, self.client.request(request)).await {
+                Err(_) => {
+                    return Err(ProxyError::Timeout {
+                        service: upstream.service.clone(),
+                        timeout: self.config.timeout,
+                    });
+                }
+                Ok(Err(error)) if error.is_connect() => {
+                    return Err(ProxyError::Unreachable {
+                        service: upstream.service.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+                Ok(Err(error)) => {
+                    return Err(ProxyError::Broken {
+                        service: upstream.service.clone(),
+                        reason: error.to_string(),
+                    });
+                }
+                Ok(Ok(response)) => response,
+            };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+
+    /// A small GET to an upstream, read whole (health probes, OpenAPI documents).
+    pub async fn fetch(
+        &self,
+        upstream: &Upstream,
+        path: &str,
+    ) -> Result<(StatusCode, Bytes), ProxyError> {
+        let request = Request::get(path)
+            .body(Body::empty())
+            .map_err(|e| ProxyError::Request(e.to_string()))?;
+        let response = self.forward(upstream, request, None).await?;
+        let status = response.status();
+        let body = tokio::time::timeout(self.config.timeout, response.into_body().collect())
+            .await
+            .map_err(|_| ProxyError::Timeout {
+                service: upstream.service.clone(),
+                timeout: self.config.timeout,
+            })?
+            .map_err(|e| ProxyError::Broken {
+                service: upstream.service.clone(),
+                reason: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_must_be_http_urls_with_a_host() {
+        assert!(Upstream::parse("user-service", "http://127.0.0.1:8081").is_ok());
+        assert!(Upstream::parse("user-service", "127.0.0.1:8081").is_err());
+        assert!(Upstream::parse("user-service", "ftp://h:1").is_err());
+        let upstream = Upstream::parse("user-service", "http://h:1/").unwrap();
+        assert_eq!(
+            upstream.uri("/a?b=c").unwrap().to_string(),
+            "http://h:1/a?b=c"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_by_connection_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert("x-request-id", HeaderValue::from_static("r"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn errors_map_to_statuses_without_leaking_internals() {
+        let unreachable = ProxyError::Unreachable {
+            service: "user-service".into(),
+            reason: "tcp connect error 127.0.0.1:9".into(),
+        };
+        assert!(unreachable.retry_safe());
+        let problem = unreachable.to_problem();
+        assert_eq!(problem.status, 503);
+        assert!(!problem.to_string().contains("127.0.0.1"));
+        let timeout = ProxyError::Timeout {
+            service: "user-service".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!timeout.retry_safe());
+        assert_eq!(timeout.to_problem().status, 504);
+    }
+}

@@ -1,0 +1,75 @@
+//! The REST API: routes, handlers and their OpenAPI description, registered in one place
+//! ([`api`]) through utoipa so the served document can never drift from the routes.
+
+mod auth;
+mod dto;
+mod error;
+mod users;
+
+use axum::extract::FromRef;
+use platform_auth::Jwt;
+use platform_http::HttpApi;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use dto::{TokenResponse, UserResponse};
+
+use crate::service::Users;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub users: Users,
+    pub jwt: Jwt,
+}
+
+impl FromRef<AppState> for Jwt {
+    fn from_ref(state: &AppState) -> Jwt {
+        state.jwt.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "user-service", description = "Accounts and authentication."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Login, token refresh and logout"),
+        (name = "users", description = "User accounts"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme the protected operations refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route of the service.
+pub fn api(state: AppState) -> HttpApi {
+    HttpApi::from_openapi_router(
+        OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .routes(routes!(users::register, users::list))
+            .routes(routes!(users::me))
+            .routes(routes!(users::get, users::update, users::delete))
+            .routes(routes!(auth::login))
+            .routes(routes!(auth::refresh))
+            .routes(routes!(auth::logout))
+            .with_state(state),
+    )
+}

@@ -1,0 +1,5 @@
+//! The user service as a standalone process.
+
+fn main() -> std::process::ExitCode {
+    platform_http::run_main::<user_service::Application>()
+}

@@ -1,0 +1,108 @@
+//! Wiring: builds the service from its configuration and runs it.
+
+use std::net::SocketAddr;
+
+use platform_auth::Jwt;
+use platform_cache::{RedisCheck, RedisPool};
+use platform_config::Env;
+use platform_db::DatabaseCheck;
+use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use sea_orm::DatabaseConnection;
+
+use crate::config::UserServiceConfig;
+use crate::http::AppState;
+use crate::migration::Migrator;
+use crate::passwords::Passwords;
+use crate::service::Users;
+
+/// A built, bound user service.
+pub struct Application {
+    server: Server,
+    db: DatabaseConnection,
+}
+
+impl Application {
+    /// Connects and migrates the database, creates the configured admin, binds HTTP and gRPC.
+    pub async fn build(config: UserServiceConfig) -> Result<Self, BoxError> {
+        let name = config.server.service_name.clone();
+        if config.jwt.generated {
+            tracing::warn!(
+                "JWT_SECRET is not set: using a random secret; tokens will not survive a restart \
+                 and other processes cannot verify them"
+            );
+        }
+        let db = platform_db::connect(&config.database, &name).await?;
+        platform_db::migrate::<Migrator>(&db).await?;
+
+        let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
+        if let Some(redis) = &config.redis {
+            readiness.add("redis", RedisCheck(RedisPool::new(redis)?));
+        }
+        let jwt = Jwt::new(config.jwt);
+        let users = Users::new(
+            db.clone(),
+            Passwords::new(config.passwords).await?,
+            jwt.clone(),
+            config.refresh_token_ttl,
+            &name,
+        );
+        if let Some(admin) = config.admin {
+            users
+                .ensure_admin(admin.email, admin.name, admin.password)
+                .await?;
+        }
+
+        let server = Server::bind(
+            &config.server,
+            ServiceParts {
+                http: crate::http::api(AppState {
+                    users: users.clone(),
+                    jwt,
+                }),
+                grpc: Some(crate::grpc::api(users)),
+                readiness,
+                metrics: Metrics::new(&name),
+            },
+        )
+        .await?;
+        Ok(Self { server, db })
+    }
+}
+
+impl platform_http::Service for Application {
+    type Config = UserServiceConfig;
+    const NAME: &'static str = crate::config::DEFAULTS.name;
+    const ENV_PREFIX: &'static str = "USER_SERVICE_";
+
+    fn config_from_env(env: &mut Env) -> UserServiceConfig {
+        UserServiceConfig::from_env(env)
+    }
+
+    async fn migrate(config: &UserServiceConfig) -> Result<(), BoxError> {
+        let db = platform_db::connect(&config.database, &config.server.service_name).await?;
+        let migrated = platform_db::migrate::<Migrator>(&db).await;
+        let _ = db.close().await;
+        Ok(migrated?)
+    }
+
+    async fn build(config: UserServiceConfig) -> Result<Self, BoxError> {
+        Application::build(config).await
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.server.http_addr()
+    }
+
+    fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.server.grpc_addr()
+    }
+
+    /// Serves until `shutdown`, then closes the pool.
+    async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let served = self.server.run(shutdown).await;
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        Ok(served?)
+    }
+}

@@ -1,0 +1,103 @@
+//! The internal gRPC API, with the standard health and reflection services.
+
+use platform_proto::user::v1::user_service_client::UserServiceClient;
+use platform_proto::user::v1::{GetUserRequest, Role};
+use platform_testing::Backend;
+use tonic::Code;
+
+use crate::helpers::spawn_app;
+
+async fn get_user_returns_the_user_or_not_found(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (user, _) = app.new_user().await;
+    let mut client = UserServiceClient::connect(format!("http://{}", app.grpc))
+        .await
+        .unwrap();
+    let found = client
+        .get_user(GetUserRequest {
+            id: user["id"].as_str().unwrap().to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.id, user["id"].as_str().unwrap());
+    assert_eq!(found.email, user["email"].as_str().unwrap());
+    assert_eq!(found.role, Role::User as i32);
+    let created = found.created_at.unwrap();
+    let expected =
+        chrono::DateTime::parse_from_rfc3339(user["created_at"].as_str().unwrap()).unwrap();
+    assert_eq!(created.seconds, expected.timestamp());
+
+    let missing = client
+        .get_user(GetUserRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let malformed = client
+        .get_user(GetUserRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+}
+
+platform_testing::backend_tests!(get_user_returns_the_user_or_not_found);
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "platform.user.v1.UserService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"platform.user.v1.UserService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+}

@@ -1,0 +1,14 @@
+//! The user service's API, end to end over HTTP and gRPC, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod access_tokens;
+mod blocking;
+mod config;
+mod grpc;
+mod login;
+mod ops;
+mod registration;
+mod sessions;
+mod users;
