@@ -13,6 +13,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "api-gateway",
     port: 8080,
     grpc_port: 0,
+    request_timeout: Duration::from_secs(35),
 };
 
 #[derive(Debug, Clone)]

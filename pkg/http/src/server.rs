@@ -44,6 +44,9 @@ pub struct ServerDefaults {
     pub name: &'static str,
     pub port: u16,
     pub grpc_port: u16,
+    /// The gateway's is longer than its upstream timeout, so a slow upstream gets the precise
+    /// 504 rather than the generic deadline.
+    pub request_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -54,7 +57,7 @@ impl ServerConfig {
             host: env.or("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             port: env.or("PORT", defaults.port),
             grpc_port: env.or("GRPC_PORT", defaults.grpc_port),
-            request_timeout: env.or("REQUEST_TIMEOUT", Duration::from_secs(30)),
+            request_timeout: env.or("REQUEST_TIMEOUT", defaults.request_timeout),
             max_body_bytes: env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1..=1024 * 1024 * 1024),
             shutdown_timeout: env.or("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
         }
@@ -324,6 +327,7 @@ mod tests {
                 name: "x",
                 port: 1,
                 grpc_port: 2,
+                request_timeout: Duration::from_secs(30),
             },
         );
         let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();

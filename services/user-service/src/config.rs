@@ -15,6 +15,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "user-service",
     port: 8081,
     grpc_port: 9081,
+    request_timeout: Duration::from_secs(30),
 };
 
 /// An administrator to create at start-up if absent (`ADMIN_EMAIL`, `ADMIN_PASSWORD`,
@@ -110,5 +111,53 @@ fn admin_from_env(env: &mut Env) -> Option<AdminSeed> {
             None
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_seed_is_read_and_validated() {
+        let mut env = Env::from_pairs([
+            ("ADMIN_EMAIL", " Root@Example.com "),
+            ("ADMIN_PASSWORD", "a long admin password"),
+        ]);
+        let config = UserServiceConfig::from_env(&mut env);
+        assert!(env.issues().is_empty(), "{:?}", env.issues());
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.email.as_str(), "root@example.com");
+        assert_eq!(admin.name.as_str(), "Administrator");
+        assert_eq!(admin.password.expose(), "a long admin password");
+
+        let mut env = Env::from_pairs([
+            ("ADMIN_EMAIL", "root@example.com"),
+            ("ADMIN_PASSWORD", "short"),
+        ]);
+        let config = UserServiceConfig::from_env(&mut env);
+        assert!(config.admin.is_none());
+        assert_eq!(env.issues()[0].variable, "ADMIN_PASSWORD");
+        assert!(
+            env.issues()[0].found.is_none(),
+            "the password is not echoed"
+        );
+
+        let mut env = Env::from_pairs([("ADMIN_PASSWORD", "a long admin password")]);
+        let _ = UserServiceConfig::from_env(&mut env);
+        assert_eq!(env.issues()[0].variable, "ADMIN_EMAIL");
+    }
+
+    #[test]
+    fn defaults_follow_the_specification() {
+        let mut env = Env::from_pairs::<[(&str, &str); 0], &str, &str>([]);
+        let config = UserServiceConfig::from_env(&mut env);
+        assert!(env.issues().is_empty());
+        assert_eq!(config.server.port, 8081);
+        assert_eq!(config.jwt.expiration, Duration::from_secs(900));
+        assert_eq!(config.refresh_token_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert!(config.database.url.is_none());
+        assert!(config.redis.is_none());
+        assert!(config.admin.is_none());
     }
 }

@@ -5,10 +5,10 @@ mod helpers;
 
 mod access_tokens;
 mod blocking;
-mod config;
 mod grpc;
 mod login;
 mod ops;
+mod process;
 mod registration;
 mod sessions;
 mod users;

@@ -1,0 +1,235 @@
+//! The real binary: configuration is validated before anything runs, and its JSON logs carry
+//! the request id and trace id on every request line.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn run_with(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_user-service"));
+    command.env_clear();
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_every_offending_variable() {
+    let (code, stderr) = run_with(&[
+        ("ENVIRONMENT", "production"),
+        ("PORT", "eighty"),
+        ("DB_MAX_CONNECTIONS", "0"),
+        ("JWT_EXPIRATION", "soon"),
+        ("DATABASE_URL", "mysql://root:hunter2@db/users"),
+        ("ADMIN_EMAIL", "root@example.com"),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for variable in [
+        "PORT=\"eighty\"",
+        "DB_MAX_CONNECTIONS=\"0\"",
+        "JWT_EXPIRATION=\"soon\"",
+        "JWT_SECRET",
+        "DATABASE_URL",
+        "ADMIN_PASSWORD",
+    ] {
+        assert!(
+            stderr.contains(variable),
+            "{variable} missing from: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("hunter2"),
+        "secrets are never echoed: {stderr}"
+    );
+}
+
+#[test]
+fn production_refuses_a_short_jwt_secret() {
+    let (code, stderr) = run_with(&[("ENVIRONMENT", "production"), ("JWT_SECRET", "tooshort")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("JWT_SECRET: expected a secret of at least 32 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tooshort"));
+}
+
+#[test]
+fn request_log_lines_carry_the_request_id_and_the_callers_trace_id() {
+    let dir = std::env::temp_dir().join(format!(
+        "user-service-logs-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .env_clear()
+        .envs([
+            ("PORT", "0"),
+            ("GRPC_PORT", "0"),
+            ("HOST", "127.0.0.1"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .env("DATA_DIR", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_json = move || -> Value {
+        let line = lines.next().expect("the service keeps logging").unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("every log line is JSON: {line}"))
+    };
+    let address = loop {
+        let line = next_json();
+        if line["message"] == "listening" {
+            break line["http"].as_str().unwrap().to_owned();
+        }
+    };
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("http://{address}/api/v1/users/me"))
+            .header("x-request-id", "log-test-42")
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .header("authorization", "Bearer secret-token-value")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    });
+    let line = loop {
+        let line = next_json();
+        if line["message"] == "request served" {
+            break line;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(line["span"]["request_id"], "log-test-42", "{line}");
+    assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
+    assert_eq!(line["span"]["route"], "/api/v1/users/me", "{line}");
+    assert_eq!(line["status"], 401, "{line}");
+    assert!(
+        !line.to_string().contains("secret-token-value"),
+        "credentials are never logged"
+    );
+}
+
+/// A stand-in OTLP collector that hands every exported batch to the test.
+struct Collector(tokio::sync::mpsc::UnboundedSender<Vec<Vec<u8>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let trace_ids = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .map(|span| span.trace_id)
+            .collect();
+        let _ = self.0.send(trace_ids);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[test]
+fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (tx, mut exported) = tokio::sync::mpsc::unbounded_channel();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let collector = listener.local_addr().unwrap();
+    runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector(tx)))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    let dir = std::env::temp_dir().join(format!(
+        "user-service-otlp-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .env_clear()
+        .envs([
+            ("PORT", "0"),
+            ("GRPC_PORT", "0"),
+            ("HOST", "127.0.0.1"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+        .env("DATA_DIR", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("the service starts").unwrap();
+        let line: Value = serde_json::from_str(&line).unwrap();
+        if line["message"] == "listening" {
+            break line["http"].as_str().unwrap().to_owned();
+        }
+    };
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://{address}/health"))
+            .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+            .send()
+            .await
+            .unwrap();
+    });
+    // SIGTERM: the service stops gracefully and flushes the spans it still holds.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let wanted: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let found = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(batch) = exported.recv().await {
+                if batch.contains(&wanted) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false)
+    });
+    assert!(found, "a span of the caller's trace reached the collector");
+}
