@@ -55,6 +55,14 @@ struct Running {
 }
 
 async fn start(readiness: Readiness, timeout: Duration) -> Running {
+    start_with(readiness, timeout, Duration::from_secs(5)).await
+}
+
+async fn start_with(
+    readiness: Readiness,
+    timeout: Duration,
+    shutdown_timeout: Duration,
+) -> Running {
     let router = Router::new()
         .route("/echo", post(echo))
         .route("/slow", get(slow))
@@ -64,6 +72,7 @@ async fn start(readiness: Readiness, timeout: Duration) -> Running {
     let mut config = ServerConfig::for_tests("kit-test");
     config.request_timeout = timeout;
     config.max_body_bytes = 1024;
+    config.shutdown_timeout = shutdown_timeout;
     let server = Server::bind(
         &config,
         ServiceParts {
@@ -407,4 +416,36 @@ async fn shutdown_lets_in_flight_requests_finish() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn shutdown_waits_no_longer_than_the_shutdown_timeout() {
+    let app = start_with(
+        Readiness::new(),
+        Duration::from_secs(5),
+        Duration::from_millis(200),
+    )
+    .await;
+    let in_flight = tokio::spawn({
+        let client = app.client.clone();
+        let url = format!("{}/slow", app.base);
+        async move { client.get(url).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = std::time::Instant::now();
+    app.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), app.task)
+        .await
+        .expect("the server gives up on requests that outlive the shutdown timeout")
+        .unwrap();
+    let waited = stopping.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150),
+        "it did wait: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(600),
+        "but not for the 700 ms request: {waited:?}"
+    );
+    let _ = in_flight.await;
 }
