@@ -50,6 +50,30 @@ fn bad_configuration_stops_start_up_naming_every_offending_variable() {
 }
 
 #[test]
+fn the_migrate_command_applies_migrations_and_exits() {
+    let dir = std::env::temp_dir().join(format!(
+        "user-service-migrate-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .arg("migrate")
+        .env_clear()
+        .env("DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(dir.join("user-service.db").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_user-service"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown command"));
+}
+
+#[test]
 fn production_refuses_a_short_jwt_secret() {
     let (code, stderr) = run_with(&[("ENVIRONMENT", "production"), ("JWT_SECRET", "tooshort")]);
     assert_eq!(code, Some(2));
