@@ -84,36 +84,84 @@ fn production_refuses_a_short_jwt_secret() {
     assert!(!stderr.contains("tooshort"));
 }
 
+/// The real binary on free loopback ports with JSON logs, plus `extra` variables; returns it
+/// once it logged where it listens, with the rest of its log lines.
+struct RunningBinary {
+    child: std::process::Child,
+    address: String,
+    logs: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    data_dir: std::path::PathBuf,
+}
+
+impl RunningBinary {
+    fn start(extra: &[(&str, String)]) -> Self {
+        let data_dir =
+            std::env::temp_dir().join(format!("user-service-{}", uuid::Uuid::new_v4().simple()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
+            .env_clear()
+            .envs([
+                ("PORT", "0"),
+                ("GRPC_PORT", "0"),
+                ("HOST", "127.0.0.1"),
+                ("LOG_FORMAT", "json"),
+            ])
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("DATA_DIR", &data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut logs = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut running = None;
+        while running.is_none() {
+            let line = logs.next().expect("the service starts").unwrap();
+            let line: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("every log line is JSON: {line}"));
+            if line["message"] == "listening" {
+                running = line["http"].as_str().map(str::to_owned);
+            }
+        }
+        Self {
+            child,
+            address: running.unwrap_or_default(),
+            logs,
+            data_dir,
+        }
+    }
+
+    /// The next log line, parsed.
+    fn next_log(&mut self) -> Value {
+        let line = self
+            .logs
+            .next()
+            .expect("the service keeps logging")
+            .unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("every log line is JSON: {line}"))
+    }
+
+    /// SIGTERM, and whether it then exited successfully.
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+            && self.child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
 #[test]
 fn request_log_lines_carry_the_request_id_and_the_callers_trace_id() {
-    let dir = std::env::temp_dir().join(format!(
-        "user-service-logs-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
-        .env_clear()
-        .envs([
-            ("PORT", "0"),
-            ("GRPC_PORT", "0"),
-            ("HOST", "127.0.0.1"),
-            ("LOG_FORMAT", "json"),
-        ])
-        .env("DATA_DIR", &dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_json = move || -> Value {
-        let line = lines.next().expect("the service keeps logging").unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("every log line is JSON: {line}"))
-    };
-    let address = loop {
-        let line = next_json();
-        if line["message"] == "listening" {
-            break line["http"].as_str().unwrap().to_owned();
-        }
-    };
+    let mut service = RunningBinary::start(&[]);
+    let address = service.address.clone();
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -128,14 +176,11 @@ fn request_log_lines_carry_the_request_id_and_the_callers_trace_id() {
         assert_eq!(response.status(), 401);
     });
     let line = loop {
-        let line = next_json();
+        let line = service.next_log();
         if line["message"] == "request served" {
             break line;
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(line["span"]["request_id"], "log-test-42", "{line}");
     assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
     assert_eq!(line["span"]["route"], "/api/v1/users/me", "{line}");
@@ -193,32 +238,9 @@ fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
 
-    let dir = std::env::temp_dir().join(format!(
-        "user-service-otlp-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_user-service"))
-        .env_clear()
-        .envs([
-            ("PORT", "0"),
-            ("GRPC_PORT", "0"),
-            ("HOST", "127.0.0.1"),
-            ("LOG_FORMAT", "json"),
-        ])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
-        .env("DATA_DIR", &dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("the service starts").unwrap();
-        let line: Value = serde_json::from_str(&line).unwrap();
-        if line["message"] == "listening" {
-            break line["http"].as_str().unwrap().to_owned();
-        }
-    };
+    let mut service =
+        RunningBinary::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))]);
+    let address = service.address.clone();
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     runtime.block_on(async {
         reqwest::Client::new()
@@ -229,16 +251,7 @@ fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
             .unwrap();
     });
     // SIGTERM: the service stops gracefully and flushes the spans it still holds.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(child.wait().unwrap().success());
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(service.terminate(), "the service exits 0 on SIGTERM");
 
     let wanted: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
