@@ -6,12 +6,32 @@
 //! - [`catalogue`]: one typed payload per event type; producers never hand-write JSON.
 //! - [`outbox`]: the table each producing service owns, its migration, and [`outbox::enqueue`],
 //!   which writes an event in the caller's transaction so that the state change and its event
-//!   commit or roll back together. Publishing the outbox to a bus is the relay's job.
+//!   commit or roll back together;
+//! - [`relay`]: publishes each outbox to the bus, in order, at least once;
+//! - [`transport`]: the bus (Redis Streams, or an embedded SQLite file), with consumer groups,
+//!   claiming of stale deliveries, dead letters and replay;
+//! - [`consumer`]: the consumer runtime (handlers, retries with backoff and jitter, dead letters);
+//! - [`idempotency`]: processed-event records that make each effect happen once;
+//! - [`store`]: the append-only event store (audit trail);
+//! - [`config`]: `EVENTS_*` settings and the choice of transport.
+//!
+//! Architecture invariant: a service sees only this crate's API; which transport runs
+//! underneath is configuration.
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod config;
+pub mod consumer;
 pub mod envelope;
+pub mod idempotency;
 pub mod outbox;
+pub mod relay;
+pub mod store;
+pub mod transport;
 
 pub use catalogue::Event;
+pub use config::EventsConfig;
+pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
 pub use envelope::Envelope;
+pub use relay::Relay;
+pub use transport::{BusError, DeadLetter, Delivery, Transport};

@@ -2,9 +2,16 @@
 //!
 //! Each producing service includes [`migration::CreateOutbox`] in its migrator and calls
 //! [`enqueue`] inside the transaction that changes state. Rows are ordered by `seq` (a
-//! database-assigned sequence), which is the publication order.
+//! database-assigned sequence), which is the publication order. [`claim`] and [`mark`] are the
+//! relay's side; they hold the only backend-specific SQL of the outbox.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
+use chrono::Utc;
+use sea_orm::ExprTrait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Set, Statement,
+};
 
 use crate::envelope::Envelope;
 
@@ -56,6 +63,134 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Resul
     Ok(())
 }
 
+/// A pending row, claimed for publication.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub seq: i64,
+    pub event_type: String,
+    pub envelope: serde_json::Value,
+}
+
+/// Claims up to `limit` pending rows for publication, in publication order, inside `txn`
+/// (the claim lasts until it commits).
+///
+/// PostgreSQL: only each subject's oldest pending row (its head) can be claimed, with
+/// `FOR UPDATE SKIP LOCKED`, so concurrent relays split the subjects between them and never
+/// take the same row; the rows behind a claimed head are then safe to take too (no other
+/// relay can claim them while the head is unpublished), so a busy subject still moves a batch
+/// per round. An aggregate's events are therefore published by one relay at a time, in order.
+///
+/// SQLite: one writer at a time. The claim starts with a write, which takes the database's
+/// write lock, so a second relay waits for the first to commit, then sees its rows published.
+pub async fn claim<C: ConnectionTrait>(txn: &C, limit: u64) -> Result<Vec<Claimed>, DbErr> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = match txn.get_database_backend() {
+        DbBackend::Postgres => {
+            let heads = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT o.seq, o.subject FROM outbox o \
+                     WHERE o.published_at IS NULL AND NOT EXISTS ( \
+                       SELECT 1 FROM outbox p \
+                       WHERE p.subject = o.subject AND p.published_at IS NULL AND p.seq < o.seq) \
+                     ORDER BY o.seq LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+                    [limit.into()],
+                ))
+                .await?;
+            let mut subjects = Vec::with_capacity(heads.len());
+            for head in &heads {
+                subjects.push(head.try_get::<String>("", "subject")?);
+            }
+            if subjects.is_empty() {
+                return Ok(Vec::new());
+            }
+            let placeholders: Vec<String> =
+                (2..subjects.len() + 2).map(|i| format!("${i}")).collect();
+            let mut values: Vec<sea_orm::Value> = vec![limit.into()];
+            values.extend(subjects.into_iter().map(sea_orm::Value::from));
+            txn.query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT seq, event_type, envelope FROM outbox \
+                     WHERE published_at IS NULL AND subject IN ({}) ORDER BY seq LIMIT $1 FOR UPDATE",
+                    placeholders.join(", ")
+                ),
+                values,
+            ))
+            .await?
+        }
+        backend => {
+            txn.execute_raw(Statement::from_string(
+                backend,
+                "UPDATE outbox SET attempts = attempts WHERE seq = (SELECT MIN(seq) FROM outbox WHERE published_at IS NULL)",
+            ))
+            .await?;
+            txn.query_all_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT seq, event_type, envelope FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+                [limit.into()],
+            ))
+            .await?
+        }
+    };
+    rows.into_iter()
+        .map(|row| {
+            Ok(Claimed {
+                seq: row.try_get("", "seq")?,
+                event_type: row.try_get("", "event_type")?,
+                envelope: row.try_get("", "envelope")?,
+            })
+        })
+        .collect()
+}
+
+/// Marks rows published.
+pub async fn mark_published<C: ConnectionTrait>(txn: &C, seqs: &[i64]) -> Result<(), DbErr> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    entity::Entity::update_many()
+        .col_expr(entity::Column::PublishedAt, Expr::value(Utc::now()))
+        .col_expr(
+            entity::Column::Attempts,
+            Expr::col(entity::Column::Attempts).add(1),
+        )
+        .filter(entity::Column::Seq.is_in(seqs.iter().copied()))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Records a failed publication attempt of one row.
+pub async fn mark_failed<C: ConnectionTrait>(txn: &C, seq: i64, error: &str) -> Result<(), DbErr> {
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::Attempts,
+            Expr::col(entity::Column::Attempts).add(1),
+        )
+        .col_expr(entity::Column::LastError, Expr::value(error))
+        .filter(entity::Column::Seq.eq(seq))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Rows not yet published.
+pub async fn pending<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    entity::Entity::find()
+        .filter(entity::Column::PublishedAt.is_null())
+        .count(conn)
+        .await
+}
+
+/// Every row in publication order (tests and audits).
+pub async fn all<C: ConnectionTrait>(conn: &C) -> Result<Vec<entity::Model>, DbErr> {
+    entity::Entity::find()
+        .order_by_asc(entity::Column::Seq)
+        .all(conn)
+        .await
+}
+
 /// Migrations of the outbox table, to be listed in each producing service's migrator.
 pub mod migration {
     use sea_orm_migration::prelude::*;
@@ -95,6 +230,18 @@ pub mod migration {
                         .name("outbox_pending")
                         .table("outbox")
                         .col("published_at")
+                        .col("seq")
+                        .if_not_exists()
+                        .to_owned(),
+                )
+                .await?;
+            // The relay's "oldest pending row of this subject" lookups.
+            manager
+                .create_index(
+                    Index::create()
+                        .name("outbox_subject")
+                        .table("outbox")
+                        .col("subject")
                         .col("seq")
                         .if_not_exists()
                         .to_owned(),

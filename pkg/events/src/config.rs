@@ -1,0 +1,134 @@
+//! `EVENTS_*` settings and the choice of transport.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform_config::{Env, ExposeSecret, SecretString};
+
+use crate::transport::embedded::EmbeddedTransport;
+use crate::transport::redis::RedisTransport;
+use crate::transport::{BusError, Transport};
+
+/// Where events travel and how hard consumers try.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Redis Streams when set (`REDIS_URL`), else the embedded bus under `DATA_DIR`.
+    pub redis_url: Option<SecretString>,
+    /// `DATA_DIR`: where the embedded bus keeps `event-bus.db`.
+    pub data_dir: PathBuf,
+    /// `EVENTS_NAMESPACE`: prefix of the Redis stream keys.
+    pub namespace: String,
+    /// `EVENTS_MAX_ATTEMPTS`: handler attempts before an event is dead-lettered.
+    pub max_attempts: u32,
+    /// `EVENTS_VISIBILITY_TIMEOUT`: how long a delivery may stay unacked before another
+    /// consumer of the group takes it over.
+    pub visibility_timeout: Duration,
+    /// `EVENTS_RETRY_BASE` / `EVENTS_RETRY_MAX`: exponential backoff between attempts.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// `EVENTS_STREAM_MAXLEN`: approximate cap of each stream's length.
+    pub stream_max_len: usize,
+    /// `EVENTS_RELAY_INTERVAL`: how often the outbox relay looks for new rows when idle.
+    pub relay_interval: Duration,
+    /// `EVENTS_BATCH`: rows per relay round, messages per consumer read.
+    pub batch: usize,
+}
+
+impl EventsConfig {
+    pub fn from_env(env: &mut Env) -> Self {
+        let redis_url = env.secret("REDIS_URL").map(|url| {
+            let url = url.expose_secret();
+            SecretString::from(if url.contains("://") {
+                url.to_owned()
+            } else {
+                format!("redis://{url}")
+            })
+        });
+        let defaults = Self::embedded("./data");
+        Self {
+            redis_url,
+            data_dir: env.or("DATA_DIR", defaults.data_dir),
+            namespace: env.or("EVENTS_NAMESPACE", defaults.namespace),
+            max_attempts: env.in_range("EVENTS_MAX_ATTEMPTS", defaults.max_attempts, 1..=1000),
+            visibility_timeout: env.or("EVENTS_VISIBILITY_TIMEOUT", defaults.visibility_timeout),
+            retry_base: env.or("EVENTS_RETRY_BASE", defaults.retry_base),
+            retry_max: env.or("EVENTS_RETRY_MAX", defaults.retry_max),
+            stream_max_len: env.in_range(
+                "EVENTS_STREAM_MAXLEN",
+                defaults.stream_max_len,
+                100..=100_000_000,
+            ),
+            relay_interval: env.or("EVENTS_RELAY_INTERVAL", defaults.relay_interval),
+            batch: env.in_range("EVENTS_BATCH", defaults.batch, 1..=10_000),
+        }
+    }
+
+    /// The embedded bus under `data_dir`, with default settings.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            redis_url: None,
+            data_dir: data_dir.into(),
+            namespace: "events".to_owned(),
+            max_attempts: 5,
+            visibility_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_millis(200),
+            retry_max: Duration::from_secs(10),
+            stream_max_len: 1_000_000,
+            relay_interval: Duration::from_millis(100),
+            batch: 100,
+        }
+    }
+
+    /// Opens the configured transport.
+    pub async fn connect(&self) -> Result<Arc<dyn Transport>, BusError> {
+        match &self.redis_url {
+            Some(url) => Ok(Arc::new(RedisTransport::new(
+                url.expose_secret(),
+                &self.namespace,
+                self.stream_max_len,
+            )?)),
+            None => Ok(Arc::new(
+                EmbeddedTransport::open(&self.data_dir, self.stream_max_len).await?,
+            )),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// `redis` or `embedded`, for logs.
+    pub fn transport_name(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "redis"
+        } else {
+            "embedded"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let mut env = Env::from_pairs([
+            ("EVENTS_MAX_ATTEMPTS", "0"),
+            ("EVENTS_VISIBILITY_TIMEOUT", "soon"),
+        ]);
+        let config = EventsConfig::from_env(&mut env);
+        assert_eq!(config.max_attempts, 5);
+        let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();
+        assert_eq!(vars, ["EVENTS_MAX_ATTEMPTS", "EVENTS_VISIBILITY_TIMEOUT"]);
+        assert_eq!(config.transport_name(), "embedded");
+
+        let mut env = Env::from_pairs([("REDIS_URL", "redis:6379")]);
+        let config = EventsConfig::from_env(&mut env);
+        assert_eq!(
+            config.redis_url.unwrap().expose_secret(),
+            "redis://redis:6379"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The outbox relay: publishes a service's outbox to the bus.
+//!
+//! Each round claims pending rows (see [`crate::outbox::claim`]), publishes them in order, and
+//! marks them published in the same transaction. When the bus fails mid-round, the rows
+//! published so far are marked, the failed row and everything after it stay pending (so no
+//! aggregate's events are reordered), and the relay retries with exponential backoff. A crash
+//! between publishing and committing republishes those rows: delivery is at least once, and
+//! consumers are idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform_metrics::{Metrics, counter, gauge};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EventsConfig;
+use crate::envelope::Envelope;
+use crate::outbox;
+use crate::transport::{BusError, Transport};
+
+/// A round failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("event bus: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Publishes one database's outbox.
+pub struct Relay {
+    db: DatabaseConnection,
+    transport: Arc<dyn Transport>,
+    batch: u64,
+    interval: Duration,
+    retry_base: Duration,
+    retry_max: Duration,
+    metrics: Option<Metrics>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    pub fn new(
+        db: DatabaseConnection,
+        transport: Arc<dyn Transport>,
+        config: &EventsConfig,
+    ) -> Self {
+        Self {
+            db,
+            transport,
+            batch: config.batch as u64,
+            interval: config.relay_interval,
+            retry_base: config.retry_base,
+            retry_max: config.retry_max.max(config.retry_base),
+            metrics: None,
+        }
+    }
+
+    /// Records `events_published_total` and `outbox_pending`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// One round: publishes up to a batch of pending rows; returns how many were published.
+    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let txn = self.db.begin().await?;
+        let claimed = outbox::claim(&txn, self.batch).await?;
+        let mut published = Vec::with_capacity(claimed.len());
+        let mut failure = None;
+        for row in &claimed {
+            let envelope: Envelope = match serde_json::from_value(row.envelope.clone()) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // Written by this code base, so this is a bug; keep the row for inspection
+                    // and hold back the rest to keep order.
+                    failure = Some((row.seq, RelayError::Bus(BusError::Encode(error))));
+                    break;
+                }
+            };
+            match self.transport.publish(&envelope).await {
+                Ok(_) => {
+                    published.push(row.seq);
+                    if let Some(metrics) = &self.metrics {
+                        metrics.record(|| {
+                            counter!("events_published_total", "type" => row.event_type.clone())
+                                .increment(1)
+                        });
+                    }
+                }
+                Err(error) => {
+                    failure = Some((row.seq, error.into()));
+                    break;
+                }
+            }
+        }
+        outbox::mark_published(&txn, &published).await?;
+        if let Some((seq, error)) = &failure {
+            outbox::mark_failed(&txn, *seq, &error.to_string()).await?;
+        }
+        txn.commit().await?;
+        match failure {
+            Some((_, error)) => Err(error),
+            None => Ok(published.len()),
+        }
+    }
+
+    /// Publishes until `shutdown` fires: at once while rows keep coming, every
+    /// `EVENTS_RELAY_INTERVAL` when idle, with exponential backoff while the bus is down.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        let mut next_gauge = Instant::now();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let wait = match self.publish_pending().await {
+                Ok(published) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            failures,
+                            "event bus reachable again; outbox publishing resumed"
+                        );
+                    }
+                    failures = 0;
+                    if published as u64 >= self.batch {
+                        Duration::ZERO
+                    } else {
+                        self.interval
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    let wait = self
+                        .retry_base
+                        .saturating_mul(1u32 << failures.min(16))
+                        .min(self.retry_max);
+                    tracing::warn!(%error, failures, retry_in_ms = wait.as_millis() as u64, "publishing the outbox failed; retrying");
+                    wait
+                }
+            };
+            if let Some(metrics) = &self.metrics
+                && Instant::now() >= next_gauge
+            {
+                next_gauge = Instant::now() + Duration::from_secs(5);
+                if let Ok(pending) = outbox::pending(&self.db).await {
+                    metrics.record(|| gauge!("outbox_pending").set(pending as f64));
+                }
+            }
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+}

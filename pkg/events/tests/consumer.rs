@@ -1,0 +1,395 @@
+//! The consumer runtime and idempotent handlers, on both transports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use platform_events::{Consumer, ConsumerConfig, Envelope, HandlerError, idempotency};
+use platform_testing::{Backend, TestDatabase};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use support::{Kind, TestBus, happened};
+use tokio_util::sync::CancellationToken;
+
+struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(idempotency::migration::CreateProcessedEvents)]
+    }
+}
+
+/// A consumer's own database: processed-event records and an `effects` table.
+async fn effects_db(backend: Backend) -> Option<(TestDatabase, DatabaseConnection)> {
+    let db = TestDatabase::create(backend).await?;
+    let conn = platform_db::connect(&db.config, "consumer").await.unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    conn.execute_unprepared("CREATE TABLE effects (event_id VARCHAR(64) NOT NULL)")
+        .await
+        .unwrap();
+    Some((db, conn))
+}
+
+/// The effect of handling an event, applied once thanks to the processed-event record in the
+/// same transaction. Returns whether it was applied now.
+async fn apply(db: &DatabaseConnection, envelope: &Envelope) -> Result<bool, HandlerError> {
+    let txn = db.begin().await?;
+    let fresh = idempotency::first_time(&txn, "g", envelope.id).await?;
+    if fresh {
+        txn.execute_unprepared(&format!(
+            "INSERT INTO effects (event_id) VALUES ('{}')",
+            envelope.id
+        ))
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(fresh)
+}
+
+async fn effects(db: &DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM effects",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+fn config(bus: &TestBus, consumer: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        consumer: consumer.to_owned(),
+        block: Duration::from_millis(100),
+        ..ConsumerConfig::new("g", &bus.config)
+    }
+}
+
+async fn a_consumer_killed_before_acking_is_replaced_and_the_effect_happens_once(kind: Kind) {
+    let Some(bus) = TestBus::new(kind).await else {
+        return;
+    };
+    let (_db, effects_db) = effects_db(Backend::Sqlite).await.unwrap();
+    bus.transport
+        .publish(&happened("order-1", 1))
+        .await
+        .unwrap();
+
+    // Consumer A applies the effect, then dies before it can ack.
+    let (applied, applied_rx) = tokio::sync::oneshot::channel();
+    let applied = Arc::new(std::sync::Mutex::new(Some(applied)));
+    let db = effects_db.clone();
+    let doomed = Consumer::new(bus.transport.clone(), config(&bus, "a")).on(
+        "test.happened",
+        move |envelope: Envelope| {
+            let db = db.clone();
+            let applied = applied.clone();
+            async move {
+                apply(&db, &envelope).await?;
+                if let Some(applied) = applied.lock().unwrap().take() {
+                    let _ = applied.send(());
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        },
+    );
+    let a = tokio::spawn(doomed.run(CancellationToken::new()));
+    tokio::time::timeout(Duration::from_secs(5), applied_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    a.abort();
+
+    // Consumer B takes the delivery over after the visibility timeout; the effect is not repeated.
+    let handled = Arc::new(AtomicU32::new(0));
+    let db = effects_db.clone();
+    let counter = handled.clone();
+    let survivor = Consumer::new(bus.transport.clone(), config(&bus, "b")).on(
+        "test.happened",
+        move |envelope: Envelope| {
+            let db = db.clone();
+            let counter = counter.clone();
+            async move {
+                apply(&db, &envelope).await?;
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        },
+    );
+    let stop = CancellationToken::new();
+    let b = tokio::spawn(survivor.run(stop.clone()));
+    assert!(
+        bus.eventually(Duration::from_secs(5), || async {
+            handled.load(Ordering::SeqCst) == 1
+        })
+        .await,
+        "redelivered to B"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        1,
+        "B acked it: no further redelivery"
+    );
+    assert_eq!(
+        effects(&effects_db).await,
+        1,
+        "the effect happened exactly once"
+    );
+    stop.cancel();
+    b.await.unwrap();
+}
+
+async fn a_consumer_killed_before_its_effect_leaves_the_effect_to_its_successor(kind: Kind) {
+    let Some(bus) = TestBus::new(kind).await else {
+        return;
+    };
+    let (_db, effects_db) = effects_db(Backend::Sqlite).await.unwrap();
+    bus.transport
+        .publish(&happened("order-2", 1))
+        .await
+        .unwrap();
+    let (received, received_rx) = tokio::sync::oneshot::channel::<()>();
+    let received = Arc::new(std::sync::Mutex::new(Some(received)));
+    let doomed = Consumer::new(bus.transport.clone(), config(&bus, "a")).on(
+        "test.happened",
+        move |_: Envelope| {
+            let received = received.clone();
+            async move {
+                if let Some(received) = received.lock().unwrap().take() {
+                    let _ = received.send(());
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        },
+    );
+    let a = tokio::spawn(doomed.run(CancellationToken::new()));
+    tokio::time::timeout(Duration::from_secs(5), received_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    a.abort();
+
+    let db = effects_db.clone();
+    let survivor = Consumer::new(bus.transport.clone(), config(&bus, "b")).on(
+        "test.happened",
+        move |envelope: Envelope| {
+            let db = db.clone();
+            async move {
+                apply(&db, &envelope).await?;
+                Ok(())
+            }
+        },
+    );
+    let stop = CancellationToken::new();
+    let b = tokio::spawn(survivor.run(stop.clone()));
+    let db = effects_db.clone();
+    assert!(
+        bus.eventually(Duration::from_secs(5), || {
+            let db = db.clone();
+            async move { effects(&db).await == 1 }
+        })
+        .await
+    );
+    stop.cancel();
+    b.await.unwrap();
+}
+
+async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_once(kind: Kind) {
+    let Some(bus) = TestBus::new(kind).await else {
+        return;
+    };
+    let broken = Arc::new(AtomicBool::new(true));
+    let attempts = Arc::new(AtomicU32::new(0));
+    let successes = Arc::new(AtomicU32::new(0));
+    let mut cfg = config(&bus, "a");
+    cfg.max_attempts = 3;
+    let metrics = platform_metrics::Metrics::new("consumer-test");
+    let consumer = Consumer::new(bus.transport.clone(), cfg)
+        .with_metrics(metrics.clone())
+        .on("test.happened", {
+            let (broken, attempts, successes) =
+                (broken.clone(), attempts.clone(), successes.clone());
+            move |_: Envelope| {
+                let (broken, attempts, successes) =
+                    (broken.clone(), attempts.clone(), successes.clone());
+                async move {
+                    if broken.load(Ordering::SeqCst) {
+                        attempts.fetch_add(1, Ordering::SeqCst);
+                        return Err::<(), HandlerError>("the handler is broken".into());
+                    }
+                    successes.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            }
+        });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    let event = happened("order-3", 1);
+    bus.transport.publish(&event).await.unwrap();
+
+    let t = bus.transport.clone();
+    assert!(
+        bus.eventually(Duration::from_secs(5), || {
+            let t = t.clone();
+            async move { t.dead_letters(10).await.unwrap().len() == 1 }
+        })
+        .await
+    );
+    let dead = bus.transport.dead_letters(10).await.unwrap().remove(0);
+    assert_eq!(dead.attempts, 3);
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "EVENTS_MAX_ATTEMPTS attempts, no more"
+    );
+    assert!(
+        dead.error.contains("the handler is broken"),
+        "{}",
+        dead.error
+    );
+    assert_eq!(dead.event["id"], event.id.to_string());
+
+    broken.store(false, Ordering::SeqCst);
+    assert!(bus.transport.replay(&dead.id).await.unwrap());
+    assert!(
+        bus.eventually(Duration::from_secs(5), || async {
+            successes.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        successes.load(Ordering::SeqCst),
+        1,
+        "replayed once, delivered once"
+    );
+    assert!(bus.transport.dead_letters(10).await.unwrap().is_empty());
+
+    let text = metrics.render();
+    assert!(text.contains(r#"events_dead_lettered_total{service="consumer-test",type="test.happened",consumer="g"} 1"#), "{text}");
+    assert!(text.contains(r#"outcome="retry"} 2"#), "{text}");
+    assert!(text.contains(r#"outcome="ok"} 1"#), "{text}");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+async fn a_panicking_handler_counts_as_a_failure(kind: Kind) {
+    let Some(bus) = TestBus::new(kind).await else {
+        return;
+    };
+    let mut cfg = config(&bus, "a");
+    cfg.max_attempts = 2;
+    let consumer =
+        Consumer::new(bus.transport.clone(), cfg).on("test.happened", |_: Envelope| async {
+            if true {
+                panic!("bad data");
+            }
+            Ok::<(), HandlerError>(())
+        });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    bus.transport
+        .publish(&happened("order-4", 1))
+        .await
+        .unwrap();
+    let t = bus.transport.clone();
+    assert!(
+        bus.eventually(Duration::from_secs(5), || {
+            let t = t.clone();
+            async move { t.dead_letters(10).await.unwrap().len() == 1 }
+        })
+        .await
+    );
+    let dead = bus.transport.dead_letters(10).await.unwrap().remove(0);
+    assert!(
+        dead.error.contains("panicked") && dead.error.contains("bad data"),
+        "{}",
+        dead.error
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+async fn events_without_a_handler_are_acknowledged_and_skipped(kind: Kind) {
+    let Some(bus) = TestBus::new(kind).await else {
+        return;
+    };
+    let handled = Arc::new(AtomicU32::new(0));
+    let consumer = Consumer::new(bus.transport.clone(), config(&bus, "a")).on("test.happened", {
+        let handled = handled.clone();
+        move |_: Envelope| {
+            let handled = handled.clone();
+            async move {
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    });
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    let noticed = platform_events::Envelope::new(
+        "test-service",
+        &support::Noticed {
+            subject: "x".into(),
+        },
+    )
+    .unwrap();
+    bus.transport.publish(&noticed).await.unwrap();
+    bus.transport.publish(&happened("x", 1)).await.unwrap();
+    assert!(
+        bus.eventually(Duration::from_secs(5), || async {
+            handled.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    let t = bus.transport.clone();
+    assert!(
+        bus.eventually(Duration::from_secs(2), || {
+            let t = t.clone();
+            async move { t.lag("g", &["test".to_owned()]).await.unwrap() == 0 }
+        })
+        .await
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
+transport_tests!(
+    a_consumer_killed_before_acking_is_replaced_and_the_effect_happens_once,
+    a_consumer_killed_before_its_effect_leaves_the_effect_to_its_successor,
+    a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_once,
+    a_panicking_handler_counts_as_a_failure,
+    events_without_a_handler_are_acknowledged_and_skipped,
+);
+
+async fn processed_events_are_recorded_once_and_only_when_committed(backend: Backend) {
+    let Some((_db, conn)) = effects_db(backend).await else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7();
+    let txn = conn.begin().await.unwrap();
+    assert!(idempotency::first_time(&txn, "g", id).await.unwrap());
+    txn.rollback().await.unwrap();
+    let txn = conn.begin().await.unwrap();
+    assert!(
+        idempotency::first_time(&txn, "g", id).await.unwrap(),
+        "a rolled-back record does not count"
+    );
+    txn.commit().await.unwrap();
+    assert!(!idempotency::first_time(&conn, "g", id).await.unwrap());
+    assert!(
+        idempotency::first_time(&conn, "another-consumer", id)
+            .await
+            .unwrap(),
+        "per consumer"
+    );
+}
+
+platform_testing::backend_tests!(processed_events_are_recorded_once_and_only_when_committed);

@@ -1,0 +1,168 @@
+//! Shared by the event suites: a private bus per test on either transport, and test events.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform_events::transport::embedded::EmbeddedTransport;
+use platform_events::transport::redis::RedisTransport;
+use platform_events::{Envelope, Event, EventsConfig, Transport};
+use serde::{Deserialize, Serialize};
+
+/// Which transport a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Embedded,
+    Redis,
+}
+
+/// A private bus: an embedded file in a temporary directory, or a namespace of its own on the
+/// test Redis (its keys are deleted when the test ends).
+pub struct TestBus {
+    pub transport: Arc<dyn Transport>,
+    pub config: EventsConfig,
+    pub dir: tempfile::TempDir,
+    redis: Option<(String, String)>,
+}
+
+impl TestBus {
+    pub async fn new(kind: Kind) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EventsConfig::embedded(dir.path());
+        config.visibility_timeout = Duration::from_millis(300);
+        config.retry_base = Duration::from_millis(10);
+        config.retry_max = Duration::from_millis(50);
+        config.relay_interval = Duration::from_millis(20);
+        match kind {
+            Kind::Embedded => {
+                let transport =
+                    Arc::new(EmbeddedTransport::open(dir.path(), 100_000).await.unwrap());
+                Some(Self {
+                    transport,
+                    config,
+                    dir,
+                    redis: None,
+                })
+            }
+            Kind::Redis => {
+                let Some(url) = platform_testing::redis_url() else {
+                    eprintln!("skipped: TEST_REDIS_URL is not set");
+                    return None;
+                };
+                let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
+                config.redis_url = Some(url.clone().into());
+                config.namespace = namespace.clone();
+                let transport = Arc::new(RedisTransport::new(&url, &namespace, 100_000).unwrap());
+                Some(Self {
+                    transport,
+                    config,
+                    dir,
+                    redis: Some((url, namespace)),
+                })
+            }
+        }
+    }
+
+    /// Polls `check` until it holds or `timeout` passes.
+    pub async fn eventually<F, Fut>(&self, timeout: Duration, mut check: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        check().await
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        if let Some((url, namespace)) = self.redis.take() {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{namespace}.*"))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        }
+    }
+}
+
+/// A test event: `test.happened` about `subject`, numbered `n`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Happened {
+    pub subject: String,
+    pub n: u32,
+}
+
+impl Event for Happened {
+    const TYPE: &'static str = "test.happened";
+    const SCHEMA_VERSION: u32 = 1;
+    fn subject(&self) -> String {
+        self.subject.clone()
+    }
+}
+
+/// Another type of the same family, that tests subscribe to less often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Noticed {
+    pub subject: String,
+}
+
+impl Event for Noticed {
+    const TYPE: &'static str = "test.noticed";
+    const SCHEMA_VERSION: u32 = 1;
+    fn subject(&self) -> String {
+        self.subject.clone()
+    }
+}
+
+pub fn happened(subject: &str, n: u32) -> Envelope {
+    Envelope::new(
+        "test-service",
+        &Happened {
+            subject: subject.to_owned(),
+            n,
+        },
+    )
+    .unwrap()
+}
+
+pub fn number(envelope: &Envelope) -> u32 {
+    envelope.decode::<Happened>().unwrap().unwrap().n
+}
+
+/// Runs each listed `async fn(Kind)` on both transports, as `embedded::name` and `redis::name`.
+#[macro_export]
+macro_rules! transport_tests {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Kind::Embedded).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Kind::Redis).await
+                }
+            )*
+        }
+    };
+}
