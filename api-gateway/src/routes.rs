@@ -17,13 +17,21 @@ pub struct ServiceRoutes {
 }
 
 /// Every routed service.
-pub const SERVICES: &[ServiceRoutes] = &[ServiceRoutes {
-    service: "user-service",
-    url_variable: "USER_SERVICE_URL",
-    default_url: "http://127.0.0.1:8081",
-    paths: &[
-        "/api/v1/auth/{*rest}",
-        "/api/v1/users",
-        "/api/v1/users/{*rest}",
-    ],
-}];
+pub const SERVICES: &[ServiceRoutes] = &[
+    ServiceRoutes {
+        service: "user-service",
+        url_variable: "USER_SERVICE_URL",
+        default_url: "http://127.0.0.1:8081",
+        paths: &[
+            "/api/v1/auth/{*rest}",
+            "/api/v1/users",
+            "/api/v1/users/{*rest}",
+        ],
+    },
+    ServiceRoutes {
+        service: "event-store",
+        url_variable: "EVENT_STORE_URL",
+        default_url: "http://127.0.0.1:8086",
+        paths: &["/api/v1/admin/events", "/api/v1/admin/events/{*rest}"],
+    },
+];

@@ -1,9 +1,10 @@
-//! `platform`: the whole platform in one process, for a laptop.
+//! `platform`: the whole platform in one process, for a laptop, and its operations commands.
 //!
 //! [`up`] starts every service and the gateway on their own loopback ports, talking to each
-//! other over HTTP and gRPC exactly as they do when deployed apart, on embedded defaults
-//! (SQLite files under `DATA_DIR`; no server needed). [`migrate`] applies every service's
-//! migrations.
+//! other over HTTP, gRPC and the event bus exactly as they do when deployed apart, on embedded
+//! defaults (SQLite files and the embedded event bus under `DATA_DIR`; no server needed).
+//! [`migrate`] applies every service's migrations; [`dead_letters`] and [`replay`] operate on
+//! the event bus's dead letters.
 //!
 //! Configuration is the services' own, read from the environment: a variable with the
 //! service's prefix (`USER_SERVICE_PORT`) wins over the bare one (`JWT_SECRET`), which all
@@ -13,14 +14,17 @@
 use std::net::SocketAddr;
 
 use api_gateway::Gateway;
+use event_store::EventStore;
+use platform_cache::RedisConfig;
 use platform_config::{ConfigError, Env, ExposeSecret};
+use platform_events::{BusError, DeadLetter, EventsConfig, Transport};
 use platform_http::{BoxError, CancellationToken, Service};
 use user_service::Application as UserService;
 
 /// Variables that identify one process and so are never read bare for a hosted service.
 const PER_SERVICE: &[&str] = &["PORT", "GRPC_PORT", "SERVICE_NAME"];
 
-/// Why the platform could not start.
+/// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error("{0}")]
@@ -30,6 +34,8 @@ pub enum PlatformError {
         service: &'static str,
         source: BoxError,
     },
+    #[error("event bus: {0}")]
+    Bus(#[from] BusError),
 }
 
 /// Where each part listens.
@@ -48,10 +54,11 @@ pub struct Running {
 
 impl Running {
     pub fn gateway(&self) -> Option<SocketAddr> {
-        self.endpoints
-            .iter()
-            .find(|e| e.service == Gateway::NAME)
-            .map(|e| e.http)
+        self.endpoint(Gateway::NAME).map(|e| e.http)
+    }
+
+    pub fn endpoint(&self, service: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.service == service)
     }
 
     /// Waits until every part has stopped (after the shutdown token fired); the first error
@@ -101,91 +108,153 @@ impl Layout {
             .isolating(&["GRPC_PORT", "SERVICE_NAME"])
             .with_prefix(Gateway::ENV_PREFIX)
     }
+
+    /// A hosted service's configuration; its problems are added to `all`.
+    fn config<S: Service>(&self, all: &mut Env) -> S::Config {
+        let mut env = self.service::<S>();
+        let config = S::config_from_env(&mut env);
+        all.absorb(env);
+        config
+    }
 }
 
-/// Reads every configuration, reporting all problems of all services at once.
-fn read_configs(
-    layout: &Layout,
-) -> Result<(user_service::UserServiceConfig, api_gateway::GatewayConfig), ConfigError> {
+/// Every hosted service's configuration, with every problem of every service reported at once.
+struct Configs {
+    users: <UserService as Service>::Config,
+    store: <EventStore as Service>::Config,
+}
+
+fn read_configs(layout: &Layout) -> Result<Configs, ConfigError> {
     let mut all = layout.env.reader();
-    let mut users_env = layout.service::<UserService>();
-    let users = UserService::config_from_env(&mut users_env);
+    let users = layout.config::<UserService>(&mut all);
+    let store = layout.config::<EventStore>(&mut all);
     let mut gateway_env = layout.gateway(&[]);
-    let gateway = Gateway::config_from_env(&mut gateway_env);
-    all.absorb(users_env);
+    let _ = Gateway::config_from_env(&mut gateway_env);
     all.absorb(gateway_env);
     all.finish()?;
-    Ok((users, gateway))
+    Ok(Configs { users, store })
 }
 
-/// Whether the environment says JWT_SECRET explicitly (the generated one is only a default).
-fn jwt_secret_configured(env: &Env) -> bool {
-    env.is_set("JWT_SECRET")
+async fn start<S: Service>(config: S::Config) -> Result<(S, Endpoint), PlatformError> {
+    let service = S::build(config)
+        .await
+        .map_err(|source| PlatformError::Start {
+            service: S::NAME,
+            source,
+        })?;
+    let endpoint = Endpoint {
+        service: S::NAME,
+        http: service.http_addr(),
+        grpc: service.grpc_addr(),
+    };
+    Ok((service, endpoint))
 }
 
 /// Starts every service, then the gateway in front of them. Serving continues in background
 /// tasks until `shutdown` fires.
 pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, PlatformError> {
     let layout = Layout::new(env);
-    let (users_config, _) = read_configs(&layout)?;
-    if !jwt_secret_configured(env) {
+    let configs = read_configs(&layout)?;
+    if !env.is_set("JWT_SECRET") {
         tracing::warn!(
             "JWT_SECRET is not set: using a random secret shared by the services in this process; tokens will not survive a restart"
         );
     }
 
-    let users = UserService::build(users_config)
-        .await
-        .map_err(|source| PlatformError::Start {
-            service: UserService::NAME,
-            source,
-        })?;
-    let users_endpoint = Endpoint {
-        service: UserService::NAME,
-        http: users.http_addr(),
-        grpc: users.grpc_addr(),
-    };
+    let (users, users_endpoint) = start::<UserService>(configs.users).await?;
+    let (store, store_endpoint) = start::<EventStore>(configs.store).await?;
 
     // The gateway's upstreams default to where the services actually listen.
-    let mut gateway_env = layout.gateway(&[(
-        "USER_SERVICE_URL",
-        format!("http://{}", users_endpoint.http),
-    )]);
+    let mut gateway_env = layout.gateway(&[
+        (
+            "USER_SERVICE_URL",
+            format!("http://{}", users_endpoint.http),
+        ),
+        ("EVENT_STORE_URL", format!("http://{}", store_endpoint.http)),
+    ]);
     let gateway_config = Gateway::config_from_env(&mut gateway_env);
     gateway_env.finish()?;
-    let gateway = Gateway::build(gateway_config)
-        .await
-        .map_err(|source| PlatformError::Start {
-            service: Gateway::NAME,
-            source,
-        })?;
-    let gateway_endpoint = Endpoint {
-        service: Gateway::NAME,
-        http: gateway.http_addr(),
-        grpc: None,
-    };
+    let (gateway, gateway_endpoint) = start::<Gateway>(gateway_config).await?;
 
     let tasks = vec![
         tokio::spawn(users.run(shutdown.clone())),
+        tokio::spawn(store.run(shutdown.clone())),
         tokio::spawn(gateway.run(shutdown.clone())),
     ];
     Ok(Running {
-        endpoints: vec![gateway_endpoint, users_endpoint],
+        endpoints: vec![gateway_endpoint, users_endpoint, store_endpoint],
         tasks,
     })
 }
 
 /// Applies every service's migrations.
 pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
-    let layout = Layout::new(env);
-    let (users_config, _) = read_configs(&layout)?;
-    UserService::migrate(&users_config)
+    let configs = read_configs(&Layout::new(env))?;
+    UserService::migrate(&configs.users)
         .await
         .map_err(|source| PlatformError::Start {
             service: UserService::NAME,
             source,
         })?;
-    Ok(vec![UserService::NAME])
+    EventStore::migrate(&configs.store)
+        .await
+        .map_err(|source| PlatformError::Start {
+            service: EventStore::NAME,
+            source,
+        })?;
+    Ok(vec![UserService::NAME, EventStore::NAME])
+}
+
+/// The event bus the services of this environment use (`REDIS_URL`, else `DATA_DIR`).
+async fn bus(env: &Env) -> Result<std::sync::Arc<dyn Transport>, PlatformError> {
+    let mut env = env.reader();
+    let redis = RedisConfig::from_env(&mut env);
+    let events = EventsConfig::from_env(&mut env, redis);
+    env.finish()?;
+    Ok(events.connect().await?)
+}
+
+/// The oldest `limit` dead letters.
+pub async fn dead_letters(env: &Env, limit: usize) -> Result<Vec<DeadLetter>, PlatformError> {
+    Ok(bus(env).await?.dead_letters(limit).await?)
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    Id(String),
+    All,
+    Type(String),
+}
+
+/// Puts dead letters back for delivery; returns how many.
+pub async fn replay(env: &Env, which: &Replay) -> Result<usize, PlatformError> {
+    let bus = bus(env).await?;
+    if let Replay::Id(id) = which {
+        return Ok(usize::from(bus.replay(id).await?));
+    }
+    let mut replayed = 0;
+    for dead in bus.dead_letters(100_000).await? {
+        let matches = match which {
+            Replay::Type(event_type) => {
+                dead.event.get("type").and_then(|t| t.as_str()) == Some(event_type)
+            }
+            _ => true,
+        };
+        if matches && bus.replay(&dead.id).await? {
+            replayed += 1;
+        }
+    }
+    Ok(replayed)
+}
+
+/// An address a browser can open: a wildcard bind is reachable as `localhost`.
+fn reachable(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 /// The lines `platform up` prints once everything listens.
@@ -194,15 +263,19 @@ pub fn banner(running: &Running) -> String {
     for endpoint in &running.endpoints {
         let grpc = endpoint
             .grpc
-            .map(|addr| format!("  gRPC {addr}"))
+            .map(|addr| format!("  gRPC {}", reachable(addr)))
             .unwrap_or_default();
         lines.push(format!(
             "  {:<14} http://{}{grpc}",
-            endpoint.service, endpoint.http
+            endpoint.service,
+            reachable(endpoint.http)
         ));
     }
     if let Some(gateway) = running.gateway() {
-        lines.push(format!("  API docs       http://{gateway}/docs"));
+        lines.push(format!(
+            "  API docs       http://{}/docs",
+            reachable(gateway)
+        ));
     }
     lines.push("Press Ctrl-C to stop.".to_owned());
     lines.join("\n")

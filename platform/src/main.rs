@@ -1,5 +1,5 @@
 //! `platform`: `up` (the default) runs the whole platform in this process; `migrate` applies
-//! every service's migrations.
+//! every service's migrations; `events dead-letters` and `events replay` operate on the bus.
 
 use std::process::ExitCode;
 
@@ -24,6 +24,34 @@ enum Command {
     Up,
     /// Apply every service's database migrations, then exit.
     Migrate,
+    /// Operate on the event bus.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List the events consumers gave up on.
+    DeadLetters {
+        /// At most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead letters back for delivery.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all", "event_type"])))]
+    Replay {
+        /// One dead letter, by the id `dead-letters` shows.
+        #[arg(long)]
+        id: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+        /// Every dead letter of this event type (e.g. user.registered).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +100,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Command::Events { command } => events(&env, command).await,
             Command::Migrate => match platform::migrate(&env).await {
                 Ok(services) => {
                     for service in services {
@@ -85,10 +114,72 @@ fn main() -> ExitCode {
     })
 }
 
+async fn events(env: &Env, command: EventsCommand) -> ExitCode {
+    match command {
+        EventsCommand::DeadLetters { limit } => match platform::dead_letters(env, limit).await {
+            Ok(dead) if dead.is_empty() => {
+                println!("no dead letters");
+                ExitCode::SUCCESS
+            }
+            Ok(dead) => {
+                println!(
+                    "{:<24} {:<20} {:<22} {:>8}  {:<25} error",
+                    "id", "group", "type", "attempts", "dead at"
+                );
+                for letter in dead {
+                    let event_type = letter
+                        .event
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("?");
+                    println!(
+                        "{:<24} {:<20} {:<22} {:>8}  {:<25} {}",
+                        letter.id,
+                        letter.group,
+                        event_type,
+                        letter.attempts,
+                        letter.dead_at.to_rfc3339(),
+                        letter.error
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(error),
+        },
+        EventsCommand::Replay {
+            id,
+            all,
+            event_type,
+        } => {
+            let which = match (id, all, event_type) {
+                (Some(id), _, _) => platform::Replay::Id(id),
+                (_, _, Some(event_type)) => platform::Replay::Type(event_type),
+                _ => platform::Replay::All,
+            };
+            match platform::replay(env, &which).await {
+                Ok(0) if matches!(which, platform::Replay::Id(_)) => {
+                    eprintln!("platform: no such dead letter");
+                    ExitCode::FAILURE
+                }
+                Ok(count) => {
+                    println!(
+                        "replayed {count} dead letter{}",
+                        if count == 1 { "" } else { "s" }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(error),
+            }
+        }
+    }
+}
+
 fn fail(error: platform::PlatformError) -> ExitCode {
     eprintln!("platform: {error}");
     match error {
         platform::PlatformError::Config(_) => ExitCode::from(platform_http::service::EXIT_CONFIG),
-        platform::PlatformError::Start { .. } => ExitCode::FAILURE,
+        platform::PlatformError::Start { .. } | platform::PlatformError::Bus(_) => {
+            ExitCode::FAILURE
+        }
     }
 }

@@ -10,8 +10,12 @@ use platform_http::CancellationToken;
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
 
-/// Register, log in and read one's own account through the gateway at `base`.
-async fn main_journey(base: &str) {
+const ADMIN_EMAIL: &str = "root@example.com";
+const ADMIN_PASSWORD: &str = "root password 123";
+
+/// Register, log in and read one's own account through the gateway at `base`; returns the
+/// new user's id.
+async fn main_journey(base: &str) -> String {
     let client = reqwest::Client::new();
     let email = format!("journey-{}@example.com", uuid::Uuid::new_v4().simple());
     let response = client
@@ -40,6 +44,52 @@ async fn main_journey(base: &str) {
         .await
         .unwrap();
     assert_eq!(me["email"], email.as_str());
+    me["id"].as_str().unwrap().to_owned()
+}
+
+/// The `user.registered` event of `user` reaches the event store: outbox → relay → bus →
+/// consumer → store, read back through the gateway by an administrator.
+async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
+    let client = reqwest::Client::new();
+    let tokens: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = tokens["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..250 {
+        let page: Value = client
+            .get(format!(
+                "{base}/api/v1/admin/events?subject={user}&type=user.registered"
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["total"] == 1 {
+            assert_eq!(page["items"][0]["source"], "user-service");
+            assert_eq!(page["items"][0]["data"]["user_id"], user);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let everything = client
+        .get(format!("{base}/api/v1/admin/events"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    panic!("user.registered for {user} never reached the event store: {everything}");
 }
 
 fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
@@ -47,14 +97,18 @@ fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
         ("PORT".to_owned(), "0".to_owned()),
         ("USER_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("USER_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
+        ("EVENT_STORE_PORT".to_owned(), "0".to_owned()),
+        ("ADMIN_EMAIL".to_owned(), ADMIN_EMAIL.to_owned()),
+        ("ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned()),
         ("DATA_DIR".to_owned(), db.dir().display().to_string()),
         ("ARGON2_MEMORY_KIB".to_owned(), "1024".to_owned()),
         ("ARGON2_ITERATIONS".to_owned(), "1".to_owned()),
     ];
     if db.backend == Backend::Postgres {
         use platform_config::ExposeSecret;
+        // Each service gets its own database, as in production.
         let url = db.config.url.as_ref().unwrap().expose_secret().to_owned();
-        vars.push(("DATABASE_URL".to_owned(), url));
+        vars.push(("USER_SERVICE_DATABASE_URL".to_owned(), url));
     }
     vars
 }
@@ -70,9 +124,13 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     let gateway = running.gateway().unwrap();
     let banner = platform::banner(&running);
     assert!(
-        banner.contains(&format!("api-gateway    http://{gateway}")),
-        "{banner}"
+        banner.contains(&format!(
+            "api-gateway    http://localhost:{}",
+            gateway.port()
+        )),
+        "a wildcard bind is shown as localhost: {banner}"
     );
+
     assert!(banner.contains("user-service"), "{banner}");
     // Internal services listen on loopback only.
     let users = running
@@ -83,7 +141,9 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     assert!(users.http.ip().is_loopback());
     assert!(users.grpc.unwrap().ip().is_loopback());
 
-    main_journey(&format!("http://{gateway}")).await;
+    let base = format!("http://{gateway}");
+    let user = main_journey(&base).await;
+    registration_event_reaches_the_event_store(&base, &user).await;
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(10), running.wait())
@@ -93,6 +153,34 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
 }
 
 platform_testing::backend_tests!(the_main_journey_works_through_platform_up);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_through_redis_streams_when_redis_is_configured() {
+    let Some(redis) = platform_testing::RedisNamespace::create() else {
+        return;
+    };
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut vars = env_for(&db);
+    vars.push(("REDIS_URL".to_owned(), redis.url.clone()));
+    vars.push(("EVENTS_NAMESPACE".to_owned(), redis.namespace.clone()));
+    let stop = CancellationToken::new();
+    let running = platform::up(&Env::from_pairs(vars), stop.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", running.gateway().unwrap());
+    let user = main_journey(&base).await;
+    registration_event_reaches_the_event_store(&base, &user).await;
+    // The stream really is in Redis.
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let length: u64 = redis::cmd("XLEN")
+        .arg(format!("{}.user", redis.namespace))
+        .query(&mut conn)
+        .unwrap();
+    assert!(length >= 2, "the admin's and the user's registrations");
+    stop.cancel();
+    running.wait().await.unwrap();
+}
 
 #[tokio::test]
 async fn configuration_problems_of_every_service_are_reported_together() {
@@ -128,6 +216,7 @@ fn a_bare_port_sets_the_gateway_port_only() {
             ("HOST", "127.0.0.1".to_owned()),
             ("USER_SERVICE_PORT", "0".to_owned()),
             ("USER_SERVICE_GRPC_PORT", "0".to_owned()),
+            ("EVENT_STORE_PORT", "0".to_owned()),
             ("DATA_DIR", dir.path().display().to_string()),
         ]);
         let stop = CancellationToken::new();
@@ -148,6 +237,7 @@ fn the_binary_starts_serves_and_stops_cleanly_on_ctrl_c() {
             ("PORT", "0"),
             ("USER_SERVICE_PORT", "0"),
             ("USER_SERVICE_GRPC_PORT", "0"),
+            ("EVENT_STORE_PORT", "0"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
             ("RUST_LOG", "warn"),
@@ -211,8 +301,17 @@ fn migrate_applies_every_services_migrations_and_exits() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stdout).contains("user-service: migrations applied"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("user-service: migrations applied"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("event-store: migrations applied"),
+        "{stdout}"
+    );
     assert!(dir.path().join("user-service.db").exists());
+    assert!(dir.path().join("event-store.db").exists());
     // Applying them again is a no-op.
     let again = Command::new(env!("CARGO_BIN_EXE_platform"))
         .arg("migrate")
@@ -221,4 +320,86 @@ fn migrate_applies_every_services_migrations_and_exits() {
         .output()
         .unwrap();
     assert!(again.status.success());
+}
+
+fn platform_command(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_platform"))
+        .args(args)
+        .env_clear()
+        .env("DATA_DIR", dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn dead_letters_are_listed_and_replayed_from_the_command_line() {
+    use platform_events::transport::embedded::EmbeddedTransport;
+    use platform_events::{Envelope, Transport};
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let families = vec!["user".to_owned()];
+    let event = Envelope::new(
+        "user-service",
+        &platform_events::catalogue::UserDeleted {
+            user_id: uuid::Uuid::now_v7(),
+        },
+    )
+    .unwrap();
+    runtime.block_on(async {
+        let bus = EmbeddedTransport::open(dir.path(), 1000).await.unwrap();
+        bus.subscribe("mailer", &families).await.unwrap();
+        bus.publish(&event).await.unwrap();
+        let delivery = bus
+            .read("mailer", "c", &families, 1, Duration::ZERO)
+            .await
+            .unwrap()
+            .remove(0);
+        bus.dead_letter("mailer", &delivery, "mailbox full", 5)
+            .await
+            .unwrap();
+    });
+
+    let listed = platform_command(dir.path(), &["events", "dead-letters"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        table.contains("mailer")
+            && table.contains("user.deleted")
+            && table.contains("mailbox full"),
+        "{table}"
+    );
+    let id = table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let missing = platform_command(dir.path(), &["events", "replay", "--id", "999999"]);
+    assert!(!missing.status.success());
+    let replayed = platform_command(dir.path(), &["events", "replay", "--id", &id]);
+    assert!(replayed.status.success(), "{replayed:?}");
+    assert!(String::from_utf8_lossy(&replayed.stdout).contains("replayed 1 dead letter"));
+    let empty = platform_command(dir.path(), &["events", "dead-letters"]);
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("no dead letters"));
+    let none_chosen = platform_command(dir.path(), &["events", "replay"]);
+    assert_eq!(
+        none_chosen.status.code(),
+        Some(2),
+        "one of --id, --all, --type is required"
+    );
+
+    runtime.block_on(async {
+        let bus = EmbeddedTransport::open(dir.path(), 1000).await.unwrap();
+        let again = bus
+            .read("mailer", "c", &families, 10, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].envelope.as_ref().unwrap().id, event.id);
+    });
 }

@@ -4,6 +4,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// Every event family (the part of a type before the dot); one stream each. A consumer of
+/// everything, such as the event store, subscribes to all of them.
+pub const FAMILIES: &[&str] = &["user"];
+
 /// A typed event payload.
 pub trait Event: Serialize + DeserializeOwned {
     /// The CloudEvents `type`, `<aggregate>.<past-tense verb>`.
@@ -59,5 +63,18 @@ impl Event for UserDeleted {
     const SCHEMA_VERSION: u32 = 1;
     fn subject(&self) -> String {
         self.user_id.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::family_of;
+
+    #[test]
+    fn every_event_type_belongs_to_a_listed_family() {
+        for event_type in [UserRegistered::TYPE, UserUpdated::TYPE, UserDeleted::TYPE] {
+            assert!(FAMILIES.contains(&family_of(event_type)), "{event_type}");
+        }
     }
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform_config::{Env, ExposeSecret, SecretString};
+use platform_cache::RedisConfig;
+use platform_config::{Env, ExposeSecret};
 
 use crate::transport::embedded::EmbeddedTransport;
 use crate::transport::redis::RedisTransport;
@@ -13,8 +14,9 @@ use crate::transport::{BusError, Transport};
 /// Where events travel and how hard consumers try.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
-    /// Redis Streams when set (`REDIS_URL`), else the embedded bus under `DATA_DIR`.
-    pub redis_url: Option<SecretString>,
+    /// Redis Streams when set (`REDIS_URL`, read once by the service), else the embedded bus
+    /// under `DATA_DIR`.
+    pub redis: Option<RedisConfig>,
     /// `DATA_DIR`: where the embedded bus keeps `event-bus.db`.
     pub data_dir: PathBuf,
     /// `EVENTS_NAMESPACE`: prefix of the Redis stream keys.
@@ -36,18 +38,11 @@ pub struct EventsConfig {
 }
 
 impl EventsConfig {
-    pub fn from_env(env: &mut Env) -> Self {
-        let redis_url = env.secret("REDIS_URL").map(|url| {
-            let url = url.expose_secret();
-            SecretString::from(if url.contains("://") {
-                url.to_owned()
-            } else {
-                format!("redis://{url}")
-            })
-        });
+    /// The `EVENTS_*` settings; `redis` is the service's own Redis configuration.
+    pub fn from_env(env: &mut Env, redis: Option<RedisConfig>) -> Self {
         let defaults = Self::embedded("./data");
         Self {
-            redis_url,
+            redis,
             data_dir: env.or("DATA_DIR", defaults.data_dir),
             namespace: env.or("EVENTS_NAMESPACE", defaults.namespace),
             max_attempts: env.in_range("EVENTS_MAX_ATTEMPTS", defaults.max_attempts, 1..=1000),
@@ -67,7 +62,7 @@ impl EventsConfig {
     /// The embedded bus under `data_dir`, with default settings.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         Self {
-            redis_url: None,
+            redis: None,
             data_dir: data_dir.into(),
             namespace: "events".to_owned(),
             max_attempts: 5,
@@ -82,9 +77,9 @@ impl EventsConfig {
 
     /// Opens the configured transport.
     pub async fn connect(&self) -> Result<Arc<dyn Transport>, BusError> {
-        match &self.redis_url {
-            Some(url) => Ok(Arc::new(RedisTransport::new(
-                url.expose_secret(),
+        match &self.redis {
+            Some(redis) => Ok(Arc::new(RedisTransport::new(
+                redis.url.expose_secret(),
                 &self.namespace,
                 self.stream_max_len,
             )?)),
@@ -100,7 +95,7 @@ impl EventsConfig {
 
     /// `redis` or `embedded`, for logs.
     pub fn transport_name(&self) -> &'static str {
-        if self.redis_url.is_some() {
+        if self.redis.is_some() {
             "redis"
         } else {
             "embedded"
@@ -118,16 +113,18 @@ mod tests {
             ("EVENTS_MAX_ATTEMPTS", "0"),
             ("EVENTS_VISIBILITY_TIMEOUT", "soon"),
         ]);
-        let config = EventsConfig::from_env(&mut env);
+        let config = EventsConfig::from_env(&mut env, None);
         assert_eq!(config.max_attempts, 5);
         let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();
         assert_eq!(vars, ["EVENTS_MAX_ATTEMPTS", "EVENTS_VISIBILITY_TIMEOUT"]);
         assert_eq!(config.transport_name(), "embedded");
 
-        let mut env = Env::from_pairs([("REDIS_URL", "redis:6379")]);
-        let config = EventsConfig::from_env(&mut env);
+        let mut env = Env::from_pairs([("EVENTS_BATCH", "7")]);
+        let config = EventsConfig::from_env(&mut env, Some(RedisConfig::new("redis:6379")));
+        assert_eq!(config.transport_name(), "redis");
+        assert_eq!(config.batch, 7);
         assert_eq!(
-            config.redis_url.unwrap().expose_secret(),
+            config.redis.unwrap().url.expose_secret(),
             "redis://redis:6379"
         );
     }

@@ -276,6 +276,11 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_onc
     assert!(text.contains(r#"events_dead_lettered_total{service="consumer-test",type="test.happened",consumer="g"} 1"#), "{text}");
     assert!(text.contains(r#"outcome="retry"} 2"#), "{text}");
     assert!(text.contains(r#"outcome="ok"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"events_consumer_lag{service="consumer-test",consumer="g"}"#),
+        "{text}"
+    );
+
     stop.cancel();
     task.await.unwrap();
 }

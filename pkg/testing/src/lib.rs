@@ -6,6 +6,7 @@
 //!   independent and safe to run in parallel.
 //! - [`backend_tests!`]: runs each listed test once per backend, as `sqlite::name` and
 //!   `postgres::name`, so the output shows which backend ran.
+//! - [`RedisNamespace`]: a private key namespace on the test Redis, cleaned up afterwards.
 //! - [`postgres_url`] / [`redis_url`]: the servers to use, when configured. Without them the
 //!   PostgreSQL and Redis variants skip (and say so); with `TEST_REQUIRE_BACKENDS=1` (set by CI)
 //!   a missing server fails the test instead, so CI can never silently skip them.
@@ -129,6 +130,46 @@ impl Drop for TestDatabase {
             });
         })
         .join();
+    }
+}
+
+/// A key namespace of its own on the test Redis (`test-<uuid>`); its keys are deleted when the
+/// value is dropped, so parallel tests never see each other's streams.
+#[derive(Debug)]
+pub struct RedisNamespace {
+    pub url: String,
+    pub namespace: String,
+}
+
+impl RedisNamespace {
+    /// `None` (after saying so) when `TEST_REDIS_URL` is not set.
+    pub fn create() -> Option<Self> {
+        let Some(url) = redis_url() else {
+            eprintln!("skipped: TEST_REDIS_URL is not set");
+            return None;
+        };
+        Some(Self {
+            url,
+            namespace: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}.*", self.namespace))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
     }
 }
 

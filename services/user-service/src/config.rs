@@ -6,6 +6,7 @@ use platform_auth::JwtConfig;
 use platform_cache::RedisConfig;
 use platform_config::{Env, SecretString};
 use platform_db::DatabaseConfig;
+use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
 
 use crate::domain::{Email, Password, UserName};
@@ -31,8 +32,10 @@ pub struct AdminSeed {
 pub struct UserServiceConfig {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
-    /// Checked by `/ready` when set.
+    /// Checked by `/ready` when set; also the event bus then.
     pub redis: Option<RedisConfig>,
+    /// Where the outbox relay publishes `user.*` events.
+    pub events: EventsConfig,
     pub jwt: JwtConfig,
     pub passwords: PasswordConfig,
     /// `REFRESH_TOKEN_EXPIRATION`: lifetime of a refresh token (default 7 days).
@@ -44,9 +47,11 @@ impl UserServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
         let server = ServerConfig::from_env(env, DEFAULTS);
         let jwt = JwtConfig::from_env(env, server.environment);
+        let redis = RedisConfig::from_env(env);
         Self {
             database: DatabaseConfig::from_env(env),
-            redis: RedisConfig::from_env(env),
+            events: EventsConfig::from_env(env, redis.clone()),
+            redis,
             jwt,
             passwords: PasswordConfig::from_env(env),
             refresh_token_ttl: env.or(
@@ -62,6 +67,7 @@ impl UserServiceConfig {
     pub fn for_tests(database: DatabaseConfig, jwt_secret: &str) -> Self {
         Self {
             server: ServerConfig::for_tests(DEFAULTS.name),
+            events: EventsConfig::embedded(&database.data_dir),
             database,
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),

@@ -6,6 +6,7 @@ use platform_auth::Jwt;
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
+use platform_events::Relay;
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
 
@@ -19,6 +20,8 @@ use crate::service::Users;
 pub struct Application {
     server: Server,
     db: DatabaseConnection,
+    /// Publishes the outbox while the service runs.
+    relay: Relay,
 }
 
 impl Application {
@@ -38,6 +41,13 @@ impl Application {
         if let Some(redis) = &config.redis {
             readiness.add("redis", RedisCheck(RedisPool::new(redis)?));
         }
+        let metrics = Metrics::new(&name);
+        let transport = config.events.connect().await?;
+        tracing::info!(
+            transport = config.events.transport_name(),
+            "event bus configured"
+        );
+        let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
         let jwt = Jwt::new(config.jwt);
         let users = Users::new(
             db.clone(),
@@ -61,11 +71,11 @@ impl Application {
                 }),
                 grpc: Some(crate::grpc::api(users)),
                 readiness,
-                metrics: Metrics::new(&name),
+                metrics,
             },
         )
         .await?;
-        Ok(Self { server, db })
+        Ok(Self { server, db, relay })
     }
 }
 
@@ -97,9 +107,13 @@ impl platform_http::Service for Application {
         self.server.grpc_addr()
     }
 
-    /// Serves until `shutdown`, then closes the pool.
+    /// Serves and relays events until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         let served = self.server.run(shutdown).await;
+        if let Err(error) = relay.await {
+            tracing::warn!(%error, "the outbox relay ended abnormally");
+        }
         if let Err(error) = self.db.close().await {
             tracing::warn!(%error, "closing the database pool failed");
         }

@@ -22,7 +22,7 @@ pub struct TestBus {
     pub transport: Arc<dyn Transport>,
     pub config: EventsConfig,
     pub dir: tempfile::TempDir,
-    redis: Option<(String, String)>,
+    _redis: Option<platform_testing::RedisNamespace>,
 }
 
 impl TestBus {
@@ -41,23 +41,20 @@ impl TestBus {
                     transport,
                     config,
                     dir,
-                    redis: None,
+                    _redis: None,
                 })
             }
             Kind::Redis => {
-                let Some(url) = platform_testing::redis_url() else {
-                    eprintln!("skipped: TEST_REDIS_URL is not set");
-                    return None;
-                };
-                let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
-                config.redis_url = Some(url.clone().into());
-                config.namespace = namespace.clone();
-                let transport = Arc::new(RedisTransport::new(&url, &namespace, 100_000).unwrap());
+                let redis = platform_testing::RedisNamespace::create()?;
+                config.redis = Some(platform_cache::RedisConfig::new(&redis.url));
+                config.namespace = redis.namespace.clone();
+                let transport =
+                    Arc::new(RedisTransport::new(&redis.url, &redis.namespace, 100_000).unwrap());
                 Some(Self {
                     transport,
                     config,
                     dir,
-                    redis: Some((url, namespace)),
+                    _redis: Some(redis),
                 })
             }
         }
@@ -77,26 +74,6 @@ impl TestBus {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         check().await
-    }
-}
-
-impl Drop for TestBus {
-    fn drop(&mut self) {
-        if let Some((url, namespace)) = self.redis.take() {
-            let Ok(client) = redis::Client::open(url.as_str()) else {
-                return;
-            };
-            let Ok(mut conn) = client.get_connection() else {
-                return;
-            };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{namespace}.*"))
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
-        }
     }
 }
 

@@ -7,10 +7,10 @@ mod error;
 mod users;
 
 use axum::extract::FromRef;
+use platform_auth::BearerSecurity;
 use platform_auth::Jwt;
 use platform_http::HttpApi;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -34,31 +34,13 @@ impl FromRef<AppState> for Jwt {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "user-service", description = "Accounts and authentication."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerSecurity),
     tags(
         (name = "auth", description = "Login, token refresh and logout"),
         (name = "users", description = "User accounts"),
     )
 )]
 struct ApiDoc;
-
-/// Declares the `bearer` security scheme the protected operations refer to.
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Every route of the service.
 pub fn api(state: AppState) -> HttpApi {

@@ -113,6 +113,40 @@ async fn metrics_count_requests_by_route_template() {
 }
 
 #[tokio::test]
+async fn the_outbox_relay_publishes_and_reports_its_metrics() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    app.new_user().await;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text
+            .contains(r#"events_published_total{service="user-service",type="user.registered"} 2"#)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains(r#"events_published_total{service="user-service",type="user.registered"} 2"#),
+        "the seeded admin's and the new user's registrations: {text}"
+    );
+    assert!(
+        text.contains(r#"outbox_pending{service="user-service"}"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn openapi_lists_every_endpoint_with_schemas() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;

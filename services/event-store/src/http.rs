@@ -1,0 +1,185 @@
+//! The admin API: the audit trail and the dead letters.
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use platform_auth::BearerSecurity;
+use platform_auth::{AuthUser, Jwt};
+use platform_events::store::{self, Filter};
+use platform_events::{DeadLetter, Transport};
+use platform_http::{HttpApi, Json, Page, PageRequest, Path, Problem, Query};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub transport: Arc<dyn Transport>,
+    pub jwt: Jwt,
+}
+
+impl FromRef<AppState> for Jwt {
+    fn from_ref(state: &AppState) -> Jwt {
+        state.jwt.clone()
+    }
+}
+
+fn admin_only(caller: &AuthUser) -> Result<(), Problem> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(
+            "Only administrators may read the event store.",
+        ))
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> Problem {
+    tracing::error!(%error, "event store request failed");
+    Problem::internal()
+}
+
+/// Which events to list (all optional).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// The aggregate id the events are about.
+    pub subject: Option<String>,
+    /// An event type such as `user.registered`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub event_type: Option<String>,
+    /// Events at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this time (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An event as it was published (CloudEvents attributes, `data`, and the platform's extensions).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct StoredEvent(serde_json::Value);
+
+/// The audit trail, oldest first.
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "events",
+    params(EventQuery, platform_http::PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of events", body = Page<StoredEvent>),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_events(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Query(query): Query<EventQuery>,
+    page: PageRequest,
+) -> Result<Json<Page<StoredEvent>>, Problem> {
+    admin_only(&caller)?;
+    let filter = Filter {
+        subject: query.subject,
+        event_type: query.event_type,
+        since: query.since,
+        until: query.until,
+    };
+    let (events, total) = store::query(&state.db, &filter, page.offset(), page.per_page())
+        .await
+        .map_err(internal)?;
+    let items = events
+        .into_iter()
+        .map(|e| serde_json::to_value(e).map(StoredEvent))
+        .collect::<Result<_, _>>()
+        .map_err(internal)?;
+    Ok(Json(page.into_page(items, total)))
+}
+
+/// Dead letters to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterQuery {
+    /// At most this many, oldest first (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Dead letters.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetters {
+    pub items: Vec<DeadLetter>,
+}
+
+/// Events a consumer gave up on, with the error and attempt count.
+#[utoipa::path(get, path = "/api/v1/admin/events/dead-letters", tag = "events",
+    params(DeadLetterQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Dead letters, oldest first", body = DeadLetters),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The event bus is unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Query(query): Query<DeadLetterQuery>,
+) -> Result<Json<DeadLetters>, Problem> {
+    admin_only(&caller)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let items = state
+        .transport
+        .dead_letters(limit)
+        .await
+        .map_err(bus_down)?;
+    Ok(Json(DeadLetters { items }))
+}
+
+fn bus_down(error: platform_events::BusError) -> Problem {
+    tracing::error!(%error, "event bus unreachable");
+    Problem::unavailable("The event bus is not reachable right now.").with_retry_after(5)
+}
+
+/// Puts a dead letter back for delivery.
+#[utoipa::path(post, path = "/api/v1/admin/events/dead-letters/{id}/replay", tag = "events",
+    params(("id" = String, Path, description = "Dead letter id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Re-published; consumers will receive it again"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    admin_only(&caller)?;
+    if state.transport.replay(&id).await.map_err(bus_down)? {
+        tracing::info!(dead_letter = %id, by = %caller.id, "dead letter replayed");
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(Problem::not_found(format!("No dead letter {id}.")))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "event-store", description = "The audit trail of every event, and dead letters."),
+    modifiers(&BearerSecurity),
+    tags((name = "events", description = "Audit trail and dead letters (administrators)"))
+)]
+struct ApiDoc;
+
+pub fn api(state: AppState) -> HttpApi {
+    HttpApi::from_openapi_router(
+        OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .routes(routes!(list_events))
+            .routes(routes!(dead_letters))
+            .routes(routes!(replay))
+            .with_state(state),
+    )
+}

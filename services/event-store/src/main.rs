@@ -1,0 +1,5 @@
+//! The event store as a standalone process.
+
+fn main() -> std::process::ExitCode {
+    platform_http::run_main::<event_store::EventStore>()
+}

@@ -1,0 +1,122 @@
+//! Wiring: the store's database, its consumer of every event family, its admin API.
+
+use std::net::SocketAddr;
+
+use platform_auth::Jwt;
+use platform_config::Env;
+use platform_db::DatabaseCheck;
+use platform_events::catalogue::FAMILIES;
+use platform_events::{Consumer, ConsumerConfig, Envelope, HandlerError, store};
+use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+use crate::config::EventStoreConfig;
+use crate::http::AppState;
+
+/// The store's schema.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(store::migration::CreateEventStore)]
+    }
+}
+
+/// A built, bound event store.
+pub struct EventStore {
+    server: Server,
+    db: DatabaseConnection,
+    consumer: Consumer,
+}
+
+impl EventStore {
+    pub async fn build(config: EventStoreConfig) -> Result<Self, BoxError> {
+        let name = config.server.service_name.clone();
+        let db = platform_db::connect(&config.database, &name).await?;
+        platform_db::migrate::<Migrator>(&db).await?;
+        let metrics = Metrics::new(&name);
+        let transport = config.events.connect().await?;
+
+        let mut consumer = Consumer::new(
+            transport.clone(),
+            ConsumerConfig::new(&name, &config.events),
+        )
+        .with_metrics(metrics.clone());
+        for family in FAMILIES {
+            let db = db.clone();
+            consumer = consumer.on_family(family, move |envelope: Envelope| {
+                let db = db.clone();
+                // Appending is idempotent on the event id: redeliveries add nothing.
+                async move {
+                    store::append(&db, &envelope)
+                        .await
+                        .map(|_| ())
+                        .map_err(HandlerError::from)
+                }
+            });
+        }
+
+        let server = Server::bind(
+            &config.server,
+            ServiceParts {
+                http: crate::http::api(AppState {
+                    db: db.clone(),
+                    transport,
+                    jwt: Jwt::new(config.jwt),
+                }),
+                grpc: None,
+                readiness: Readiness::new().with("database", DatabaseCheck(db.clone())),
+                metrics,
+            },
+        )
+        .await?;
+        Ok(Self {
+            server,
+            db,
+            consumer,
+        })
+    }
+}
+
+impl platform_http::Service for EventStore {
+    type Config = EventStoreConfig;
+    const NAME: &'static str = crate::config::DEFAULTS.name;
+    const ENV_PREFIX: &'static str = "EVENT_STORE_";
+
+    fn config_from_env(env: &mut Env) -> EventStoreConfig {
+        EventStoreConfig::from_env(env)
+    }
+
+    async fn migrate(config: &EventStoreConfig) -> Result<(), BoxError> {
+        let db = platform_db::connect(&config.database, &config.server.service_name).await?;
+        let migrated = platform_db::migrate::<Migrator>(&db).await;
+        let _ = db.close().await;
+        Ok(migrated?)
+    }
+
+    async fn build(config: EventStoreConfig) -> Result<Self, BoxError> {
+        EventStore::build(config).await
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.server.http_addr()
+    }
+
+    fn grpc_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// Serves and consumes until `shutdown`, then closes the pool.
+    async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
+        let served = self.server.run(shutdown).await;
+        if let Err(error) = consumer.await {
+            tracing::warn!(%error, "the event consumer ended abnormally");
+        }
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        Ok(served?)
+    }
+}
