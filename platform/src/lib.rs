@@ -93,10 +93,14 @@ impl Layout {
         }
     }
 
-    /// The reader for a hosted (internal) service: loopback only, its own ports.
+    /// The reader for a hosted (internal) service: loopback only, its own ports, and its own
+    /// schema when services share one PostgreSQL `DATABASE_URL`.
     fn service<S: Service>(&self) -> Env {
         self.env
-            .with_defaults([("HOST", "127.0.0.1")])
+            .with_defaults([
+                ("HOST", "127.0.0.1".to_owned()),
+                ("DB_SCHEMA", S::NAME.replace('-', "_")),
+            ])
             .isolating(PER_SERVICE)
             .with_prefix(S::ENV_PREFIX)
     }

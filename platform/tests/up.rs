@@ -106,9 +106,9 @@ fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
     ];
     if db.backend == Backend::Postgres {
         use platform_config::ExposeSecret;
-        // Each service gets its own database, as in production.
+        // One database for everything: platform up gives each service a schema of its own.
         let url = db.config.url.as_ref().unwrap().expose_secret().to_owned();
-        vars.push(("USER_SERVICE_DATABASE_URL".to_owned(), url));
+        vars.push(("DATABASE_URL".to_owned(), url));
     }
     vars
 }
@@ -145,7 +145,29 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     let user = main_journey(&base).await;
     registration_event_reaches_the_event_store(&base, &user).await;
 
+    if backend == Backend::Postgres {
+        use sea_orm::ConnectionTrait;
+        let conn = platform_db::connect(&db.config, "probe").await.unwrap();
+        let rows = conn
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'event_store', 'outbox') ORDER BY 1",
+            ))
+            .await
+            .unwrap();
+        let schemas: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("", "table_schema").unwrap())
+            .collect();
+        assert_eq!(
+            schemas,
+            ["event_store", "user_service", "user_service"],
+            "each service in its own schema"
+        );
+    }
+
     stop.cancel();
+
     tokio::time::timeout(Duration::from_secs(10), running.wait())
         .await
         .expect("everything stops")

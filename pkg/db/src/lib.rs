@@ -36,6 +36,10 @@ pub struct DatabaseConfig {
     pub query_timeout: Duration,
     /// `DB_CONNECT_TIMEOUT`: how long to wait for a connection (at start-up and from the pool).
     pub connect_timeout: Duration,
+    /// `DB_SCHEMA`: PostgreSQL schema the service's tables live in (created if missing), so
+    /// several services can share one database without sharing tables. `platform up` sets it
+    /// per service. Ignored by SQLite, where each service has its own file anyway.
+    pub schema: Option<String>,
 }
 
 impl DatabaseConfig {
@@ -59,6 +63,19 @@ impl DatabaseConfig {
             max_connections: env.in_range("DB_MAX_CONNECTIONS", 25, 1..=10_000),
             query_timeout: env.or("DB_QUERY_TIMEOUT", Duration::from_secs(30)),
             connect_timeout: env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(10)),
+            schema: env.optional_with(
+                "DB_SCHEMA",
+                "a schema name of lower-case letters, digits and underscores",
+                |raw| {
+                    let valid = !raw.is_empty()
+                        && raw.len() <= 63
+                        && raw.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                        && raw
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                    valid.then(|| raw.to_owned())
+                },
+            ),
         }
     }
 
@@ -70,6 +87,7 @@ impl DatabaseConfig {
             max_connections: 8,
             query_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            schema: None,
         }
     }
 
@@ -158,7 +176,19 @@ pub async fn connect(
         }
     };
 
+    let is_postgres = url.starts_with("postgres");
+    if let (true, Some(schema)) = (is_postgres, &config.schema) {
+        create_schema(&url, schema, config.connect_timeout)
+            .await
+            .map_err(|source| DbError::Connect {
+                target: target.clone(),
+                source,
+            })?;
+    }
     let mut options = ConnectOptions::new(url);
+    if let (true, Some(schema)) = (is_postgres, &config.schema) {
+        options.set_schema_search_path(schema.clone());
+    }
     let busy_timeout = config.query_timeout;
     options
         .max_connections(config.max_connections)
@@ -191,6 +221,28 @@ pub async fn connect(
                 tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
             }
         }
+    }
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS`, over a short-lived connection of its own.
+async fn create_schema(url: &str, schema: &str, timeout: Duration) -> Result<(), DbErr> {
+    use sea_orm::ConnectionTrait;
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(1)
+        .connect_timeout(timeout)
+        .sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    // The name was validated (lower-case letters, digits, underscores): safe to quote.
+    let created = db
+        .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await;
+    let _ = db.close().await;
+    match created {
+        Ok(_) => Ok(()),
+        // Two services racing to create the same schema: the loser's error is harmless.
+        Err(error) if is_unique_violation(&error) => Ok(()),
+        Err(error) => Err(error),
     }
 }
 
@@ -248,6 +300,18 @@ mod tests {
         assert_eq!(redact("postgres://app@db/users"), "postgres://app@db/users");
         let config = DatabaseConfig::url("postgresql://u:p@h/d");
         assert!(!config.describe("x").contains(":p@"));
+    }
+
+    #[test]
+    fn schema_names_are_validated() {
+        let mut env = Env::from_pairs([("DB_SCHEMA", "user_service")]);
+        assert_eq!(
+            DatabaseConfig::from_env(&mut env).schema.as_deref(),
+            Some("user_service")
+        );
+        let mut env = Env::from_pairs([("DB_SCHEMA", "x\"; DROP TABLE users")]);
+        assert!(DatabaseConfig::from_env(&mut env).schema.is_none());
+        assert_eq!(env.issues()[0].variable, "DB_SCHEMA");
     }
 
     #[test]

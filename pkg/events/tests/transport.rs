@@ -190,6 +190,28 @@ transport_tests!(
 );
 
 #[tokio::test]
+async fn redis_streams_are_capped_near_their_maximum_length() {
+    let Some(redis) = platform_testing::RedisNamespace::create() else {
+        return;
+    };
+    let t =
+        platform_events::transport::redis::RedisTransport::new(&redis.url, &redis.namespace, 100)
+            .unwrap();
+    for n in 0..1000 {
+        t.publish(&happened("a", n)).await.unwrap();
+    }
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let length: u64 = ::redis::cmd("XLEN")
+        .arg(format!("{}.test", redis.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // `MAXLEN ~` trims whole radix-tree nodes (100 entries by default), so a little over 100.
+    assert!((100..=300).contains(&length), "{length}");
+}
+
+#[tokio::test]
 async fn the_embedded_bus_keeps_everything_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let families = families();
