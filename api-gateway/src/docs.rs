@@ -10,7 +10,15 @@ use futures::future::join_all;
 use serde_json::{Map, Value};
 use utoipa::OpenApi;
 
-use crate::health::Upstreams;
+use crate::health::Upstreams as Pools;
+use platform_proxy::Proxy;
+
+/// What the document needs: every pool, and a client to fetch with.
+#[derive(Clone)]
+pub struct Upstreams {
+    pub pools: Pools,
+    pub proxy: Proxy,
+}
 
 /// The gateway's own operations, documented.
 #[derive(OpenApi)]
@@ -19,7 +27,7 @@ use crate::health::Upstreams;
         title = "microservices-platform",
         description = "The platform's public API, through the API gateway."
     ),
-    paths(crate::health::service_health)
+    paths(crate::health::aggregate, crate::health::service)
 )]
 struct GatewayDoc;
 
@@ -73,17 +81,26 @@ fn merge(base: &mut Value, doc: &Value) {
 /// The merged document. An upstream that is down is left out (and logged), not an error.
 async fn openapi(State(upstreams): State<Upstreams>) -> Json<Value> {
     let mut base = GatewayDoc::openapi();
-    base.merge(platform_http::router::OperationsDoc::openapi());
+    // The gateway's own /health replaces the generic liveness document.
+    let mut operations = platform_http::router::OperationsDoc::openapi();
+    operations.paths.paths.remove("/health");
+    base.merge(operations);
     let mut document = serde_json::to_value(&base).unwrap_or(Value::Null);
-    let fetches = upstreams.by_name.values().map(|upstream| {
-        let proxy = upstreams.proxy.clone();
-        async move {
-            (
-                upstream.service.clone(),
-                proxy.fetch(upstream, "/openapi.json").await,
-            )
-        }
-    });
+    let fetches = upstreams
+        .pools
+        .0
+        .values()
+        .filter_map(|pool| pool.pick(None))
+        .map(|endpoint| {
+            let proxy = upstreams.proxy.clone();
+            async move {
+                (
+                    endpoint.upstream.service.clone(),
+                    proxy.fetch(&endpoint.upstream, "/openapi.json").await,
+                )
+            }
+        });
+
     for (service, fetched) in join_all(fetches).await {
         match fetched {
             Ok((status, body)) if status.is_success() => {

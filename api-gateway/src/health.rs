@@ -1,71 +1,143 @@
-//! The gateway's view of its upstreams: `/health/{service}` and readiness.
+//! The gateway's view of its upstreams: `GET /health` aggregates every service's state
+//! (endpoint health from active checks, circuit breakers, check latency); `GET
+//! /health/{service}` shows one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
-use platform_http::{HealthCheck, Path, Problem};
-use platform_proxy::{Proxy, Upstream};
-use serde_json::{Value, json};
+use platform_http::{Path, Problem};
+use platform_proxy::balance::Pool;
+use platform_resilience::BreakerState;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// Upstreams by service name.
+/// Every service's pool, by name.
 #[derive(Clone)]
-pub struct Upstreams {
-    pub proxy: Proxy,
-    pub by_name: Arc<HashMap<String, Arc<Upstream>>>,
+pub struct Upstreams(pub Arc<HashMap<String, Arc<Pool>>>);
+
+/// One endpoint's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointHealth {
+    pub url: String,
+    pub healthy: bool,
+    pub circuit_breaker: String,
+    pub in_flight: usize,
+    pub latency_ms: f64,
 }
 
-/// Liveness of one upstream service, as the gateway sees it.
+/// One service's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceHealth {
+    /// `up` when at least one endpoint passes its health checks.
+    pub status: String,
+    /// The worst breaker among the endpoints: `closed`, `half_open` or `open`.
+    pub circuit_breaker: String,
+    /// Latency of the fastest healthy endpoint's last health check.
+    pub latency_ms: f64,
+    pub endpoints: Vec<EndpointHealth>,
+}
+
+/// The gateway and its services.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "degraded", "services": {"user_service": {"status": "up", "circuit_breaker": "closed", "latency_ms": 0.4, "endpoints": []}}}))]
+pub struct GatewayHealth {
+    /// `ok` (every service up), `degraded` (some down) or `down` (all down).
+    pub status: String,
+    /// Keyed by service name with `_` for `-` (`user_service`).
+    pub services: BTreeMap<String, ServiceHealth>,
+}
+
+fn service_health(pool: &Pool) -> ServiceHealth {
+    let endpoints: Vec<EndpointHealth> = pool
+        .endpoints()
+        .iter()
+        .map(|e| EndpointHealth {
+            url: e.url(),
+            healthy: e.is_healthy(),
+            circuit_breaker: e.breaker.state().as_str().to_owned(),
+            in_flight: e.in_flight(),
+            latency_ms: e.check_latency().as_secs_f64() * 1000.0,
+        })
+        .collect();
+    let worst = pool
+        .endpoints()
+        .iter()
+        .map(|e| e.breaker.state())
+        .max_by_key(|s| match s {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        })
+        .unwrap_or(BreakerState::Closed);
+    let up = endpoints.iter().any(|e| e.healthy);
+    ServiceHealth {
+        status: if up { "up" } else { "down" }.to_owned(),
+        circuit_breaker: worst.as_str().to_owned(),
+        latency_ms: endpoints
+            .iter()
+            .filter(|e| e.healthy)
+            .map(|e| e.latency_ms)
+            .fold(f64::INFINITY, f64::min)
+            .min(f64::MAX),
+        endpoints,
+    }
+}
+
+/// Liveness of the gateway, and the state of every service behind it.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Every service up, or some (degraded)", body = GatewayHealth),
+        (status = 503, description = "Every service down", body = GatewayHealth),
+    ))]
+pub async fn aggregate(State(upstreams): State<Upstreams>) -> Response {
+    let services: BTreeMap<String, ServiceHealth> = upstreams
+        .0
+        .iter()
+        .map(|(name, pool)| (name.replace('-', "_"), service_health(pool)))
+        .collect();
+    let up = services.values().filter(|s| s.status == "up").count();
+    let status = match up {
+        n if n == services.len() => "ok",
+        0 => "down",
+        _ => "degraded",
+    };
+    let code = if status == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        Json(GatewayHealth {
+            status: status.to_owned(),
+            services,
+        }),
+    )
+        .into_response()
+}
+
+/// The state of one service behind the gateway.
 #[utoipa::path(get, path = "/health/{service}", tag = "operations",
     params(("service" = String, Path, description = "A service name, e.g. user-service")),
     responses(
-        (status = 200, description = "The service answers its /health"),
+        (status = 200, description = "The service is up", body = ServiceHealth),
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The service is down"),
+        (status = 503, description = "The service is down", body = ServiceHealth),
     ))]
-pub async fn service_health(
-    State(upstreams): State<Upstreams>,
-    Path(service): Path<String>,
-) -> Response {
-    let Some(upstream) = upstreams.by_name.get(&service) else {
+pub async fn service(State(upstreams): State<Upstreams>, Path(service): Path<String>) -> Response {
+    let name = service.replace('_', "-");
+    let Some(pool) = upstreams.0.get(&name) else {
         return Problem::not_found(format!("No service named {service}.")).into_response();
     };
-    match upstreams.proxy.fetch(upstream, "/health").await {
-        Ok((status, body)) if status.is_success() => {
-            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            (StatusCode::OK, Json(json!({"service": service, "status": "up", "health": body}))).into_response()
-        }
-        Ok((status, _)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"service": service, "status": "down", "error": format!("/health answered {status}")})),
-        )
-            .into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"service": service, "status": "down", "error": error.to_problem().detail})),
-        )
-            .into_response(),
-    }
-}
-
-/// Readiness check: the upstream answers its `/health`.
-pub struct UpstreamCheck {
-    pub proxy: Proxy,
-    pub upstream: Arc<Upstream>,
-}
-
-impl HealthCheck for UpstreamCheck {
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            match self.proxy.fetch(&self.upstream, "/health").await {
-                Ok((status, _)) if status.is_success() => Ok(()),
-                Ok((status, _)) => Err(format!("/health answered {status}")),
-                Err(error) => Err(error.to_string()),
-            }
-        })
-    }
+    let health = service_health(pool);
+    let code = if health.status == "up" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health)).into_response()
 }

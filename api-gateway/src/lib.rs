@@ -1,24 +1,26 @@
 //! api-gateway: the platform's front door.
 //!
 //! Layout:
-//! - [`routes`]: the route table (path templates → service);
-//! - [`proxy`]: the forwarding handler (streaming, `X-Forwarded-*`, trace context), built on
-//!   `platform-proxy`;
-//! - [`rate_limit`]: `RATE_LIMIT_PER_MINUTE` per client IP, 429 beyond;
-//! - [`health`]: `/health/{service}` and readiness of the upstreams;
+//! - [`routes`]: the route table (`GATEWAY_CONFIG` or built in): prefix → service, auth,
+//!   timeouts, retries, rate limits;
+//! - [`forward`]: the request path — edge authentication (identity headers only from a verified
+//!   token), rate limits per IP and per user, balanced and breaker-guarded forwarding with
+//!   budgeted retries;
+//! - [`health`]: `/health` aggregating every service, `/health/{service}`;
 //! - [`docs`]: the merged OpenAPI document and Swagger UI;
 //! - [`config`] and [`startup`]: configuration and wiring.
 //!
-//! The request pipeline (request ids, spans, metrics, timeouts, problem+json errors) is the
-//! service kit's, shared with every service. Architecture invariant: the gateway knows no
-//! service's code, only their addresses and paths.
+//! Reusable parts live in `pkg/`: forwarding and balancing (`platform-proxy`), breakers and
+//! retry budgets (`platform-resilience`), rate limits, load shedding, CORS
+//! (`platform-middleware`); the request pipeline (request ids, spans, metrics, deadlines,
+//! problem+json) and TLS are the service kit's. Architecture invariant: the gateway knows no
+//! service's code, only their addresses and path prefixes.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod docs;
+pub mod forward;
 pub mod health;
-pub mod proxy;
-pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 

@@ -7,88 +7,137 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
+use platform_auth::Jwt;
+use platform_cache::RedisPool;
 use platform_config::Env;
 use platform_http::{
     BoxError, CancellationToken, HttpApi, Metrics, Readiness, Server, ServiceParts,
 };
+use platform_metrics::gauge;
+use platform_middleware::limits::{limit_headers, shed_load};
+use platform_middleware::{LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::Proxy;
+use platform_proxy::balance::{Endpoint, Pool};
+use platform_resilience::{CircuitBreaker, RetryBudget};
 
 use crate::config::GatewayConfig;
-use crate::health::{UpstreamCheck, Upstreams, service_health};
-use crate::proxy::{Target, forward};
-use crate::rate_limit::RateLimit;
-use crate::routes::SERVICES;
+use crate::forward::{Gateway as State, handle};
+use crate::health::Upstreams;
 
 /// A built, bound gateway.
 pub struct Gateway {
     server: Server,
-    rate_limit: Option<RateLimit>,
+    pools: Vec<Arc<Pool>>,
+    proxy: Proxy,
+    limiter: RateLimiter,
+    health_check_interval: std::time::Duration,
+}
+
+fn pools(
+    config: &GatewayConfig,
+    metrics: &Metrics,
+) -> Result<HashMap<String, Arc<Pool>>, BoxError> {
+    let mut pools = HashMap::new();
+    for service in &config.services {
+        let mut endpoints = Vec::new();
+        for (url, weight) in &service.upstreams {
+            let upstream = platform_proxy::Upstream::parse(&service.name, url)?;
+            let labels = (service.name.clone(), upstream.base_url());
+            let metrics = metrics.clone();
+            metrics.record(|| gauge!("circuit_breaker_state", "service" => labels.0.clone(), "endpoint" => labels.1.clone()).set(0.0));
+            let breaker = CircuitBreaker::new(config.breaker).on_transition(move |from, to| {
+                tracing::warn!(service = %labels.0, endpoint = %labels.1, %from, %to, "circuit breaker changed state");
+                metrics.record(|| gauge!("circuit_breaker_state", "service" => labels.0.clone(), "endpoint" => labels.1.clone()).set(to.gauge()));
+            });
+            endpoints.push(Endpoint::new(upstream, *weight, breaker));
+        }
+        pools.insert(
+            service.name.clone(),
+            Arc::new(Pool::new(&service.name, endpoints, service.strategy)),
+        );
+    }
+    Ok(pools)
 }
 
 impl Gateway {
     pub async fn build(config: GatewayConfig) -> Result<Self, BoxError> {
+        let name = config.server.service_name.clone();
+        let metrics = Metrics::new(&name);
         let proxy = Proxy::new(config.proxy);
-        let by_name: HashMap<String, Arc<_>> = config
-            .upstreams
-            .into_iter()
-            .map(|u| (u.service.clone(), Arc::new(u)))
-            .collect();
-        let upstreams = Upstreams {
-            proxy: proxy.clone(),
-            by_name: Arc::new(by_name),
+        let pools = pools(&config, &metrics)?;
+        let limiter = match &config.redis {
+            Some(redis) => RateLimiter::shared(RedisPool::new(redis)?, "ratelimit"),
+            None => RateLimiter::local(),
         };
+        let upstreams = Upstreams(Arc::new(pools.clone()));
+        let state = Arc::new(State {
+            routes: config.routes.clone(),
+            pools: pools.clone(),
+            proxy: proxy.clone(),
+            jwt: Jwt::new(config.jwt.clone()),
+            limiter: limiter.clone(),
+            default_limit: config.rate_limit_per_minute,
+            budget: RetryBudget::new(
+                std::time::Duration::from_secs(10),
+                5,
+                config.retry.budget_ratio,
+            ),
+            retry: config.retry,
+            max_body_bytes: config.server.max_body_bytes,
+            metrics: metrics.clone(),
+        });
 
-        let mut router = Router::new();
-        let mut readiness = Readiness::new();
-        for routes in SERVICES {
-            let Some(upstream) = upstreams.by_name.get(routes.service) else {
-                continue;
-            };
-            let target = Target {
-                proxy: proxy.clone(),
-                upstream: Arc::clone(upstream),
-            };
-            for path in routes.paths {
-                router = router.route(path, any(forward).with_state(target.clone()));
-            }
-            readiness.add(
-                routes.service,
-                UpstreamCheck {
-                    proxy: proxy.clone(),
-                    upstream: Arc::clone(upstream),
-                },
-            );
-        }
-        // Only the API routes are limited: health and metrics must stay reachable.
-        let rate_limit = config.rate_limit_per_minute.map(RateLimit::per_minute);
-        if let Some(rate_limit) = &rate_limit {
-            router = router.route_layer(from_fn_with_state(
-                rate_limit.clone(),
-                crate::rate_limit::limit,
+        // Everything under /api is the route table's; the rest is the gateway's own.
+        let mut api = Router::new()
+            .route("/api/{*path}", any(handle).with_state(state))
+            .layer(from_fn_with_state(
+                MaxHeaderBytes(config.max_header_bytes),
+                limit_headers,
+            ))
+            .layer(from_fn_with_state(
+                LoadShed::new(config.max_concurrent_requests),
+                shed_load,
             ));
+        if let Some(cors) = config.cors.layer() {
+            api = api.layer(cors);
         }
-        let router = router
+        let router = api
+            .route(
+                "/health",
+                get(crate::health::aggregate).with_state(upstreams.clone()),
+            )
             .route(
                 "/health/{service}",
-                get(service_health).with_state(upstreams.clone()),
+                get(crate::health::service).with_state(upstreams.clone()),
             )
-            .merge(crate::docs::router(upstreams));
+            .merge(crate::docs::router(crate::docs::Upstreams {
+                pools: upstreams,
+                proxy: proxy.clone(),
+            }));
 
-        let name = config.server.service_name.clone();
         let server = Server::bind(
             &config.server,
             ServiceParts {
                 http: HttpApi {
                     router,
                     openapi: None,
+                    own_health: true,
                 },
                 grpc: None,
-                readiness,
-                metrics: Metrics::new(&name),
+                // Ready when it can serve; how each upstream fares is /health's business, so
+                // one service down never takes the whole gateway out of rotation.
+                readiness: Readiness::new(),
+                metrics,
             },
         )
         .await?;
-        Ok(Self { server, rate_limit })
+        Ok(Self {
+            server,
+            pools: pools.into_values().collect(),
+            proxy,
+            limiter,
+            health_check_interval: config.health_check_interval,
+        })
     }
 }
 
@@ -114,9 +163,24 @@ impl platform_http::Service for Gateway {
     }
 
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        if let Some(rate_limit) = self.rate_limit {
-            tokio::spawn(rate_limit.prune_until(shutdown.clone()));
+        for pool in &self.pools {
+            tokio::spawn(Arc::clone(pool).check_health(
+                self.proxy.clone(),
+                self.health_check_interval,
+                shutdown.clone(),
+            ));
         }
+        let limiter = self.limiter.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => limiter.prune(),
+                }
+            }
+        });
         Ok(self.server.run(shutdown).await?)
     }
 }

@@ -98,6 +98,8 @@ fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
         ("USER_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("USER_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("EVENT_STORE_PORT".to_owned(), "0".to_owned()),
+        // The event checks poll; the default 100 requests a minute would throttle them.
+        ("RATE_LIMIT_PER_MINUTE".to_owned(), "100000".to_owned()),
         ("ADMIN_EMAIL".to_owned(), ADMIN_EMAIL.to_owned()),
         ("ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned()),
         ("DATA_DIR".to_owned(), db.dir().display().to_string()),

@@ -23,9 +23,12 @@ pub mod problem;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod tls;
 
 pub use extract::{FieldErrors, Json, Path, Query};
 pub use health::{FnCheck, HealthCheck, Readiness, ReadinessReport};
+pub use middleware::RouteLabel;
+
 pub use pagination::{Page, PageQuery, PageRequest};
 pub use platform_metrics::Metrics;
 pub use problem::{PROBLEM_JSON, Problem};

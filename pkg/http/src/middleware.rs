@@ -55,6 +55,11 @@ pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Set on a response to name its route in metrics and logs, when the router's matched path
+/// says too little (the gateway matches its configured routes itself, behind one catch-all).
+#[derive(Clone, Debug)]
+pub struct RouteLabel(pub Arc<str>);
+
 /// What [`observe`] needs.
 #[derive(Clone)]
 pub struct ObserveState {
@@ -66,11 +71,10 @@ pub struct ObserveState {
 pub async fn observe(State(state): State<ObserveState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED.to_owned());
+        .map(|p| p.as_str().to_owned());
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
@@ -81,7 +85,7 @@ pub async fn observe(State(state): State<ObserveState>, request: Request, next: 
         "request",
         service = %state.service,
         method = %method,
-        route = %route,
+        route = field::Empty,
         request_id = %request_id,
         trace_id = field::Empty,
     );
@@ -93,6 +97,14 @@ pub async fn observe(State(state): State<ObserveState>, request: Request, next: 
 
     let elapsed = started.elapsed();
     let status = response.status();
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|label| label.0.to_string())
+        .or(matched)
+        .unwrap_or_else(|| UNMATCHED.to_owned());
+    span.record("route", route.as_str());
+
     state.metrics.record(|| {
         counter!(
             "http_requests_total",

@@ -30,6 +30,8 @@ pub struct HttpApi {
     /// at `/openapi.json` with the operational endpoints added. `None` when the service
     /// serves its own `/openapi.json` (the gateway, which merges its upstreams' documents).
     pub openapi: Option<OpenApi>,
+    /// The service serves its own `/health` (the gateway's aggregates its upstreams').
+    pub own_health: bool,
 }
 
 impl HttpApi {
@@ -39,6 +41,7 @@ impl HttpApi {
         Self {
             router,
             openapi: Some(openapi),
+            own_health: false,
         }
     }
 }
@@ -74,8 +77,11 @@ pub fn finish(
         readiness,
         metrics: metrics.clone(),
     };
-    let ops_router = Router::new()
-        .route("/health", get(health::health))
+    let mut ops_router = Router::new();
+    if !api.own_health {
+        ops_router = ops_router.route("/health", get(health::health));
+    }
+    let ops_router = ops_router
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .with_state(ops);

@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Readiness;
+use crate::tls::TlsConfig;
+use std::sync::Arc;
+
 use crate::router::{self, HttpApi, RequestLimits};
 
 /// The settings every server shares.
@@ -36,6 +39,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight requests may run after a stop signal.
     pub shutdown_timeout: Duration,
+    /// `TLS_CERT_FILE` / `TLS_KEY_FILE`: serve HTTPS (HTTP/1.1 and HTTP/2) instead of HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// A service's own defaults, overridden by the environment.
@@ -60,6 +65,7 @@ impl ServerConfig {
             request_timeout: env.or("REQUEST_TIMEOUT", defaults.request_timeout),
             max_body_bytes: env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1..=1024 * 1024 * 1024),
             shutdown_timeout: env.or("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
+            tls: TlsConfig::from_env(env),
         }
     }
 
@@ -74,6 +80,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -113,6 +120,8 @@ pub enum ServerError {
     },
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(String),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("server failed: {0}")]
     Serve(String),
 }
@@ -125,6 +134,8 @@ pub struct Server {
     grpc: Option<(TcpListener, tonic::service::Routes)>,
     shutdown_timeout: Duration,
     metrics: Metrics,
+    /// The certificate being served and where it comes from, when serving HTTPS.
+    tls: Option<(TlsConfig, Arc<rustls::ServerConfig>)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -153,6 +164,11 @@ impl Server {
             parts.metrics.clone(),
             config.limits(),
         );
+        // Load the certificate before binding: a bad one stops start-up.
+        let tls = match &config.tls {
+            Some(tls) => Some((tls.clone(), crate::tls::load(tls)?)),
+            None => None,
+        };
         let http_listener = listen(config.host, config.port).await?;
         let grpc = match parts.grpc {
             Some(api) => {
@@ -168,6 +184,7 @@ impl Server {
             grpc,
             shutdown_timeout: config.shutdown_timeout,
             metrics: parts.metrics,
+            tls,
         })
     }
 
@@ -191,6 +208,7 @@ impl Server {
             grpc,
             shutdown_timeout,
             metrics,
+            tls,
         } = self;
 
         // Histogram samples are drained into buckets here even if nobody scrapes /metrics.
@@ -208,13 +226,26 @@ impl Server {
         });
 
         let http = async {
-            axum::serve(
-                http_listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .map_err(|e| ServerError::Serve(e.to_string()))
+            match tls {
+                None => axum::serve(
+                    http_listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+                .map_err(|e| ServerError::Serve(e.to_string())),
+                Some((files, server_config)) => {
+                    serve_tls(
+                        http_listener,
+                        router,
+                        files,
+                        server_config,
+                        shutdown.clone(),
+                        shutdown_timeout,
+                    )
+                    .await
+                }
+            }
         };
         let grpc = async {
             match grpc {
@@ -250,6 +281,41 @@ impl Server {
         tracing::info!(service = %name, "stopped");
         result
     }
+}
+
+/// HTTPS: rustls in front of the same router, the certificate reloaded on SIGHUP or change.
+async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    files: TlsConfig,
+    server_config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+) -> Result<(), ServerError> {
+    let live = axum_server::tls_rustls::RustlsConfig::from_config(server_config);
+    let handle = axum_server::Handle::new();
+    tokio::spawn(crate::tls::reload_until(
+        files,
+        live.clone(),
+        Duration::from_secs(2),
+        shutdown.clone(),
+    ));
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(shutdown_timeout));
+        }
+    });
+    let listener = listener
+        .into_std()
+        .map_err(|e| ServerError::Serve(e.to_string()))?;
+    axum_server::tls_rustls::from_tcp_rustls(listener, live)
+        .map_err(|e| ServerError::Serve(e.to_string()))?
+        .handle(handle)
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .map_err(|e| ServerError::Serve(e.to_string()))
 }
 
 /// The service's gRPC routes plus the standard health and reflection services.

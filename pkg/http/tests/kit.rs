@@ -79,6 +79,7 @@ async fn start_with(
             http: HttpApi {
                 router,
                 openapi: Some(utoipa::openapi::OpenApi::default()),
+                own_health: false,
             },
             grpc: None,
             readiness,

@@ -5,11 +5,16 @@
 //! status the client gets: 503 when the upstream cannot be reached, 504 when it is too slow,
 //! 502 when it broke mid-exchange. Bodies stream both ways: nothing is buffered whole.
 //!
-//! Architecture invariant: no routing, auth or balancing here — the gateway decides *where*;
-//! this crate only knows *how* to forward.
+//! [`balance`] chooses among a service's endpoints (round-robin, weighted, power of two
+//! choices) and keeps them honest with active health checks and per-endpoint circuit breakers.
+//!
+//! Architecture invariant: no routing or auth here — the gateway decides *what* goes *where*;
+//! this crate knows *how* to pick an endpoint and forward.
 #![forbid(unsafe_code)]
 
-use std::net::SocketAddr;
+pub mod balance;
+
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -184,7 +189,7 @@ impl Proxy {
         &self,
         upstream: &Upstream,
         request: Request<Body>,
-        client: Option<SocketAddr>,
+        client: Option<IpAddr>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
@@ -204,8 +209,8 @@ impl Proxy {
                 .get(&X_FORWARDED_FOR)
                 .and_then(|v| v.to_str().ok())
             {
-                Some(previous) => format!("{previous}, {}", addr.ip()),
-                None => addr.ip().to_string(),
+                Some(previous) => format!("{previous}, {addr}"),
+                None => addr.to_string(),
             };
             if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
                 parts.headers.insert(X_FORWARDED_FOR.clone(), value);

@@ -1,0 +1,349 @@
+//! The gateway's request path: route → edge authentication → rate limits → balanced,
+//! breaker-guarded, retried forwarding.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, request};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use platform_auth::{Claims, Jwt, Role};
+use platform_http::{Metrics, Problem, RouteLabel};
+use platform_metrics::counter;
+use platform_middleware::{Decision, RateLimiter};
+use platform_proxy::balance::{Endpoint, Pool};
+use platform_proxy::{Proxy, ProxyError};
+use platform_resilience::{Backoff, RetryBudget};
+
+use crate::config::RetryConfig;
+use crate::routes::{Auth, Route, RouteTable};
+
+/// The identity headers the gateway sets from a verified token; a client's own are removed.
+pub static USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub static USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
+
+/// Everything the request path needs.
+pub struct Gateway {
+    pub routes: RouteTable,
+    pub pools: HashMap<String, Arc<Pool>>,
+    pub proxy: Proxy,
+    pub jwt: Jwt,
+    pub limiter: RateLimiter,
+    pub default_limit: Option<std::num::NonZeroU32>,
+    pub budget: RetryBudget,
+    pub retry: RetryConfig,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+}
+
+/// The handler behind every `/api/…` path.
+pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let Some(route) = gateway.routes.find(request.method(), request.uri().path()) else {
+        return Problem::not_found(format!(
+            "No route for {} {}.",
+            request.method(),
+            request.uri().path()
+        ))
+        .into_response();
+    };
+    let label = RouteLabel(Arc::clone(&route.label));
+    let mut response = serve(&gateway, route, request).await;
+    response.extensions_mut().insert(label);
+    response
+}
+
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The verified caller, if the request carries a token.
+fn authenticate(jwt: &Jwt, parts: &request::Parts) -> Result<Option<Claims>, Problem> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            Problem::unauthorized("The Authorization header must be `Bearer <access token>`.")
+        })?;
+    jwt.verify(token)
+        .map(Some)
+        .map_err(|_| Problem::unauthorized("The access token is invalid or has expired."))
+}
+
+async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
+    let ip = client_ip(&request);
+    let (mut parts, body) = request.into_parts();
+
+    // Edge authentication; identity headers only ever come from a verified token.
+    parts.headers.remove(&USER_ID);
+    parts.headers.remove(&USER_ROLE);
+    let claims = match authenticate(&gateway.jwt, &parts) {
+        Ok(claims) => claims,
+        // On a public route a bad token is the service's business, not the gateway's.
+        Err(_) if route.auth == Auth::Public => None,
+        Err(problem) => return problem.into_response(),
+    };
+    match (&claims, route.auth) {
+        (None, Auth::User | Auth::Admin) => {
+            return Problem::unauthorized(
+                "An `Authorization: Bearer <access token>` header is required.",
+            )
+            .into_response();
+        }
+        (Some(claims), Auth::Admin) if claims.role != Role::Admin => {
+            return Problem::forbidden("This route is for administrators.").into_response();
+        }
+        _ => {}
+    }
+    if let Some(claims) = &claims {
+        if let Ok(id) = HeaderValue::from_str(&claims.sub.to_string()) {
+            parts.headers.insert(USER_ID.clone(), id);
+        }
+        parts.headers.insert(
+            USER_ROLE.clone(),
+            HeaderValue::from_static(claims.role.as_str()),
+        );
+    }
+
+    // Rate limits: per client IP, and per user when authenticated; the tighter one is reported.
+    let limit = route.rate_limit.unwrap_or(gateway.default_limit);
+    let mut reported: Option<Decision> = None;
+    if let Some(limit) = limit {
+        let mut keys = vec![("ip", format!("ip:{ip}"))];
+        if let Some(claims) = &claims {
+            keys.push(("user", format!("user:{}", claims.sub)));
+        }
+        for (scope, key) in keys {
+            let decision = gateway.limiter.check(&key, limit).await;
+            if !decision.allowed {
+                gateway
+                    .metrics
+                    .record(|| counter!("rate_limited_total", "scope" => scope).increment(1));
+                let retry_after = decision.retry_after_secs;
+                let mut response = Problem::too_many_requests(retry_after).into_response();
+                decision.write_headers(response.headers_mut());
+                return response;
+            }
+            if reported.is_none_or(|r| decision.remaining < r.remaining) {
+                reported = Some(decision);
+            }
+        }
+    }
+
+    // Bodies over the limit are refused before anything is sent.
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gateway.max_body_bytes as u64) {
+        return too_large(gateway.max_body_bytes);
+    }
+
+    let Some(pool) = gateway.pools.get(&route.service) else {
+        tracing::error!(service = %route.service, "route to a service without upstreams");
+        return Problem::internal().into_response();
+    };
+    let retryable = is_idempotent(&parts.method) || parts.headers.contains_key("idempotency-key");
+    let replayable = retryable
+        && route.retries > 0
+        && declared.is_none_or(|n| n <= gateway.retry.max_body_bytes as u64)
+        && (declared.is_some() || !may_have_body(&parts.method));
+    let body = if replayable {
+        match Limited::new(body, gateway.retry.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => Payload::Buffered(collected.to_bytes()),
+            Err(_) => return too_large(gateway.retry.max_body_bytes),
+        }
+    } else {
+        Payload::Streaming(Some(Body::new(Limited::new(body, gateway.max_body_bytes))))
+    };
+    gateway.budget.deposit();
+
+    let outcome = tokio::time::timeout(
+        route.timeout,
+        attempts(gateway, route, pool, ip, parts, body),
+    )
+    .await;
+
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(_) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
+            .with_type("upstream-timeout")
+            .with_detail(format!("The {} did not answer in time.", route.service))
+            .into_response(),
+    };
+    if let Some(decision) = reported {
+        decision.write_headers(response.headers_mut());
+    }
+    response
+}
+
+fn too_large(limit: usize) -> Response {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_type("payload-too-large")
+        .with_detail(format!("Request bodies are limited to {limit} bytes."))
+        .into_response()
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn may_have_body(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The request body: kept whole (so it can be sent again) or streamed once.
+enum Payload {
+    Buffered(Bytes),
+    Streaming(Option<Body>),
+}
+
+impl Payload {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Payload::Buffered(bytes) => Some(Body::from(bytes.clone())),
+            Payload::Streaming(body) => body.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Payload::Buffered(_))
+    }
+}
+
+/// Whether an attempt's outcome counts against the endpoint, and whether it may be retried.
+fn classify(result: &Result<Response, ProxyError>) -> (bool, bool, &'static str) {
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            let retry = matches!(status.as_u16(), 502..=504);
+            (status.is_server_error(), retry, status_class(status))
+        }
+        Err(ProxyError::Unreachable { .. }) => (true, true, "unreachable"),
+        Err(ProxyError::Timeout { .. }) => (true, true, "timeout"),
+        Err(ProxyError::Broken { .. }) => (true, true, "broken"),
+        Err(ProxyError::Request(_)) => (false, false, "invalid"),
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+async fn attempts(
+    gateway: &Gateway,
+    route: &Route,
+    pool: &Arc<Pool>,
+    client: IpAddr,
+    parts: request::Parts,
+    mut body: Payload,
+) -> Response {
+    let backoff = Backoff {
+        base: gateway.retry.backoff_base,
+        max: gateway.retry.backoff_max,
+    };
+    let mut failed: Option<Arc<Endpoint>> = None;
+    let mut retry = 0u32;
+    loop {
+        let Some(endpoint) = pool.pick(failed.as_ref()) else {
+            let wait = pool.retry_after();
+            return Problem::unavailable(format!(
+                "The {} is not available right now.",
+                route.service
+            ))
+            .with_retry_after(wait.as_secs().max(1))
+            .into_response();
+        };
+        let Ok(permit) = endpoint.breaker.try_acquire() else {
+            // Lost a race for a half-open probe slot: treat like a failed pick.
+            failed = Some(endpoint);
+            if retry >= route.retries {
+                return Problem::unavailable(format!(
+                    "The {} is not available right now.",
+                    route.service
+                ))
+                .with_retry_after(1)
+                .into_response();
+            }
+            retry += 1;
+            continue;
+        };
+        let Some(request_body) = body.take() else {
+            return Problem::internal().into_response();
+        };
+        let request = Request::from_parts(parts.clone(), request_body);
+        let in_flight = endpoint.start();
+        let result = match tokio::time::timeout(
+            route.try_timeout,
+            gateway
+                .proxy
+                .forward(&endpoint.upstream, request, Some(client)),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ProxyError::Timeout {
+                service: route.service.clone(),
+                timeout: route.try_timeout,
+            }),
+        };
+        drop(in_flight);
+        let (failure, retry_worthy, outcome) = classify(&result);
+        endpoint.breaker.record(permit, !failure);
+        gateway.metrics.record(|| {
+            counter!(
+                "upstream_requests_total",
+                "service" => route.service.clone(),
+                "endpoint" => endpoint.url(),
+                "outcome" => outcome,
+            )
+            .increment(1)
+        });
+        let may_retry = retry_worthy && body.replayable() && retry < route.retries;
+        if !may_retry || !gateway.budget.withdraw() {
+            return match result {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::warn!(service = %route.service, endpoint = %endpoint.url(), %error, "upstream request failed");
+                    error.to_problem().into_response()
+                }
+            };
+        }
+        retry += 1;
+        let wait = backoff.delay(retry);
+        tracing::info!(service = %route.service, endpoint = %endpoint.url(), outcome, retry, wait_ms = wait.as_millis() as u64, "retrying on another endpoint");
+        failed = Some(endpoint);
+        tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+    }
+}

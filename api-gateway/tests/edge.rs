@@ -1,0 +1,506 @@
+//! Edge policies: authentication, rate limits, CORS, size and concurrency limits, TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Fake, TestGateway, config, token, user_token};
+
+#[tokio::test]
+async fn routes_enforce_their_auth_requirement_before_reaching_the_service() {
+    let (users, events) = (Fake::start("users").await, Fake::start("events").await);
+    let gateway = TestGateway::start(config(&[
+        ("user-service", &users.url),
+        ("event-store", &events.url),
+    ]))
+    .await;
+    let client = &gateway.client;
+
+    // User routes: no token, a bad token, another algorithm → 401, and the service never sees them.
+    let response = client
+        .get(gateway.url("/api/v1/users/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let response = client
+        .get(gateway.url("/api/v1/users/me"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let expired = {
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({"sub": uuid::Uuid::now_v7(), "role": "user", "iat": now - 100, "exp": now - 10, "jti": "x", "iss": "microservices-platform", "aud": "microservices-platform"});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(support::SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        client
+            .get(gateway.url("/api/v1/users/me"))
+            .bearer_auth(expired)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(users.hits(), 0);
+
+    // Admin routes: a user token → 403; an admin token passes.
+    let response = client
+        .get(gateway.url("/api/v1/admin/events"))
+        .bearer_auth(user_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(events.hits(), 0);
+    let admin = uuid::Uuid::now_v7();
+    let echo: Value = client
+        .get(gateway.url("/api/v1/admin/events"))
+        .bearer_auth(token("admin", admin))
+        .header("x-user-role", "superuser")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echo["headers"]["x-user-id"], admin.to_string().as_str());
+    assert_eq!(echo["headers"]["x-user-role"], "admin");
+
+    // Public routes pass without a token (and a bad one is left to the service).
+    assert_eq!(
+        client
+            .post(gateway.url("/api/v1/users"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .post(gateway.url("/api/v1/auth/login"))
+            .bearer_auth("junk")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn clients_over_the_limit_get_429_with_ratelimit_headers_per_ip_and_per_user() {
+    let users = Fake::start("users").await;
+    let mut cfg = config(&[("user-service", &users.url)]);
+    cfg.rate_limit_per_minute = NonZeroU32::new(3);
+    let gateway = TestGateway::start(cfg).await;
+    let client = &gateway.client;
+
+    for remaining in (0..3).rev() {
+        let response = client
+            .post(gateway.url("/api/v1/auth/login"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-limit"], "3");
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+    }
+    let response = client
+        .post(gateway.url("/api/v1/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after));
+    assert_eq!(response.headers()["ratelimit-remaining"], "0");
+    assert_eq!(users.hits(), 3);
+    for path in ["/health", "/metrics", "/ready"] {
+        assert_ne!(
+            client.get(gateway.url(path)).send().await.unwrap().status(),
+            429,
+            "{path} is never limited"
+        );
+    }
+    let metrics = client
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"rate_limited_total{service="api-gateway",scope="ip"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_per_route_limit_overrides_the_default_and_users_have_their_own_bucket() {
+    let users = Fake::start("users").await;
+    let mut cfg = support::with_routes(
+        config(&[]),
+        &format!(
+            "[services.users]\nupstreams = [\"{}\"]\n[[routes]]\nprefix = \"/api/v1/users\"\nservice = \"users\"\nauth = \"user\"\nrate_limit_per_minute = 2\n[[routes]]\nprefix = \"/api/v1/open\"\nservice = \"users\"\nauth = \"public\"\nrate_limit_per_minute = 0\n",
+            users.url
+        ),
+    );
+    cfg.rate_limit_per_minute = NonZeroU32::new(1000);
+    let gateway = TestGateway::start(cfg).await;
+    let alice = token("user", uuid::Uuid::now_v7());
+    let statuses: Vec<u16> = futures::future::join_all((0..3).map(|_| {
+        gateway
+            .client
+            .get(gateway.url("/api/v1/users/me"))
+            .bearer_auth(&alice)
+            .send()
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().status().as_u16())
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    // Unlimited route.
+    for _ in 0..20 {
+        assert_eq!(
+            gateway
+                .client
+                .get(gateway.url("/api/v1/open"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
+    let Some(redis) = platform_testing::RedisNamespace::create() else {
+        return;
+    };
+    let users = Fake::start("users").await;
+    let make = |url: &str| {
+        let mut cfg = config(&[("user-service", &users.url)]);
+        cfg.rate_limit_per_minute = NonZeroU32::new(4);
+        cfg.redis = Some(platform_cache::RedisConfig::new(url));
+        cfg
+    };
+    // The buckets' keys carry the namespace, via a per-test token user id.
+    let alice = token("user", uuid::Uuid::now_v7());
+    let first = TestGateway::start(make(&redis.url)).await;
+    let second = TestGateway::start(make(&redis.url)).await;
+    let mut allowed = 0;
+    for i in 0..8 {
+        let gateway = if i % 2 == 0 { &first } else { &second };
+        let status = gateway
+            .client
+            .get(gateway.url("/api/v1/users/me"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 4, "one bucket for both replicas");
+
+    // Redis unreachable: the gateway keeps serving with its own limits.
+    let lost = TestGateway::start(make("redis://127.0.0.1:1")).await;
+    let bob = token("user", uuid::Uuid::now_v7());
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    for _ in 0..6 {
+        if lost
+            .client
+            .get(lost.url("/api/v1/users/me"))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 4, "in-process limits apply");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "Redis failures do not slow requests down"
+    );
+    drop(redis);
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_allowed_origins_only() {
+    let users = Fake::start("users").await;
+    let mut cfg = config(&[("user-service", &users.url)]);
+    let mut env = platform_config::Env::from_pairs([
+        ("CORS_ALLOWED_ORIGINS", "https://shop.example.com"),
+        ("CORS_MAX_AGE", "1h"),
+    ]);
+    cfg.cors = platform_middleware::CorsConfig::from_env(&mut env);
+    let gateway = TestGateway::start(cfg).await;
+    let preflight = |origin: &'static str| {
+        gateway
+            .client
+            .request(reqwest::Method::OPTIONS, gateway.url("/api/v1/users/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let response = preflight("https://shop.example.com").await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+    assert!(
+        response.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("PUT")
+    );
+    assert_eq!(response.headers()["access-control-max-age"], "3600");
+    assert_eq!(users.hits(), 0, "preflights are answered at the edge");
+    let response = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let response = gateway
+        .client
+        .get(gateway.url("/api/v1/users/me"))
+        .header("origin", "https://shop.example.com")
+        .bearer_auth(user_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_headers_are_refused_and_overload_is_shed() {
+    let users = Fake::start("users").await;
+    users.set(|b| b.delay = Duration::from_millis(300));
+    let mut cfg = config(&[("user-service", &users.url)]);
+    cfg.server.max_body_bytes = 1024;
+    cfg.max_header_bytes = 2048;
+    cfg.max_concurrent_requests = 2;
+    let gateway = TestGateway::start(cfg).await;
+    let client = &gateway.client;
+
+    let response = client
+        .post(gateway.url("/api/v1/auth/login"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // A streamed body without a length is cut at the limit too.
+    let chunks = futures::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 512])));
+    let response = client
+        .post(gateway.url("/api/v1/auth/login"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status() == 413 || response.status() == 502,
+        "{}",
+        response.status()
+    );
+
+    let response = client
+        .get(gateway.url("/api/v1/auth/x"))
+        .header("x-big", "z".repeat(3000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+
+    let burst = futures::future::join_all(
+        (0..6).map(|_| client.post(gateway.url("/api/v1/auth/login")).send()),
+    )
+    .await;
+    let statuses: Vec<u16> = burst
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert!(
+        statuses.contains(&503),
+        "beyond two in flight, requests are shed: {statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+/// A self-signed certificate for `localhost`, as PEM files in `dir`; returns its DER.
+fn certificate(dir: &std::path::Path) -> Vec<u8> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    cert.der().to_vec()
+}
+
+/// The certificate the server presents.
+async fn served_certificate(addr: &str) -> Vec<u8> {
+    #[derive(Debug)]
+    struct AcceptAll;
+    impl rustls::client::danger::ServerCertVerifier for AcceptAll {
+        fn verify_server_cert(
+            &self,
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &[rustls_pki_types::CertificateDer<'_>],
+            _: &rustls_pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAll))
+    .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            stream,
+        )
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = certificate(dir.path());
+    let users = Fake::start("users").await;
+    let mut cfg = config(&[("user-service", &users.url)]);
+    cfg.server.tls = Some(platform_http::tls::TlsConfig {
+        cert_file: dir.path().join("cert.pem"),
+        key_file: dir.path().join("key.pem"),
+    });
+    let gateway = TestGateway::start(cfg).await;
+    let https = gateway
+        .base
+        .replace("http://127.0.0.1", "https://localhost");
+    let root = reqwest::Certificate::from_der(&first).unwrap();
+
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(root.clone())
+        .build()
+        .unwrap();
+    let response = h2.get(format!("{https}/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .http1_only()
+        .build()
+        .unwrap();
+    let response = h1
+        .post(format!("{https}/api/v1/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(
+        echo["headers"]["x-forwarded-proto"], "http",
+        "the upstream hop is plain HTTP"
+    );
+
+    // A new certificate on disk is picked up without a restart.
+    let addr = gateway.base.trim_start_matches("http://").to_owned();
+    assert_eq!(served_certificate(&addr).await, first);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = certificate(dir.path());
+    assert!(
+        support::eventually(Duration::from_secs(6), || {
+            let addr = addr.clone();
+            let second = second.clone();
+            async move { served_certificate(&addr).await == second }
+        })
+        .await,
+        "the changed certificate is served"
+    );
+}

@@ -1,0 +1,243 @@
+//! Shared by the gateway suites: fake upstreams whose behaviour tests change at will, tokens,
+//! and a gateway on a random port.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api_gateway::routes::{self, FileConfig};
+use api_gateway::{Gateway, GatewayConfig};
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use platform_http::{CancellationToken, Service};
+use platform_resilience::BreakerConfig;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "gateway-test-secret-0123456789abcdef";
+
+/// A signed access token for `user` with `role`.
+pub fn token(role: &str, user: uuid::Uuid) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": user, "role": role, "iat": now, "exp": now + 600, "jti": "t",
+        "iss": "microservices-platform", "aud": "microservices-platform",
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn user_token() -> String {
+    token("user", uuid::Uuid::now_v7())
+}
+
+/// How a fake upstream answers.
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Status of every API answer.
+    pub status: u16,
+    /// Wait before answering.
+    pub delay: Duration,
+    /// Whether `/health` says 200 (else 503).
+    pub healthy: bool,
+}
+
+/// An upstream that counts its API hits and echoes what it received as JSON.
+pub struct Fake {
+    pub name: String,
+    pub url: String,
+    hits: Arc<AtomicUsize>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    stop: CancellationToken,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Fake {
+    pub async fn start(name: &str) -> Fake {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let behaviour = Arc::new(Mutex::new(Behaviour {
+            status: 200,
+            delay: Duration::ZERO,
+            healthy: true,
+        }));
+        let app = Router::new().fallback(any({
+            let (hits, behaviour, name) = (hits.clone(), behaviour.clone(), name.to_owned());
+            move |request: Request| {
+                let (hits, behaviour, name) = (hits.clone(), behaviour.clone(), name.clone());
+                async move { answer(&name, &hits, &behaviour, request).await }
+            }
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+            }
+        });
+        Fake {
+            name: name.to_owned(),
+            url,
+            hits,
+            behaviour,
+            stop,
+        }
+    }
+
+    pub fn set(&self, change: impl FnOnce(&mut Behaviour)) {
+        change(&mut self.behaviour.lock().unwrap());
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(
+    name: &str,
+    hits: &AtomicUsize,
+    behaviour: &Mutex<Behaviour>,
+    request: Request,
+) -> Response {
+    let current = behaviour.lock().unwrap().clone();
+    if request.uri().path() == "/health" {
+        let status = if current.healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        return (status, "health").into_response();
+    }
+    hits.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(current.delay).await;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or_default())))
+        .collect();
+    let echo = json!({
+        "server": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    (
+        StatusCode::from_u16(current.status).unwrap(),
+        axum::Json(echo),
+    )
+        .into_response()
+}
+
+/// A gateway configuration for tests: the built-in routes, the given services' URLs, fast
+/// health checks and breakers.
+pub fn config(upstreams: &[(&str, &str)]) -> GatewayConfig {
+    let mut config = GatewayConfig::for_tests(upstreams, SECRET);
+    config.health_check_interval = Duration::from_millis(100);
+    config.breaker = BreakerConfig {
+        window: Duration::from_secs(10),
+        window_size: 20,
+        min_requests: 5,
+        failure_rate: 0.5,
+        open_for: Duration::from_millis(300),
+        half_open_probes: 2,
+    };
+    config.retry.backoff_base = Duration::from_millis(5);
+    config.retry.backoff_max = Duration::from_millis(20);
+    config
+}
+
+/// Replaces the route table with a TOML one.
+pub fn with_routes(mut config: GatewayConfig, toml: &str) -> GatewayConfig {
+    let (services, routes) = routes::build(&FileConfig::parse("test.toml", toml).unwrap()).unwrap();
+    config.services = services;
+    config.routes = routes;
+    config
+}
+
+pub struct TestGateway {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestGateway {
+    pub async fn start(config: GatewayConfig) -> TestGateway {
+        let gateway = Gateway::build(config).await.unwrap();
+        let base = format!("http://{}", gateway.http_addr());
+        let stop = CancellationToken::new();
+        tokio::spawn(gateway.run(stop.clone()));
+        TestGateway {
+            base,
+            client: reqwest::Client::new(),
+            stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(user_token())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check().await
+}
