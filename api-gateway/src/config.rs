@@ -19,6 +19,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     port: 8080,
     grpc_port: 0,
     request_timeout: Duration::from_secs(35),
+    per_core: true,
 };
 
 /// Retry timing and budget.

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use platform_auth::{Claims, Jwt, Role};
+use platform_auth::{AuthUser, Jwt, Role};
 use platform_http::{Metrics, Problem, RouteLabel};
-use platform_metrics::counter;
-use platform_middleware::{Decision, RateLimiter};
+use platform_metrics::{Counter, counter};
+use platform_middleware::{Decision, LimitKey, LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::balance::{Endpoint, Pool};
 use platform_proxy::{Proxy, ProxyError};
 use platform_resilience::{Backoff, RetryBudget};
@@ -39,11 +40,50 @@ pub struct Gateway {
     pub budget: RetryBudget,
     pub retry: RetryConfig,
     pub max_body_bytes: usize,
+    pub max_header_bytes: MaxHeaderBytes,
+    pub shed: LoadShed,
     pub metrics: Metrics,
+    /// `upstream_requests_total` per endpoint (by address) and outcome, registered once.
+    pub upstream_counters: HashMap<usize, Vec<Counter>>,
+}
+
+/// The outcomes `upstream_requests_total` distinguishes, in counter order.
+pub const OUTCOMES: [&str; 9] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "unreachable",
+    "timeout",
+    "broken",
+    "invalid",
+];
+
+impl Gateway {
+    fn count_upstream(&self, endpoint: &Arc<Endpoint>, outcome: &str) {
+        let counters = self
+            .upstream_counters
+            .get(&(Arc::as_ptr(endpoint) as usize));
+        let index = OUTCOMES.iter().position(|o| *o == outcome);
+        if let (Some(counters), Some(index)) = (counters, index)
+            && let Some(counter) = counters.get(index)
+        {
+            counter.increment(1);
+        }
+    }
 }
 
 /// The handler behind every `/api/…` path.
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    // Checked here rather than as layers: every layer costs every request a boxed future.
+    let _slot = match gateway.shed.try_enter() {
+        Ok(slot) => slot,
+        Err(problem) => return problem.into_response(),
+    };
+    if let Err(problem) = gateway.max_header_bytes.check(&request) {
+        return problem.into_response();
+    }
     let Some(route) = gateway.routes.find(request.method(), request.uri().path()) else {
         return Problem::not_found(format!(
             "No route for {} {}.",
@@ -67,7 +107,7 @@ fn client_ip(request: &Request) -> IpAddr {
 }
 
 /// The verified caller, if the request carries a token.
-fn authenticate(jwt: &Jwt, parts: &request::Parts) -> Result<Option<Claims>, Problem> {
+fn authenticate(jwt: &Jwt, parts: &request::Parts) -> Result<Option<AuthUser>, Problem> {
     let Some(value) = parts.headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
@@ -80,7 +120,7 @@ fn authenticate(jwt: &Jwt, parts: &request::Parts) -> Result<Option<Claims>, Pro
         .ok_or_else(|| {
             Problem::unauthorized("The Authorization header must be `Bearer <access token>`.")
         })?;
-    jwt.verify(token)
+    jwt.verify_cached(token)
         .map(Some)
         .map_err(|_| Problem::unauthorized("The access token is invalid or has expired."))
 }
@@ -105,18 +145,18 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
             )
             .into_response();
         }
-        (Some(claims), Auth::Admin) if claims.role != Role::Admin => {
+        (Some(caller), Auth::Admin) if caller.role != Role::Admin => {
             return Problem::forbidden("This route is for administrators.").into_response();
         }
         _ => {}
     }
-    if let Some(claims) = &claims {
-        if let Ok(id) = HeaderValue::from_str(&claims.sub.to_string()) {
+    if let Some(caller) = &claims {
+        if let Ok(id) = HeaderValue::from_str(&caller.id.to_string()) {
             parts.headers.insert(USER_ID.clone(), id);
         }
         parts.headers.insert(
             USER_ROLE.clone(),
-            HeaderValue::from_static(claims.role.as_str()),
+            HeaderValue::from_static(caller.role.as_str()),
         );
     }
 
@@ -124,11 +164,8 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
     let limit = route.rate_limit.unwrap_or(gateway.default_limit);
     let mut reported: Option<Decision> = None;
     if let Some(limit) = limit {
-        let mut keys = vec![("ip", format!("ip:{ip}"))];
-        if let Some(claims) = &claims {
-            keys.push(("user", format!("user:{}", claims.sub)));
-        }
-        for (scope, key) in keys {
+        let user = claims.map(|caller| ("user", LimitKey::User(caller.id.as_uuid())));
+        for (scope, key) in std::iter::once(("ip", LimitKey::Ip(ip))).chain(user) {
             let decision = gateway.limiter.check(&key, limit).await;
             if !decision.allowed {
                 gateway
@@ -164,7 +201,10 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
         && route.retries > 0
         && declared.is_none_or(|n| n <= gateway.retry.max_body_bytes as u64)
         && (declared.is_some() || !may_have_body(&parts.method));
-    let body = if replayable {
+    let body = if replayable && body.size_hint().exact() == Some(0) {
+        // Most retryable requests (GET, HEAD, DELETE) carry no body: nothing to read.
+        Payload::Buffered(Bytes::new())
+    } else if replayable {
         match Limited::new(body, gateway.retry.max_body_bytes)
             .collect()
             .await
@@ -302,34 +342,25 @@ async fn attempts(
         let Some(request_body) = body.take() else {
             return Problem::internal().into_response();
         };
-        let request = Request::from_parts(parts.clone(), request_body);
+        // Only what the upstream needs: the request's extensions stay here.
+        let mut request = Request::new(request_body);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
         let in_flight = endpoint.start();
-        let result = match tokio::time::timeout(
-            route.try_timeout,
-            gateway
-                .proxy
-                .forward(&endpoint.upstream, request, Some(client)),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ProxyError::Timeout {
-                service: route.service.clone(),
-                timeout: route.try_timeout,
-            }),
-        };
+        // One attempt's deadline; when it is the whole route's, the total deadline around all
+        // attempts already enforces it (one timer fewer per request).
+        let attempt_limit = route.try_timeout.min(gateway.proxy.timeout());
+        let attempt_timer = (attempt_limit < route.timeout).then_some(attempt_limit);
+        let result = gateway
+            .proxy
+            .forward_within(&endpoint.upstream, request, Some(client), attempt_timer)
+            .await;
         drop(in_flight);
         let (failure, retry_worthy, outcome) = classify(&result);
         endpoint.breaker.record(permit, !failure);
-        gateway.metrics.record(|| {
-            counter!(
-                "upstream_requests_total",
-                "service" => route.service.clone(),
-                "endpoint" => endpoint.url(),
-                "outcome" => outcome,
-            )
-            .increment(1)
-        });
+        gateway.count_upstream(&endpoint, outcome);
         let may_retry = retry_worthy && body.replayable() && retry < route.retries;
         if !may_retry || !gateway.budget.withdraw() {
             return match result {

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use axum::routing::{any, get};
 use platform_auth::Jwt;
 use platform_cache::RedisPool;
@@ -13,8 +12,7 @@ use platform_config::Env;
 use platform_http::{
     BoxError, CancellationToken, HttpApi, Metrics, Readiness, Server, ServiceParts,
 };
-use platform_metrics::gauge;
-use platform_middleware::limits::{limit_headers, shed_load};
+use platform_metrics::{Counter, counter, gauge};
 use platform_middleware::{LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::Proxy;
 use platform_proxy::balance::{Endpoint, Pool};
@@ -59,6 +57,35 @@ fn pools(
     Ok(pools)
 }
 
+/// Registers `upstream_requests_total{service,endpoint,outcome}` for every endpoint once, so
+/// the request path only increments.
+fn upstream_counters(
+    pools: &HashMap<String, Arc<Pool>>,
+    metrics: &Metrics,
+) -> HashMap<usize, Vec<Counter>> {
+    let mut counters = HashMap::new();
+    for pool in pools.values() {
+        for endpoint in pool.endpoints() {
+            let service: Arc<str> = Arc::from(pool.service.as_str());
+            let by_outcome = crate::forward::OUTCOMES
+                .iter()
+                .map(|outcome| {
+                    metrics.record(|| {
+                        counter!(
+                            "upstream_requests_total",
+                            "service" => Arc::clone(&service),
+                            "endpoint" => endpoint.url_label(),
+                            "outcome" => *outcome,
+                        )
+                    })
+                })
+                .collect();
+            counters.insert(Arc::as_ptr(endpoint) as usize, by_outcome);
+        }
+    }
+    counters
+}
+
 impl Gateway {
     pub async fn build(config: GatewayConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
@@ -84,20 +111,14 @@ impl Gateway {
             ),
             retry: config.retry,
             max_body_bytes: config.server.max_body_bytes,
+            max_header_bytes: MaxHeaderBytes(config.max_header_bytes),
+            shed: LoadShed::new(config.max_concurrent_requests),
+            upstream_counters: upstream_counters(&pools, &metrics),
             metrics: metrics.clone(),
         });
 
         // Everything under /api is the route table's; the rest is the gateway's own.
-        let mut api = Router::new()
-            .route("/api/{*path}", any(handle).with_state(state))
-            .layer(from_fn_with_state(
-                MaxHeaderBytes(config.max_header_bytes),
-                limit_headers,
-            ))
-            .layer(from_fn_with_state(
-                LoadShed::new(config.max_concurrent_requests),
-                shed_load,
-            ));
+        let mut api = Router::new().route("/api/{*path}", any(handle).with_state(state));
         if let Some(cors) = config.cors.layer() {
             api = api.layer(cors);
         }

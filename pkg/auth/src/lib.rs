@@ -224,6 +224,8 @@ pub struct Jwt {
 }
 
 struct JwtInner {
+    /// Unique per instance, never reused (unlike an address): keys the verification cache.
+    instance: u64,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -248,8 +250,10 @@ impl Jwt {
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
         // One issuer, and every verifier checks `exp` against its own clock: no grace period.
         validation.leeway = 0;
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
             inner: Arc::new(JwtInner {
+                instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
                 validation,
@@ -287,6 +291,48 @@ impl Jwt {
     }
 
     /// Checks signature, algorithm, `exp`, `iss` and `aud`.
+    /// Like [`Jwt::verify`] for the caller's identity, remembering (per thread) the tokens it
+    /// has verified: a client sends the same token for its whole lifetime, and checking a
+    /// signature and parsing JSON on every request is the costliest step of edge
+    /// authentication. A remembered token is still refused once past its `exp`.
+    pub fn verify_cached(&self, token: &str) -> Result<AuthUser, AuthError> {
+        type Tokens = std::collections::HashMap<Box<str>, (AuthUser, i64)>;
+        thread_local! {
+            /// Per `Jwt` instance (its settings), the tokens it verified.
+            static VERIFIED: std::cell::RefCell<std::collections::HashMap<u64, Tokens>> =
+                std::cell::RefCell::new(std::collections::HashMap::new());
+        }
+        /// Remembered tokens per thread; the cache is emptied when full (simple, and bounded).
+        const CAPACITY: usize = 4096;
+        let instance = self.inner.instance;
+        let now = chrono::Utc::now().timestamp();
+        let hit = VERIFIED.with(|cache| {
+            cache
+                .borrow()
+                .get(&instance)
+                .and_then(|tokens| tokens.get(token).copied())
+        });
+        if let Some((user, exp)) = hit
+            && now < exp
+        {
+            return Ok(user);
+        }
+        let claims = self.verify(token)?;
+        let user = AuthUser {
+            id: claims.sub,
+            role: claims.role,
+        };
+        VERIFIED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let tokens = cache.entry(instance).or_default();
+            if tokens.len() >= CAPACITY {
+                tokens.clear();
+            }
+            tokens.insert(Box::from(token), (user, claims.exp));
+        });
+        Ok(user)
+    }
+
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         Ok(
             jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)?
@@ -432,6 +478,28 @@ mod tests {
             SECRET,
         );
         assert!(jwt().verify(&token).is_err());
+    }
+
+    #[test]
+    fn cached_verification_still_checks_expiry_and_settings() {
+        let jwt = Jwt::new(JwtConfig {
+            expiration: Duration::from_secs(1),
+            ..JwtConfig::with_secret(SECRET)
+        });
+        let user = UserId::generate();
+        let token = jwt.issue(user, Role::Admin).unwrap().token;
+        let first = jwt.verify_cached(&token).unwrap();
+        assert_eq!((first.id, first.role), (user, Role::Admin));
+        assert_eq!(jwt.verify_cached(&token).unwrap(), first, "from the cache");
+        // Another instance (another secret) does not trust what the first remembered.
+        let other = Jwt::new(JwtConfig::with_secret("another-secret-another-secret-xx"));
+        assert!(other.verify_cached(&token).is_err());
+        assert!(jwt.verify_cached("garbage").is_err());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(
+            jwt.verify_cached(&token).is_err(),
+            "expired, even though remembered"
+        );
     }
 
     #[test]

@@ -1,24 +1,27 @@
-//! The request pipeline every service and the gateway share.
+//! The request pipeline every service and the gateway share, as one middleware ([`pipeline`])
+//! rather than a stack of layers: every request passes it, so each boxed future and service
+//! clone saved is saved on every request. In order, it
+//! 1. keeps the client's `X-Request-Id` when it is short printable ASCII (so logs cannot be
+//!    flooded or forged with control characters), else generates one (UUID v7: sortable by time);
+//! 2. opens one span per request carrying `request_id` and `trace_id` (so every log line inside
+//!    has them), joined to the caller's W3C trace;
+//! 3. runs the request under the per-request deadline (→ 503 problem) and catches panics
+//!    (→ 500 problem: a bug in one handler never drops the connection silently);
+//! 4. echoes `X-Request-Id`, records `http_requests_total` and `http_request_duration_seconds`
+//!    labelled with the route template, and writes one access-log line.
 //!
-//! Layers, outermost first (see [`crate::router::finish`]):
-//! 1. catch panics → 500 problem (a bug in one handler never drops the connection silently);
-//! 2. `X-Request-Id`: kept from the client when sane, generated otherwise;
-//! 3. [`observe`]: one span per request carrying `request_id` and `trace_id` (so every log line
-//!    inside has them), one log line per response, and the `http_requests_total` /
-//!    `http_request_duration_seconds` metrics labelled with the matched route template;
-//! 4. `X-Request-Id` echoed on the response;
-//! 5. [`deadline`]: the per-request timeout → 503 problem;
-//! 6. the body size limit (enforced by the extractors → 413 problem).
+//! The body size limit is enforced by the extractors (→ 413 problem).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use platform_metrics::{Metrics, counter, histogram};
-use tower_http::request_id::{MakeRequestId, RequestId};
+use futures::FutureExt;
+use platform_metrics::Metrics;
 use tracing::{Instrument, field};
 
 use crate::problem::Problem;
@@ -29,123 +32,153 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Route label for requests that matched no route: raw paths would explode the label space.
 const UNMATCHED: &str = "unmatched";
 
-/// Generates request ids (UUID v7: sortable by time, which helps when grepping logs) and keeps a
-/// client's id only when it is short printable ASCII, so logs cannot be flooded or forged with
-/// control characters.
-#[derive(Clone, Copy, Default)]
-pub struct RequestIds;
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Uuid::now_v7().to_string();
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
-    }
-}
-
-/// Drops a client-supplied request id that is too long or not printable, so that
-/// `SetRequestIdLayer` replaces it with a fresh one.
-pub async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
-    let insane = request.headers().get(&REQUEST_ID).is_some_and(|value| {
-        let bytes = value.as_bytes();
-        bytes.is_empty() || bytes.len() > 128 || !bytes.iter().all(|b| b.is_ascii_graphic())
-    });
-    if insane {
-        request.headers_mut().remove(&REQUEST_ID);
-    }
-    next.run(request).await
-}
-
 /// Set on a response to name its route in metrics and logs, when the router's matched path
 /// says too little (the gateway matches its configured routes itself, behind one catch-all).
 #[derive(Clone, Debug)]
 pub struct RouteLabel(pub Arc<str>);
 
-/// What [`observe`] needs.
+/// What [`pipeline`] needs.
 #[derive(Clone)]
-pub struct ObserveState {
+pub struct PipelineState {
     pub service: Arc<str>,
     pub metrics: Metrics,
+    /// The per-request deadline.
+    pub timeout: Duration,
 }
 
-/// Span, access log and metrics for one request.
-pub async fn observe(State(state): State<ObserveState>, request: Request, next: Next) -> Response {
+fn sane_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The shared middleware: request id, span, deadline, panics, metrics, access log.
+pub async fn pipeline(
+    State(state): State<PipelineState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
+    let request_id = match request.headers().get(&REQUEST_ID) {
+        Some(value) if sane_request_id(value) => value.clone(),
+        _ => {
+            let id = new_request_id();
+            request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+            id
+        }
+    };
     let method = request.method().clone();
-    let matched = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let request_id = request
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let span = tracing::info_span!(
         "request",
         service = %state.service,
         method = %method,
         route = field::Empty,
-        request_id = %request_id,
+        request_id = request_id.to_str().unwrap_or_default(),
         trace_id = field::Empty,
     );
-    if let Some(trace_id) = platform_telemetry::join_trace(&span, request.headers()) {
+    if !span.is_disabled()
+        && let Some(trace_id) = platform_telemetry::join_trace(&span, request.headers())
+    {
         span.record("trace_id", trace_id);
     }
 
-    let response = next.run(request).instrument(span.clone()).await;
-
-    let elapsed = started.elapsed();
-    let status = response.status();
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map(|label| label.0.to_string())
-        .or(matched)
-        .unwrap_or_else(|| UNMATCHED.to_owned());
-    span.record("route", route.as_str());
-
-    state.metrics.record(|| {
-        counter!(
-            "http_requests_total",
-            "method" => method.to_string(),
-            "route" => route.clone(),
-            "status" => status.as_str().to_owned(),
-        )
-        .increment(1);
-        histogram!(
-            "http_request_duration_seconds",
-            "method" => method.to_string(),
-            "route" => route.clone(),
-        )
-        .record(elapsed.as_secs_f64());
-    });
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), latency_ms, "request failed");
-        } else {
-            tracing::info!(status = status.as_u16(), latency_ms, "request served");
-        }
-    });
-    response
-}
-
-/// The per-request deadline. Dropping the handler's future cancels its work (including a
-/// database transaction, which rolls back).
-pub async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+    let handled = AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .instrument(span.clone());
+    let mut response = match tokio::time::timeout(state.timeout, handled).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(panic)) => span.in_scope(|| panic_response(panic)),
+        Err(_) => span.in_scope(|| {
+            tracing::warn!(
+                timeout_ms = state.timeout.as_millis() as u64,
+                "request timed out"
+            );
             Problem::unavailable(format!(
                 "The request did not complete within {} ms.",
-                limit.as_millis()
+                state.timeout.as_millis()
             ))
             .with_title("Request timed out")
             .with_type("timeout")
             .into_response()
-        }
+        }),
+    };
+    response
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), request_id);
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let label = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|l| Arc::clone(&l.0));
+    let route: &str = match (&label, &matched) {
+        (Some(label), _) => label,
+        (None, Some(matched)) => matched.as_str(),
+        (None, None) => UNMATCHED,
+    };
+    state
+        .metrics
+        .record_request(method_label(&method), route, status_label(status), elapsed);
+    if !span.is_disabled() {
+        span.record("route", route);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        span.in_scope(|| {
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), latency_ms, "request failed");
+            } else {
+                tracing::info!(status = status.as_u16(), latency_ms, "request served");
+            }
+        });
+    }
+    response
+}
+
+/// A method as a metric label, without allocating for the standard ones.
+fn method_label(method: &Method) -> platform_metrics::SharedString {
+    match *method {
+        Method::GET => "GET".into(),
+        Method::POST => "POST".into(),
+        Method::PUT => "PUT".into(),
+        Method::DELETE => "DELETE".into(),
+        Method::PATCH => "PATCH".into(),
+        Method::HEAD => "HEAD".into(),
+        Method::OPTIONS => "OPTIONS".into(),
+        _ => method.to_string().into(),
+    }
+}
+
+/// A status code as a metric label, without allocating for the usual ones.
+fn status_label(status: StatusCode) -> platform_metrics::SharedString {
+    match status.as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        202 => "202".into(),
+        204 => "204".into(),
+        301 => "301".into(),
+        302 => "302".into(),
+        304 => "304".into(),
+        400 => "400".into(),
+        401 => "401".into(),
+        403 => "403".into(),
+        404 => "404".into(),
+        405 => "405".into(),
+        409 => "409".into(),
+        413 => "413".into(),
+        415 => "415".into(),
+        422 => "422".into(),
+        429 => "429".into(),
+        500 => "500".into(),
+        502 => "502".into(),
+        503 => "503".into(),
+        504 => "504".into(),
+        other => other.to_string().into(),
     }
 }
 

@@ -7,20 +7,18 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use bytes::Bytes;
 use platform_metrics::Metrics;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::health::{self, OpsState, Readiness};
-use crate::middleware::{self, ObserveState, REQUEST_ID, RequestIds};
+use crate::middleware::{self, PipelineState};
 
 /// Everything a service contributes to its HTTP side.
 pub struct HttpApi {
@@ -108,17 +106,16 @@ pub fn finish(
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(
-            // Outermost first; see `crate::middleware` for why each layer sits where it does.
+            // Outermost first; see `crate::middleware` for what the pipeline does.
             ServiceBuilder::new()
-                .layer(from_fn(middleware::sanitize_request_id))
-                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), RequestIds))
                 .layer(from_fn_with_state(
-                    ObserveState { service, metrics },
-                    middleware::observe,
+                    PipelineState {
+                        service,
+                        metrics,
+                        timeout: limits.timeout,
+                    },
+                    middleware::pipeline,
                 ))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-                .layer(CatchPanicLayer::custom(middleware::panic_response))
-                .layer(from_fn_with_state(limits.timeout, middleware::deadline))
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
         )
 }

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use platform_config::{Env, Environment};
 use platform_metrics::Metrics;
 use tokio::net::TcpListener;
@@ -41,6 +42,12 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// `TLS_CERT_FILE` / `TLS_KEY_FILE`: serve HTTPS (HTTP/1.1 and HTTP/2) instead of HTTP.
     pub tls: Option<TlsConfig>,
+    /// `HTTP_THREADS`: 0 serves HTTP on the process's shared runtime; n > 0 serves it on n
+    /// threads, each with its own single-threaded runtime and its own listening socket
+    /// (`SO_REUSEPORT`), nginx-style: a connection never leaves its thread, so requests cost no
+    /// cross-thread wake-ups. The gateway's default is one per CPU. (HTTPS always uses the
+    /// shared runtime.)
+    pub http_threads: usize,
 }
 
 /// A service's own defaults, overridden by the environment.
@@ -52,6 +59,8 @@ pub struct ServerDefaults {
     /// The gateway's is longer than its upstream timeout, so a slow upstream gets the precise
     /// 504 rather than the generic deadline.
     pub request_timeout: Duration,
+    /// Serve HTTP thread-per-core by default (the gateway: pure I/O, no blocking work).
+    pub per_core: bool,
 }
 
 impl ServerConfig {
@@ -66,6 +75,15 @@ impl ServerConfig {
             max_body_bytes: env.in_range("MAX_BODY_BYTES", 1024 * 1024, 1..=1024 * 1024 * 1024),
             shutdown_timeout: env.or("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
             tls: TlsConfig::from_env(env),
+            http_threads: env.in_range(
+                "HTTP_THREADS",
+                if defaults.per_core {
+                    available_cores()
+                } else {
+                    0
+                },
+                0..=1024,
+            ),
         }
     }
 
@@ -81,6 +99,7 @@ impl ServerConfig {
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(5),
             tls: None,
+            http_threads: 0,
         }
     }
 
@@ -127,9 +146,17 @@ pub enum ServerError {
 }
 
 /// A bound, not yet serving, service.
+/// Where HTTP connections are accepted.
+enum Listeners {
+    /// One socket, served on the process's runtime.
+    Shared(TcpListener),
+    /// One socket per HTTP thread, all on one port (`SO_REUSEPORT`).
+    PerCore(Vec<std::net::TcpListener>),
+}
+
 pub struct Server {
     name: String,
-    http_listener: TcpListener,
+    http_listener: Listeners,
     router: Router,
     grpc: Option<(TcpListener, tonic::service::Routes)>,
     shutdown_timeout: Duration,
@@ -142,9 +169,28 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("name", &self.name)
-            .field("http_addr", &self.http_listener.local_addr().ok())
+            .field("http_addr", &self.http_addr())
             .finish_non_exhaustive()
     }
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// A listening socket with `SO_REUSEPORT`, so that several can share one port.
+fn listen_shared(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| ServerError::Bind { addr, source })
 }
 
 async fn listen(host: IpAddr, port: u16) -> Result<TcpListener, ServerError> {
@@ -169,7 +215,21 @@ impl Server {
             Some(tls) => Some((tls.clone(), crate::tls::load(tls)?)),
             None => None,
         };
-        let http_listener = listen(config.host, config.port).await?;
+        let http_listener = if config.http_threads > 0 && config.tls.is_none() {
+            let first = listen_shared(SocketAddr::new(config.host, config.port))?;
+            // Port 0 picked a port: the others join that one.
+            let addr = first.local_addr().map_err(|source| ServerError::Bind {
+                addr: SocketAddr::new(config.host, config.port),
+                source,
+            })?;
+            let mut all = vec![first];
+            for _ in 1..config.http_threads {
+                all.push(listen_shared(addr)?);
+            }
+            Listeners::PerCore(all)
+        } else {
+            Listeners::Shared(listen(config.host, config.port).await?)
+        };
         let grpc = match parts.grpc {
             Some(api) => {
                 let listener = listen(config.host, config.grpc_port).await?;
@@ -189,9 +249,14 @@ impl Server {
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        let addr = match &self.http_listener {
+            Listeners::Shared(listener) => listener.local_addr(),
+            Listeners::PerCore(listeners) => match listeners.first() {
+                Some(listener) => listener.local_addr(),
+                None => Err(std::io::ErrorKind::NotFound.into()),
+            },
+        };
+        addr.unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
@@ -226,9 +291,18 @@ impl Server {
         });
 
         let http = async {
+            let http_listener = match http_listener {
+                Listeners::PerCore(listeners) => {
+                    return serve_per_core(&name, listeners, router, shutdown.clone()).await;
+                }
+                Listeners::Shared(listener) => listener,
+            };
             match tls {
                 None => axum::serve(
-                    http_listener,
+                    // Responses are small and latency matters: no Nagle delay.
+                    http_listener.tap_io(|stream| {
+                        let _ = stream.set_nodelay(true);
+                    }),
                     router.into_make_service_with_connect_info::<SocketAddr>(),
                 )
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -281,6 +355,56 @@ impl Server {
         tracing::info!(service = %name, "stopped");
         result
     }
+}
+
+/// Serves `router` on one thread per listener, each with a single-threaded runtime.
+async fn serve_per_core(
+    name: &str,
+    listeners: Vec<std::net::TcpListener>,
+    router: Router,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let mut done = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let (finished, result) = tokio::sync::oneshot::channel();
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-http-{index}"))
+            .spawn(move || {
+                let outcome = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            axum::serve(
+                                listener.tap_io(|stream| {
+                                    let _ = stream.set_nodelay(true);
+                                }),
+                                router.into_make_service_with_connect_info::<SocketAddr>(),
+                            )
+                            .with_graceful_shutdown(shutdown.cancelled_owned())
+                            .await
+                        })
+                    });
+                let _ = finished.send(outcome);
+            })
+            .map_err(|e| ServerError::Serve(e.to_string()))?;
+        done.push(result);
+    }
+    for result in done {
+        match result.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(ServerError::Serve(error.to_string())),
+            Err(_) => {
+                return Err(ServerError::Serve(
+                    "an HTTP thread ended abnormally".to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// HTTPS: rustls in front of the same router, the certificate reloaded on SIGHUP or change.
@@ -394,6 +518,7 @@ mod tests {
                 port: 1,
                 grpc_port: 2,
                 request_timeout: Duration::from_secs(30),
+                per_core: false,
             },
         );
         let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();

@@ -10,13 +10,17 @@
 //! `http_request_duration_seconds`, and later `circuit_breaker_state`, `cache_hits_total`, …
 #![forbid(unsafe_code)]
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-pub use metrics::{counter, gauge, histogram};
+pub use metrics::{Counter, Gauge, Histogram, SharedString, counter, gauge, histogram};
 
 /// Latency buckets in seconds: fine below 10 ms (the gateway's p99 target), coarse above.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -26,6 +30,8 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// A service's metric registry. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
+    /// Tells registries apart in the per-thread cache of request series.
+    id: u64,
     /// Receives the `metrics` macros while inside [`Metrics::record`].
     recorder: Arc<PrometheusRecorder>,
     /// Renders the registry in the Prometheus text format.
@@ -49,7 +55,9 @@ impl Metrics {
             .unwrap_or_else(|_| labelled());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             recorder: Arc::new(recorder),
             handle,
         }
@@ -58,6 +66,57 @@ impl Metrics {
     /// Runs `f` with the `metrics` macros writing to this registry.
     pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
         metrics::with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// Records one served request: `http_requests_total{method,route,status}` and
+    /// `http_request_duration_seconds{method,route}`. The series' handles are cached per
+    /// thread, so the hot path is a few hash lookups and two atomic updates — no registry
+    /// lookup, no label strings built.
+    pub fn record_request(
+        &self,
+        method: SharedString,
+        route: &str,
+        status: SharedString,
+        elapsed: Duration,
+    ) {
+        type Series = HashMap<(SharedString, SharedString), (Counter, Histogram)>;
+        thread_local! {
+            /// Registry id → route → (method, status) → handles.
+            static SERIES: RefCell<HashMap<u64, HashMap<Box<str>, Series>>> = RefCell::new(HashMap::new());
+        }
+        SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let routes = cache.entry(self.id).or_default();
+            if !routes.contains_key(route) {
+                routes.insert(Box::from(route), Series::new());
+            }
+            let Some(series) = routes.get_mut(route) else {
+                return;
+            };
+            let (counter, histogram) =
+                series
+                    .entry((method, status))
+                    .or_insert_with_key(|(method, status)| {
+                        let route: Arc<str> = Arc::from(route);
+                        self.record(|| {
+                            (
+                                counter!(
+                                    "http_requests_total",
+                                    "method" => method.clone(),
+                                    "route" => Arc::clone(&route),
+                                    "status" => status.clone(),
+                                ),
+                                histogram!(
+                                    "http_request_duration_seconds",
+                                    "method" => method.clone(),
+                                    "route" => route,
+                                ),
+                            )
+                        })
+                    });
+            counter.increment(1);
+            histogram.record(elapsed.as_secs_f64());
+        });
     }
 
     /// The registry in the Prometheus text exposition format.

@@ -15,4 +15,4 @@ pub mod rate_limit;
 
 pub use cors::CorsConfig;
 pub use limits::{LoadShed, MaxHeaderBytes};
-pub use rate_limit::{Decision, RateLimiter};
+pub use rate_limit::{Decision, LimitKey, RateLimiter};

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use platform_http::Problem;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// At most this many requests in flight; beyond, 503 at once (with `Retry-After`), so that
 /// overload sheds requests instead of letting latency climb for everyone.
@@ -18,20 +18,22 @@ impl LoadShed {
     pub fn new(max_in_flight: usize) -> Self {
         Self(Arc::new(Semaphore::new(max_in_flight)))
     }
+
+    /// A slot for one request, held until the permit drops; the 503 to send when full.
+    pub fn try_enter(&self) -> Result<OwnedSemaphorePermit, Problem> {
+        Arc::clone(&self.0).try_acquire_owned().map_err(|_| {
+            Problem::unavailable("The gateway is at capacity; retry shortly.")
+                .with_type("overloaded")
+                .with_retry_after(1)
+        })
+    }
 }
 
 /// Middleware for [`LoadShed`].
-pub async fn shed_load(
-    State(LoadShed(permits)): State<LoadShed>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match permits.try_acquire_owned() {
+pub async fn shed_load(State(shed): State<LoadShed>, request: Request, next: Next) -> Response {
+    match shed.try_enter() {
         Ok(_permit) => next.run(request).await,
-        Err(_) => Problem::unavailable("The gateway is at capacity; retry shortly.")
-            .with_type("overloaded")
-            .with_retry_after(1)
-            .into_response(),
+        Err(problem) => problem.into_response(),
     }
 }
 
@@ -39,25 +41,36 @@ pub async fn shed_load(
 #[derive(Clone, Copy, Debug)]
 pub struct MaxHeaderBytes(pub usize);
 
+impl MaxHeaderBytes {
+    /// `Err(431)` when the request's target and headers together exceed the limit.
+    pub fn check<B>(&self, request: &http::Request<B>) -> Result<(), Problem> {
+        let uri = request.uri();
+        let size: usize = uri.path().len()
+            + uri.query().map_or(0, str::len)
+            + request
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
+        if size > self.0 {
+            return Err(Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                .with_type("headers-too-large")
+                .with_detail(format!("Request headers must stay under {} bytes.", self.0)));
+        }
+        Ok(())
+    }
+}
+
 /// Middleware for [`MaxHeaderBytes`]: 431 beyond it.
 pub async fn limit_headers(
-    State(MaxHeaderBytes(max)): State<MaxHeaderBytes>,
+    State(max): State<MaxHeaderBytes>,
     request: Request,
     next: Next,
 ) -> Response {
-    let size: usize = request.uri().to_string().len()
-        + request
-            .headers()
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum::<usize>();
-    if size > max {
-        return Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-            .with_type("headers-too-large")
-            .with_detail(format!("Request headers must stay under {max} bytes."))
-            .into_response();
+    match max.check(&request) {
+        Ok(()) => next.run(request).await,
+        Err(problem) => problem.into_response(),
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

@@ -18,6 +18,22 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use platform_cache::RedisPool;
 
+/// Whose bucket: a client address or a user. A small value, so a check allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    Ip(std::net::IpAddr),
+    User(uuid::Uuid),
+}
+
+impl std::fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitKey::Ip(ip) => write!(f, "ip:{ip}"),
+            LimitKey::User(user) => write!(f, "user:{user}"),
+        }
+    }
+}
+
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -49,8 +65,8 @@ impl Decision {
 }
 
 type Keyed = governor::RateLimiter<
-    String,
-    DashMapStateStore<String>,
+    LimitKey,
+    DashMapStateStore<LimitKey>,
     DefaultClock,
     StateInformationMiddleware,
 >;
@@ -72,10 +88,10 @@ impl Local {
         }))
     }
 
-    fn check(&self, key: &str, per_minute: NonZeroU32) -> Decision {
+    fn check(&self, key: &LimitKey, per_minute: NonZeroU32) -> Decision {
         let limit = per_minute.get();
         let refill = 60.0 / f64::from(limit);
-        match self.limiter(per_minute).check_key(&key.to_owned()) {
+        match self.limiter(per_minute).check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision {
@@ -197,7 +213,7 @@ impl RateLimiter {
     }
 
     /// Takes one token from `key`'s bucket of `per_minute`.
-    pub async fn check(&self, key: &str, per_minute: NonZeroU32) -> Decision {
+    pub async fn check(&self, key: &LimitKey, per_minute: NonZeroU32) -> Decision {
         if let Some(shared) = &self.shared {
             let paused = shared
                 .paused_until
@@ -231,7 +247,7 @@ impl RateLimiter {
     async fn check_redis(
         &self,
         shared: &Shared,
-        key: &str,
+        key: &LimitKey,
         per_minute: NonZeroU32,
     ) -> Result<Decision, platform_cache::CacheError> {
         let mut conn = shared.pool.get().await?;
@@ -265,6 +281,10 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    fn ip(octets: [u8; 4]) -> LimitKey {
+        LimitKey::Ip(std::net::IpAddr::from(octets))
+    }
+
     fn limit(n: u32) -> NonZeroU32 {
         NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
     }
@@ -273,17 +293,17 @@ mod tests {
     async fn a_bucket_allows_its_size_then_refuses_with_retry_after() {
         let limiter = RateLimiter::local();
         for expected_remaining in (0..5).rev() {
-            let decision = limiter.check("ip:1.2.3.4", limit(5)).await;
+            let decision = limiter.check(&ip([1, 2, 3, 4]), limit(5)).await;
             assert!(decision.allowed);
             assert_eq!(decision.remaining, expected_remaining);
         }
-        let refused = limiter.check("ip:1.2.3.4", limit(5)).await;
+        let refused = limiter.check(&ip([1, 2, 3, 4]), limit(5)).await;
         assert!(!refused.allowed);
         assert_eq!(refused.remaining, 0);
         // One token every 12 s.
         assert!((1..=12).contains(&refused.retry_after_secs), "{refused:?}");
         // Other keys have their own bucket.
-        assert!(limiter.check("ip:5.6.7.8", limit(5)).await.allowed);
+        assert!(limiter.check(&ip([5, 6, 7, 8]), limit(5)).await.allowed);
     }
 
     #[test]
@@ -310,10 +330,10 @@ mod tests {
         let limiter = RateLimiter::shared(pool, "test");
         let started = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check("ip:x", limit(3)).await.allowed);
+            assert!(limiter.check(&ip([9, 9, 9, 9]), limit(3)).await.allowed);
         }
         assert!(
-            !limiter.check("ip:x", limit(3)).await.allowed,
+            !limiter.check(&ip([9, 9, 9, 9]), limit(3)).await.allowed,
             "the local bucket limits"
         );
         assert!(
@@ -330,15 +350,16 @@ mod tests {
         let config = platform_cache::RedisConfig::new(&redis.url);
         let a = RateLimiter::shared(RedisPool::new(&config).unwrap(), &redis.namespace);
         let b = RateLimiter::shared(RedisPool::new(&config).unwrap(), &redis.namespace);
+        let user = LimitKey::User(uuid::Uuid::new_v4());
         let mut allowed = 0;
         for i in 0..10 {
             let limiter = if i % 2 == 0 { &a } else { &b };
-            if limiter.check("user:42", limit(6)).await.allowed {
+            if limiter.check(&user, limit(6)).await.allowed {
                 allowed += 1;
             }
         }
         assert_eq!(allowed, 6, "one bucket across both replicas");
-        let refused = a.check("user:42", limit(6)).await;
+        let refused = a.check(&user, limit(6)).await;
         assert!(
             !refused.allowed && refused.retry_after_secs >= 1,
             "{refused:?}"

@@ -41,6 +41,8 @@ impl Strategy {
 /// One upstream address of a service.
 pub struct Endpoint {
     pub upstream: Upstream,
+    /// `upstream`'s base URL, kept for labels and logs (shared, never re-formatted).
+    url: Arc<str>,
     pub weight: u32,
     pub breaker: Arc<CircuitBreaker>,
     in_flight: AtomicUsize,
@@ -67,6 +69,7 @@ const UNHEALTHY_AFTER: u32 = 2;
 impl Endpoint {
     pub fn new(upstream: Upstream, weight: u32, breaker: CircuitBreaker) -> Self {
         Self {
+            url: Arc::from(upstream.base_url()),
             upstream,
             weight: weight.max(1),
             breaker: Arc::new(breaker),
@@ -79,7 +82,12 @@ impl Endpoint {
     }
 
     pub fn url(&self) -> String {
-        self.upstream.base_url()
+        self.url.to_string()
+    }
+
+    /// The base URL, shared (for metric labels).
+    pub fn url_label(&self) -> Arc<str> {
+        Arc::clone(&self.url)
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -194,6 +202,10 @@ impl Pool {
     /// An eligible endpoint, or `None` when every endpoint is unhealthy or its breaker open.
     /// `exclude` skips one endpoint (the one a retry just failed on), unless it is the only one.
     pub fn pick(&self, exclude: Option<&Arc<Endpoint>>) -> Option<Arc<Endpoint>> {
+        // The common case, one endpoint, touches no allocator.
+        if let [only] = self.endpoints.as_slice() {
+            return only.eligible().then(|| Arc::clone(only));
+        }
         let mut eligible: Vec<usize> = (0..self.endpoints.len())
             .filter(|&i| self.endpoints[i].eligible())
             .collect();

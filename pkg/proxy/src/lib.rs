@@ -134,11 +134,33 @@ impl Default for ProxyConfig {
     }
 }
 
+type HttpClient = Client<HttpConnector, Body>;
+
 /// A pooled HTTP/1.1 client that forwards requests. Cheap to clone.
+///
+/// Each thread gets its own connection pool: with thread-per-core serving, a request and its
+/// upstream connection then stay on one thread (no cross-thread wake-ups), as in nginx.
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    /// Tells this proxy's pools apart in the per-thread registry.
+    id: u64,
     config: ProxyConfig,
+}
+
+thread_local! {
+    /// This thread's pool of each proxy.
+    static CLIENTS: std::cell::RefCell<std::collections::HashMap<u64, HttpClient>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn build_client(config: &ProxyConfig) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(config.max_idle_per_host)
+        .build(connector)
 }
 
 /// Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded.
@@ -173,23 +195,49 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.max_idle_per_host)
-            .build(connector);
-        Self { client, config }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            config,
+        }
+    }
+
+    fn client(&self) -> HttpClient {
+        CLIENTS.with(|clients| {
+            clients
+                .borrow_mut()
+                .entry(self.id)
+                .or_insert_with(|| build_client(&self.config))
+                .clone()
+        })
     }
 
     /// Forwards `request` to `upstream`, keeping method, path, query, headers and body, and
-    /// adding `X-Forwarded-*` and the current trace context.
+    /// adding `X-Forwarded-*` and the current trace context; gives up after the configured
+    /// upstream timeout.
     pub async fn forward(
         &self,
         upstream: &Upstream,
         request: Request<Body>,
         client: Option<IpAddr>,
+    ) -> Result<Response<Body>, ProxyError> {
+        self.forward_within(upstream, request, client, Some(self.config.timeout))
+            .await
+    }
+
+    /// The configured cap on one attempt.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// [`Proxy::forward`] with the caller's deadline, or none when the caller enforces one
+    /// itself (one timer per request is cheaper than nested ones).
+    pub async fn forward_within(
+        &self,
+        upstream: &Upstream,
+        request: Request<Body>,
+        client: Option<IpAddr>,
+        timeout: Option<Duration>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
@@ -231,28 +279,32 @@ impl Proxy {
         parts.version = http::Version::HTTP_11;
 
         let request = Request::from_parts(parts, body);
-        let response =
-            match tokio::time::timeout(self.config.timeout, self.client.request(request)).await {
-                Err(_) => {
-                    return Err(ProxyError::Timeout {
-                        service: upstream.service.clone(),
-                        timeout: self.config.timeout,
-                    });
-                }
-                Ok(Err(error)) if error.is_connect() => {
-                    return Err(ProxyError::Unreachable {
-                        service: upstream.service.clone(),
-                        reason: error.to_string(),
-                    });
-                }
-                Ok(Err(error)) => {
-                    return Err(ProxyError::Broken {
-                        service: upstream.service.clone(),
-                        reason: error.to_string(),
-                    });
-                }
-                Ok(Ok(response)) => response,
-            };
+        let sent = self.client().request(request);
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, sent).await,
+            None => Ok(sent.await),
+        };
+        let response = match result {
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    service: upstream.service.clone(),
+                    timeout: timeout.unwrap_or_default(),
+                });
+            }
+            Ok(Err(error)) if error.is_connect() => {
+                return Err(ProxyError::Unreachable {
+                    service: upstream.service.clone(),
+                    reason: error.to_string(),
+                });
+            }
+            Ok(Err(error)) => {
+                return Err(ProxyError::Broken {
+                    service: upstream.service.clone(),
+                    reason: error.to_string(),
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -113,6 +114,9 @@ type Listener = Box<dyn Fn(BreakerState, BreakerState) + Send + Sync>;
 /// A circuit breaker. Share it (`Arc`) between every caller of one endpoint.
 pub struct CircuitBreaker {
     config: BreakerConfig,
+    /// Mirrors `state == Closed`, so the common case (closed) lets calls through without the
+    /// lock.
+    closed: AtomicBool,
     inner: Mutex<Inner>,
     listener: Option<Listener>,
 }
@@ -155,6 +159,7 @@ impl CircuitBreaker {
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             config,
+            closed: AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 state: State::Closed,
                 window: VecDeque::with_capacity(config.window_size),
@@ -204,6 +209,9 @@ impl CircuitBreaker {
 
     /// Whether a call would be let through now (without taking a permit).
     pub fn allows(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
         match self.lock().state {
             State::Closed => true,
             State::Open { until } => Instant::now() >= until,
@@ -214,6 +222,8 @@ impl CircuitBreaker {
     fn transition(&self, inner: &mut Inner, to: State) {
         let from = Self::visible(&inner.state);
         inner.state = to;
+        self.closed
+            .store(matches!(inner.state, State::Closed), Ordering::Release);
         let to = Self::visible(&inner.state);
         if from != to
             && let Some(listener) = &self.listener
@@ -232,6 +242,13 @@ impl CircuitBreaker {
 
     /// Asks to make a call.
     pub fn try_acquire(self: &Arc<Self>) -> Result<Permit, Rejected> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Permit {
+                probe: false,
+                reported: false,
+                breaker: None,
+            });
+        }
         let mut inner = self.lock();
         let now = Instant::now();
         match inner.state {

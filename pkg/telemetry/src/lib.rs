@@ -233,6 +233,10 @@ pub fn join_trace(span: &tracing::Span, headers: &http::HeaderMap) -> Option<Str
 
 /// Writes the trace context of `span` into `headers` for an outgoing call.
 pub fn inject_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    // No span (logging filtered it out): nothing to propagate beyond what the caller sent.
+    if span.is_disabled() {
+        return;
+    }
     inject_context(&span.context(), headers);
 }
 

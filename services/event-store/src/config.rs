@@ -14,6 +14,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     port: 8086,
     grpc_port: 0,
     request_timeout: Duration::from_secs(30),
+    per_core: false,
 };
 
 #[derive(Debug, Clone)]
