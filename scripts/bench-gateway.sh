@@ -6,7 +6,8 @@
 # ratios gateway/nginx, gateway/bare-hyper and gateway/direct, and the gateway's peak RSS.
 #
 # Usage: scripts/bench-gateway.sh [SECONDS_PER_RUN] [ROUNDS] [CONNECTIONS]
-# Installs wrk and nginx from Debian's packages when missing. Everything runs on 127.0.0.1.
+# Installs wrk and nginx from Debian's packages when missing. BENCH_SKIP_BUILD=1 reuses the
+# release binaries already built. Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -23,8 +24,10 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-say "building release binaries"
-cargo build --release -q -p api-gateway --bin api-gateway --example bench_tools
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    say "building release binaries"
+    cargo build --release -q -p api-gateway --bin api-gateway --example bench_tools
+fi
 tools="$target/release/examples/bench_tools"
 gateway_bin="$target/release/api-gateway"
 

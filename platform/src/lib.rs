@@ -19,6 +19,7 @@ use platform_cache::RedisConfig;
 use platform_config::{ConfigError, Env, ExposeSecret};
 use platform_events::{BusError, DeadLetter, EventsConfig, Transport};
 use platform_http::{BoxError, CancellationToken, Service};
+use product_service::Application as ProductService;
 use user_service::Application as UserService;
 
 /// Variables that identify one process and so are never read bare for a hosted service.
@@ -125,18 +126,24 @@ impl Layout {
 /// Every hosted service's configuration, with every problem of every service reported at once.
 struct Configs {
     users: <UserService as Service>::Config,
+    products: <ProductService as Service>::Config,
     store: <EventStore as Service>::Config,
 }
 
 fn read_configs(layout: &Layout) -> Result<Configs, ConfigError> {
     let mut all = layout.env.reader();
     let users = layout.config::<UserService>(&mut all);
+    let products = layout.config::<ProductService>(&mut all);
     let store = layout.config::<EventStore>(&mut all);
     let mut gateway_env = layout.gateway(&[]);
     let _ = Gateway::config_from_env(&mut gateway_env);
     all.absorb(gateway_env);
     all.finish()?;
-    Ok(Configs { users, store })
+    Ok(Configs {
+        users,
+        products,
+        store,
+    })
 }
 
 async fn start<S: Service>(config: S::Config) -> Result<(S, Endpoint), PlatformError> {
@@ -166,6 +173,7 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
     }
 
     let (users, users_endpoint) = start::<UserService>(configs.users).await?;
+    let (products, products_endpoint) = start::<ProductService>(configs.products).await?;
     let (store, store_endpoint) = start::<EventStore>(configs.store).await?;
 
     // The gateway's upstreams default to where the services actually listen.
@@ -173,6 +181,10 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
         (
             "USER_SERVICE_URL",
             format!("http://{}", users_endpoint.http),
+        ),
+        (
+            "PRODUCT_SERVICE_URL",
+            format!("http://{}", products_endpoint.http),
         ),
         ("EVENT_STORE_URL", format!("http://{}", store_endpoint.http)),
     ]);
@@ -182,11 +194,17 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
 
     let tasks = vec![
         tokio::spawn(users.run(shutdown.clone())),
+        tokio::spawn(products.run(shutdown.clone())),
         tokio::spawn(store.run(shutdown.clone())),
         tokio::spawn(gateway.run(shutdown.clone())),
     ];
     Ok(Running {
-        endpoints: vec![gateway_endpoint, users_endpoint, store_endpoint],
+        endpoints: vec![
+            gateway_endpoint,
+            users_endpoint,
+            products_endpoint,
+            store_endpoint,
+        ],
         tasks,
     })
 }
@@ -200,13 +218,23 @@ pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
             service: UserService::NAME,
             source,
         })?;
+    ProductService::migrate(&configs.products)
+        .await
+        .map_err(|source| PlatformError::Start {
+            service: ProductService::NAME,
+            source,
+        })?;
     EventStore::migrate(&configs.store)
         .await
         .map_err(|source| PlatformError::Start {
             service: EventStore::NAME,
             source,
         })?;
-    Ok(vec![UserService::NAME, EventStore::NAME])
+    Ok(vec![
+        UserService::NAME,
+        ProductService::NAME,
+        EventStore::NAME,
+    ])
 }
 
 /// The event bus the services of this environment use (`REDIS_URL`, else `DATA_DIR`).

@@ -47,11 +47,9 @@ async fn main_journey(base: &str) -> String {
     me["id"].as_str().unwrap().to_owned()
 }
 
-/// The `user.registered` event of `user` reaches the event store: outbox → relay → bus →
-/// consumer → store, read back through the gateway by an administrator.
-async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
-    let client = reqwest::Client::new();
-    let tokens: Value = client
+/// An access token of the administrator `platform up` created from `ADMIN_EMAIL`.
+async fn admin_token(base: &str) -> String {
+    let tokens: Value = reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
         .send()
@@ -60,7 +58,14 @@ async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
         .json()
         .await
         .unwrap();
-    let admin = tokens["access_token"].as_str().unwrap().to_owned();
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The `user.registered` event of `user` reaches the event store: outbox → relay → bus →
+/// consumer → store, read back through the gateway by an administrator.
+async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
+    let client = reqwest::Client::new();
+    let admin = admin_token(base).await;
     for _ in 0..250 {
         let page: Value = client
             .get(format!(
@@ -92,11 +97,69 @@ async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
     panic!("user.registered for {user} never reached the event store: {everything}");
 }
 
+/// An administrator adds a product through the gateway; anyone can then find it by listing,
+/// by id and by search.
+async fn product_journey(base: &str) {
+    let client = reqwest::Client::new();
+    let admin = admin_token(base).await;
+    let sku = format!("J-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let response = client
+        .post(format!("{base}/api/v1/admin/products"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"sku": sku, "name": "Journey teapot", "category": "kitchen",
+            "price": {"amount": 2500, "currency": "EUR"}, "stock": 7}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let product: Value = client
+        .get(format!("{base}/api/v1/products/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(product["available"], 7);
+    let found: Value = client
+        .get(format!("{base}/api/v1/products/search?q=journey%20tea"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"][0]["id"], id, "{found}");
+    let kitchen: Value = client
+        .get(format!(
+            "{base}/api/v1/products?category=kitchen&per_page=100"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        kitchen["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == id)
+    );
+}
+
 fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
     let mut vars = vec![
         ("PORT".to_owned(), "0".to_owned()),
         ("USER_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("USER_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
+        ("PRODUCT_SERVICE_PORT".to_owned(), "0".to_owned()),
+        ("PRODUCT_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("EVENT_STORE_PORT".to_owned(), "0".to_owned()),
         // The event checks poll; the default 100 requests a minute would throttle them.
         ("RATE_LIMIT_PER_MINUTE".to_owned(), "100000".to_owned()),
@@ -146,6 +209,18 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     let base = format!("http://{gateway}");
     let user = main_journey(&base).await;
     registration_event_reaches_the_event_store(&base, &user).await;
+    product_journey(&base).await;
+
+    if backend == Backend::Sqlite {
+        // Embedded mode loads the demo catalog.
+        let catalog: Value = reqwest::get(format!("{base}/api/v1/products"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(catalog["total"].as_u64().unwrap() >= 50, "{catalog}");
+    }
 
     if backend == Backend::Postgres {
         use sea_orm::ConnectionTrait;
@@ -153,7 +228,7 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
         let rows = conn
             .query_all_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
-                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'event_store', 'outbox') ORDER BY 1",
+                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'products', 'event_store', 'outbox') ORDER BY 1",
             ))
             .await
             .unwrap();
@@ -163,7 +238,13 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
             .collect();
         assert_eq!(
             schemas,
-            ["event_store", "user_service", "user_service"],
+            [
+                "event_store",
+                "product_service",
+                "product_service",
+                "user_service",
+                "user_service"
+            ],
             "each service in its own schema"
         );
     }
@@ -240,6 +321,8 @@ fn a_bare_port_sets_the_gateway_port_only() {
             ("HOST", "127.0.0.1".to_owned()),
             ("USER_SERVICE_PORT", "0".to_owned()),
             ("USER_SERVICE_GRPC_PORT", "0".to_owned()),
+            ("PRODUCT_SERVICE_PORT", "0".to_owned()),
+            ("PRODUCT_SERVICE_GRPC_PORT", "0".to_owned()),
             ("EVENT_STORE_PORT", "0".to_owned()),
             ("DATA_DIR", dir.path().display().to_string()),
         ]);
@@ -261,6 +344,8 @@ fn the_binary_starts_serves_and_stops_cleanly_on_ctrl_c() {
             ("PORT", "0"),
             ("USER_SERVICE_PORT", "0"),
             ("USER_SERVICE_GRPC_PORT", "0"),
+            ("PRODUCT_SERVICE_PORT", "0"),
+            ("PRODUCT_SERVICE_GRPC_PORT", "0"),
             ("EVENT_STORE_PORT", "0"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
@@ -334,6 +419,11 @@ fn migrate_applies_every_services_migrations_and_exits() {
         stdout.contains("event-store: migrations applied"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("product-service: migrations applied"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("product-service.db").exists());
     assert!(dir.path().join("user-service.db").exists());
     assert!(dir.path().join("event-store.db").exists());
     // Applying them again is a no-op.

@@ -382,6 +382,27 @@ where
     }
 }
 
+/// An authenticated administrator: 401 without a valid token, 403 for anyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminUser(pub AuthUser);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    Jwt: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        if caller.is_admin() {
+            Ok(AdminUser(caller))
+        } else {
+            Err(Problem::forbidden("This operation is for administrators."))
+        }
+    }
+}
+
 /// Declares the `bearer` security scheme (a JWT access token) that protected operations name
 /// in their OpenAPI description: `#[openapi(modifiers(&platform_auth::BearerSecurity))]`.
 pub struct BearerSecurity;

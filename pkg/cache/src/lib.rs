@@ -1,7 +1,8 @@
 //! Redis access shared by the services: configuration, a small connection pool, readiness.
 //!
-//! Owns [`RedisConfig`] (`REDIS_URL`, `REDIS_POOL_SIZE`) and [`RedisPool`]. The multi-layer
-//! cache and the event transport build on this pool.
+//! Owns [`RedisConfig`] (`REDIS_URL`, `REDIS_POOL_SIZE`) and [`RedisPool`], and the
+//! multi-layer read cache built on them ([`LayeredCache`], see [`layered`]). The event
+//! transport builds on this pool too.
 //!
 //! Connections are opened lazily and re-established by `redis`'s connection manager, so a
 //! service starts (and reports "not ready" on `/ready`) while Redis is down, instead of
@@ -17,6 +18,9 @@ use platform_config::{Env, ExposeSecret, SecretString};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
+pub mod layered;
+
+pub use layered::{CacheConfig, LayeredCache};
 pub use redis;
 
 /// Where Redis is.

@@ -16,7 +16,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use platform_config::{Env, ExposeSecret, SecretString};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqlErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 pub use sea_orm;
@@ -254,6 +257,17 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), Db
     })
 }
 
+/// `migrate` for a service's `migrate` command: opens its database, applies `M`, closes it.
+pub async fn migrate_only<M: MigratorTrait>(
+    config: &DatabaseConfig,
+    service: &str,
+) -> Result<(), DbError> {
+    let db = connect(config, service).await?;
+    let migrated = migrate::<M>(&db).await;
+    let _ = db.close().await;
+    migrated
+}
+
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     match db.get_database_backend() {
         DbBackend::Postgres => "postgres",
@@ -261,6 +275,18 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
         DbBackend::MySql => "mysql",
         _ => "unknown",
     }
+}
+
+/// Opens a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (`BEGIN IMMEDIATE`), so a concurrent writer waits for it (up to the busy timeout) instead of
+/// failing with "database is locked" when a read-then-write transaction tries to upgrade its
+/// lock; PostgreSQL ignores the option.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Whether `err` is a unique-constraint violation (duplicate key), on either backend.

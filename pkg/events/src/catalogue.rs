@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 /// Every event family (the part of a type before the dot); one stream each. A consumer of
 /// everything, such as the event store, subscribes to all of them.
-pub const FAMILIES: &[&str] = &["user"];
+pub const FAMILIES: &[&str] = &["user", "product", "inventory"];
 
 /// A typed event payload.
 pub trait Event: Serialize + DeserializeOwned {
@@ -18,6 +18,20 @@ pub trait Event: Serialize + DeserializeOwned {
     fn subject(&self) -> String;
 }
 
+/// `event!(Payload, "type", schema_version, subject_field)`: the payload's [`Event`]
+/// implementation, its subject being that field.
+macro_rules! event {
+    ($payload:ty, $type:literal, $version:literal, $subject:ident) => {
+        impl Event for $payload {
+            const TYPE: &'static str = $type;
+            const SCHEMA_VERSION: u32 = $version;
+            fn subject(&self) -> String {
+                self.$subject.to_string()
+            }
+        }
+    };
+}
+
 /// A user account was created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRegistered {
@@ -27,13 +41,7 @@ pub struct UserRegistered {
     pub role: String,
 }
 
-impl Event for UserRegistered {
-    const TYPE: &'static str = "user.registered";
-    const SCHEMA_VERSION: u32 = 1;
-    fn subject(&self) -> String {
-        self.user_id.to_string()
-    }
-}
+event!(UserRegistered, "user.registered", 1, user_id);
 
 /// A user's profile or password changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +52,7 @@ pub struct UserUpdated {
     pub changed: Vec<String>,
 }
 
-impl Event for UserUpdated {
-    const TYPE: &'static str = "user.updated";
-    const SCHEMA_VERSION: u32 = 1;
-    fn subject(&self) -> String {
-        self.user_id.to_string()
-    }
-}
+event!(UserUpdated, "user.updated", 1, user_id);
 
 /// A user account was deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,13 +60,72 @@ pub struct UserDeleted {
     pub user_id: Uuid,
 }
 
-impl Event for UserDeleted {
-    const TYPE: &'static str = "user.deleted";
-    const SCHEMA_VERSION: u32 = 1;
-    fn subject(&self) -> String {
-        self.user_id.to_string()
-    }
+event!(UserDeleted, "user.deleted", 1, user_id);
+
+/// A product was added to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductCreated {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    /// Minor units of `currency`.
+    pub price_amount: i64,
+    pub currency: String,
+    pub stock: i64,
 }
+
+event!(ProductCreated, "product.created", 1, product_id);
+
+/// A product's details or price changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductUpdated {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_amount: i64,
+    pub currency: String,
+    /// Which fields changed: `name`, `description`, `category`, `price`, `image_url`, `sku`.
+    pub changed: Vec<String>,
+}
+
+event!(ProductUpdated, "product.updated", 1, product_id);
+
+/// A product was withdrawn from the catalog (it stays readable for past orders).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductArchived {
+    pub product_id: Uuid,
+}
+
+event!(ProductArchived, "product.archived", 1, product_id);
+
+/// A product's stock or reserved quantity changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryChanged {
+    pub product_id: Uuid,
+    pub stock: i64,
+    pub reserved: i64,
+    pub available: i64,
+    /// `set`, `adjusted`, `reserved`, `released`, `committed`, `expired`.
+    pub reason: String,
+    /// The order behind a reservation change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Uuid>,
+}
+
+event!(InventoryChanged, "inventory.changed", 1, product_id);
+
+/// A product's available quantity fell below the low-stock threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryLow {
+    pub product_id: Uuid,
+    pub sku: String,
+    pub available: i64,
+    pub threshold: i64,
+}
+
+event!(InventoryLow, "inventory.low", 1, product_id);
 
 #[cfg(test)]
 mod tests {
@@ -73,7 +134,16 @@ mod tests {
 
     #[test]
     fn every_event_type_belongs_to_a_listed_family() {
-        for event_type in [UserRegistered::TYPE, UserUpdated::TYPE, UserDeleted::TYPE] {
+        for event_type in [
+            UserRegistered::TYPE,
+            UserUpdated::TYPE,
+            UserDeleted::TYPE,
+            ProductCreated::TYPE,
+            ProductUpdated::TYPE,
+            ProductArchived::TYPE,
+            InventoryChanged::TYPE,
+            InventoryLow::TYPE,
+        ] {
             assert!(FAMILIES.contains(&family_of(event_type)), "{event_type}");
         }
     }

@@ -27,13 +27,21 @@ pub trait HealthCheck: Send + Sync + 'static {
 /// The set of checks behind `/ready`.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    /// Checks by name, reported under that name.
-    checks: Vec<(String, Arc<dyn HealthCheck>)>,
+    /// Checks by name, reported under that name, and whether readiness depends on them.
+    checks: Vec<(String, Arc<dyn HealthCheck>, Need)>,
+}
+
+/// Whether a dependency being down takes the service out of rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    /// Down makes the service `degraded`: still ready, serving without it (a cache).
+    Optional,
 }
 
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.checks.iter().map(|(n, _)| n).collect();
+        let names: Vec<_> = self.checks.iter().map(|(n, _, _)| n).collect();
         f.debug_struct("Readiness").field("checks", &names).finish()
     }
 }
@@ -47,17 +55,25 @@ impl Readiness {
     }
 
     pub fn with(mut self, name: impl Into<String>, check: impl HealthCheck) -> Self {
-        self.checks.push((name.into(), Arc::new(check)));
+        self.add(name, check);
         self
     }
 
     pub fn add(&mut self, name: impl Into<String>, check: impl HealthCheck) {
-        self.checks.push((name.into(), Arc::new(check)));
+        self.checks
+            .push((name.into(), Arc::new(check), Need::Required));
+    }
+
+    /// A dependency the service can do without: when it is down, `/ready` still answers 200,
+    /// with status `degraded`.
+    pub fn add_optional(&mut self, name: impl Into<String>, check: impl HealthCheck) {
+        self.checks
+            .push((name.into(), Arc::new(check), Need::Optional));
     }
 
     /// Runs every check concurrently.
     pub async fn report(&self) -> ReadinessReport {
-        let results = join_all(self.checks.iter().map(|(name, check)| async move {
+        let results = join_all(self.checks.iter().map(|(name, check, need)| async move {
             let started = Instant::now();
             let outcome = match tokio::time::timeout(CHECK_DEADLINE, check.check()).await {
                 Ok(Ok(())) => CheckReport {
@@ -79,6 +95,7 @@ impl Readiness {
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             (
                 name.clone(),
+                *need,
                 CheckReport {
                     latency_ms,
                     ..outcome
@@ -86,10 +103,24 @@ impl Readiness {
             )
         }))
         .await;
-        let ready = results.iter().all(|(_, r)| r.status == CheckStatus::Up);
+        let down = |wanted: Need| {
+            results
+                .iter()
+                .any(|(_, need, r)| *need == wanted && r.status == CheckStatus::Down)
+        };
+        let status = if down(Need::Required) {
+            "unavailable"
+        } else if down(Need::Optional) {
+            "degraded"
+        } else {
+            "ready"
+        };
         ReadinessReport {
-            status: if ready { "ready" } else { "unavailable" }.to_owned(),
-            checks: results.into_iter().collect(),
+            status: status.to_owned(),
+            checks: results
+                .into_iter()
+                .map(|(name, _, report)| (name, report))
+                .collect(),
         }
     }
 }
@@ -114,14 +145,14 @@ pub struct CheckReport {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"status": "ready", "checks": {"database": {"status": "up", "latency_ms": 1}}}))]
 pub struct ReadinessReport {
-    /// `ready` or `unavailable`.
+    /// `ready`, `degraded` (an optional dependency is down; still serving) or `unavailable`.
     pub status: String,
     pub checks: BTreeMap<String, CheckReport>,
 }
 
 impl ReadinessReport {
     pub fn is_ready(&self) -> bool {
-        self.status == "ready"
+        self.status != "unavailable"
     }
 }
 
@@ -217,6 +248,22 @@ mod tests {
             report.checks["redis"].error.as_deref(),
             Some("connection refused")
         );
+    }
+
+    #[tokio::test]
+    async fn a_failing_optional_check_degrades_but_stays_ready() {
+        let mut readiness = Readiness::new().with("database", FnCheck(|| async { Ok(()) }));
+        readiness.add_optional(
+            "cache",
+            FnCheck(|| async { Err("connection refused".to_owned()) }),
+        );
+        let report = readiness.report().await;
+        assert!(report.is_ready());
+        assert_eq!(report.status, "degraded");
+        assert_eq!(report.checks["cache"].status, CheckStatus::Down);
+
+        readiness.add("database-2", FnCheck(|| async { Err("down".to_owned()) }));
+        assert_eq!(readiness.report().await.status, "unavailable");
     }
 
     #[tokio::test]

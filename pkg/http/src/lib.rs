@@ -39,8 +39,5 @@ pub use server::{
 pub use service::{BoxError, Service, run_main};
 pub use tokio_util::sync::CancellationToken;
 
-/// mimalloc for every binary of the platform (they all link this kit): request handling
-/// allocates many small, short-lived objects, which glibc's allocator served with a fifth of
-/// the gateway's CPU time in profiles; mimalloc's thread-local pages make that a small share.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// Every binary linking the kit gets the platform's allocator (mimalloc, tuned) from here.
+use platform_alloc as _;

@@ -13,3 +13,10 @@ pub mod user {
         tonic::include_proto!("platform.user.v1");
     }
 }
+
+pub mod product {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("platform.product.v1");
+    }
+}

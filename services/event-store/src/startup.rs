@@ -89,10 +89,10 @@ impl platform_http::Service for EventStore {
     }
 
     async fn migrate(config: &EventStoreConfig) -> Result<(), BoxError> {
-        let db = platform_db::connect(&config.database, &config.server.service_name).await?;
-        let migrated = platform_db::migrate::<Migrator>(&db).await;
-        let _ = db.close().await;
-        Ok(migrated?)
+        Ok(
+            platform_db::migrate_only::<Migrator>(&config.database, &config.server.service_name)
+                .await?,
+        )
     }
 
     async fn build(config: EventStoreConfig) -> Result<Self, BoxError> {

@@ -1,0 +1,213 @@
+//! Wiring: builds the service from its configuration and runs it.
+
+use std::net::SocketAddr;
+
+use futures::future::BoxFuture;
+use platform_auth::Jwt;
+use platform_cache::{CacheConfig, LayeredCache, RedisPool};
+use platform_config::Env;
+use platform_db::DatabaseCheck;
+use platform_events::Relay;
+use platform_http::{
+    BoxError, CancellationToken, HealthCheck, Metrics, Readiness, Server, ServiceParts,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::config::ProductServiceConfig;
+use crate::http::AppState;
+use crate::migration::Migrator;
+use crate::service::{Caches, Catalog, CatalogSettings};
+
+/// A built, bound product service.
+pub struct Application {
+    server: Server,
+    db: DatabaseConnection,
+    relay: Relay,
+    catalog: Catalog,
+    sweep_interval: std::time::Duration,
+}
+
+/// `/ready` reports the cache's Redis layer as `degraded` (not unready) while it is
+/// unreachable: reads then go to the database. The cache's own flag only changes when a read
+/// or write uses Redis, so Redis is pinged too: an outage shows from the start.
+struct CacheCheck {
+    cache: LayeredCache<Option<crate::view::ProductView>>,
+    redis: RedisPool,
+}
+
+impl HealthCheck for CacheCheck {
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.cache.l2_degraded() {
+                return Err("redis unreachable: reading from the database".to_owned());
+            }
+            self.redis
+                .ping()
+                .await
+                .map_err(|error| format!("redis unreachable: {error}"))
+        })
+    }
+}
+
+fn caches(config: &ProductServiceConfig, redis: Option<&RedisPool>, metrics: &Metrics) -> Caches {
+    let name = &config.server.service_name;
+    let cache = |label: &'static str, ttl| {
+        let mut cache = CacheConfig::new(label, ttl);
+        cache.l1_capacity = config.cache.l1_capacity;
+        cache.l2 = redis.cloned();
+        cache.key_prefix = format!("{name}:{label}");
+        cache.enabled = config.cache.enabled;
+        cache
+    };
+    Caches {
+        products: LayeredCache::new(cache("products", config.cache.product_ttl), metrics),
+        lists: LayeredCache::new(cache("product_lists", config.cache.list_ttl), metrics),
+    }
+}
+
+impl Application {
+    /// Connects and migrates the database, seeds the demo catalog when asked, binds HTTP and
+    /// gRPC.
+    pub async fn build(config: ProductServiceConfig) -> Result<Self, BoxError> {
+        let name = config.server.service_name.clone();
+        let db = platform_db::connect(&config.database, &name).await?;
+        platform_db::migrate::<Migrator>(&db).await?;
+
+        let metrics = Metrics::new(&name);
+        let redis = config.redis.as_ref().map(RedisPool::new).transpose()?;
+        let caches = caches(&config, redis.as_ref(), &metrics);
+        let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
+        if let Some(redis) = &redis {
+            readiness.add_optional(
+                "cache",
+                CacheCheck {
+                    cache: caches.products.clone(),
+                    redis: redis.clone(),
+                },
+            );
+        }
+        let transport = config.events.connect().await?;
+        let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
+        let catalog = Catalog::new(
+            db.clone(),
+            caches,
+            CatalogSettings {
+                reservation_ttl: config.reservation_ttl,
+                low_stock_threshold: config.low_stock_threshold,
+            },
+            &name,
+        );
+        if config.seed_demo_data {
+            let created = catalog.seed(crate::seed::demo_catalog()).await?;
+            if created > 0 {
+                tracing::info!(products = created, "demo catalog loaded");
+            }
+        }
+
+        let server = Server::bind(
+            &config.server,
+            ServiceParts {
+                http: crate::http::api(AppState {
+                    catalog: catalog.clone(),
+                    jwt: Jwt::new(config.jwt),
+                }),
+                grpc: Some(crate::grpc::api(catalog.clone())),
+                readiness,
+                metrics,
+            },
+        )
+        .await?;
+        Ok(Self {
+            server,
+            db,
+            relay,
+            catalog,
+            sweep_interval: config.sweep_interval,
+        })
+    }
+
+    /// Releases reservations past their expiry, every `interval`, until `shutdown`.
+    async fn sweep(catalog: Catalog, interval: std::time::Duration, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            // Batches until none are left, so a backlog clears in one round.
+            loop {
+                match catalog.release_expired(100).await {
+                    Ok(100) => continue,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "releasing expired reservations failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl platform_http::Service for Application {
+    type Config = ProductServiceConfig;
+    const NAME: &'static str = crate::config::DEFAULTS.name;
+    const ENV_PREFIX: &'static str = "PRODUCT_SERVICE_";
+
+    fn config_from_env(env: &mut Env) -> ProductServiceConfig {
+        ProductServiceConfig::from_env(env)
+    }
+
+    async fn migrate(config: &ProductServiceConfig) -> Result<(), BoxError> {
+        Ok(
+            platform_db::migrate_only::<Migrator>(&config.database, &config.server.service_name)
+                .await?,
+        )
+    }
+
+    async fn build(config: ProductServiceConfig) -> Result<Self, BoxError> {
+        Application::build(config).await
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.server.http_addr()
+    }
+
+    fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.server.grpc_addr()
+    }
+
+    /// Serves, relays events, listens for other replicas' cache invalidations and sweeps
+    /// expired reservations until `shutdown`, then closes the pool.
+    async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let caches = self.catalog.caches();
+        let listeners: Vec<_> = [
+            caches
+                .products
+                .start_invalidation_listener(shutdown.clone().cancelled_owned()),
+            caches
+                .lists
+                .start_invalidation_listener(shutdown.clone().cancelled_owned()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let sweeper = tokio::spawn(Self::sweep(
+            self.catalog.clone(),
+            self.sweep_interval,
+            shutdown.clone(),
+        ));
+        let served = self.server.run(shutdown).await;
+        for task in [relay, sweeper].into_iter().chain(listeners) {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "a background task ended abnormally");
+            }
+        }
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        Ok(served?)
+    }
+}
