@@ -38,7 +38,7 @@ start() {
     mkdir -p "$work/$1"
     env -i PATH="$PATH" HOME="$HOME" DATA_DIR="$work/$1" PORT="$2" HOST=127.0.0.1 \
         PRODUCT_SERVICE_PORT="$3" USER_SERVICE_PORT=0 USER_SERVICE_GRPC_PORT=0 \
-        PRODUCT_SERVICE_GRPC_PORT=0 EVENT_STORE_PORT=0 \
+        PRODUCT_SERVICE_GRPC_PORT=0 PAYMENT_SERVICE_PORT=0 PAYMENT_SERVICE_GRPC_PORT=0 EVENT_STORE_PORT=0 \
         PRODUCT_SERVICE_CACHE_ENABLED="$4" RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn \
         JWT_SECRET=bench-secret-bench-secret-bench-secret-0123 \
         "$platform_bin" > "$work/$1.log" 2>&1 &

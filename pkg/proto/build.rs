@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["user.proto", "product.proto"];
+const PROTOS: &[&str] = &["user.proto", "product.proto", "payment.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

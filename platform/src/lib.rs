@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use api_gateway::Gateway;
 use event_store::EventStore;
+use payment_service::Application as PaymentService;
 use platform_cache::RedisConfig;
 use platform_config::{ConfigError, Env, ExposeSecret};
 use platform_events::{BusError, DeadLetter, EventsConfig, Transport};
@@ -127,6 +128,7 @@ impl Layout {
 struct Configs {
     users: <UserService as Service>::Config,
     products: <ProductService as Service>::Config,
+    payments: <PaymentService as Service>::Config,
     store: <EventStore as Service>::Config,
 }
 
@@ -134,6 +136,7 @@ fn read_configs(layout: &Layout) -> Result<Configs, ConfigError> {
     let mut all = layout.env.reader();
     let users = layout.config::<UserService>(&mut all);
     let products = layout.config::<ProductService>(&mut all);
+    let payments = layout.config::<PaymentService>(&mut all);
     let store = layout.config::<EventStore>(&mut all);
     let mut gateway_env = layout.gateway(&[]);
     let _ = Gateway::config_from_env(&mut gateway_env);
@@ -142,6 +145,7 @@ fn read_configs(layout: &Layout) -> Result<Configs, ConfigError> {
     Ok(Configs {
         users,
         products,
+        payments,
         store,
     })
 }
@@ -174,6 +178,7 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
 
     let (users, users_endpoint) = start::<UserService>(configs.users).await?;
     let (products, products_endpoint) = start::<ProductService>(configs.products).await?;
+    let (payments, payments_endpoint) = start::<PaymentService>(configs.payments).await?;
     let (store, store_endpoint) = start::<EventStore>(configs.store).await?;
 
     // The gateway's upstreams default to where the services actually listen.
@@ -186,6 +191,10 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
             "PRODUCT_SERVICE_URL",
             format!("http://{}", products_endpoint.http),
         ),
+        (
+            "PAYMENT_SERVICE_URL",
+            format!("http://{}", payments_endpoint.http),
+        ),
         ("EVENT_STORE_URL", format!("http://{}", store_endpoint.http)),
     ]);
     let gateway_config = Gateway::config_from_env(&mut gateway_env);
@@ -195,6 +204,7 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
     let tasks = vec![
         tokio::spawn(users.run(shutdown.clone())),
         tokio::spawn(products.run(shutdown.clone())),
+        tokio::spawn(payments.run(shutdown.clone())),
         tokio::spawn(store.run(shutdown.clone())),
         tokio::spawn(gateway.run(shutdown.clone())),
     ];
@@ -203,6 +213,7 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
             gateway_endpoint,
             users_endpoint,
             products_endpoint,
+            payments_endpoint,
             store_endpoint,
         ],
         tasks,
@@ -224,6 +235,12 @@ pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
             service: ProductService::NAME,
             source,
         })?;
+    PaymentService::migrate(&configs.payments)
+        .await
+        .map_err(|source| PlatformError::Start {
+            service: PaymentService::NAME,
+            source,
+        })?;
     EventStore::migrate(&configs.store)
         .await
         .map_err(|source| PlatformError::Start {
@@ -233,6 +250,7 @@ pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
     Ok(vec![
         UserService::NAME,
         ProductService::NAME,
+        PaymentService::NAME,
         EventStore::NAME,
     ])
 }

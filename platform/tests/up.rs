@@ -160,6 +160,8 @@ fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
         ("USER_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("PRODUCT_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("PRODUCT_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
+        ("PAYMENT_SERVICE_PORT".to_owned(), "0".to_owned()),
+        ("PAYMENT_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("EVENT_STORE_PORT".to_owned(), "0".to_owned()),
         // The event checks poll; the default 100 requests a minute would throttle them.
         ("RATE_LIMIT_PER_MINUTE".to_owned(), "100000".to_owned()),
@@ -228,7 +230,7 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
         let rows = conn
             .query_all_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
-                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'products', 'event_store', 'outbox') ORDER BY 1",
+                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'products', 'payments', 'event_store', 'outbox') ORDER BY 1",
             ))
             .await
             .unwrap();
@@ -240,6 +242,8 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
             schemas,
             [
                 "event_store",
+                "payment_service",
+                "payment_service",
                 "product_service",
                 "product_service",
                 "user_service",
@@ -323,6 +327,8 @@ fn a_bare_port_sets_the_gateway_port_only() {
             ("USER_SERVICE_GRPC_PORT", "0".to_owned()),
             ("PRODUCT_SERVICE_PORT", "0".to_owned()),
             ("PRODUCT_SERVICE_GRPC_PORT", "0".to_owned()),
+            ("PAYMENT_SERVICE_PORT", "0".to_owned()),
+            ("PAYMENT_SERVICE_GRPC_PORT", "0".to_owned()),
             ("EVENT_STORE_PORT", "0".to_owned()),
             ("DATA_DIR", dir.path().display().to_string()),
         ]);
@@ -346,6 +352,8 @@ fn the_binary_starts_serves_and_stops_cleanly_on_ctrl_c() {
             ("USER_SERVICE_GRPC_PORT", "0"),
             ("PRODUCT_SERVICE_PORT", "0"),
             ("PRODUCT_SERVICE_GRPC_PORT", "0"),
+            ("PAYMENT_SERVICE_PORT", "0"),
+            ("PAYMENT_SERVICE_GRPC_PORT", "0"),
             ("EVENT_STORE_PORT", "0"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
@@ -424,6 +432,10 @@ fn migrate_applies_every_services_migrations_and_exits() {
         "{stdout}"
     );
     assert!(dir.path().join("product-service.db").exists());
+    assert!(
+        stdout.contains("payment-service: migrations applied"),
+        "{stdout}"
+    );
     assert!(dir.path().join("user-service.db").exists());
     assert!(dir.path().join("event-store.db").exists());
     // Applying them again is a no-op.

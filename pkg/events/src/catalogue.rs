@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 /// Every event family (the part of a type before the dot); one stream each. A consumer of
 /// everything, such as the event store, subscribes to all of them.
-pub const FAMILIES: &[&str] = &["user", "product", "inventory"];
+pub const FAMILIES: &[&str] = &["user", "product", "inventory", "payment"];
 
 /// A typed event payload.
 pub trait Event: Serialize + DeserializeOwned {
@@ -127,6 +127,83 @@ pub struct InventoryLow {
 
 event!(InventoryLow, "inventory.low", 1, product_id);
 
+/// The fields every payment event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFacts {
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// Minor units of `currency`.
+    pub amount: i64,
+    pub currency: String,
+    /// `sandbox`, `stripe`, `adyen`, or empty when no provider was reached.
+    pub provider: String,
+}
+
+/// Money is held on the customer's card, not yet taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAuthorized {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+}
+
+/// Money was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+}
+
+/// The provider declined or the charge failed; nothing was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+    pub reason: String,
+}
+
+/// Part or all of a captured payment was given back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+    /// This refund, in minor units.
+    pub refund_amount: i64,
+    /// Every refund of the payment so far, this one included.
+    pub refunded_total: i64,
+    pub reason: String,
+}
+
+/// The fraud rules stopped the payment before any provider saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentBlocked {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+    pub score: u8,
+    /// Reason codes of the rules that fired.
+    pub reasons: Vec<String>,
+}
+
+macro_rules! payment_event {
+    ($($payload:ty => $type:literal),* $(,)?) => {$(
+        impl Event for $payload {
+            const TYPE: &'static str = $type;
+            const SCHEMA_VERSION: u32 = 1;
+            fn subject(&self) -> String {
+                self.payment.payment_id.to_string()
+            }
+        }
+    )*};
+}
+
+payment_event! {
+    PaymentAuthorized => "payment.authorized",
+    PaymentCaptured => "payment.captured",
+    PaymentFailed => "payment.failed",
+    PaymentRefunded => "payment.refunded",
+    PaymentBlocked => "payment.blocked",
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +220,11 @@ mod tests {
             ProductArchived::TYPE,
             InventoryChanged::TYPE,
             InventoryLow::TYPE,
+            PaymentAuthorized::TYPE,
+            PaymentCaptured::TYPE,
+            PaymentFailed::TYPE,
+            PaymentRefunded::TYPE,
+            PaymentBlocked::TYPE,
         ] {
             assert!(FAMILIES.contains(&family_of(event_type)), "{event_type}");
         }

@@ -20,3 +20,10 @@ pub mod product {
         tonic::include_proto!("platform.product.v1");
     }
 }
+
+pub mod payment {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("platform.payment.v1");
+    }
+}

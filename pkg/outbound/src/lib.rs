@@ -1,0 +1,151 @@
+//! Calling third-party HTTP APIs (payment providers, SMS and push gateways): one way to build
+//! the client, to classify what went wrong, to read a provider's base URL and timeout from the
+//! environment, and to sign and check webhooks ([`sign`]).
+//!
+//! Every failure is either [`Failure::Transient`] (no answer, or an answer that says "not
+//! now": retry later or elsewhere) or [`Failure::Permanent`] (the request itself is wrong;
+//! repeating it cannot help). Each service maps these onto its own error type.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use platform_config::Env;
+pub use reqwest::StatusCode;
+
+pub mod sign;
+
+/// Why an exchange with a provider did not produce an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Not reached, timed out, or the connection broke: the request may be retried.
+    Transient(String),
+    /// The request could not even be built: our bug, not the provider's state.
+    Permanent(String),
+}
+
+/// A client for one provider: bounded in time, and never following redirects (a provider API
+/// does not redirect; following one would send the credentials somewhere not configured).
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Sends `request` and reads the whole answer, whatever its status.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<(StatusCode, Vec<u8>), Failure> {
+    let response = request.send().await.map_err(transport_failure)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(transport_failure)?;
+    Ok((status, body.to_vec()))
+}
+
+fn transport_failure(error: reqwest::Error) -> Failure {
+    if error.is_builder() {
+        return Failure::Permanent(format!("invalid request: {}", error.without_url()));
+    }
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    Failure::Transient(format!("{what}: {}", error.without_url()))
+}
+
+/// Statuses that say "not now" rather than "not this": outages, overload, rate limits.
+pub fn is_transient_status(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// An API base URL without its trailing slash, so paths can be appended with `format!`.
+/// Credentials, queries and fragments are refused: they belong in headers, not in the URL.
+pub fn parse_base_url(raw: &str) -> Option<String> {
+    let url = reqwest::Url::parse(raw).ok()?;
+    let usable = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && url.fragment().is_none();
+    usable.then(|| raw.trim_end_matches('/').to_owned())
+}
+
+/// The base URL in `name`, or `default`; a bad value is reported.
+pub fn base_url(env: &mut Env, name: &str, default: &str) -> String {
+    env.optional_with(
+        name,
+        "an http(s) URL such as https://api.example.com",
+        parse_base_url,
+    )
+    .unwrap_or_else(|| default.to_owned())
+}
+
+/// A positive duration in `name`, or `default`; zero or a bad value is reported.
+pub fn timeout(env: &mut Env, name: &str, default: Duration) -> Duration {
+    env.optional_with(name, "a positive duration such as 500ms or 10s", |raw| {
+        use platform_config::FromEnv;
+        Duration::from_env(raw).filter(|d| !d.is_zero())
+    })
+    .unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_lose_their_trailing_slash_and_refuse_credentials() {
+        assert_eq!(
+            parse_base_url("https://api.example.com/").as_deref(),
+            Some("https://api.example.com")
+        );
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://x/#f",
+            "https://user:pw@x",
+            "",
+        ] {
+            assert_eq!(parse_base_url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        for status in [500, 502, 503, 429, 408] {
+            assert!(is_transient_status(StatusCode::from_u16(status).unwrap()));
+        }
+        for status in [400, 401, 402, 403, 404, 409, 422] {
+            assert!(!is_transient_status(StatusCode::from_u16(status).unwrap()));
+        }
+    }
+
+    #[test]
+    fn settings_are_read_and_bad_ones_reported() {
+        let mut env = Env::from_pairs([("API_URL", "https://a.example/"), ("API_TIMEOUT", "0s")]);
+        assert_eq!(
+            base_url(&mut env, "API_URL", "https://d"),
+            "https://a.example"
+        );
+        assert_eq!(
+            timeout(&mut env, "API_TIMEOUT", Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(env.issues()[0].variable, "API_TIMEOUT");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_transient() {
+        let client = client(Duration::from_millis(500)).unwrap();
+        let failure = exchange(client.get("http://127.0.0.1:1/"))
+            .await
+            .unwrap_err();
+        assert!(matches!(failure, Failure::Transient(_)), "{failure:?}");
+    }
+}

@@ -1,0 +1,203 @@
+//! The payment domain: ids, the card token, the payment state machine. Plain types whose
+//! constructors enforce every rule; no SQL and no HTTP here.
+
+use std::fmt;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+pub use platform_money::{Currency, Money, MoneyError};
+
+/// The current time at the precision both backends store (PostgreSQL keeps microseconds).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A payment's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PaymentId(Uuid);
+
+impl PaymentId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why a card token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("must be a card token (tok_…), never a card number")]
+    NotAToken,
+}
+
+/// A provider's stand-in for a card (`tok_…`, `pm_…`): raw card numbers never reach this
+/// service. Only the brand and last four digits the provider reports are kept.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CardToken(String);
+
+impl CardToken {
+    /// Accepts `tok_`/`pm_` tokens of 5 to 255 visible ASCII characters; anything that looks
+    /// like a card number (12 or more digits, with or without separators) is refused, so a
+    /// client mistake never stores a PAN.
+    pub fn parse(raw: &str) -> Result<Self, TokenError> {
+        let token = raw.trim();
+        let digits = token.chars().filter(char::is_ascii_digit).count();
+        let shaped = (token.starts_with("tok_") || token.starts_with("pm_"))
+            && (5..=255).contains(&token.len())
+            && token
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !shaped || digits >= 12 {
+            return Err(TokenError::NotAToken);
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Tokens are credentials of a sort: logs show only their start.
+impl fmt::Debug for CardToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: String = self.0.chars().take(8).collect();
+        write!(f, "CardToken({shown}…)")
+    }
+}
+
+/// What the provider tells us about the card.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CardInfo {
+    /// `visa`, `mastercard`, … as the provider names it.
+    pub brand: String,
+    pub last4: String,
+}
+
+/// Where a payment is. Transitions are explicit (see [`PaymentStatus::can_become`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentStatus {
+    Pending,
+    Authorized,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    Failed,
+    /// Stopped by the fraud rules before reaching a provider.
+    Blocked,
+    /// Held by the fraud rules or the provider for a human to decide.
+    RequiresReview,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 8] = [
+        Self::Pending,
+        Self::Authorized,
+        Self::Captured,
+        Self::PartiallyRefunded,
+        Self::Refunded,
+        Self::Failed,
+        Self::Blocked,
+        Self::RequiresReview,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Authorized => "authorized",
+            Self::Captured => "captured",
+            Self::PartiallyRefunded => "partially_refunded",
+            Self::Refunded => "refunded",
+            Self::Failed => "failed",
+            Self::Blocked => "blocked",
+            Self::RequiresReview => "requires_review",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// The state machine: `pending → authorized → captured → (partially_)refunded`;
+    /// `pending`/`authorized`/`requires_review` may fail; review resolves to authorized,
+    /// captured or failed; `blocked`, `failed` and `refunded` are final.
+    pub fn can_become(self, to: PaymentStatus) -> bool {
+        use PaymentStatus::*;
+        matches!(
+            (self, to),
+            (
+                Pending,
+                Authorized | Captured | Failed | Blocked | RequiresReview
+            ) | (Authorized, Captured | Failed)
+                | (RequiresReview, Authorized | Captured | Failed)
+                | (Captured, PartiallyRefunded | Refunded)
+                | (PartiallyRefunded, PartiallyRefunded | Refunded)
+        )
+    }
+
+    /// Whether money was taken (so it can be refunded).
+    pub fn is_captured(self) -> bool {
+        matches!(
+            self,
+            Self::Captured | Self::PartiallyRefunded | Self::Refunded
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_numbers_are_never_tokens() {
+        assert!(CardToken::parse("tok_visa").is_ok());
+        assert!(CardToken::parse("pm_card_visa").is_ok());
+        for bad in [
+            "4242424242424242",
+            "4242 4242 4242 4242",
+            "tok_4242424242424242",
+            "visa",
+            "tok_",
+            "tok_a b",
+            "",
+        ] {
+            assert!(CardToken::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            format!("{:?}", CardToken::parse("tok_visa_secret").unwrap()),
+            "CardToken(tok_visa…)"
+        );
+    }
+
+    #[test]
+    fn the_state_machine_allows_only_its_transitions() {
+        use PaymentStatus::*;
+        assert!(Pending.can_become(Authorized));
+        assert!(Authorized.can_become(Captured));
+        assert!(Captured.can_become(PartiallyRefunded));
+        assert!(PartiallyRefunded.can_become(Refunded));
+        assert!(RequiresReview.can_become(Captured));
+        for final_state in [Failed, Blocked, Refunded] {
+            for to in PaymentStatus::ALL {
+                assert!(!final_state.can_become(to), "{final_state:?} -> {to:?}");
+            }
+        }
+        assert!(!Captured.can_become(Authorized));
+        assert!(!Pending.can_become(Refunded));
+        for status in PaymentStatus::ALL {
+            assert_eq!(PaymentStatus::parse(status.as_str()), Some(status));
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The gRPC API (`proto/payment.proto`) the order saga calls. Internal: its own port, never
+//! exposed through the gateway; the caller names the user it acts for.
+
+use platform_http::GrpcApi;
+use platform_money::{Currency, Money};
+use platform_proto::payment::v1 as proto;
+use platform_proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::{CardToken, PaymentId};
+use crate::providers::ProviderError;
+use crate::service::{Caller, ChargeCommand, PaymentError, Payments, RefundCommand};
+use crate::view::PaymentView;
+
+/// The `PaymentService` gRPC server.
+pub struct PaymentGrpc {
+    payments: Payments,
+}
+
+impl From<PaymentError> for Status {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::NotFound => Status::not_found(error.to_string()),
+            PaymentError::KeyReused | PaymentError::WrongCurrency(_) => {
+                Status::invalid_argument(error.to_string())
+            }
+            PaymentError::KeyInProgress => Status::aborted(error.to_string()),
+            PaymentError::NotRefundable(_) | PaymentError::ExceedsRefundable(_) => {
+                Status::failed_precondition(error.to_string())
+            }
+            PaymentError::UnknownProvider(_)
+            | PaymentError::Webhook(_)
+            | PaymentError::WebhookTooEarly => Status::failed_precondition(error.to_string()),
+            PaymentError::Provider(ProviderError::Unavailable(_)) => {
+                Status::unavailable(error.to_string())
+            }
+            PaymentError::Provider(_) => Status::failed_precondition(error.to_string()),
+            error @ (PaymentError::Database(_)
+            | PaymentError::Corrupt(_)
+            | PaymentError::Encode(_)) => {
+                tracing::error!(%error, "gRPC request failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(raw).map_err(|_| Status::invalid_argument(format!("{field} must be a UUID")))
+}
+
+fn money(field: &str, raw: Option<&proto::Money>) -> Result<Money, Status> {
+    let raw = raw.ok_or_else(|| Status::invalid_argument(format!("{field} is required")))?;
+    let currency = Currency::parse(&raw.currency)
+        .map_err(|e| Status::invalid_argument(format!("{field}.currency {e}")))?;
+    Money::new(raw.amount, currency)
+        .map_err(|e| Status::invalid_argument(format!("{field}.amount {e}")))
+}
+
+fn key(raw: &str) -> Result<String, Status> {
+    if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(raw.to_owned())
+    } else {
+        Err(Status::invalid_argument(
+            "idempotency_key must be 1 to 255 visible ASCII characters",
+        ))
+    }
+}
+
+impl From<PaymentView> for proto::Payment {
+    fn from(view: PaymentView) -> Self {
+        proto::Payment {
+            id: view.id.to_string(),
+            order_id: view.order_id.to_string(),
+            user_id: view.user_id.to_string(),
+            amount: Some(proto::Money {
+                amount: view.amount.amount(),
+                currency: view.amount.currency().to_string(),
+            }),
+            status: view.status,
+            provider: view.provider,
+            provider_payment_id: view.provider_payment_id.unwrap_or_default(),
+            risk: Some(proto::Risk {
+                score: u32::from(view.risk.score),
+                decision: view.risk.decision.as_str().to_owned(),
+                reasons: view
+                    .risk
+                    .reasons
+                    .iter()
+                    .map(|r| r.code().to_owned())
+                    .collect(),
+            }),
+            refunded_amount: view.refunded_amount,
+            failure_reason: view.failure_reason.unwrap_or_default(),
+        }
+    }
+}
+
+/// The saga acts with the service's authority, on behalf of the order's user.
+fn system(user_id: Uuid) -> Caller {
+    Caller {
+        user_id,
+        admin: true,
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentService for PaymentGrpc {
+    async fn charge(
+        &self,
+        request: Request<proto::ChargeRequest>,
+    ) -> Result<Response<proto::Payment>, Status> {
+        let request = request.into_inner();
+        let user_id = uuid("user_id", &request.user_id)?;
+        let command = ChargeCommand {
+            order_id: uuid("order_id", &request.order_id)?,
+            amount: money("amount", request.amount.as_ref())?,
+            token: CardToken::parse(&request.token)
+                .map_err(|e| Status::invalid_argument(format!("token {e}")))?,
+            card_bin: None,
+            card_country: None,
+            idempotency_key: key(&request.idempotency_key)?,
+        };
+        // Charged as the user (whose history the fraud rules read), not as an admin.
+        let caller = Caller {
+            user_id,
+            admin: false,
+        };
+        let outcome = self.payments.charge(caller, command).await?;
+        Ok(Response::new(outcome.payment.into()))
+    }
+
+    async fn refund(
+        &self,
+        request: Request<proto::RefundRequest>,
+    ) -> Result<Response<proto::Payment>, Status> {
+        let request = request.into_inner();
+        let payment_id = PaymentId::from_uuid(uuid("payment_id", &request.payment_id)?);
+        let amount = request
+            .amount
+            .as_ref()
+            .map(|m| money("amount", Some(m)))
+            .transpose()?;
+        let reason = if request.reason.trim().is_empty() {
+            "order cancelled".to_owned()
+        } else {
+            request.reason
+        };
+        let outcome = self
+            .payments
+            .refund(
+                system(Uuid::nil()),
+                RefundCommand {
+                    payment_id,
+                    amount,
+                    reason,
+                    idempotency_key: key(&request.idempotency_key)?,
+                },
+            )
+            .await?;
+        Ok(Response::new(outcome.payment.into()))
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<proto::GetPaymentRequest>,
+    ) -> Result<Response<proto::Payment>, Status> {
+        let id = PaymentId::from_uuid(uuid("payment_id", &request.get_ref().payment_id)?);
+        Ok(Response::new(
+            self.payments.get(system(Uuid::nil()), id).await?.into(),
+        ))
+    }
+}
+
+/// The gRPC side of the service, for the kit to serve with health and reflection.
+pub fn api(payments: Payments) -> GrpcApi {
+    GrpcApi {
+        routes: tonic::service::Routes::new(PaymentServiceServer::new(PaymentGrpc { payments })),
+        file_descriptor_set: platform_proto::FILE_DESCRIPTOR_SET,
+        services: vec![<PaymentServiceServer<PaymentGrpc> as tonic::server::NamedService>::NAME],
+    }
+}

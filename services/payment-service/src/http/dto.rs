@@ -1,0 +1,187 @@
+//! Wire types of the REST API and their conversion to commands; every invalid field is named
+//! in one 422.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use platform_http::{FieldErrors, Problem};
+use platform_money::{Currency, Money};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{CardToken, PaymentStatus};
+
+/// The `Idempotency-Key` header: required on every charge and refund, 1 to 255 visible ASCII
+/// characters (a UUID is a good choice).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let value = parts
+            .headers
+            .get("idempotency-key")
+            .ok_or_else(|| Problem::bad_request("An `Idempotency-Key` header is required."))?;
+        match value.to_str() {
+            Ok(key)
+                if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(Self(key.to_owned()))
+            }
+            _ => Err(Problem::bad_request(
+                "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
+            )),
+        }
+    }
+}
+
+/// An amount as sent by clients; checked field by field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmountInput {
+    /// Minor units (cents), greater than zero.
+    #[schema(example = 4999, minimum = 1)]
+    pub amount: i64,
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+impl AmountInput {
+    pub fn parse(&self, field: &str, errors: &mut FieldErrors) -> Option<Money> {
+        let currency = errors.check(
+            &format!("{field}.currency"),
+            Currency::parse(&self.currency),
+        );
+        // Checked even when the currency is not, so one 422 names both.
+        let amount = errors.check(
+            &format!("{field}.amount"),
+            Money::new(self.amount, currency.unwrap_or(Currency::EUR)),
+        );
+        Money::new(amount?.amount(), currency?).ok()
+    }
+}
+
+/// How the customer pays.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MethodInput {
+    /// `card` (the only type today).
+    #[serde(rename = "type")]
+    #[schema(example = "card")]
+    pub kind: String,
+    /// The provider's card token (`tok_…`, `pm_…`). Card numbers are refused.
+    #[schema(example = "tok_visa")]
+    pub token: String,
+    /// The card's first 6 to 8 digits, when tokenization reported them (fraud rules).
+    pub bin: Option<String>,
+    /// The card's issuing country, ISO 3166 alpha-2 (fraud rules).
+    pub country: Option<String>,
+}
+
+/// `POST /api/v1/payments`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"order_id": "0191e3b0-7c3e-7d4a-9a4e-000000000001", "amount": {"amount": 4999, "currency": "EUR"}, "method": {"type": "card", "token": "tok_visa"}}))]
+pub struct ChargeInput {
+    pub order_id: Uuid,
+    pub amount: AmountInput,
+    pub method: MethodInput,
+}
+
+/// What a charge needs, validated.
+pub struct ParsedCharge {
+    pub order_id: Uuid,
+    pub amount: Money,
+    pub token: CardToken,
+    pub bin: Option<String>,
+    pub country: Option<String>,
+}
+
+impl ChargeInput {
+    pub fn parse(self) -> Result<ParsedCharge, Problem> {
+        let mut errors = FieldErrors::new();
+        let amount = self.amount.parse("amount", &mut errors);
+        if self.method.kind != "card" {
+            errors.add("method.type", "must be card");
+        }
+        let token = errors.check("method.token", CardToken::parse(&self.method.token));
+        let bin = self.method.bin.filter(|bin| {
+            let ok = (6..=8).contains(&bin.len()) && bin.bytes().all(|b| b.is_ascii_digit());
+            if !ok {
+                errors.add("method.bin", "must be 6 to 8 digits");
+            }
+            ok
+        });
+        let country = self
+            .method
+            .country
+            .map(|c| c.to_ascii_uppercase())
+            .filter(|c| {
+                let ok = c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase());
+                if !ok {
+                    errors.add("method.country", "must be an ISO 3166 alpha-2 code");
+                }
+                ok
+            });
+        errors.finish()?;
+        match (amount, token) {
+            (Some(amount), Some(token)) => Ok(ParsedCharge {
+                order_id: self.order_id,
+                amount,
+                token,
+                bin,
+                country,
+            }),
+            _ => Err(Problem::internal()),
+        }
+    }
+}
+
+/// `POST /api/v1/payments/{id}/refund`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": {"amount": 1000, "currency": "EUR"}, "reason": "damaged item"}))]
+pub struct RefundInput {
+    /// Unset: everything left to refund.
+    pub amount: Option<AmountInput>,
+    /// Why (kept with the refund; 1 to 500 characters).
+    pub reason: String,
+}
+
+impl RefundInput {
+    pub fn parse(self) -> Result<(Option<Money>, String), Problem> {
+        let mut errors = FieldErrors::new();
+        let amount = self.amount.as_ref().map(|a| a.parse("amount", &mut errors));
+        let reason = self.reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            errors.add("reason", "must be 1 to 500 characters");
+        }
+        errors.finish()?;
+        Ok((amount.flatten(), reason))
+    }
+}
+
+/// `GET /api/v1/payments` filters (besides `page`, `per_page`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only payments in this status.
+    pub status: Option<String>,
+}
+
+impl ListQuery {
+    pub fn parse(self) -> Result<Option<PaymentStatus>, Problem> {
+        self.status
+            .map(|raw| {
+                PaymentStatus::parse(&raw).ok_or_else(|| {
+                    Problem::invalid_field(
+                        "status",
+                        "must be pending, authorized, captured, partially_refunded, refunded, failed, blocked or requires_review",
+                    )
+                })
+            })
+            .transpose()
+    }
+}

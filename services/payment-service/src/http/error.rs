@@ -1,0 +1,71 @@
+//! How use-case errors reach clients: every one becomes a problem document. Internal details
+//! are logged here and never sent.
+
+use platform_http::Problem;
+use sea_orm::DbErr;
+
+use crate::providers::{ProviderError, WebhookError};
+use crate::service::PaymentError;
+
+impl From<PaymentError> for Problem {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::NotFound => Problem::not_found("No such payment."),
+            PaymentError::KeyReused => Problem::invalid_field(
+                "Idempotency-Key",
+                "was already used for a different request",
+            ),
+            PaymentError::KeyInProgress => Problem::conflict(
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            )
+            .with_retry_after(1),
+            PaymentError::NotRefundable(status) => Problem::conflict(format!(
+                "Only captured payments can be refunded; this one is {status}."
+            )),
+            PaymentError::ExceedsRefundable(left) => Problem::conflict(format!(
+                "The refund exceeds what is left to refund ({left} minor units)."
+            )),
+            PaymentError::WrongCurrency(currency) => Problem::invalid_field(
+                "amount.currency",
+                format!("must be the payment's currency, {currency}"),
+            ),
+            PaymentError::WebhookTooEarly => Problem::conflict(
+                "The event names a payment this service does not know (yet); deliver it again later.",
+            )
+            .with_retry_after(60),
+            PaymentError::UnknownProvider(name) => {
+                Problem::not_found(format!("No payment provider named {name:?} is configured."))
+            }
+            PaymentError::Webhook(WebhookError::Malformed(detail)) => {
+                Problem::bad_request(format!("The webhook could not be understood: {detail}"))
+            }
+            PaymentError::Webhook(error) => {
+                tracing::warn!(%error, "webhook refused");
+                Problem::unauthorized("The webhook signature is missing, invalid or too old.")
+            }
+            PaymentError::Provider(ProviderError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "refund failed: provider unavailable");
+                Problem::unavailable(
+                    "The payment provider is not available right now; nothing was refunded.",
+                )
+                .with_retry_after(5)
+            }
+            PaymentError::Provider(error) => {
+                tracing::warn!(%error, "refund refused by the provider");
+                Problem::new(axum::http::StatusCode::BAD_GATEWAY)
+                    .with_detail("The payment provider refused the refund; nothing was refunded.")
+            }
+            PaymentError::Database(DbErr::ConnectionAcquire(error)) => {
+                tracing::error!(%error, "no database connection available");
+                Problem::unavailable("The payment database is not available right now.")
+                    .with_retry_after(1)
+            }
+            error @ (PaymentError::Database(_)
+            | PaymentError::Corrupt(_)
+            | PaymentError::Encode(_)) => {
+                tracing::error!(%error, "request failed");
+                Problem::internal()
+            }
+        }
+    }
+}

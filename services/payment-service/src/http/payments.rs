@@ -1,0 +1,172 @@
+//! `/api/v1/payments` and `/api/v1/webhooks/payments/{provider}` handlers.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use platform_auth::AuthUser;
+use platform_http::{Json, Page, PageRequest, Path, Problem, Query};
+use uuid::Uuid;
+
+use super::AppState;
+use super::dto::{ChargeInput, IdempotencyKey, ListQuery, RefundInput};
+use crate::domain::PaymentId;
+use crate::service::{Caller, ChargeCommand, Outcome, RefundCommand};
+use crate::view::PaymentView;
+
+fn caller(user: AuthUser) -> Caller {
+    Caller {
+        user_id: user.id.as_uuid(),
+        admin: user.is_admin(),
+    }
+}
+
+/// A repeat of an idempotent request answers exactly as the first did, marked as a replay.
+fn respond(status: StatusCode, outcome: Outcome) -> Response {
+    let mut response = (status, Json(outcome.payment)).into_response();
+    if outcome.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Pay for an order. A decline, a fraud block or a review is not an error: the payment is
+/// created with status `failed`, `blocked` or `requires_review`.
+#[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
+    request_body = ChargeInput,
+    params(("Idempotency-Key" = String, Header, description = "Makes retries safe: a repeat returns the first response")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The payment (replays carry `Idempotent-Replayed: true`)", body = PaymentView),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same key is still being processed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn charge(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(input): Json<ChargeInput>,
+) -> Result<Response, Problem> {
+    let parsed = input.parse()?;
+    let outcome = state
+        .payments
+        .charge(
+            caller(user),
+            ChargeCommand {
+                order_id: parsed.order_id,
+                amount: parsed.amount,
+                token: parsed.token,
+                card_bin: parsed.bin,
+                card_country: parsed.country,
+                idempotency_key: key,
+            },
+        )
+        .await?;
+    Ok(respond(StatusCode::CREATED, outcome))
+}
+
+/// One payment: the caller's own, or any for an administrator.
+#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments",
+    params(("id" = Uuid, Path, description = "Payment id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The payment", body = PaymentView),
+        (status = 404, description = "No such payment, or not the caller's", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<PaymentView>, Problem> {
+    Ok(Json(
+        state
+            .payments
+            .get(caller(user), PaymentId::from_uuid(id))
+            .await?,
+    ))
+}
+
+/// The caller's payments (an administrator's: everyone's), newest first.
+#[utoipa::path(get, path = "/api/v1/payments", tag = "payments",
+    params(platform_http::PageQuery, ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of payments", body = Page<PaymentView>),
+        (status = 422, description = "Invalid filter or page", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    page: PageRequest,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<PaymentView>>, Problem> {
+    let status = query.parse()?;
+    Ok(Json(state.payments.list(caller(user), status, page).await?))
+}
+
+/// Refund part (`amount`) or all of a captured payment. Refunds never add up to more than
+/// was captured.
+#[utoipa::path(post, path = "/api/v1/payments/{id}/refund", tag = "payments",
+    params(("id" = Uuid, Path, description = "Payment id"),
+        ("Idempotency-Key" = String, Header, description = "Makes retries safe")),
+    request_body = RefundInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The payment after the refund", body = PaymentView),
+        (status = 404, description = "No such payment, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not captured, or more than is left to refund", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The provider refused; nothing was refunded", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The provider is unavailable; nothing was refunded", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refund(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(input): Json<RefundInput>,
+) -> Result<Response, Problem> {
+    let (amount, reason) = input.parse()?;
+    let outcome = state
+        .payments
+        .refund(
+            caller(user),
+            RefundCommand {
+                payment_id: PaymentId::from_uuid(id),
+                amount,
+                reason,
+                idempotency_key: key,
+            },
+        )
+        .await?;
+    Ok(respond(StatusCode::OK, outcome))
+}
+
+/// A provider's webhook: the signature over the raw body is verified, each event applied
+/// once (repeats are acknowledged and ignored).
+#[utoipa::path(post, path = "/api/v1/webhooks/payments/{provider}", tag = "webhooks",
+    params(("provider" = String, Path, description = "sandbox, stripe or adyen")),
+    request_body(content = String, description = "The provider's event, as it sent it"),
+    responses(
+        (status = 200, description = "Accepted (new or repeated events)"),
+        (status = 400, description = "Signed but not understood", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or stale signature", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider configured", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn webhook(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let applied = state.payments.webhook(&provider, &headers, &body).await?;
+    // Adyen retries a notification until the answer's body is exactly `[accepted]`.
+    if provider == crate::providers::adyen::NAME {
+        return Ok("[accepted]".into_response());
+    }
+    Ok(Json(serde_json::json!({"received": true, "applied": applied})).into_response())
+}

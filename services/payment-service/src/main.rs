@@ -1,0 +1,5 @@
+//! The payment service as a standalone process.
+
+fn main() -> std::process::ExitCode {
+    platform_http::run_main::<payment_service::Application>()
+}

@@ -1,0 +1,147 @@
+//! The payment database's schema, as versioned migrations applied at start-up.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(CreatePayments),
+            Box::new(platform_events::outbox::migration::CreateOutbox),
+        ]
+    }
+}
+
+struct CreatePayments;
+
+impl MigrationName for CreatePayments {
+    fn name(&self) -> &str {
+        "m20261126_000001_create_payments"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePayments {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("payments")
+                    .if_not_exists()
+                    .col(pk_uuid("id"))
+                    .col(uuid("order_id"))
+                    .col(uuid("user_id"))
+                    .col(big_integer("amount"))
+                    .col(string_len("currency", 3))
+                    .col(string("status"))
+                    // Empty until a provider answered.
+                    .col(string("provider"))
+                    .col(string_null("provider_payment_id"))
+                    // SHA-256 of the card token: velocity per card without keeping the token.
+                    .col(string("token_hash"))
+                    .col(string_null("card_brand"))
+                    .col(string_null("card_last4"))
+                    .col(small_integer("risk_score"))
+                    .col(string("risk_decision"))
+                    // JSON array of reason codes.
+                    .col(text("risk_reasons"))
+                    .col(big_integer("refunded_amount"))
+                    // The sum of refunds the provider reported by webhook (ours included),
+                    // so a refund made at the provider (its dashboard) is counted once and
+                    // ours are not counted twice: refunded = max(ours, reported).
+                    .col(big_integer("provider_refunded"))
+                    .col(string_null("failure_reason"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .col(timestamp_with_time_zone("updated_at"))
+                    // Refunds can never exceed what was paid, whatever the code does.
+                    .check(Expr::col("refunded_amount").gte(0))
+                    .check(Expr::col("refunded_amount").lte(Expr::col("amount")))
+                    .to_owned(),
+            )
+            .await?;
+        for (name, columns, unique) in [
+            ("payments_user", &["user_id", "created_at"][..], false),
+            ("payments_token", &["token_hash", "created_at"][..], false),
+            ("payments_order", &["order_id"][..], false),
+            (
+                "payments_provider_id",
+                &["provider", "provider_payment_id"][..],
+                true,
+            ),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table("payments").if_not_exists();
+            if unique {
+                index.unique();
+            }
+            for column in columns {
+                index.col(*column);
+            }
+            manager.create_index(index.to_owned()).await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table("refunds")
+                    .if_not_exists()
+                    .col(pk_uuid("id"))
+                    .col(uuid("payment_id"))
+                    .col(big_integer("amount"))
+                    .col(string("reason"))
+                    .col(string("status"))
+                    .col(string_null("provider_refund_id"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("refunds_payment")
+                            .from("refunds", "payment_id")
+                            .to("payments", "id")
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("idempotency_keys")
+                    .if_not_exists()
+                    // `charge:<user id>` or `refund:<payment id>`: keys are per caller.
+                    .col(string("scope"))
+                    .col(string("key"))
+                    // SHA-256 of the request: the same key with another request is refused.
+                    .col(string("request_hash"))
+                    .col(uuid("payment_id"))
+                    // The response sent, replayed as it was; null while the request runs.
+                    .col(text_null("response"))
+                    .col(timestamp_with_time_zone("created_at"))
+                    .primary_key(Index::create().col("scope").col("key"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table("webhook_events")
+                    .if_not_exists()
+                    .col(string("provider"))
+                    .col(string("event_id"))
+                    .col(timestamp_with_time_zone("received_at"))
+                    .primary_key(Index::create().col("provider").col("event_id"))
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["webhook_events", "idempotency_keys", "refunds", "payments"] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! The tables and the queries over them. Every function takes any connection, so the use
+//! cases choose what runs in one transaction.
+
+use chrono::{DateTime, Utc};
+use platform_http::PageRequest;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::domain::{PaymentId, PaymentStatus};
+
+pub mod entities {
+    pub mod payment {
+        use sea_orm::entity::prelude::*;
+
+        #[sea_orm::model]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "payments")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub order_id: Uuid,
+            pub user_id: Uuid,
+            pub amount: i64,
+            pub currency: String,
+            pub status: String,
+            pub provider: String,
+            pub provider_payment_id: Option<String>,
+            pub token_hash: String,
+            pub card_brand: Option<String>,
+            pub card_last4: Option<String>,
+            pub risk_score: i16,
+            pub risk_decision: String,
+            pub risk_reasons: String,
+            pub refunded_amount: i64,
+            pub provider_refunded: i64,
+            pub failure_reason: Option<String>,
+            pub created_at: DateTimeUtc,
+            pub updated_at: DateTimeUtc,
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod refund {
+        use sea_orm::entity::prelude::*;
+
+        #[sea_orm::model]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "refunds")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub payment_id: Uuid,
+            pub amount: i64,
+            pub reason: String,
+            pub status: String,
+            pub provider_refund_id: Option<String>,
+            pub created_at: DateTimeUtc,
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod idempotency_key {
+        use sea_orm::entity::prelude::*;
+
+        #[sea_orm::model]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "idempotency_keys")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub scope: String,
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub key: String,
+            pub request_hash: String,
+            pub payment_id: Uuid,
+            pub response: Option<String>,
+            pub created_at: DateTimeUtc,
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod webhook_event {
+        use sea_orm::entity::prelude::*;
+
+        #[sea_orm::model]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "webhook_events")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub provider: String,
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub event_id: String,
+            pub received_at: DateTimeUtc,
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+use entities::{idempotency_key, payment, refund, webhook_event};
+
+pub use payment::Model as PaymentRow;
+
+pub async fn insert_payment<C: ConnectionTrait>(conn: &C, row: PaymentRow) -> Result<(), DbErr> {
+    payment::ActiveModel::from(row).insert(conn).await?;
+    Ok(())
+}
+
+pub async fn find_payment<C: ConnectionTrait>(
+    conn: &C,
+    id: PaymentId,
+) -> Result<Option<PaymentRow>, DbErr> {
+    payment::Entity::find_by_id(id.as_uuid()).one(conn).await
+}
+
+/// The payment a provider's id names, locked until the transaction ends (the caller writes
+/// the whole row back: nothing may change it meanwhile).
+pub async fn find_by_provider_id<C: ConnectionTrait>(
+    conn: &C,
+    provider: &str,
+    provider_payment_id: &str,
+) -> Result<Option<PaymentRow>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Provider.eq(provider))
+        .filter(payment::Column::ProviderPaymentId.eq(provider_payment_id))
+        .lock_exclusive()
+        .one(conn)
+        .await
+}
+
+/// A payment, locked until the transaction ends (`FOR UPDATE` on PostgreSQL; SQLite's write
+/// transactions are exclusive already), to read it and write it back without losing a
+/// concurrent change such as a refund reservation.
+pub async fn lock_payment<C: ConnectionTrait>(
+    conn: &C,
+    id: PaymentId,
+) -> Result<Option<PaymentRow>, DbErr> {
+    payment::Entity::find_by_id(id.as_uuid())
+        .lock_exclusive()
+        .one(conn)
+        .await
+}
+
+/// Writes the whole row (after a state change decided by the caller).
+pub async fn save_payment<C: ConnectionTrait>(conn: &C, row: &PaymentRow) -> Result<(), DbErr> {
+    let mut active: payment::ActiveModel = row.clone().into();
+    active = active.reset_all();
+    active.id = sea_orm::ActiveValue::Unchanged(row.id);
+    active.update(conn).await?;
+    Ok(())
+}
+
+/// One page of payments, newest first: one user's, or everyone's (`user = None`).
+pub async fn list_payments<C: ConnectionTrait>(
+    conn: &C,
+    user: Option<Uuid>,
+    status: Option<PaymentStatus>,
+    page: PageRequest,
+) -> Result<(Vec<PaymentRow>, u64), DbErr> {
+    let mut query = payment::Entity::find();
+    if let Some(user) = user {
+        query = query.filter(payment::Column::UserId.eq(user));
+    }
+    if let Some(status) = status {
+        query = query.filter(payment::Column::Status.eq(status.as_str()));
+    }
+    let total = query.clone().count(conn).await?;
+    let rows = query
+        .order_by_desc(payment::Column::CreatedAt)
+        .order_by_desc(payment::Column::Id)
+        .offset(page.offset())
+        .limit(page.per_page())
+        .all(conn)
+        .await?;
+    Ok((rows, total))
+}
+
+/// What the fraud rules need to know about recent activity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Activity {
+    pub user_payments: u64,
+    pub card_payments: u64,
+    pub user_declines: u64,
+    /// Captured payments of the user in the same currency, and their average amount.
+    pub history_count: u64,
+    pub history_average: i64,
+}
+
+pub async fn activity<C: ConnectionTrait>(
+    conn: &C,
+    user: Uuid,
+    token_hash: &str,
+    currency: &str,
+    since: DateTime<Utc>,
+) -> Result<Activity, DbErr> {
+    let recent = || payment::Entity::find().filter(payment::Column::CreatedAt.gte(since));
+    let user_payments = recent()
+        .filter(payment::Column::UserId.eq(user))
+        .count(conn)
+        .await?;
+    let card_payments = recent()
+        .filter(payment::Column::TokenHash.eq(token_hash))
+        .count(conn)
+        .await?;
+    let user_declines = recent()
+        .filter(payment::Column::UserId.eq(user))
+        .filter(payment::Column::Status.eq(PaymentStatus::Failed.as_str()))
+        .count(conn)
+        .await?;
+    let captured = [
+        PaymentStatus::Captured.as_str(),
+        PaymentStatus::PartiallyRefunded.as_str(),
+        PaymentStatus::Refunded.as_str(),
+    ];
+    // The user's history is small (their own payments); summing here keeps the query portable.
+    let amounts: Vec<i64> = payment::Entity::find()
+        .select_only()
+        .column(payment::Column::Amount)
+        .filter(payment::Column::UserId.eq(user))
+        .filter(payment::Column::Currency.eq(currency))
+        .filter(payment::Column::Status.is_in(captured))
+        .order_by_desc(payment::Column::CreatedAt)
+        .limit(100)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let history_count = amounts.len() as u64;
+    let history_average = if amounts.is_empty() {
+        0
+    } else {
+        amounts.iter().map(|a| i128::from(*a)).sum::<i128>() as i64 / amounts.len() as i64
+    };
+    Ok(Activity {
+        user_payments,
+        card_payments,
+        user_declines,
+        history_count,
+        history_average,
+    })
+}
+
+/// Takes `amount` off what is left to refund, only if that much is left and the payment is
+/// captured: concurrent refunds can never add up to more than was paid.
+pub async fn reserve_refund<C: ConnectionTrait>(
+    conn: &C,
+    id: PaymentId,
+    amount: i64,
+    at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let captured = [
+        PaymentStatus::Captured.as_str(),
+        PaymentStatus::PartiallyRefunded.as_str(),
+    ];
+    let result = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::RefundedAmount,
+            Expr::col(payment::Column::RefundedAmount).add(amount),
+        )
+        .col_expr(payment::Column::UpdatedAt, Expr::value(at))
+        .filter(payment::Column::Id.eq(id.as_uuid()))
+        .filter(payment::Column::Status.is_in(captured))
+        .filter(
+            Expr::col(payment::Column::RefundedAmount)
+                .add(amount)
+                .lte(Expr::col(payment::Column::Amount)),
+        )
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Gives a reserved refund amount back (the provider refused the refund).
+pub async fn unreserve_refund<C: ConnectionTrait>(
+    conn: &C,
+    id: PaymentId,
+    amount: i64,
+) -> Result<(), DbErr> {
+    payment::Entity::update_many()
+        .col_expr(
+            payment::Column::RefundedAmount,
+            Expr::col(payment::Column::RefundedAmount).sub(amount),
+        )
+        .filter(payment::Column::Id.eq(id.as_uuid()))
+        .filter(payment::Column::RefundedAmount.gte(amount))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_refund<C: ConnectionTrait>(conn: &C, row: refund::Model) -> Result<(), DbErr> {
+    refund::ActiveModel::from(row).insert(conn).await?;
+    Ok(())
+}
+
+pub use refund::Model as RefundRow;
+
+/// Claims an idempotency key for a request; `Err` with a unique violation when it exists.
+pub async fn claim_key<C: ConnectionTrait>(
+    conn: &C,
+    scope: &str,
+    key: &str,
+    request_hash: &str,
+    payment_id: PaymentId,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    idempotency_key::ActiveModel {
+        scope: Set(scope.to_owned()),
+        key: Set(key.to_owned()),
+        request_hash: Set(request_hash.to_owned()),
+        payment_id: Set(payment_id.as_uuid()),
+        response: Set(None),
+        created_at: Set(at),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+pub use idempotency_key::Model as KeyRow;
+
+pub async fn find_key<C: ConnectionTrait>(
+    conn: &C,
+    scope: &str,
+    key: &str,
+) -> Result<Option<KeyRow>, DbErr> {
+    idempotency_key::Entity::find_by_id((scope.to_owned(), key.to_owned()))
+        .one(conn)
+        .await
+}
+
+/// Records the response a key's request produced, to replay it.
+pub async fn complete_key<C: ConnectionTrait>(
+    conn: &C,
+    scope: &str,
+    key: &str,
+    response: &str,
+) -> Result<(), DbErr> {
+    idempotency_key::Entity::update_many()
+        .col_expr(idempotency_key::Column::Response, Expr::value(response))
+        .filter(idempotency_key::Column::Scope.eq(scope))
+        .filter(idempotency_key::Column::Key.eq(key))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Forgets a key whose request failed before doing anything, so it may be retried.
+pub async fn release_key<C: ConnectionTrait>(
+    conn: &C,
+    scope: &str,
+    key: &str,
+) -> Result<(), DbErr> {
+    idempotency_key::Entity::delete_by_id((scope.to_owned(), key.to_owned()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a provider event as seen; `Err` with a unique violation when it already was.
+pub async fn record_webhook_event<C: ConnectionTrait>(
+    conn: &C,
+    provider: &str,
+    event_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    webhook_event::ActiveModel {
+        provider: Set(provider.to_owned()),
+        event_id: Set(event_id.to_owned()),
+        received_at: Set(at),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}

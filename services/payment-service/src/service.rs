@@ -1,0 +1,816 @@
+//! The payment use cases: charge (fraud rules, then the providers with failover), refund,
+//! read, and apply provider webhooks. HTTP and gRPC both call these.
+//!
+//! Exactly-once, end to end:
+//! - A charge or refund carries an idempotency key, claimed in the database before anything
+//!   else happens; a repeat gets the stored response, a different request under the same key
+//!   is refused, and the provider is called with our payment id as *its* idempotency key, so
+//!   even a repeat after a crash mid-call cannot charge twice.
+//! - Refunds take their amount off what is left to refund in one conditional `UPDATE` before
+//!   the provider is called (and give it back if the provider refuses), so concurrent refunds
+//!   never add up to more than was captured; a database `CHECK` backs it.
+//! - Each provider webhook event is recorded by id in the transaction that applies it:
+//!   duplicates are acknowledged and ignored.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::digest;
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use platform_events::catalogue::{
+    PaymentAuthorized, PaymentBlocked, PaymentCaptured, PaymentFacts, PaymentFailed,
+    PaymentRefunded,
+};
+use platform_events::{Envelope, Event, outbox};
+use platform_http::{Page, PageRequest};
+use platform_metrics::{Counter, Metrics, counter};
+use platform_money::Money;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use uuid::Uuid;
+
+use crate::domain::{CardToken, PaymentId, PaymentStatus, now};
+use crate::fraud::{self, Decision, FraudConfig, History, RiskAssessment, RiskInput};
+use crate::providers::{
+    ChargeOutcome, ChargeRequest, ProviderError, Providers, RefundRequest, WebhookError,
+    WebhookKind,
+};
+use crate::repo::{self, Activity, KeyRow, PaymentRow, RefundRow};
+use crate::view::{CorruptRow, PaymentView};
+
+/// A key whose request has not finished after this long is presumed abandoned (the process
+/// died mid-request): a repeat takes it over and completes the payment.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// Everything a use case can fail with. The HTTP and gRPC layers map these to statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// No such payment, or one the caller may not see (indistinguishable on purpose).
+    #[error("payment not found")]
+    NotFound,
+    #[error("this idempotency key was used for a different request")]
+    KeyReused,
+    #[error("a request with this idempotency key is still being processed")]
+    KeyInProgress,
+    #[error("only captured payments can be refunded (this one is {0})")]
+    NotRefundable(&'static str),
+    #[error("the refund exceeds the {0} minor units left to refund")]
+    ExceedsRefundable(i64),
+    #[error("the refund amount must be in the payment's currency ({0})")]
+    WrongCurrency(String),
+    #[error("the webhook names a payment not known yet")]
+    WebhookTooEarly,
+    #[error("no payment provider named {0}")]
+    UnknownProvider(String),
+    #[error("webhook refused: {0}")]
+    Webhook(#[from] WebhookError),
+    #[error("the payment provider could not refund: {0}")]
+    Provider(ProviderError),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error("{0}")]
+    Corrupt(#[from] CorruptRow),
+    #[error("cannot encode: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub admin: bool,
+}
+
+impl Caller {
+    fn may_see(&self, row: &PaymentRow) -> bool {
+        self.admin || row.user_id == self.user_id
+    }
+}
+
+/// A charge to make, validated.
+#[derive(Debug, Clone)]
+pub struct ChargeCommand {
+    pub order_id: Uuid,
+    pub amount: Money,
+    pub token: CardToken,
+    /// First digits of the card, when the client's tokenization reported them.
+    pub card_bin: Option<String>,
+    pub card_country: Option<String>,
+    pub idempotency_key: String,
+}
+
+/// A refund to make, validated.
+#[derive(Debug, Clone)]
+pub struct RefundCommand {
+    pub payment_id: PaymentId,
+    /// `None`: everything left to refund.
+    pub amount: Option<Money>,
+    pub reason: String,
+    pub idempotency_key: String,
+}
+
+/// A use case's answer, and whether it is the replay of an earlier one.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub payment: PaymentView,
+    pub replayed: bool,
+}
+
+/// Counters recorded per decision and per result (pre-registered: the hot path is an add).
+struct Counters {
+    decisions: [(Decision, Counter); 3],
+    rules: Vec<(&'static str, Counter)>,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics) -> Self {
+        metrics.record(|| Self {
+            decisions: [Decision::Allow, Decision::Review, Decision::Block].map(|d| {
+                (
+                    d,
+                    counter!("fraud_decisions_total", "decision" => d.as_str()),
+                )
+            }),
+            rules: fraud::RULES
+                .iter()
+                .map(|rule| (*rule, counter!("fraud_rules_fired_total", "rule" => *rule)))
+                .collect(),
+        })
+    }
+
+    fn record(&self, risk: &RiskAssessment) {
+        for (decision, counter) in &self.decisions {
+            if *decision == risk.decision {
+                counter.increment(1);
+            }
+        }
+        for reason in &risk.reasons {
+            if let Some((_, counter)) = self.rules.iter().find(|(code, _)| *code == reason.code()) {
+                counter.increment(1);
+            }
+        }
+    }
+}
+
+/// The use cases. Cheap to clone.
+#[derive(Clone)]
+pub struct Payments {
+    db: DatabaseConnection,
+    providers: Providers,
+    fraud: Arc<FraudConfig>,
+    counters: Arc<Counters>,
+    source: Arc<str>,
+}
+
+impl std::fmt::Debug for Payments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payments")
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(part.as_bytes());
+        // A separator no part contains, so ("ab","c") and ("a","bc") differ.
+        context.update(&[0]);
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Payments {
+    pub fn new(
+        db: DatabaseConnection,
+        providers: Providers,
+        fraud: FraudConfig,
+        metrics: &Metrics,
+        source: &str,
+    ) -> Self {
+        Self {
+            db,
+            providers,
+            fraud: Arc::new(fraud),
+            counters: Arc::new(Counters::new(metrics)),
+            source: Arc::from(source),
+        }
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    fn facts(row: &PaymentRow) -> PaymentFacts {
+        PaymentFacts {
+            payment_id: row.id,
+            order_id: row.order_id,
+            user_id: row.user_id,
+            amount: row.amount,
+            currency: row.currency.clone(),
+            provider: row.provider.clone(),
+        }
+    }
+
+    async fn emit<E: Event, C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        event: &E,
+    ) -> Result<(), PaymentError> {
+        outbox::enqueue(conn, &Envelope::new(&self.source, event)?).await?;
+        Ok(())
+    }
+
+    /// The event that announces `row`'s current status, if it has one.
+    async fn announce<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        row: &PaymentRow,
+    ) -> Result<(), PaymentError> {
+        let payment = Self::facts(row);
+        match PaymentStatus::parse(&row.status) {
+            Some(PaymentStatus::Authorized) => {
+                self.emit(conn, &PaymentAuthorized { payment }).await
+            }
+            Some(PaymentStatus::Captured) => self.emit(conn, &PaymentCaptured { payment }).await,
+            Some(PaymentStatus::Failed) => {
+                let reason = row.failure_reason.clone().unwrap_or_default();
+                self.emit(conn, &PaymentFailed { payment, reason }).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    // --- reads ---
+
+    pub async fn get(&self, caller: Caller, id: PaymentId) -> Result<PaymentView, PaymentError> {
+        let row = repo::find_payment(&self.db, id)
+            .await?
+            .filter(|row| caller.may_see(row))
+            .ok_or(PaymentError::NotFound)?;
+        Ok(PaymentView::try_from(&row)?)
+    }
+
+    /// The caller's payments (an administrator's: everyone's), newest first.
+    pub async fn list(
+        &self,
+        caller: Caller,
+        status: Option<PaymentStatus>,
+        page: PageRequest,
+    ) -> Result<Page<PaymentView>, PaymentError> {
+        let user = (!caller.admin).then_some(caller.user_id);
+        let (rows, total) = repo::list_payments(&self.db, user, status, page).await?;
+        let items = rows
+            .iter()
+            .map(PaymentView::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.into_page(items, total))
+    }
+
+    // --- charge ---
+
+    /// Charges `command.amount` to the card: fraud rules first, then the providers.
+    /// A decline, a block or a review is an outcome (a payment with that status), not an
+    /// error.
+    pub async fn charge(
+        &self,
+        caller: Caller,
+        command: ChargeCommand,
+    ) -> Result<Outcome, PaymentError> {
+        let scope = format!("charge:{}", caller.user_id);
+        let request_hash = sha256_hex(&[
+            &command.order_id.to_string(),
+            &command.amount.amount().to_string(),
+            command.amount.currency().as_str(),
+            command.token.as_str(),
+            // The fraud rules read these: another BIN or country is another request.
+            command.card_bin.as_deref().unwrap_or(""),
+            command.card_country.as_deref().unwrap_or(""),
+        ]);
+        if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
+            return self.replay_charge(key, &request_hash, &command).await;
+        }
+
+        let token_hash = sha256_hex(&[command.token.as_str()]);
+        let at = now();
+        let risk = self
+            .assess(caller.user_id, &token_hash, &command, at)
+            .await?;
+        self.counters.record(&risk);
+        let status = match risk.decision {
+            Decision::Allow => PaymentStatus::Pending,
+            Decision::Review => PaymentStatus::RequiresReview,
+            Decision::Block => PaymentStatus::Blocked,
+        };
+        let id = PaymentId::generate();
+        let row = PaymentRow {
+            id: id.as_uuid(),
+            order_id: command.order_id,
+            user_id: caller.user_id,
+            amount: command.amount.amount(),
+            currency: command.amount.currency().to_string(),
+            status: status.as_str().to_owned(),
+            provider: String::new(),
+            provider_payment_id: None,
+            token_hash,
+            card_brand: None,
+            card_last4: None,
+            risk_score: i16::from(risk.score),
+            risk_decision: risk.decision.as_str().to_owned(),
+            risk_reasons: serde_json::to_string(&risk.reasons)?,
+            refunded_amount: 0,
+            provider_refunded: 0,
+            failure_reason: None,
+            created_at: at,
+            updated_at: at,
+        };
+
+        let txn = platform_db::begin_write(&self.db).await?;
+        if let Err(error) = repo::claim_key(
+            &txn,
+            &scope,
+            &command.idempotency_key,
+            &request_hash,
+            id,
+            at,
+        )
+        .await
+        {
+            drop(txn);
+            if !platform_db::is_unique_violation(&error) {
+                return Err(error.into());
+            }
+            // A concurrent request with this key got there first.
+            let key = repo::find_key(&self.db, &scope, &command.idempotency_key)
+                .await?
+                .ok_or(PaymentError::KeyInProgress)?;
+            return self.replay_charge(key, &request_hash, &command).await;
+        }
+        repo::insert_payment(&txn, row.clone()).await?;
+        if status != PaymentStatus::Pending {
+            // Blocked or held for review: no provider sees it.
+            if status == PaymentStatus::Blocked {
+                let blocked = PaymentBlocked {
+                    payment: Self::facts(&row),
+                    score: risk.score,
+                    reasons: risk.reasons.iter().map(|r| r.code().to_owned()).collect(),
+                };
+                self.emit(&txn, &blocked).await?;
+            }
+            let view = PaymentView::try_from(&row)?;
+            repo::complete_key(
+                &txn,
+                &scope,
+                &command.idempotency_key,
+                &serde_json::to_string(&view)?,
+            )
+            .await?;
+            txn.commit().await?;
+            tracing::info!(payment_id = %id, decision = risk.decision.as_str(), "payment stopped by the fraud rules");
+            return Ok(Outcome {
+                payment: view,
+                replayed: false,
+            });
+        }
+        txn.commit().await?;
+        let payment = self.drive(row, &scope, &command).await?;
+        Ok(Outcome {
+            payment,
+            replayed: false,
+        })
+    }
+
+    async fn assess(
+        &self,
+        user: Uuid,
+        token_hash: &str,
+        command: &ChargeCommand,
+        at: DateTime<Utc>,
+    ) -> Result<RiskAssessment, PaymentError> {
+        let window = chrono::Duration::from_std(self.fraud.velocity_window)
+            .unwrap_or(chrono::Duration::hours(1));
+        let Activity {
+            user_payments,
+            card_payments,
+            user_declines,
+            history_count,
+            history_average,
+        } = repo::activity(
+            &self.db,
+            user,
+            token_hash,
+            command.amount.currency().as_str(),
+            at - window,
+        )
+        .await?;
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(fraud::assess(
+            &self.fraud,
+            &RiskInput {
+                amount: command.amount,
+                recent_user_payments: clamp(user_payments),
+                recent_card_payments: clamp(card_payments),
+                recent_user_declines: clamp(user_declines),
+                user_history: (history_count > 0).then_some(History {
+                    count: clamp(history_count),
+                    average_amount: history_average,
+                }),
+                card_bin: command.card_bin.clone(),
+                card_country: command.card_country.clone(),
+            },
+        ))
+    }
+
+    /// Calls the providers for a pending payment and records what they said. Our payment id
+    /// is the providers' idempotency key: calling again for the same payment (a takeover
+    /// after a crash) returns the first call's result instead of charging twice.
+    async fn drive(
+        &self,
+        mut row: PaymentRow,
+        scope: &str,
+        command: &ChargeCommand,
+    ) -> Result<PaymentView, PaymentError> {
+        let request = ChargeRequest {
+            payment_id: PaymentId::from_uuid(row.id),
+            amount: command.amount,
+            token: command.token.clone(),
+            idempotency_key: row.id.to_string(),
+            description: format!("order {}", row.order_id),
+        };
+        let status = match self.providers.charge(&request).await {
+            Ok((provider, charge)) => {
+                row.provider = provider.to_owned();
+                row.provider_payment_id = Some(charge.provider_payment_id);
+                if let Some(card) = charge.card {
+                    row.card_brand = Some(card.brand);
+                    row.card_last4 = Some(card.last4);
+                }
+                match charge.outcome {
+                    ChargeOutcome::Captured => PaymentStatus::Captured,
+                    ChargeOutcome::Authorized => PaymentStatus::Authorized,
+                    ChargeOutcome::RequiresReview => PaymentStatus::RequiresReview,
+                    ChargeOutcome::Pending => PaymentStatus::Pending,
+                }
+            }
+            Err(error) => {
+                row.failure_reason = Some(match &error {
+                    ProviderError::Declined { code, message } => format!("{code}: {message}"),
+                    ProviderError::Unavailable(_) => "payment providers unavailable".to_owned(),
+                    ProviderError::Rejected(_) => "rejected by the payment provider".to_owned(),
+                });
+                tracing::info!(payment_id = %row.id, %error, "charge did not succeed");
+                PaymentStatus::Failed
+            }
+        };
+        row.status = status.as_str().to_owned();
+        row.updated_at = now();
+        let view = PaymentView::try_from(&row)?;
+        let txn = platform_db::begin_write(&self.db).await?;
+        repo::save_payment(&txn, &row).await?;
+        self.announce(&txn, &row).await?;
+        repo::complete_key(
+            &txn,
+            scope,
+            &command.idempotency_key,
+            &serde_json::to_string(&view)?,
+        )
+        .await?;
+        txn.commit().await?;
+        tracing::info!(payment_id = %row.id, provider = %row.provider, status = %row.status, "payment processed");
+        Ok(view)
+    }
+
+    async fn replay_charge(
+        &self,
+        key: KeyRow,
+        request_hash: &str,
+        command: &ChargeCommand,
+    ) -> Result<Outcome, PaymentError> {
+        if key.request_hash != request_hash {
+            return Err(PaymentError::KeyReused);
+        }
+        if let Some(response) = &key.response {
+            return Ok(Outcome {
+                payment: serde_json::from_str(response)?,
+                replayed: true,
+            });
+        }
+        let age = (now() - key.created_at).to_std().unwrap_or_default();
+        if age < ABANDONED_AFTER {
+            return Err(PaymentError::KeyInProgress);
+        }
+        // The first request died mid-way: finish it (the providers dedupe the call).
+        let row = repo::find_payment(&self.db, PaymentId::from_uuid(key.payment_id))
+            .await?
+            .ok_or(PaymentError::KeyInProgress)?;
+        tracing::warn!(payment_id = %row.id, "taking over an abandoned charge");
+        let payment = self.drive(row, &key.scope, command).await?;
+        Ok(Outcome {
+            payment,
+            replayed: true,
+        })
+    }
+
+    // --- refunds ---
+
+    /// Refunds part or all of a captured payment.
+    pub async fn refund(
+        &self,
+        caller: Caller,
+        command: RefundCommand,
+    ) -> Result<Outcome, PaymentError> {
+        let id = command.payment_id;
+        let row = repo::find_payment(&self.db, id)
+            .await?
+            .filter(|row| caller.may_see(row))
+            .ok_or(PaymentError::NotFound)?;
+        let scope = format!("refund:{id}");
+        let requested = command.amount.map(|m| m.amount());
+        let request_hash = sha256_hex(&[
+            &requested.map_or_else(|| "all".to_owned(), |a| a.to_string()),
+            &command
+                .amount
+                .map(|m| m.currency().to_string())
+                .unwrap_or_default(),
+            &command.reason,
+        ]);
+        if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
+            return Self::replay_refund(key, &request_hash);
+        }
+        let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
+        if !matches!(
+            status,
+            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
+        ) {
+            return Err(PaymentError::NotRefundable(status.as_str()));
+        }
+        if let Some(money) = command.amount
+            && money.currency().as_str() != row.currency
+        {
+            return Err(PaymentError::WrongCurrency(row.currency.clone()));
+        }
+        let left = row.amount - row.refunded_amount;
+        let amount = requested.unwrap_or(left);
+        if amount <= 0 || amount > left {
+            return Err(PaymentError::ExceedsRefundable(left));
+        }
+        let provider = self
+            .providers
+            .get(&row.provider)
+            .cloned()
+            .ok_or_else(|| PaymentError::UnknownProvider(row.provider.clone()))?;
+
+        let at = now();
+        let txn = platform_db::begin_write(&self.db).await?;
+        if let Err(error) = repo::claim_key(
+            &txn,
+            &scope,
+            &command.idempotency_key,
+            &request_hash,
+            id,
+            at,
+        )
+        .await
+        {
+            drop(txn);
+            if !platform_db::is_unique_violation(&error) {
+                return Err(error.into());
+            }
+            let key = repo::find_key(&self.db, &scope, &command.idempotency_key)
+                .await?
+                .ok_or(PaymentError::KeyInProgress)?;
+            return Self::replay_refund(key, &request_hash);
+        }
+        if !repo::reserve_refund(&txn, id, amount, at).await? {
+            // Another refund took it meanwhile; the key is released with the rollback.
+            drop(txn);
+            let current = repo::find_payment(&self.db, id).await?;
+            let left = current.map_or(0, |r| r.amount - r.refunded_amount);
+            return Err(PaymentError::ExceedsRefundable(left));
+        }
+        txn.commit().await?;
+
+        let currency = platform_money::Currency::parse(&row.currency)
+            .map_err(|_| CorruptRow(row.id, "currency"))?;
+        let money = Money::new(amount, currency).map_err(|_| CorruptRow(row.id, "amount"))?;
+        let refunded = provider
+            .refund(&RefundRequest {
+                provider_payment_id: row.provider_payment_id.clone().unwrap_or_default(),
+                amount: money,
+                idempotency_key: format!("{id}:{}", command.idempotency_key),
+                reason: command.reason.clone(),
+            })
+            .await;
+        let refund = match refunded {
+            Ok(refund) => refund,
+            Err(error) => {
+                // Nothing was refunded: give the amount back and let the key be used again.
+                let txn = platform_db::begin_write(&self.db).await?;
+                repo::unreserve_refund(&txn, id, amount).await?;
+                repo::release_key(&txn, &scope, &command.idempotency_key).await?;
+                txn.commit().await?;
+                return Err(PaymentError::Provider(error));
+            }
+        };
+
+        let txn = platform_db::begin_write(&self.db).await?;
+        // Locked: concurrent refunds and webhooks change this row too.
+        let mut row = repo::lock_payment(&txn, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        row.status = if row.refunded_amount >= row.amount {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::PartiallyRefunded
+        }
+        .as_str()
+        .to_owned();
+        row.updated_at = now();
+        repo::save_payment(&txn, &row).await?;
+        repo::insert_refund(
+            &txn,
+            RefundRow {
+                id: Uuid::now_v7(),
+                payment_id: row.id,
+                amount,
+                reason: command.reason.clone(),
+                status: match refund.outcome {
+                    crate::providers::RefundOutcome::Succeeded => "succeeded",
+                    crate::providers::RefundOutcome::Pending => "pending",
+                }
+                .to_owned(),
+                provider_refund_id: Some(refund.provider_refund_id),
+                created_at: at,
+            },
+        )
+        .await?;
+        self.emit(
+            &txn,
+            &PaymentRefunded {
+                payment: Self::facts(&row),
+                refund_amount: amount,
+                refunded_total: row.refunded_amount,
+                reason: command.reason.clone(),
+            },
+        )
+        .await?;
+        let view = PaymentView::try_from(&row)?;
+        repo::complete_key(
+            &txn,
+            &scope,
+            &command.idempotency_key,
+            &serde_json::to_string(&view)?,
+        )
+        .await?;
+        txn.commit().await?;
+        tracing::info!(payment_id = %id, amount, "payment refunded");
+        Ok(Outcome {
+            payment: view,
+            replayed: false,
+        })
+    }
+
+    fn replay_refund(key: KeyRow, request_hash: &str) -> Result<Outcome, PaymentError> {
+        if key.request_hash != request_hash {
+            return Err(PaymentError::KeyReused);
+        }
+        match key.response {
+            Some(response) => Ok(Outcome {
+                payment: serde_json::from_str(&response)?,
+                replayed: true,
+            }),
+            None => Err(PaymentError::KeyInProgress),
+        }
+    }
+
+    // --- webhooks ---
+
+    /// Verifies and applies a provider's webhook; returns how many events were new.
+    pub async fn webhook(
+        &self,
+        provider_name: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<usize, PaymentError> {
+        let provider = self
+            .providers
+            .get(provider_name)
+            .cloned()
+            .ok_or_else(|| PaymentError::UnknownProvider(provider_name.to_owned()))?;
+        let events = provider.verify_webhook(headers, body, SystemTime::now())?;
+        let mut applied = 0;
+        for event in events {
+            let at = now();
+            let txn = platform_db::begin_write(&self.db).await?;
+            if let Err(error) =
+                repo::record_webhook_event(&txn, provider.name(), &event.id, at).await
+            {
+                if platform_db::is_unique_violation(&error) {
+                    tracing::debug!(provider = provider.name(), event = %event.id, "duplicate webhook event ignored");
+                    continue;
+                }
+                return Err(error.into());
+            }
+            let Some(mut row) =
+                repo::find_by_provider_id(&txn, provider.name(), &event.provider_payment_id)
+                    .await?
+            else {
+                // Not recorded: the event may describe a charge whose provider id is not saved
+                // yet (the webhook overtook the provider's answer). Refusing it makes the
+                // provider deliver it again later instead of it being lost.
+                tracing::warn!(provider = provider.name(), event = %event.id, "webhook for a payment not known (yet); asking for a retry");
+                return Err(PaymentError::WebhookTooEarly);
+            };
+            let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
+            let changed = match &event.kind {
+                WebhookKind::Authorized => {
+                    self.move_to(&mut row, status, PaymentStatus::Authorized)
+                }
+                WebhookKind::Captured => self.move_to(&mut row, status, PaymentStatus::Captured),
+                WebhookKind::Failed { reason } => {
+                    let moved = self.move_to(&mut row, status, PaymentStatus::Failed);
+                    if moved {
+                        row.failure_reason = Some(reason.clone());
+                    }
+                    moved
+                }
+                WebhookKind::Refunded { amount } if amount.currency().as_str() != row.currency => {
+                    tracing::warn!(provider = provider.name(), event = %event.id, currency = %amount.currency(), "refund webhook in another currency than the payment's; ignored");
+                    false
+                }
+                WebhookKind::Refunded { amount } => {
+                    // One refund, ours or one made at the provider: the provider's sum can
+                    // only raise ours (ours already counts the refunds we asked for).
+                    row.provider_refunded = row
+                        .provider_refunded
+                        .saturating_add(amount.amount())
+                        .min(row.amount);
+                    let total = row.refunded_amount.max(row.provider_refunded);
+                    if status.is_captured() && total > row.refunded_amount {
+                        let refund_amount = total - row.refunded_amount;
+                        row.refunded_amount = total;
+                        row.status = if total >= row.amount {
+                            PaymentStatus::Refunded
+                        } else {
+                            PaymentStatus::PartiallyRefunded
+                        }
+                        .as_str()
+                        .to_owned();
+                        self.emit(
+                            &txn,
+                            &PaymentRefunded {
+                                payment: Self::facts(&row),
+                                refund_amount,
+                                refunded_total: total,
+                                reason: "refunded at the provider".to_owned(),
+                            },
+                        )
+                        .await?;
+                        true
+                    } else {
+                        // Nothing new to announce, but the provider's sum is kept.
+                        repo::save_payment(&txn, &row).await?;
+                        false
+                    }
+                }
+            };
+            if changed {
+                row.updated_at = now();
+                repo::save_payment(&txn, &row).await?;
+                if !matches!(event.kind, WebhookKind::Refunded { .. }) {
+                    self.announce(&txn, &row).await?;
+                }
+            }
+            txn.commit().await?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    fn move_to(&self, row: &mut PaymentRow, from: PaymentStatus, to: PaymentStatus) -> bool {
+        if from.can_become(to) {
+            row.status = to.as_str().to_owned();
+            true
+        } else {
+            tracing::info!(payment_id = %row.id, from = from.as_str(), to = to.as_str(), "webhook transition not allowed; ignored");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_hashes_separate_their_parts() {
+        assert_ne!(sha256_hex(&["ab", "c"]), sha256_hex(&["a", "bc"]));
+        assert_eq!(sha256_hex(&["x"]), sha256_hex(&["x"]));
+        assert_eq!(sha256_hex(&["x"]).len(), 64);
+    }
+}

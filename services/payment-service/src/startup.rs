@@ -1,0 +1,101 @@
+//! Wiring: builds the service from its configuration and runs it.
+
+use std::net::SocketAddr;
+
+use platform_auth::Jwt;
+use platform_cache::{RedisCheck, RedisPool};
+use platform_config::Env;
+use platform_db::DatabaseCheck;
+use platform_events::Relay;
+use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use sea_orm::DatabaseConnection;
+
+use crate::config::PaymentServiceConfig;
+use crate::http::AppState;
+use crate::migration::Migrator;
+use crate::service::Payments;
+
+/// A built, bound payment service.
+pub struct Application {
+    server: Server,
+    db: DatabaseConnection,
+    relay: Relay,
+}
+
+impl Application {
+    /// Connects and migrates the database, builds the providers, binds HTTP and gRPC.
+    pub async fn build(config: PaymentServiceConfig) -> Result<Self, BoxError> {
+        let name = config.server.service_name.clone();
+        let db = platform_db::connect(&config.database, &name).await?;
+        platform_db::migrate::<Migrator>(&db).await?;
+
+        let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
+        if let Some(redis) = &config.redis {
+            // Only the event bus uses Redis here: the outbox holds events while it is down.
+            readiness.add_optional("redis", RedisCheck(RedisPool::new(redis)?));
+        }
+        let metrics = Metrics::new(&name);
+        let transport = config.events.connect().await?;
+        let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
+        let providers = config.providers.build()?;
+        tracing::info!(providers = ?providers.names(), "payment providers configured");
+        let payments = Payments::new(db.clone(), providers, config.fraud, &metrics, &name);
+
+        let server = Server::bind(
+            &config.server,
+            ServiceParts {
+                http: crate::http::api(AppState {
+                    payments: payments.clone(),
+                    jwt: Jwt::new(config.jwt),
+                }),
+                grpc: Some(crate::grpc::api(payments)),
+                readiness,
+                metrics,
+            },
+        )
+        .await?;
+        Ok(Self { server, db, relay })
+    }
+}
+
+impl platform_http::Service for Application {
+    type Config = PaymentServiceConfig;
+    const NAME: &'static str = crate::config::DEFAULTS.name;
+    const ENV_PREFIX: &'static str = "PAYMENT_SERVICE_";
+
+    fn config_from_env(env: &mut Env) -> PaymentServiceConfig {
+        PaymentServiceConfig::from_env(env)
+    }
+
+    async fn migrate(config: &PaymentServiceConfig) -> Result<(), BoxError> {
+        Ok(
+            platform_db::migrate_only::<Migrator>(&config.database, &config.server.service_name)
+                .await?,
+        )
+    }
+
+    async fn build(config: PaymentServiceConfig) -> Result<Self, BoxError> {
+        Application::build(config).await
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.server.http_addr()
+    }
+
+    fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.server.grpc_addr()
+    }
+
+    /// Serves and relays events until `shutdown`, then closes the pool.
+    async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let served = self.server.run(shutdown).await;
+        if let Err(error) = relay.await {
+            tracing::warn!(%error, "the outbox relay ended abnormally");
+        }
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+        Ok(served?)
+    }
+}

@@ -1,0 +1,222 @@
+//! Failover between providers: the sandbox first, then Stripe (a fake Stripe API on
+//! 127.0.0.1:0 that counts what it receives). Unavailability moves on; a decline never does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use payment_service::providers::stripe::StripeConfig;
+use platform_config::SecretString;
+use platform_testing::Backend;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json_of, new_key, problem, spawn_with};
+
+/// What the fake Stripe received.
+#[derive(Default)]
+struct Received {
+    intents: AtomicUsize,
+    refunds: AtomicUsize,
+    idempotency_keys: std::sync::Mutex<Vec<String>>,
+    /// While set, refunds fail with a 500.
+    fail_refunds: AtomicBool,
+}
+
+async fn payment_intents(
+    State(received): State<Arc<Received>>,
+    headers: HeaderMap,
+) -> axum::Json<Value> {
+    let n = received.intents.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(key) = headers.get("idempotency-key") {
+        received
+            .idempotency_keys
+            .lock()
+            .unwrap()
+            .push(key.to_str().unwrap().to_owned());
+    }
+    axum::Json(json!({
+        "id": format!("pi_fake_{n}"),
+        "object": "payment_intent",
+        "status": "succeeded",
+        "latest_charge": {
+            "id": format!("ch_fake_{n}"),
+            "payment_method_details": {"card": {"brand": "mastercard", "last4": "5454"}},
+        },
+    }))
+}
+
+async fn refunds(State(received): State<Arc<Received>>) -> (StatusCode, axum::Json<Value>) {
+    let n = received.refunds.fetch_add(1, Ordering::SeqCst) + 1;
+    if received.fail_refunds.load(Ordering::SeqCst) {
+        let error = json!({"error": {"type": "api_error", "message": "try again"}});
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error));
+    }
+    let refund = json!({"id": format!("re_fake_{n}"), "object": "refund", "status": "succeeded"});
+    (StatusCode::OK, axum::Json(refund))
+}
+
+/// A fake Stripe API; returns what it received and its base URL.
+async fn fake_stripe() -> (Arc<Received>, String) {
+    let received = Arc::new(Received::default());
+    let app = Router::new()
+        .route("/v1/payment_intents", post(payment_intents))
+        .route("/v1/refunds", post(refunds))
+        .with_state(Arc::clone(&received));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (received, base)
+}
+
+/// The service with the sandbox first and the fake Stripe second.
+async fn spawn_with_stripe(backend: Backend) -> Option<(TestApp, Arc<Received>)> {
+    let (received, base) = fake_stripe().await;
+    let app = spawn_with(backend, |config| {
+        let mut stripe = StripeConfig::new(
+            SecretString::from("sk_test_fake_key_0123456789"),
+            SecretString::from("whsec_fake_secret"),
+        );
+        stripe.base_url = base;
+        stripe.timeout = Duration::from_secs(5);
+        config.providers.stripe = Some(stripe);
+        config.providers.order = vec!["sandbox".to_owned(), "stripe".to_owned()];
+    })
+    .await?;
+    Some((app, received))
+}
+
+async fn an_unavailable_provider_fails_over(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
+    };
+    // The sandbox answers what it can answer: Stripe is not called.
+    let captured = app.charge(&app.user, "tok_visa", 1000).await;
+    assert_eq!(captured["provider"], "sandbox");
+    assert_eq!(received.intents.load(Ordering::SeqCst), 0);
+
+    let payment = app.charge(&app.user, "tok_network_error", 2000).await;
+    assert_eq!(payment["status"], "captured", "{payment}");
+    assert_eq!(payment["provider"], "stripe");
+    assert_eq!(payment["provider_payment_id"], "pi_fake_1");
+    assert_eq!(
+        payment["card"],
+        json!({"brand": "mastercard", "last4": "5454"})
+    );
+    assert_eq!(received.intents.load(Ordering::SeqCst), 1);
+    // Stripe got our payment id as its idempotency key.
+    assert_eq!(
+        received.idempotency_keys.lock().unwrap().as_slice(),
+        [payment["id"].as_str().unwrap()]
+    );
+    let id = payment["id"].as_str().unwrap();
+    let events = app.events_of("payment.captured", id).await;
+    assert_eq!(events[0]["provider"], "stripe");
+
+    // The refund goes to the provider that took the money.
+    let refunded = app.refund(&app.user, id, Some(500)).await;
+    assert_eq!(refunded["status"], "partially_refunded");
+    assert_eq!(received.refunds.load(Ordering::SeqCst), 1);
+    app.refund(&app.user, captured["id"].as_str().unwrap(), Some(500))
+        .await;
+    assert_eq!(
+        received.refunds.load(Ordering::SeqCst),
+        1,
+        "the sandbox refunded its own"
+    );
+}
+
+async fn a_decline_never_fails_over(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
+    };
+    for token in ["tok_decline", "tok_insufficient_funds", "tok_expired"] {
+        let payment = app.charge(&app.user, token, 1000).await;
+        assert_eq!(payment["status"], "failed", "{token}");
+        assert_eq!(payment["provider"], "", "{token}");
+        let reason = payment["failure_reason"].as_str().unwrap();
+        assert!(!reason.is_empty());
+    }
+    assert_eq!(
+        received.intents.load(Ordering::SeqCst),
+        0,
+        "Stripe never saw a declined card"
+    );
+}
+
+async fn all_providers_unavailable_fails_the_payment(backend: Backend) {
+    // Stripe configured at an address where nothing listens.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let Some(app) = spawn_with(backend, |config| {
+        let mut stripe = StripeConfig::new(
+            SecretString::from("sk_test_fake_key_0123456789"),
+            SecretString::from("whsec_fake_secret"),
+        );
+        stripe.base_url = dead;
+        stripe.timeout = Duration::from_secs(2);
+        config.providers.stripe = Some(stripe);
+        config.providers.order = vec!["sandbox".to_owned(), "stripe".to_owned()];
+    })
+    .await
+    else {
+        return;
+    };
+    let payment = app.charge(&app.user, "tok_network_error", 1000).await;
+    assert_eq!(payment["status"], "failed");
+    assert_eq!(payment["failure_reason"], "payment providers unavailable");
+    let events = app
+        .events_of("payment.failed", payment["id"].as_str().unwrap())
+        .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "payment providers unavailable");
+}
+
+async fn a_failed_refund_gives_the_amount_back(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
+    };
+    let payment = app.charge(&app.user, "tok_network_error", 1000).await;
+    assert_eq!(payment["provider"], "stripe");
+    let id = payment["id"].as_str().unwrap();
+    let key = new_key();
+    let body = json!({"amount": {"amount": 600, "currency": "EUR"}, "reason": "returned"});
+
+    received.fail_refunds.store(true, Ordering::SeqCst);
+    let refused = app.refund_raw(&app.user, id, &key, &body).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, 503).await;
+    let after = app.payment(&app.user, id).await;
+    assert_eq!(after["refunded_amount"], 0, "nothing was refunded");
+    assert_eq!(after["status"], "captured");
+    assert!(app.events_of("payment.refunded", id).await.is_empty());
+
+    // The key was released: the retry refunds.
+    received.fail_refunds.store(false, Ordering::SeqCst);
+    let refunded = json_of(app.refund_raw(&app.user, id, &key, &body).await, 200).await;
+    assert_eq!(refunded["refunded_amount"], 600);
+    assert_eq!(received.refunds.load(Ordering::SeqCst), 2);
+    // And the whole amount is still bounded by what was paid.
+    problem(
+        app.refund_raw(
+            &app.user,
+            id,
+            &new_key(),
+            &json!({"amount": {"amount": 401, "currency": "EUR"}, "reason": "more"}),
+        )
+        .await,
+        409,
+    )
+    .await;
+}
+
+platform_testing::backend_tests!(
+    a_failed_refund_gives_the_amount_back,
+    an_unavailable_provider_fails_over,
+    a_decline_never_fails_over,
+    all_providers_unavailable_fails_the_payment,
+);

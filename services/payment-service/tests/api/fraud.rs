@@ -1,0 +1,200 @@
+//! The fraud rules in the charge path: a reviewed or blocked payment never reaches a provider,
+//! blocks are announced, and decisions are counted in `/metrics`.
+
+use platform_auth::Role;
+use platform_money::Currency;
+use platform_testing::Backend;
+use serde_json::{Value, json};
+
+use crate::helpers::{actor, charge_body, spawn_with};
+
+fn assert_not_sent(payment: &Value) {
+    assert_eq!(payment["provider"], "", "{payment}");
+    assert_eq!(payment["provider_payment_id"], Value::Null);
+    assert_eq!(payment["card"], Value::Null);
+}
+
+async fn too_many_payments_are_held_then_blocked(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.fraud.max_payments_per_user = 2;
+        config.fraud.max_payments_per_card = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    // Different cards: only the user's velocity counts.
+    let first = app.charge(&app.user, "tok_visa", 1000).await;
+    let second = app.charge(&app.user, "tok_mastercard", 1000).await;
+    assert_eq!(first["status"], "captured");
+    assert_eq!(second["status"], "captured");
+    let third = app.charge(&app.user, "tok_success", 1000).await;
+    assert_eq!(third["status"], "requires_review", "{third}");
+    assert_eq!(
+        third["risk"],
+        json!({"score": 50, "decision": "review", "reasons": ["velocity_user"]})
+    );
+    assert_not_sent(&third);
+
+    // Another user is not affected by the first one's count, but the card's count is shared.
+    let other = actor(Role::User);
+    let fourth = app.charge(&other, "tok_visa", 1000).await;
+    assert_eq!(fourth["status"], "captured");
+    let fifth = app.charge(&other, "tok_visa", 1000).await;
+    assert_eq!(fifth["status"], "captured");
+    let sixth = app.charge(&other, "tok_visa", 1000).await;
+    // The user's 3rd and the card's 4th: two signals at once block.
+    assert_eq!(sixth["status"], "blocked", "{sixth}");
+    assert_eq!(sixth["risk"]["decision"], "block");
+    assert_eq!(
+        sixth["risk"]["reasons"],
+        json!(["velocity_user", "velocity_card"])
+    );
+    assert_eq!(sixth["risk"]["score"], 100);
+    assert_not_sent(&sixth);
+    let blocked = app
+        .events_of("payment.blocked", sixth["id"].as_str().unwrap())
+        .await;
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(
+        blocked[0]["reasons"],
+        json!(["velocity_user", "velocity_card"])
+    );
+    assert!(
+        app.events_of("payment.blocked", third["id"].as_str().unwrap())
+            .await
+            .is_empty()
+    );
+}
+
+async fn amounts_over_the_limits_are_stopped(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.fraud.review_limits.insert(Currency::EUR, 5_000);
+        config.fraud.block_limits.insert(Currency::EUR, 10_000);
+    })
+    .await
+    else {
+        return;
+    };
+    let at_limit = app.charge(&app.user, "tok_visa", 5_000).await;
+    assert_eq!(at_limit["status"], "captured");
+    assert_eq!(at_limit["risk"]["reasons"], json!([]));
+
+    let reviewed = app.charge(&app.user, "tok_visa", 5_001).await;
+    assert_eq!(reviewed["status"], "requires_review");
+    assert_eq!(
+        reviewed["risk"]["reasons"],
+        json!(["amount_over_review_limit"])
+    );
+    assert_not_sent(&reviewed);
+
+    let blocked = app.charge(&app.user, "tok_visa", 10_001).await;
+    assert_eq!(blocked["status"], "blocked", "{blocked}");
+    assert_eq!(blocked["risk"]["decision"], "block");
+    let reasons = blocked["risk"]["reasons"].as_array().unwrap();
+    assert!(
+        reasons.contains(&json!("amount_over_block_limit")),
+        "{reasons:?}"
+    );
+    assert_not_sent(&blocked);
+    assert_eq!(blocked["failure_reason"], Value::Null);
+    let id = blocked["id"].as_str().unwrap();
+    let events = app.events_of("payment.blocked", id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["amount"], 10_001);
+    assert_eq!(events[0]["provider"], "");
+    assert_eq!(events[0]["score"], blocked["risk"]["score"]);
+    assert!(
+        events[0]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("amount_over_block_limit"))
+    );
+    assert_eq!(app.payment(&app.user, id).await, blocked);
+
+    // Limits are per currency: USD keeps its default ones.
+    let usd = app
+        .charge_body(&app.user, &charge_body("tok_visa", 10_001, "USD"))
+        .await;
+    assert_eq!(usd["status"], "captured");
+}
+
+async fn blocked_bins_and_countries_are_refused(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.fraud.blocked_bins.insert("411111".to_owned());
+        config.fraud.blocked_countries.insert("KP".to_owned());
+    })
+    .await
+    else {
+        return;
+    };
+    let mut body = charge_body("tok_visa", 1000, "EUR");
+    body["method"]["bin"] = json!("41111122");
+    let blocked = app.charge_body(&app.user, &body).await;
+    assert_eq!(blocked["status"], "blocked");
+    assert_eq!(blocked["risk"]["reasons"], json!(["blocked_bin"]));
+    assert_eq!(
+        blocked["risk"]["score"], 40,
+        "a policy block with a low score"
+    );
+    assert_not_sent(&blocked);
+
+    let mut body = charge_body("tok_visa", 1000, "EUR");
+    body["method"]["country"] = json!("kp");
+    let blocked = app.charge_body(&app.user, &body).await;
+    assert_eq!(blocked["status"], "blocked");
+    assert_eq!(blocked["risk"]["reasons"], json!(["blocked_country"]));
+
+    let mut body = charge_body("tok_visa", 1000, "EUR");
+    body["method"]["bin"] = json!("424242");
+    body["method"]["country"] = json!("DE");
+    assert_eq!(
+        app.charge_body(&app.user, &body).await["status"],
+        "captured"
+    );
+
+    let outbox = app.outbox().await;
+    let kinds: Vec<&str> = outbox.iter().map(|(kind, _, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["payment.blocked", "payment.blocked", "payment.captured"]
+    );
+
+    // Decisions and rules are counted.
+    assert_eq!(
+        app.metric("fraud_decisions_total", &[r#"decision="block""#])
+            .await,
+        2
+    );
+    assert_eq!(
+        app.metric("fraud_decisions_total", &[r#"decision="allow""#])
+            .await,
+        1
+    );
+    assert_eq!(
+        app.metric("fraud_decisions_total", &[r#"decision="review""#])
+            .await,
+        0
+    );
+    assert_eq!(
+        app.metric("fraud_rules_fired_total", &[r#"rule="blocked_bin""#])
+            .await,
+        1
+    );
+    assert_eq!(
+        app.metric("fraud_rules_fired_total", &[r#"rule="blocked_country""#])
+            .await,
+        1
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"fraud_decisions_total{service="payment-service",decision="allow"} 1"#),
+        "{metrics}"
+    );
+}
+
+platform_testing::backend_tests!(
+    too_many_payments_are_held_then_blocked,
+    amounts_over_the_limits_are_stopped,
+    blocked_bins_and_countries_are_refused,
+);

@@ -1,0 +1,319 @@
+//! `spawn_app`: the real payment service on random ports, over a private database, with the
+//! sandbox provider (see `providers/sandbox.rs` for its test tokens).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use payment_service::providers::sandbox::{self, SandboxProvider};
+use payment_service::{Application, PaymentServiceConfig};
+use platform_auth::{Jwt, JwtConfig, Role, UserId};
+use platform_http::{CancellationToken, Service};
+use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use platform_testing::{Backend, TestDatabase};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// Someone calling the REST API: their user id and access token.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: Uuid,
+    pub token: String,
+}
+
+/// A new user (or administrator) with a fresh token signed with the test secret.
+pub fn actor(role: Role) -> Actor {
+    let id = UserId::generate();
+    let token = Jwt::new(JwtConfig::with_secret(JWT_SECRET))
+        .issue(id, role)
+        .unwrap()
+        .token;
+    Actor {
+        id: id.as_uuid(),
+        token,
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub grpc: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: Arc<TestDatabase>,
+    pub service_name: String,
+    pub admin: Actor,
+    pub user: Actor,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The service with default test settings, or `None` when `backend` is not configured.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_with(backend, |_| {}).await
+}
+
+/// The service with settings adjusted by `customize`, over a fresh database.
+pub async fn spawn_with(
+    backend: Backend,
+    customize: impl FnOnce(&mut PaymentServiceConfig),
+) -> Option<TestApp> {
+    let db = Arc::new(TestDatabase::create(backend).await?);
+    let mut config = PaymentServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
+    customize(&mut config);
+    let service_name = config.server.service_name.clone();
+    let app = Application::build(config)
+        .await
+        .expect("the service starts");
+    let base = format!("http://{}", app.http_addr());
+    let grpc = app.grpc_addr().expect("gRPC is served");
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run(stop.clone()));
+    Some(TestApp {
+        base,
+        grpc,
+        client: reqwest::Client::new(),
+        db,
+        service_name,
+        admin: actor(Role::Admin),
+        user: actor(Role::User),
+        stop,
+    })
+}
+
+/// A valid charge request for a new order.
+pub fn charge_body(card_token: &str, amount: i64, currency: &str) -> Value {
+    json!({
+        "order_id": Uuid::now_v7(),
+        "amount": {"amount": amount, "currency": currency},
+        "method": {"type": "card", "token": card_token},
+    })
+}
+
+/// A fresh idempotency key.
+pub fn new_key() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// Asserts a problem+json response with `status` and returns its body.
+pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status: {text}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "errors are problem documents"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["status"], status);
+    body
+}
+
+/// The fields a 422 names, sorted.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    let mut fields: Vec<String> = problem["errors"]
+        .as_object()
+        .map(|errors| errors.keys().cloned().collect())
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+/// Asserts `status` and returns the JSON body.
+pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A sandbox webhook body signed with the development secret.
+pub fn signed(body: &[u8]) -> String {
+    SandboxProvider::default().sign(body)
+}
+
+/// Now, in unix seconds (for webhook timestamps).
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /api/v1/payments` with an optional bearer token and idempotency key.
+    pub async fn charge_raw(
+        &self,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/api/v1/payments")).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Charges `amount` EUR to `card_token` as `who` under a fresh key; asserts 201.
+    pub async fn charge(&self, who: &Actor, card_token: &str, amount: i64) -> Value {
+        self.charge_body(who, &charge_body(card_token, amount, "EUR"))
+            .await
+    }
+
+    /// Charges `body` as `who` under a fresh key; asserts 201.
+    pub async fn charge_body(&self, who: &Actor, body: &Value) -> Value {
+        let response = self
+            .charge_raw(Some(&who.token), Some(&new_key()), body)
+            .await;
+        json_of(response, 201).await
+    }
+
+    /// `POST /api/v1/payments/{id}/refund`.
+    pub async fn refund_raw(
+        &self,
+        who: &Actor,
+        id: &str,
+        key: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/v1/payments/{id}/refund")))
+            .bearer_auth(&who.token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Refunds `amount` EUR (everything left when `None`) under a fresh key; asserts 200.
+    pub async fn refund(&self, who: &Actor, id: &str, amount: Option<i64>) -> Value {
+        let body = match amount {
+            Some(amount) => {
+                json!({"amount": {"amount": amount, "currency": "EUR"}, "reason": "returned"})
+            }
+            None => json!({"reason": "returned"}),
+        };
+        json_of(self.refund_raw(who, id, &new_key(), &body).await, 200).await
+    }
+
+    /// `GET /api/v1/payments/{id}`.
+    pub async fn get_raw(&self, who: &Actor, id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/v1/payments/{id}")))
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn payment(&self, who: &Actor, id: &str) -> Value {
+        json_of(self.get_raw(who, id).await, 200).await
+    }
+
+    /// `GET /api/v1/payments?…`.
+    pub async fn list_raw(&self, who: &Actor, query: &[(&str, &str)]) -> reqwest::Response {
+        let url = reqwest::Url::parse_with_params(&self.url("/api/v1/payments"), query).unwrap();
+        self.client
+            .get(url)
+            .bearer_auth(&who.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn list(&self, who: &Actor, query: &[(&str, &str)]) -> Value {
+        json_of(self.list_raw(who, query).await, 200).await
+    }
+
+    /// Posts `body` to the webhook of `provider` with the `Sandbox-Signature` given.
+    pub async fn webhook_raw(
+        &self,
+        provider: &str,
+        body: impl Into<Vec<u8>>,
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/api/v1/webhooks/payments/{provider}")))
+            .header("content-type", "application/json")
+            .body(body.into());
+        if let Some(signature) = signature {
+            request = request.header(sandbox::SIGNATURE_HEADER, signature);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Sends `event` as a correctly signed sandbox webhook.
+    pub async fn sandbox_webhook(&self, event: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(event).unwrap();
+        let signature = signed(&body);
+        self.webhook_raw("sandbox", body, Some(&signature)).await
+    }
+
+    pub async fn grpc_client(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
+    /// The sum of the series `name{…}` whose labels include every one of `labels`.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> u64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|line| line.starts_with(&format!("{name}{{")))
+            .filter(|line| labels.iter().all(|label| line.contains(label)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value as u64)
+            .sum()
+    }
+
+    /// A connection of its own to the service's database.
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        platform_db::connect(&self.db.config, &self.service_name)
+            .await
+            .unwrap()
+    }
+
+    /// Every outbox row: (type, subject, envelope), in publication order.
+    pub async fn outbox(&self) -> Vec<(String, String, Value)> {
+        let db = self.connect().await;
+        let rows = platform_events::outbox::all(&db).await.unwrap();
+        db.close().await.unwrap();
+        rows.into_iter()
+            .map(|row| (row.event_type, row.subject, row.envelope))
+            .collect()
+    }
+
+    /// The outbox rows of `event_type` about payment `id`: their `data`.
+    pub async fn events_of(&self, event_type: &str, id: &str) -> Vec<Value> {
+        self.outbox()
+            .await
+            .into_iter()
+            .filter(|(kind, subject, _)| kind == event_type && subject == id)
+            .map(|(_, _, envelope)| envelope["data"].clone())
+            .collect()
+    }
+}

@@ -1,0 +1,16 @@
+//! The payment service end to end: the REST API (charges, idempotency, visibility, refunds,
+//! webhooks, fraud rules, provider failover), the gRPC API and the outbox events, each test on
+//! SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod charges;
+mod events;
+mod failover;
+mod fraud;
+mod grpc;
+mod idempotency;
+mod refunds;
+mod visibility;
+mod webhooks;

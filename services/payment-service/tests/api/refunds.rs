@@ -1,0 +1,266 @@
+//! `POST /api/v1/payments/{id}/refund`: partial and full refunds of captured payments, never
+//! more than was captured, idempotent per key, even under concurrency.
+
+use platform_testing::Backend;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, error_fields, json_of, new_key, problem, spawn_app, spawn_with};
+
+fn refund_of(amount: i64, currency: &str) -> Value {
+    json!({"amount": {"amount": amount, "currency": currency}, "reason": "returned"})
+}
+
+async fn partial_then_full_refund(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let payment = app.charge(&app.user, "tok_visa", 1000).await;
+    let id = payment["id"].as_str().unwrap();
+
+    let partial = app.refund(&app.user, id, Some(300)).await;
+    assert_eq!(partial["status"], "partially_refunded");
+    assert_eq!(partial["refunded_amount"], 300);
+    assert_eq!(partial["id"], payment["id"]);
+
+    let too_much = problem(
+        app.refund_raw(&app.user, id, &new_key(), &refund_of(701, "EUR"))
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        too_much["detail"].as_str().unwrap().contains("700"),
+        "{too_much}"
+    );
+
+    let wrong_currency = problem(
+        app.refund_raw(&app.user, id, &new_key(), &refund_of(100, "USD"))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(error_fields(&wrong_currency), ["amount.currency"]);
+    let invalid = problem(
+        app.refund_raw(
+            &app.user,
+            id,
+            &new_key(),
+            &json!({"amount": {"amount": 0, "currency": "EUR"}, "reason": " "}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(error_fields(&invalid), ["amount.amount", "reason"]);
+
+    // No amount: everything left.
+    let rest = app.refund(&app.user, id, None).await;
+    assert_eq!(rest["status"], "refunded");
+    assert_eq!(rest["refunded_amount"], 1000);
+    assert_eq!(app.payment(&app.user, id).await, rest);
+
+    problem(
+        app.refund_raw(&app.user, id, &new_key(), &refund_of(1, "EUR"))
+            .await,
+        409,
+    )
+    .await;
+    problem(
+        app.refund_raw(&app.user, id, &new_key(), &json!({"reason": "again"}))
+            .await,
+        409,
+    )
+    .await;
+    // An administrator may refund anyone's payment.
+    let other = app.charge(&app.user, "tok_visa", 500).await;
+    let by_admin = app
+        .refund(&app.admin, other["id"].as_str().unwrap(), Some(500))
+        .await;
+    assert_eq!(by_admin["status"], "refunded");
+}
+
+async fn only_captured_payments_can_be_refunded(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    for token in ["tok_decline", "tok_authorize", "tok_review"] {
+        let payment = app.charge(&app.user, token, 1000).await;
+        let id = payment["id"].as_str().unwrap();
+        let refused = problem(
+            app.refund_raw(&app.user, id, &new_key(), &refund_of(100, "EUR"))
+                .await,
+            409,
+        )
+        .await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains(payment["status"].as_str().unwrap()),
+            "{refused}"
+        );
+        assert_eq!(app.payment(&app.user, id).await, payment, "unchanged");
+    }
+    problem(
+        app.refund_raw(
+            &app.user,
+            &uuid::Uuid::now_v7().to_string(),
+            &new_key(),
+            &refund_of(100, "EUR"),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let payment = app.charge(&app.user, "tok_visa", 1000).await;
+    let id = payment["id"].as_str().unwrap();
+    let missing_key = app
+        .client
+        .post(app.url(&format!("/api/v1/payments/{id}/refund")))
+        .bearer_auth(&app.user.token)
+        .json(&refund_of(100, "EUR"))
+        .send()
+        .await
+        .unwrap();
+    problem(missing_key, 400).await;
+    assert_eq!(app.payment(&app.user, id).await["refunded_amount"], 0);
+}
+
+async fn a_refund_key_refunds_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let payment = app.charge(&app.user, "tok_visa", 1000).await;
+    let id = payment["id"].as_str().unwrap();
+    let key = new_key();
+    let first = app
+        .refund_raw(&app.user, id, &key, &refund_of(400, "EUR"))
+        .await;
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = json_of(first, 200).await;
+    assert_eq!(first["refunded_amount"], 400);
+    let again = app
+        .refund_raw(&app.user, id, &key, &refund_of(400, "EUR"))
+        .await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(again, 200).await, first);
+    assert_eq!(app.payment(&app.user, id).await["refunded_amount"], 400);
+    assert_eq!(app.events_of("payment.refunded", id).await.len(), 1);
+
+    // The same key for another refund is refused, whatever differs.
+    for other in [
+        refund_of(500, "EUR"),
+        refund_of(400, "USD"),
+        json!({"amount": {"amount": 400, "currency": "EUR"}, "reason": "damaged"}),
+        json!({"reason": "returned"}),
+    ] {
+        let refused = problem(app.refund_raw(&app.user, id, &key, &other).await, 422).await;
+        assert_eq!(error_fields(&refused), ["Idempotency-Key"], "{other}");
+    }
+    assert_eq!(app.payment(&app.user, id).await["refunded_amount"], 400);
+}
+
+/// Ten concurrent refunds of `amount` (distinct keys) on a payment: the answers.
+async fn refund_storm(app: &TestApp, id: &str, amount: i64) -> Vec<(u16, Value)> {
+    let body = refund_of(amount, "EUR");
+    let keys: Vec<String> = (0..10).map(|_| new_key()).collect();
+    let responses = futures::future::join_all(
+        keys.iter()
+            .map(|key| app.refund_raw(&app.user, id, key, &body)),
+    )
+    .await;
+    let mut answers = Vec::new();
+    for response in responses {
+        let status = response.status().as_u16();
+        answers.push((status, response.json().await.unwrap()));
+    }
+    answers
+}
+
+async fn concurrent_refunds_never_exceed_the_payment(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.fraud.max_payments_per_user = 100;
+        config.fraud.max_payments_per_card = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    // Several payments at once, to give lost updates every chance to show.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let payment = app.charge(&app.user, "tok_visa", 1000).await;
+        ids.push(payment["id"].as_str().unwrap().to_owned());
+    }
+    let storms = futures::future::join_all(ids.iter().map(|id| refund_storm(&app, id, 300))).await;
+    for (id, answers) in ids.iter().zip(storms) {
+        let mut succeeded = 0;
+        for (status, body) in answers {
+            match status {
+                200 => {
+                    let refunded = body["refunded_amount"].as_i64().unwrap();
+                    assert!((300..=900).contains(&refunded), "{body}");
+                    succeeded += 1;
+                }
+                409 => assert_eq!(body["status"], 409),
+                status => panic!("unexpected {status}: {body}"),
+            }
+        }
+        assert_eq!(succeeded, 3, "three refunds of 300 fit in 1000");
+        let after = app.payment(&app.user, id).await;
+        assert_eq!(after["refunded_amount"], 900);
+        assert_eq!(after["status"], "partially_refunded");
+        let events = app.events_of("payment.refunded", id).await;
+        assert_eq!(events.len(), 3);
+        let mut totals: Vec<i64> = events
+            .iter()
+            .map(|e| e["refunded_total"].as_i64().unwrap())
+            .collect();
+        totals.sort_unstable();
+        // Each total counts the refunds reserved so far (in flight ones included).
+        assert!(totals.iter().all(|t| (300..=900).contains(t)), "{totals:?}");
+        assert_eq!(totals.last(), Some(&900));
+        let amounts: Vec<&Value> = events.iter().map(|e| &e["refund_amount"]).collect();
+        assert_eq!(amounts, [300, 300, 300]);
+
+        // The last 100 is still refundable, and nothing more.
+        let last = app.refund(&app.user, id, None).await;
+        assert_eq!(last["refunded_amount"], 1000);
+        assert_eq!(last["status"], "refunded");
+    }
+}
+
+/// Refunds that all fit are all counted: none is lost to another's concurrent write.
+async fn concurrent_refunds_are_all_counted(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.fraud.max_payments_per_user = 100;
+        config.fraud.max_payments_per_card = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let payment = app.charge(&app.user, "tok_visa", 1000).await;
+        ids.push(payment["id"].as_str().unwrap().to_owned());
+    }
+    let storms = futures::future::join_all(ids.iter().map(|id| refund_storm(&app, id, 100))).await;
+    for (id, answers) in ids.iter().zip(storms) {
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+        }
+        let after = app.payment(&app.user, id).await;
+        assert_eq!(after["refunded_amount"], 1000, "{after}");
+        assert_eq!(after["status"], "refunded");
+        assert_eq!(app.events_of("payment.refunded", id).await.len(), 10);
+    }
+}
+
+platform_testing::backend_tests!(
+    concurrent_refunds_are_all_counted,
+    partial_then_full_refund,
+    only_captured_payments_can_be_refunded,
+    a_refund_key_refunds_once,
+    concurrent_refunds_never_exceed_the_payment,
+);
