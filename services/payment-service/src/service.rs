@@ -26,7 +26,7 @@ use platform_events::{Envelope, Event, outbox};
 use platform_http::{Page, PageRequest};
 use platform_metrics::{Counter, Metrics, counter};
 use platform_money::Money;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
 use crate::domain::{CardToken, PaymentId, PaymentStatus, now};
@@ -330,27 +330,13 @@ impl Payments {
             updated_at: at,
         };
 
-        let txn = platform_db::begin_write(&self.db).await?;
-        if let Err(error) = repo::claim_key(
-            &txn,
-            &scope,
-            &command.idempotency_key,
-            &request_hash,
-            id,
-            at,
-        )
-        .await
+        let txn = match self
+            .claim(&scope, &command.idempotency_key, &request_hash, id, at)
+            .await?
         {
-            drop(txn);
-            if !platform_db::is_unique_violation(&error) {
-                return Err(error.into());
-            }
-            // A concurrent request with this key got there first.
-            let key = repo::find_key(&self.db, &scope, &command.idempotency_key)
-                .await?
-                .ok_or(PaymentError::KeyInProgress)?;
-            return self.replay_charge(key, &request_hash, &command).await;
-        }
+            Ok(txn) => txn,
+            Err(key) => return self.replay_charge(key, &request_hash, &command).await,
+        };
         repo::insert_payment(&txn, row.clone()).await?;
         if status != PaymentStatus::Pending {
             // Blocked or held for review: no provider sees it.
@@ -383,6 +369,31 @@ impl Payments {
             payment,
             replayed: false,
         })
+    }
+
+    /// Claims an idempotency key in a new write transaction. `Ok(txn)`: ours; go on inside
+    /// `txn`, which commits the claim with the work. `Err(row)`: a concurrent request with the
+    /// same key claimed it first (our transaction is rolled back): answer from its row.
+    async fn claim(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        id: PaymentId,
+        at: DateTime<Utc>,
+    ) -> Result<Result<DatabaseTransaction, KeyRow>, PaymentError> {
+        let txn = platform_db::begin_write(&self.db).await?;
+        match repo::claim_key(&txn, scope, key, request_hash, id, at).await {
+            Ok(()) => Ok(Ok(txn)),
+            Err(error) if platform_db::is_unique_violation(&error) => {
+                drop(txn);
+                let row = repo::find_key(&self.db, scope, key)
+                    .await?
+                    .ok_or(PaymentError::KeyInProgress)?;
+                Ok(Err(row))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn assess(
@@ -439,6 +450,7 @@ impl Payments {
             payment_id: PaymentId::from_uuid(row.id),
             amount: command.amount,
             token: command.token.clone(),
+            customer: row.user_id.to_string(),
             idempotency_key: row.id.to_string(),
             description: format!("order {}", row.order_id),
         };
@@ -566,26 +578,13 @@ impl Payments {
             .ok_or_else(|| PaymentError::UnknownProvider(row.provider.clone()))?;
 
         let at = now();
-        let txn = platform_db::begin_write(&self.db).await?;
-        if let Err(error) = repo::claim_key(
-            &txn,
-            &scope,
-            &command.idempotency_key,
-            &request_hash,
-            id,
-            at,
-        )
-        .await
+        let txn = match self
+            .claim(&scope, &command.idempotency_key, &request_hash, id, at)
+            .await?
         {
-            drop(txn);
-            if !platform_db::is_unique_violation(&error) {
-                return Err(error.into());
-            }
-            let key = repo::find_key(&self.db, &scope, &command.idempotency_key)
-                .await?
-                .ok_or(PaymentError::KeyInProgress)?;
-            return Self::replay_refund(key, &request_hash);
-        }
+            Ok(txn) => txn,
+            Err(key) => return Self::replay_refund(key, &request_hash),
+        };
         if !repo::reserve_refund(&txn, id, amount, at).await? {
             // Another refund took it meanwhile; the key is released with the rollback.
             drop(txn);

@@ -50,6 +50,7 @@ fn charge_request(token: &str) -> ChargeRequest {
         payment_id: PaymentId::generate(),
         amount: eur(1999),
         token: CardToken::parse(token).unwrap(),
+        customer: "user-7".into(),
         idempotency_key: format!("idem-{token}"),
         description: "Order 42".into(),
     }
@@ -1121,6 +1122,7 @@ async fn adyen_charge_sends_a_card_on_file_payment() {
             "reference": request.payment_id.to_string(),
             "paymentMethod": {"type": "scheme", "storedPaymentMethodId": "tok_adyen_ok"},
             "merchantAccount": ADYEN_MERCHANT,
+            "shopperReference": "user-7",
             "shopperInteraction": "ContAuth",
             "recurringProcessingModel": "CardOnFile",
         })

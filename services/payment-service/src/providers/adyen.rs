@@ -168,6 +168,7 @@ impl AdyenProvider {
                 "storedPaymentMethodId": request.token.as_str(),
             },
             "merchantAccount": self.config.merchant_account,
+            "shopperReference": request.customer,
             "shopperInteraction": "ContAuth",
             "recurringProcessingModel": "CardOnFile",
         });

@@ -29,6 +29,9 @@ pub struct ChargeRequest {
     pub payment_id: PaymentId,
     pub amount: Money,
     pub token: CardToken,
+    /// Who pays (our user id): the reference a provider files stored cards under (Adyen's
+    /// `shopperReference`, required with a stored card).
+    pub customer: String,
     /// Sent to the provider so a retried request never charges twice.
     pub idempotency_key: String,
     pub description: String,
