@@ -257,6 +257,13 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), Db
     })
 }
 
+/// Closes the pool at shutdown; a failure is logged (there is nothing left to do about it).
+pub async fn close(db: DatabaseConnection) {
+    if let Err(error) = db.close().await {
+        tracing::warn!(%error, "closing the database pool failed");
+    }
+}
+
 /// `migrate` for a service's `migrate` command: opens its database, applies `M`, closes it.
 pub async fn migrate_only<M: MigratorTrait>(
     config: &DatabaseConfig,

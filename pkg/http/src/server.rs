@@ -265,6 +265,23 @@ impl Server {
 
     /// Serves until `shutdown` fires, then drains in-flight requests for at most the
     /// configured shutdown timeout.
+    /// Serves until `shutdown`, then waits for the service's background `tasks` (relays,
+    /// consumers, sweepers: each stops on the same token), so none is cut off mid-write
+    /// before the service closes its database.
+    pub async fn run_with(
+        self,
+        shutdown: CancellationToken,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Result<(), ServerError> {
+        let served = self.run(shutdown).await;
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "a background task ended abnormally");
+            }
+        }
+        served
+    }
+
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let Server {
             name,

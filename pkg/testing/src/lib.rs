@@ -241,3 +241,31 @@ mod tests {
         );
     }
 }
+
+/// A service started by a test on free ports; stopped (gracefully) when dropped, so a test
+/// that panics still shuts its service down.
+#[derive(Debug)]
+pub struct Spawned {
+    /// `http://<addr>` of its HTTP API.
+    pub base: String,
+    /// Its gRPC address, when it serves gRPC.
+    pub grpc: Option<std::net::SocketAddr>,
+    stop: platform_http::CancellationToken,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Builds `S` from `config` (migrations included) and runs it in the background, the way its
+/// binary would; the one way every service's integration tests start it.
+pub async fn spawn<S: platform_http::Service>(config: S::Config) -> Spawned {
+    let service = S::build(config).await.expect("the service starts");
+    let base = format!("http://{}", service.http_addr());
+    let grpc = service.grpc_addr();
+    let stop = platform_http::CancellationToken::new();
+    tokio::spawn(service.run(stop.clone()));
+    Spawned { base, grpc, stop }
+}

@@ -110,13 +110,8 @@ impl platform_http::Service for EventStore {
     /// Serves and consumes until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
         let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
-        let served = self.server.run(shutdown).await;
-        if let Err(error) = consumer.await {
-            tracing::warn!(%error, "the event consumer ended abnormally");
-        }
-        if let Err(error) = self.db.close().await {
-            tracing::warn!(%error, "closing the database pool failed");
-        }
+        let served = self.server.run_with(shutdown, vec![consumer]).await;
+        platform_db::close(self.db).await;
         Ok(served?)
     }
 }

@@ -11,26 +11,20 @@ use platform_events::catalogue::{UserDeleted, UserRegistered};
 use platform_events::transport::embedded::EmbeddedTransport;
 use platform_events::transport::redis::RedisTransport;
 use platform_events::{Envelope, EventsConfig, Transport};
-use platform_http::{CancellationToken, Service};
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
 
 const SECRET: &str = "event-store-test-secret-0123456789abcdef";
 
 struct App {
+    /// First, so it is dropped first: the store stops before its database goes.
+    _service: platform_testing::Spawned,
     base: String,
     client: reqwest::Client,
     transport: Arc<dyn Transport>,
-    stop: CancellationToken,
     _db: TestDatabase,
     _bus_dir: tempfile::TempDir,
     _redis: Option<platform_testing::RedisNamespace>,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>) -> Option<App> {
@@ -50,21 +44,17 @@ async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>
                 .unwrap(),
         ),
     };
-    let store = EventStore::build(EventStoreConfig::for_tests(
+    let service = platform_testing::spawn::<EventStore>(EventStoreConfig::for_tests(
         db.config.clone(),
         events,
         SECRET,
     ))
-    .await
-    .unwrap();
-    let base = format!("http://{}", store.http_addr());
-    let stop = CancellationToken::new();
-    tokio::spawn(store.run(stop.clone()));
+    .await;
     Some(App {
-        base,
+        base: service.base.clone(),
+        _service: service,
         client: reqwest::Client::new(),
         transport,
-        stop,
         _db: db,
         _bus_dir: bus_dir,
         _redis: redis,

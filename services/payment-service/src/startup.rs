@@ -89,13 +89,8 @@ impl platform_http::Service for Application {
     /// Serves and relays events until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let served = self.server.run(shutdown).await;
-        if let Err(error) = relay.await {
-            tracing::warn!(%error, "the outbox relay ended abnormally");
-        }
-        if let Err(error) = self.db.close().await {
-            tracing::warn!(%error, "closing the database pool failed");
-        }
+        let served = self.server.run_with(shutdown, vec![relay]).await;
+        platform_db::close(self.db).await;
         Ok(served?)
     }
 }

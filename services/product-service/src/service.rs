@@ -16,7 +16,7 @@ use platform_events::catalogue::{
 use platform_events::{Envelope, Event, outbox};
 use platform_http::{Page, PageRequest};
 use platform_money::Money;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use crate::domain::{
     Category, Description, ImageUrl, Line, OrderId, Product, ProductFilter, ProductId, ProductName,
@@ -152,10 +152,6 @@ impl Catalog {
     /// write, after it has read (`update` does; so does an `INSERT` into the FTS-indexed
     /// products table), and SQLite then fails it at once with "database is locked" instead of
     /// waiting whenever another write is in progress. PostgreSQL ignores the mode.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
-        platform_db::begin_write(&self.db).await
-    }
-
     fn envelope<E: Event>(&self, event: &E) -> Result<Envelope, CatalogError> {
         Ok(Envelope::new(&self.source, event)?)
     }
@@ -261,7 +257,7 @@ impl Catalog {
             currency: product.price.currency().to_string(),
             stock: product.stock,
         })?;
-        let txn = self.begin_write().await?;
+        let txn = platform_db::begin_write(&self.db).await?;
         products::insert(&txn, &product)
             .await
             .map_err(sku_conflict)?;
@@ -277,7 +273,7 @@ impl Catalog {
         id: ProductId,
         change: ProductChange,
     ) -> Result<ProductView, CatalogError> {
-        let txn = self.begin_write().await?;
+        let txn = platform_db::begin_write(&self.db).await?;
         if !products::lock(&txn, id).await? {
             return Err(CatalogError::NotFound);
         }
@@ -330,7 +326,7 @@ impl Catalog {
 
     /// Withdraws a product from the catalog. Archiving twice is not an error.
     pub async fn archive(&self, id: ProductId) -> Result<(), CatalogError> {
-        let txn = self.begin_write().await?;
+        let txn = platform_db::begin_write(&self.db).await?;
         if !products::archive(&txn, id, now()).await? {
             return match products::find(&txn, id).await? {
                 Some(_) => Ok(()),
@@ -356,7 +352,7 @@ impl Catalog {
         id: ProductId,
         change: StockChange,
     ) -> Result<ProductView, CatalogError> {
-        let txn = self.begin_write().await?;
+        let txn = platform_db::begin_write(&self.db).await?;
         // Availability before, so that only a drop raises `inventory.low`.
         let before = products::find(&txn, id).await?.map(|p| p.available());
         let changed = products::change_stock(&txn, id, change, now()).await?;
@@ -428,7 +424,7 @@ impl Catalog {
         let expires_at = at
             + chrono::Duration::from_std(self.settings.reservation_ttl)
                 .unwrap_or(chrono::Duration::minutes(15));
-        let txn = self.begin_write().await?;
+        let txn = platform_db::begin_write(&self.db).await?;
         // The reservation row first: its primary key makes a concurrent duplicate fail here.
         if let Err(error) =
             reservations::insert(&txn, order_id, ReservationState::Reserved, expires_at, at).await
@@ -519,7 +515,7 @@ impl Catalog {
         reason: &str,
     ) -> Result<Reservation, CatalogError> {
         let at = now();
-        let txn = self.begin_write().await?;
+        let txn = platform_db::begin_write(&self.db).await?;
         if !reservations::transition(&txn, order_id, ReservationState::Reserved, to, at).await? {
             // Not held (anymore): a repeat, a conflicting settlement, or an unknown order.
             drop(txn);

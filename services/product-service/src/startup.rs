@@ -2,15 +2,12 @@
 
 use std::net::SocketAddr;
 
-use futures::future::BoxFuture;
 use platform_auth::Jwt;
-use platform_cache::{CacheConfig, LayeredCache, RedisPool};
+use platform_cache::{CacheConfig, LayeredCache, RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::Relay;
-use platform_http::{
-    BoxError, CancellationToken, HealthCheck, Metrics, Readiness, Server, ServiceParts,
-};
+use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
 
 use crate::config::ProductServiceConfig;
@@ -25,28 +22,6 @@ pub struct Application {
     relay: Relay,
     catalog: Catalog,
     sweep_interval: std::time::Duration,
-}
-
-/// `/ready` reports the cache's Redis layer as `degraded` (not unready) while it is
-/// unreachable: reads then go to the database. The cache's own flag only changes when a read
-/// or write uses Redis, so Redis is pinged too: an outage shows from the start.
-struct CacheCheck {
-    cache: LayeredCache<Option<crate::view::ProductView>>,
-    redis: RedisPool,
-}
-
-impl HealthCheck for CacheCheck {
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            if self.cache.l2_degraded() {
-                return Err("redis unreachable: reading from the database".to_owned());
-            }
-            self.redis
-                .ping()
-                .await
-                .map_err(|error| format!("redis unreachable: {error}"))
-        })
-    }
 }
 
 fn caches(config: &ProductServiceConfig, redis: Option<&RedisPool>, metrics: &Metrics) -> Caches {
@@ -78,13 +53,8 @@ impl Application {
         let caches = caches(&config, redis.as_ref(), &metrics);
         let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
         if let Some(redis) = &redis {
-            readiness.add_optional(
-                "cache",
-                CacheCheck {
-                    cache: caches.products.clone(),
-                    redis: redis.clone(),
-                },
-            );
+            // Optional: with Redis down the cache reads from the database (`degraded`).
+            readiness.add_optional("cache", RedisCheck(redis.clone()));
         }
         let transport = config.events.connect().await?;
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
@@ -182,7 +152,7 @@ impl platform_http::Service for Application {
     /// expired reservations until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
         let caches = self.catalog.caches();
-        let listeners: Vec<_> = [
+        let mut tasks: Vec<_> = [
             caches
                 .products
                 .start_invalidation_listener(shutdown.clone().cancelled_owned()),
@@ -193,21 +163,14 @@ impl platform_http::Service for Application {
         .into_iter()
         .flatten()
         .collect();
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let sweeper = tokio::spawn(Self::sweep(
+        tasks.push(tokio::spawn(self.relay.run(shutdown.clone())));
+        tasks.push(tokio::spawn(Self::sweep(
             self.catalog.clone(),
             self.sweep_interval,
             shutdown.clone(),
-        ));
-        let served = self.server.run(shutdown).await;
-        for task in [relay, sweeper].into_iter().chain(listeners) {
-            if let Err(error) = task.await {
-                tracing::warn!(%error, "a background task ended abnormally");
-            }
-        }
-        if let Err(error) = self.db.close().await {
-            tracing::warn!(%error, "closing the database pool failed");
-        }
+        )));
+        let served = self.server.run_with(shutdown, tasks).await;
+        platform_db::close(self.db).await;
         Ok(served?)
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use payment_service::providers::sandbox::{self, SandboxProvider};
 use payment_service::{Application, PaymentServiceConfig};
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
-use platform_http::{CancellationToken, Service};
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
@@ -37,6 +36,8 @@ pub fn actor(role: Role) -> Actor {
 }
 
 pub struct TestApp {
+    /// First, so it is dropped first: the service stops before its database goes.
+    _service: platform_testing::Spawned,
     pub base: String,
     pub grpc: SocketAddr,
     pub client: reqwest::Client,
@@ -44,13 +45,6 @@ pub struct TestApp {
     pub service_name: String,
     pub admin: Actor,
     pub user: Actor,
-    stop: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 /// The service with default test settings, or `None` when `backend` is not configured.
@@ -67,13 +61,9 @@ pub async fn spawn_with(
     let mut config = PaymentServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     customize(&mut config);
     let service_name = config.server.service_name.clone();
-    let app = Application::build(config)
-        .await
-        .expect("the service starts");
-    let base = format!("http://{}", app.http_addr());
-    let grpc = app.grpc_addr().expect("gRPC is served");
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run(stop.clone()));
+    let service = platform_testing::spawn::<Application>(config).await;
+    let base = service.base.clone();
+    let grpc = service.grpc.expect("gRPC is served");
     Some(TestApp {
         base,
         grpc,
@@ -82,7 +72,7 @@ pub async fn spawn_with(
         service_name,
         admin: actor(Role::Admin),
         user: actor(Role::User),
-        stop,
+        _service: service,
     })
 }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
-use platform_http::{CancellationToken, Service};
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
 use platform_testing::{Backend, TestDatabase};
@@ -16,6 +15,8 @@ use tonic::transport::Channel;
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 pub struct TestApp {
+    /// First, so it is dropped first: the service stops before its database goes.
+    _service: platform_testing::Spawned,
     pub base: String,
     pub grpc: SocketAddr,
     pub client: reqwest::Client,
@@ -26,13 +27,6 @@ pub struct TestApp {
     pub service_name: String,
     pub admin: String,
     pub user: String,
-    stop: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 /// The service with default test settings, or `None` when `backend` is not configured.
@@ -57,13 +51,9 @@ pub async fn spawn_on(
     let mut config = ProductServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     customize(&mut config);
     let service_name = config.server.service_name.clone();
-    let app = Application::build(config)
-        .await
-        .expect("the service starts");
-    let base = format!("http://{}", app.http_addr());
-    let grpc = app.grpc_addr().expect("gRPC is served");
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run(stop.clone()));
+    let service = platform_testing::spawn::<Application>(config).await;
+    let base = service.base.clone();
+    let grpc = service.grpc.expect("gRPC is served");
     TestApp {
         base,
         grpc,
@@ -72,7 +62,7 @@ pub async fn spawn_on(
         service_name,
         admin: token(Role::Admin),
         user: token(Role::User),
-        stop,
+        _service: service,
     }
 }
 

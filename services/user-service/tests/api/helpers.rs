@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use platform_http::{CancellationToken, Service};
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
 use user_service::config::AdminSeed;
@@ -15,17 +14,12 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestApp {
+    /// First, so it is dropped first: the service stops before its database goes.
+    _service: platform_testing::Spawned,
     pub base: String,
     pub grpc: SocketAddr,
     pub client: reqwest::Client,
     pub db: TestDatabase,
-    stop: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,19 +46,15 @@ pub async fn spawn_with(
         password: Password::parse(ADMIN_PASSWORD).unwrap(),
     });
     customize(&mut config);
-    let app = Application::build(config)
-        .await
-        .expect("the service starts");
-    let base = format!("http://{}", app.http_addr());
-    let grpc = app.grpc_addr().expect("gRPC is served");
-    let stop = CancellationToken::new();
-    tokio::spawn(app.run(stop.clone()));
+    let service = platform_testing::spawn::<Application>(config).await;
+    let base = service.base.clone();
+    let grpc = service.grpc.expect("gRPC is served");
     Some(TestApp {
         base,
         grpc,
         client: reqwest::Client::new(),
         db,
-        stop,
+        _service: service,
     })
 }
 
