@@ -12,11 +12,11 @@ use platform_config::Env;
 use platform_http::{
     BoxError, CancellationToken, HttpApi, Metrics, Readiness, Server, ServiceParts,
 };
-use platform_metrics::{Counter, counter, gauge};
+use platform_metrics::{Counter, counter};
 use platform_middleware::{LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::Proxy;
 use platform_proxy::balance::{Endpoint, Pool};
-use platform_resilience::{CircuitBreaker, RetryBudget};
+use platform_resilience::{RetryBudget, observed_breaker};
 
 use crate::config::GatewayConfig;
 use crate::forward::{Gateway as State, handle};
@@ -40,13 +40,8 @@ fn pools(
         let mut endpoints = Vec::new();
         for (url, weight) in &service.upstreams {
             let upstream = platform_proxy::Upstream::parse(&service.name, url)?;
-            let labels = (service.name.clone(), upstream.base_url());
-            let metrics = metrics.clone();
-            metrics.record(|| gauge!("circuit_breaker_state", "service" => labels.0.clone(), "endpoint" => labels.1.clone()).set(0.0));
-            let breaker = CircuitBreaker::new(config.breaker).on_transition(move |from, to| {
-                tracing::warn!(service = %labels.0, endpoint = %labels.1, %from, %to, "circuit breaker changed state");
-                metrics.record(|| gauge!("circuit_breaker_state", "service" => labels.0.clone(), "endpoint" => labels.1.clone()).set(to.gauge()));
-            });
+            let breaker =
+                observed_breaker(config.breaker, metrics, &service.name, &upstream.base_url());
             endpoints.push(Endpoint::new(upstream, *weight, breaker));
         }
         pools.insert(

@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 
 use api_gateway::Gateway;
 use event_store::EventStore;
+use notification_service::Application as NotificationService;
+use order_service::Application as OrderService;
 use payment_service::Application as PaymentService;
 use platform_cache::RedisConfig;
 use platform_config::{ConfigError, Env, ExposeSecret};
@@ -129,6 +131,8 @@ struct Configs {
     users: <UserService as Service>::Config,
     products: <ProductService as Service>::Config,
     payments: <PaymentService as Service>::Config,
+    orders: <OrderService as Service>::Config,
+    notifications: <NotificationService as Service>::Config,
     store: <EventStore as Service>::Config,
 }
 
@@ -137,6 +141,8 @@ fn read_configs(layout: &Layout) -> Result<Configs, ConfigError> {
     let users = layout.config::<UserService>(&mut all);
     let products = layout.config::<ProductService>(&mut all);
     let payments = layout.config::<PaymentService>(&mut all);
+    let orders = layout.config::<OrderService>(&mut all);
+    let notifications = layout.config::<NotificationService>(&mut all);
     let store = layout.config::<EventStore>(&mut all);
     let mut gateway_env = layout.gateway(&[]);
     let _ = Gateway::config_from_env(&mut gateway_env);
@@ -146,6 +152,8 @@ fn read_configs(layout: &Layout) -> Result<Configs, ConfigError> {
         users,
         products,
         payments,
+        orders,
+        notifications,
         store,
     })
 }
@@ -179,6 +187,17 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
     let (users, users_endpoint) = start::<UserService>(configs.users).await?;
     let (products, products_endpoint) = start::<ProductService>(configs.products).await?;
     let (payments, payments_endpoint) = start::<PaymentService>(configs.payments).await?;
+    // The saga calls this process's product and payment services, wherever they listen.
+    let mut orders_config = configs.orders;
+    if let Some(grpc) = products_endpoint.grpc {
+        orders_config.clients.product_url = format!("http://{grpc}");
+    }
+    if let Some(grpc) = payments_endpoint.grpc {
+        orders_config.clients.payment_url = format!("http://{grpc}");
+    }
+    let (orders, orders_endpoint) = start::<OrderService>(orders_config).await?;
+    let (notifications, notifications_endpoint) =
+        start::<NotificationService>(configs.notifications).await?;
     let (store, store_endpoint) = start::<EventStore>(configs.store).await?;
 
     // The gateway's upstreams default to where the services actually listen.
@@ -195,6 +214,14 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
             "PAYMENT_SERVICE_URL",
             format!("http://{}", payments_endpoint.http),
         ),
+        (
+            "ORDER_SERVICE_URL",
+            format!("http://{}", orders_endpoint.http),
+        ),
+        (
+            "NOTIFICATION_SERVICE_URL",
+            format!("http://{}", notifications_endpoint.http),
+        ),
         ("EVENT_STORE_URL", format!("http://{}", store_endpoint.http)),
     ]);
     let gateway_config = Gateway::config_from_env(&mut gateway_env);
@@ -205,6 +232,8 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
         tokio::spawn(users.run(shutdown.clone())),
         tokio::spawn(products.run(shutdown.clone())),
         tokio::spawn(payments.run(shutdown.clone())),
+        tokio::spawn(orders.run(shutdown.clone())),
+        tokio::spawn(notifications.run(shutdown.clone())),
         tokio::spawn(store.run(shutdown.clone())),
         tokio::spawn(gateway.run(shutdown.clone())),
     ];
@@ -214,6 +243,8 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
             users_endpoint,
             products_endpoint,
             payments_endpoint,
+            orders_endpoint,
+            notifications_endpoint,
             store_endpoint,
         ],
         tasks,
@@ -241,6 +272,18 @@ pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
             service: PaymentService::NAME,
             source,
         })?;
+    OrderService::migrate(&configs.orders)
+        .await
+        .map_err(|source| PlatformError::Start {
+            service: OrderService::NAME,
+            source,
+        })?;
+    NotificationService::migrate(&configs.notifications)
+        .await
+        .map_err(|source| PlatformError::Start {
+            service: NotificationService::NAME,
+            source,
+        })?;
     EventStore::migrate(&configs.store)
         .await
         .map_err(|source| PlatformError::Start {
@@ -251,6 +294,8 @@ pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
         UserService::NAME,
         ProductService::NAME,
         PaymentService::NAME,
+        OrderService::NAME,
+        NotificationService::NAME,
         EventStore::NAME,
     ])
 }

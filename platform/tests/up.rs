@@ -98,8 +98,8 @@ async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
 }
 
 /// An administrator adds a product through the gateway; anyone can then find it by listing,
-/// by id and by search.
-async fn product_journey(base: &str) {
+/// by id and by search. Returns its id.
+async fn product_journey(base: &str) -> String {
     let client = reqwest::Client::new();
     let admin = admin_token(base).await;
     let sku = format!("J-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -151,6 +151,67 @@ async fn product_journey(base: &str) {
             .iter()
             .any(|p| p["id"] == id)
     );
+    id.to_owned()
+}
+
+/// Checkout through the gateway: the order service prices the order from the catalog,
+/// reserves the stock, charges the sandbox card and confirms.
+async fn order_journey(base: &str, product: &str) {
+    let client = reqwest::Client::new();
+    let buyer = admin_token(base).await;
+    let response = client
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&buyer)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({
+            "items": [{"product_id": product, "quantity": 2}],
+            "payment": {"token": "tok_visa"},
+            "shipping_address": {"name": "Journey", "line1": "1 Road", "city": "Town",
+                "postal_code": "12345", "country": "DE"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(order["total"]["amount"], 5000);
+    let product: Value = client
+        .get(format!("{base}/api/v1/products/{product}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(product["stock"], 5, "two of seven sold: {product}");
+
+    // order.confirmed travels outbox → bus → notification service → the buyer's inbox.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let inbox: Value = client
+            .get(format!("{base}/api/v1/notifications?per_page=100"))
+            .bearer_auth(&buyer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let told = inbox["items"].as_array().is_some_and(|items| {
+            items.iter().any(|n| {
+                n["event_type"] == "order.confirmed" && n["data"]["order_id"] == order["id"]
+            })
+        });
+        if told {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no order.confirmed notification: {inbox}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
@@ -162,6 +223,8 @@ fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
         ("PRODUCT_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("PAYMENT_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("PAYMENT_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
+        ("ORDER_SERVICE_PORT".to_owned(), "0".to_owned()),
+        ("NOTIFICATION_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("EVENT_STORE_PORT".to_owned(), "0".to_owned()),
         // The event checks poll; the default 100 requests a minute would throttle them.
         ("RATE_LIMIT_PER_MINUTE".to_owned(), "100000".to_owned()),
@@ -211,7 +274,8 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     let base = format!("http://{gateway}");
     let user = main_journey(&base).await;
     registration_event_reaches_the_event_store(&base, &user).await;
-    product_journey(&base).await;
+    let product = product_journey(&base).await;
+    order_journey(&base, &product).await;
 
     if backend == Backend::Sqlite {
         // Embedded mode loads the demo catalog.
@@ -230,7 +294,7 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
         let rows = conn
             .query_all_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
-                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'products', 'payments', 'event_store', 'outbox') ORDER BY 1",
+                "SELECT table_schema FROM information_schema.tables WHERE table_name IN ('users', 'products', 'payments', 'orders', 'event_store', 'outbox') ORDER BY 1",
             ))
             .await
             .unwrap();
@@ -242,6 +306,8 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
             schemas,
             [
                 "event_store",
+                "order_service",
+                "order_service",
                 "payment_service",
                 "payment_service",
                 "product_service",
@@ -329,6 +395,8 @@ fn a_bare_port_sets_the_gateway_port_only() {
             ("PRODUCT_SERVICE_GRPC_PORT", "0".to_owned()),
             ("PAYMENT_SERVICE_PORT", "0".to_owned()),
             ("PAYMENT_SERVICE_GRPC_PORT", "0".to_owned()),
+            ("ORDER_SERVICE_PORT", "0".to_owned()),
+            ("NOTIFICATION_SERVICE_PORT", "0".to_owned()),
             ("EVENT_STORE_PORT", "0".to_owned()),
             ("DATA_DIR", dir.path().display().to_string()),
         ]);
@@ -354,6 +422,8 @@ fn the_binary_starts_serves_and_stops_cleanly_on_ctrl_c() {
             ("PRODUCT_SERVICE_GRPC_PORT", "0"),
             ("PAYMENT_SERVICE_PORT", "0"),
             ("PAYMENT_SERVICE_GRPC_PORT", "0"),
+            ("ORDER_SERVICE_PORT", "0"),
+            ("NOTIFICATION_SERVICE_PORT", "0"),
             ("EVENT_STORE_PORT", "0"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
@@ -436,6 +506,16 @@ fn migrate_applies_every_services_migrations_and_exits() {
         stdout.contains("payment-service: migrations applied"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("order-service: migrations applied"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("order-service.db").exists());
+    assert!(
+        stdout.contains("notification-service: migrations applied"),
+        "{stdout}"
+    );
+    assert!(dir.path().join("notification-service.db").exists());
     assert!(dir.path().join("user-service.db").exists());
     assert!(dir.path().join("event-store.db").exists());
     // Applying them again is a no-op.

@@ -257,6 +257,27 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), Db
     })
 }
 
+/// Creates each `(name, columns, unique)` index on `table` unless it exists: the index list
+/// of a migration, in one place.
+pub async fn create_indexes(
+    manager: &sea_orm_migration::SchemaManager<'_>,
+    table: &str,
+    indexes: &[(&str, &[&str], bool)],
+) -> Result<(), DbErr> {
+    for (name, columns, unique) in indexes {
+        let mut index = sea_orm_migration::prelude::Index::create();
+        index.name(*name).table(table.to_owned()).if_not_exists();
+        if *unique {
+            index.unique();
+        }
+        for column in *columns {
+            index.col(column.to_string());
+        }
+        manager.create_index(index.to_owned()).await?;
+    }
+    Ok(())
+}
+
 /// Closes the pool at shutdown; a failure is logged (there is nothing left to do about it).
 pub async fn close(db: DatabaseConnection) {
     if let Err(error) = db.close().await {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 /// Every event family (the part of a type before the dot); one stream each. A consumer of
 /// everything, such as the event store, subscribes to all of them.
-pub const FAMILIES: &[&str] = &["user", "product", "inventory", "payment"];
+pub const FAMILIES: &[&str] = &["user", "product", "inventory", "payment", "order"];
 
 /// A typed event payload.
 pub trait Event: Serialize + DeserializeOwned {
@@ -184,24 +184,102 @@ pub struct PaymentBlocked {
     pub reasons: Vec<String>,
 }
 
-macro_rules! payment_event {
-    ($($payload:ty => $type:literal),* $(,)?) => {$(
+/// `facts_events!(facts.id: Payload => "type", …)`: events whose subject is `self.facts.id`,
+/// for families whose payloads share one flattened block of facts.
+macro_rules! facts_events {
+    ($facts:ident . $id:ident : $($payload:ty => $type:literal),* $(,)?) => {$(
         impl Event for $payload {
             const TYPE: &'static str = $type;
             const SCHEMA_VERSION: u32 = 1;
             fn subject(&self) -> String {
-                self.payment.payment_id.to_string()
+                self.$facts.$id.to_string()
             }
         }
     )*};
 }
 
-payment_event! {
+facts_events! { payment.payment_id:
     PaymentAuthorized => "payment.authorized",
     PaymentCaptured => "payment.captured",
     PaymentFailed => "payment.failed",
     PaymentRefunded => "payment.refunded",
     PaymentBlocked => "payment.blocked",
+}
+
+/// The fields every order event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFacts {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    /// The order total in minor units of `currency`.
+    pub total: i64,
+    pub currency: String,
+}
+
+/// One line of an order, priced when the order was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub product_id: Uuid,
+    pub name: String,
+    pub quantity: u32,
+    /// Minor units of the order's currency.
+    pub unit_price: i64,
+}
+
+/// An order was accepted and its checkout started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    #[serde(flatten)]
+    pub order: OrderFacts,
+    pub items: Vec<OrderLine>,
+}
+
+/// Stock is committed and the payment taken: the order will be fulfilled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderConfirmed {
+    #[serde(flatten)]
+    pub order: OrderFacts,
+    pub payment_id: Uuid,
+}
+
+/// Checkout failed; whatever was reserved or charged has been given back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFailed {
+    #[serde(flatten)]
+    pub order: OrderFacts,
+    pub reason: String,
+}
+
+/// The order was cancelled; stock was released and any captured payment refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    #[serde(flatten)]
+    pub order: OrderFacts,
+    /// Minor units given back (0 when nothing had been charged).
+    pub refunded: i64,
+}
+
+/// The order left the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderShipped {
+    #[serde(flatten)]
+    pub order: OrderFacts,
+}
+
+/// The order reached the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDelivered {
+    #[serde(flatten)]
+    pub order: OrderFacts,
+}
+
+facts_events! { order.order_id:
+    OrderCreated => "order.created",
+    OrderConfirmed => "order.confirmed",
+    OrderFailed => "order.failed",
+    OrderCancelled => "order.cancelled",
+    OrderShipped => "order.shipped",
+    OrderDelivered => "order.delivered",
 }
 
 #[cfg(test)]
@@ -225,6 +303,12 @@ mod tests {
             PaymentFailed::TYPE,
             PaymentRefunded::TYPE,
             PaymentBlocked::TYPE,
+            OrderCreated::TYPE,
+            OrderConfirmed::TYPE,
+            OrderFailed::TYPE,
+            OrderCancelled::TYPE,
+            OrderShipped::TYPE,
+            OrderDelivered::TYPE,
         ] {
             assert!(FAMILIES.contains(&family_of(event_type)), "{event_type}");
         }

@@ -217,6 +217,45 @@ impl FieldErrors {
     }
 }
 
+/// The answer to a request that carried an `Idempotency-Key`: `replayed` marks a repeat that
+/// is answered with what the first request did (`Idempotent-Replayed: true`).
+pub fn idempotent_response<T: Serialize>(status: StatusCode, body: T, replayed: bool) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// The `Idempotency-Key` header of a request that must not take effect twice (charges,
+/// refunds, orders): required, 1 to 255 visible ASCII characters (a UUID is a good choice).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let value = parts
+            .headers
+            .get("idempotency-key")
+            .ok_or_else(|| Problem::bad_request("An `Idempotency-Key` header is required."))?;
+        match value.to_str() {
+            Ok(key)
+                if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(Self(key.to_owned()))
+            }
+            _ => Err(Problem::bad_request(
+                "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

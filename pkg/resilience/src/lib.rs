@@ -13,7 +13,9 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
+pub mod observed;
 pub mod retry;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer, Rejected};
+pub use observed::observed_breaker;
 pub use retry::{Backoff, RetryBudget};

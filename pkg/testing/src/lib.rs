@@ -10,9 +10,12 @@
 //! - [`postgres_url`] / [`redis_url`]: the servers to use, when configured. Without them the
 //!   PostgreSQL and Redis variants skip (and say so); with `TEST_REQUIRE_BACKENDS=1` (set by CI)
 //!   a missing server fails the test instead, so CI can never silently skip them.
+//! - [`http`]: assertions on problem documents and JSON bodies, polling, callers with tokens.
 #![forbid(unsafe_code)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
+
+pub mod http;
 
 use platform_db::DatabaseConfig;
 use sea_orm::{ConnectionTrait, Database};

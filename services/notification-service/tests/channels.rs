@@ -3,17 +3,15 @@
 //! read it and answer with scripted statuses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/fakes.rs"]
+mod fakes;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::http::Method;
 use base64::Engine;
+use fakes::{closed_port, fake_api, fake_smtp, header, only_request};
 use notification_service::address::{DeviceToken, EmailAddress, PhoneNumber};
 use notification_service::channels::{
     Channel, ChannelsConfig, FcmConfig, FcmSender, LogSender, Message, Recipient, SendError,
@@ -21,98 +19,9 @@ use notification_service::channels::{
 };
 use platform_config::Env;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------------------------
 // SMTP
-
-/// One mail transaction as the fake server saw it.
-#[derive(Debug, Clone, Default)]
-struct Transaction {
-    mail_from: String,
-    rcpt_to: Vec<String>,
-    data: String,
-}
-
-/// A minimal SMTP server: no extensions (so no STARTTLS, no AUTH), answers RCPT with
-/// `rcpt_reply`, and records every transaction.
-async fn fake_smtp(rcpt_reply: &'static str) -> (SocketAddr, Arc<Mutex<Vec<Transaction>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::<Transaction>::new()));
-    let recorded = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = Arc::clone(&recorded);
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read);
-                write.write_all(b"220 fake.test ESMTP\r\n").await.unwrap();
-                let mut current = Transaction::default();
-                loop {
-                    let mut line = String::new();
-                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let command = line.trim_end().to_owned();
-                    let verb = command.to_ascii_uppercase();
-                    let reply: &str = if verb.starts_with("EHLO") || verb.starts_with("HELO") {
-                        "250 fake.test\r\n"
-                    } else if verb.starts_with("MAIL FROM:") {
-                        current = Transaction {
-                            mail_from: command,
-                            ..Transaction::default()
-                        };
-                        "250 2.1.0 Ok\r\n"
-                    } else if verb.starts_with("RCPT TO:") {
-                        current.rcpt_to.push(command);
-                        rcpt_reply
-                    } else if verb == "DATA" {
-                        write
-                            .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                            .await
-                            .unwrap();
-                        let mut data = String::new();
-                        loop {
-                            let mut line = String::new();
-                            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == ".\r\n" {
-                                break;
-                            }
-                            data.push_str(&line);
-                        }
-                        current.data = data;
-                        seen.lock().unwrap().push(std::mem::take(&mut current));
-                        "250 2.0.0 Ok: queued as FAKE123\r\n"
-                    } else if verb == "RSET" || verb == "NOOP" {
-                        "250 2.0.0 Ok\r\n"
-                    } else if verb == "QUIT" {
-                        let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
-                        return;
-                    } else {
-                        "502 5.5.2 Command not recognized\r\n"
-                    };
-                    if write.write_all(reply.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (address, seen)
-}
-
-/// A port nothing listens on: bound, then released.
-async fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 fn smtp_sender(port: u16) -> SmtpSender {
     let mut env = Env::from_pairs([
@@ -247,66 +156,6 @@ async fn senders_refuse_other_channels() {
 // ---------------------------------------------------------------------------------------------
 // HTTP providers
 
-#[derive(Debug, Clone)]
-struct Request {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-#[derive(Clone)]
-struct Script {
-    status: StatusCode,
-    body: Value,
-    delay: Duration,
-    seen: Arc<Mutex<Vec<Request>>>,
-}
-
-async fn answer(
-    State(script): State<Script>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    script.seen.lock().unwrap().push(Request {
-        method,
-        path: uri.path().to_owned(),
-        headers,
-        body,
-    });
-    tokio::time::sleep(script.delay).await;
-    (script.status, axum::Json(script.body))
-}
-
-/// A server answering every request with `status` and `body` after `delay`; returns its base
-/// URL and what it received.
-async fn fake_api(status: u16, body: Value, delay: Duration) -> (String, Arc<Mutex<Vec<Request>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let script = Script {
-        status: StatusCode::from_u16(status).unwrap(),
-        body,
-        delay,
-        seen: Arc::clone(&seen),
-    };
-    let router = Router::new().fallback(answer).with_state(script);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (format!("http://{address}"), seen)
-}
-
-fn only_request(seen: &Arc<Mutex<Vec<Request>>>) -> Request {
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    seen[0].clone()
-}
-
-fn header<'h>(request: &'h Request, name: &str) -> &'h str {
-    request.headers.get(name).unwrap().to_str().unwrap()
-}
-
 // Twilio
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -380,7 +229,7 @@ async fn twilio_sends_a_form_with_basic_auth() {
 
 /// `application/x-www-form-urlencoded` → map, decoded by the `url` crate's form parser (as a
 /// query string) rather than by the code that encoded it.
-fn url_decode(body: &[u8]) -> HashMap<String, String> {
+pub fn url_decode(body: &[u8]) -> HashMap<String, String> {
     let text = std::str::from_utf8(body).unwrap();
     reqwest::Url::parse(&format!("http://form.test/?{text}"))
         .unwrap()

@@ -61,26 +61,21 @@ impl MigrationTrait for CreatePayments {
                     .to_owned(),
             )
             .await?;
-        for (name, columns, unique) in [
-            ("payments_user", &["user_id", "created_at"][..], false),
-            ("payments_token", &["token_hash", "created_at"][..], false),
-            ("payments_order", &["order_id"][..], false),
-            (
-                "payments_provider_id",
-                &["provider", "provider_payment_id"][..],
-                true,
-            ),
-        ] {
-            let mut index = Index::create();
-            index.name(name).table("payments").if_not_exists();
-            if unique {
-                index.unique();
-            }
-            for column in columns {
-                index.col(*column);
-            }
-            manager.create_index(index.to_owned()).await?;
-        }
+        platform_db::create_indexes(
+            manager,
+            "payments",
+            &[
+                ("payments_user", &["user_id", "created_at"], false),
+                ("payments_token", &["token_hash", "created_at"], false),
+                ("payments_order", &["order_id"], false),
+                (
+                    "payments_provider_id",
+                    &["provider", "provider_payment_id"],
+                    true,
+                ),
+            ],
+        )
+        .await?;
         manager
             .create_table(
                 Table::create()

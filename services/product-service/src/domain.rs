@@ -216,12 +216,15 @@ impl Product {
     }
 }
 
-/// Where a reservation is in its life. Only `Reserved` can move, and only once.
+/// Where a reservation is in its life: `Reserved` moves once, to `Committed` (sold) or
+/// `Released`; a committed sale may be taken back once (`Returned`, an order cancelled before
+/// it shipped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReservationState {
     Reserved,
     Committed,
     Released,
+    Returned,
 }
 
 impl ReservationState {
@@ -230,6 +233,7 @@ impl ReservationState {
             Self::Reserved => "reserved",
             Self::Committed => "committed",
             Self::Released => "released",
+            Self::Returned => "returned",
         }
     }
 
@@ -238,17 +242,28 @@ impl ReservationState {
             "reserved" => Some(Self::Reserved),
             "committed" => Some(Self::Committed),
             "released" => Some(Self::Released),
+            "returned" => Some(Self::Returned),
             _ => None,
         }
     }
 
-    /// The one legal move to `to`: from `Reserved` to `Committed` or `Released`. Repeating
-    /// the move that already happened is a no-op (`Ok(None)`), which makes both idempotent.
+    /// The one legal move to `to`: from `Reserved` to `Committed` or `Released`, from
+    /// `Committed` to `Returned`. Repeating the move that already happened is a no-op
+    /// (`Ok(None)`), which makes each idempotent.
     pub fn transition(self, to: ReservationState) -> Result<Option<ReservationState>, Self> {
         match (self, to) {
-            (Self::Reserved, Self::Committed | Self::Released) => Ok(Some(to)),
+            (from, to) if to.source() == Some(from) => Ok(Some(to)),
             (from, to) if from == to => Ok(None),
             (from, _) => Err(from),
+        }
+    }
+
+    /// The state a move to `self` starts from (`None` for the initial state).
+    pub fn source(self) -> Option<ReservationState> {
+        match self {
+            Self::Reserved => None,
+            Self::Committed | Self::Released => Some(Self::Reserved),
+            Self::Returned => Some(Self::Committed),
         }
     }
 }
@@ -436,6 +451,11 @@ mod tests {
         assert_eq!(Committed.transition(Released), Err(Committed));
         assert_eq!(Released.transition(Committed), Err(Released));
         assert_eq!(Reserved.transition(Reserved), Ok(None));
+        assert_eq!(Committed.transition(Returned), Ok(Some(Returned)));
+        assert_eq!(Returned.transition(Returned), Ok(None));
+        assert_eq!(Reserved.transition(Returned), Err(Reserved));
+        assert_eq!(Released.transition(Returned), Err(Released));
+        assert_eq!(Returned.transition(Committed), Err(Returned));
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl From<Reservation> for proto::Reservation {
                 ReservationState::Reserved => proto::ReservationState::Reserved,
                 ReservationState::Committed => proto::ReservationState::Committed,
                 ReservationState::Released => proto::ReservationState::Released,
+                ReservationState::Returned => proto::ReservationState::Returned,
             } as i32,
             lines: reservation.lines.iter().map(proto_line).collect(),
             expires_at: reservation.expires_at.timestamp(),
@@ -134,6 +135,14 @@ impl ProductService for ProductGrpc {
     ) -> Result<Response<proto::Reservation>, Status> {
         let order_id = OrderId::from_uuid(uuid("order_id", &request.get_ref().order_id)?);
         Ok(Response::new(self.catalog.commit(order_id).await?.into()))
+    }
+
+    async fn restock(
+        &self,
+        request: Request<proto::ReservationRef>,
+    ) -> Result<Response<proto::Reservation>, Status> {
+        let order_id = OrderId::from_uuid(uuid("order_id", &request.get_ref().order_id)?);
+        Ok(Response::new(self.catalog.restock(order_id).await?.into()))
     }
 
     async fn get_products(

@@ -56,19 +56,17 @@ impl MigrationTrait for CreateProducts {
                     .to_owned(),
             )
             .await?;
-        for (name, columns) in [
-            ("products_category", &["category", "created_at"][..]),
-            ("products_created_at", &["created_at", "id"][..]),
-            ("products_price", &["price_amount", "id"][..]),
-            ("products_name", &["name", "id"][..]),
-        ] {
-            let mut index = Index::create();
-            index.name(name).table("products").if_not_exists();
-            for column in columns {
-                index.col(*column);
-            }
-            manager.create_index(index.to_owned()).await?;
-        }
+        platform_db::create_indexes(
+            manager,
+            "products",
+            &[
+                ("products_category", &["category", "created_at"], false),
+                ("products_created_at", &["created_at", "id"], false),
+                ("products_price", &["price_amount", "id"], false),
+                ("products_name", &["name", "id"], false),
+            ],
+        )
+        .await?;
         Ok(())
     }
 

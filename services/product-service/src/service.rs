@@ -22,7 +22,7 @@ use crate::domain::{
     Category, Description, ImageUrl, Line, OrderId, Product, ProductFilter, ProductId, ProductName,
     Quantity, Reservation, ReservationState, SearchTerms, Sku, Stock, now,
 };
-use crate::repo::products::{self, StockChange};
+use crate::repo::products::{self, Settlement, StockChange};
 use crate::repo::reservations;
 use crate::view::ProductView;
 
@@ -508,6 +508,13 @@ impl Catalog {
             .await
     }
 
+    /// Takes a committed sale back: its units return to stock (an order cancelled before it
+    /// shipped). Idempotent.
+    pub async fn restock(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
+        self.settle(order_id, ReservationState::Returned, "returned")
+            .await
+    }
+
     async fn settle(
         &self,
         order_id: OrderId,
@@ -515,8 +522,13 @@ impl Catalog {
         reason: &str,
     ) -> Result<Reservation, CatalogError> {
         let at = now();
+        let (from, settlement) = match to {
+            ReservationState::Committed => (ReservationState::Reserved, Settlement::Sell),
+            ReservationState::Returned => (ReservationState::Committed, Settlement::Return),
+            _ => (ReservationState::Reserved, Settlement::Release),
+        };
         let txn = platform_db::begin_write(&self.db).await?;
-        if !reservations::transition(&txn, order_id, ReservationState::Reserved, to, at).await? {
+        if !reservations::transition(&txn, order_id, from, to, at).await? {
             // Not held (anymore): a repeat, a conflicting settlement, or an unknown order.
             drop(txn);
             return match reservations::find(&self.db, order_id).await? {
@@ -533,11 +545,10 @@ impl Catalog {
         let mut reservation = reservations::find(&txn, order_id)
             .await?
             .ok_or(CatalogError::NoReservation(order_id))?;
-        let sold = to == ReservationState::Committed;
         let mut events = InventoryEvents::default();
         for line in &reservation.lines {
             let quantity = i64::from(line.quantity.get());
-            if !products::settle_units(&txn, line.product_id, quantity, sold, at).await? {
+            if !products::settle_units(&txn, line.product_id, quantity, settlement, at).await? {
                 return Err(CatalogError::Database(Arc::new(DbErr::Custom(format!(
                     "reservation {order_id} holds more of {} than is reserved",
                     line.product_id

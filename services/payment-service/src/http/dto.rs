@@ -1,8 +1,6 @@
 //! Wire types of the REST API and their conversion to commands; every invalid field is named
 //! in one 422.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use platform_http::{FieldErrors, Problem};
 use platform_money::{Currency, Money};
 use serde::Deserialize;
@@ -10,32 +8,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{CardToken, PaymentStatus};
-
-/// The `Idempotency-Key` header: required on every charge and refund, 1 to 255 visible ASCII
-/// characters (a UUID is a good choice).
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let value = parts
-            .headers
-            .get("idempotency-key")
-            .ok_or_else(|| Problem::bad_request("An `Idempotency-Key` header is required."))?;
-        match value.to_str() {
-            Ok(key)
-                if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Ok(Self(key.to_owned()))
-            }
-            _ => Err(Problem::bad_request(
-                "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
-            )),
-        }
-    }
-}
 
 /// An amount as sent by clients; checked field by field.
 #[derive(Debug, Deserialize, ToSchema)]

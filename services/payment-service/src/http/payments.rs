@@ -2,14 +2,16 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use platform_auth::AuthUser;
-use platform_http::{Json, Page, PageRequest, Path, Problem, Query};
+use platform_http::{
+    IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
+};
 use uuid::Uuid;
 
 use super::AppState;
-use super::dto::{ChargeInput, IdempotencyKey, ListQuery, RefundInput};
+use super::dto::{ChargeInput, ListQuery, RefundInput};
 use crate::domain::PaymentId;
 use crate::service::{Caller, ChargeCommand, Outcome, RefundCommand};
 use crate::view::PaymentView;
@@ -23,13 +25,7 @@ fn caller(user: AuthUser) -> Caller {
 
 /// A repeat of an idempotent request answers exactly as the first did, marked as a replay.
 fn respond(status: StatusCode, outcome: Outcome) -> Response {
-    let mut response = (status, Json(outcome.payment)).into_response();
-    if outcome.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
+    idempotent_response(status, outcome.payment, outcome.replayed)
 }
 
 /// Pay for an order. A decline, a fraud block or a review is not an error: the payment is

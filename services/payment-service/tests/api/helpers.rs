@@ -6,34 +6,21 @@ use std::sync::Arc;
 
 use payment_service::providers::sandbox::{self, SandboxProvider};
 use payment_service::{Application, PaymentServiceConfig};
-use platform_auth::{Jwt, JwtConfig, Role, UserId};
+use platform_auth::Role;
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
-
-/// Someone calling the REST API: their user id and access token.
-#[derive(Debug, Clone)]
-pub struct Actor {
-    pub id: Uuid,
-    pub token: String,
-}
+pub use platform_testing::http::{Actor, error_fields, json_of, problem};
 
 /// A new user (or administrator) with a fresh token signed with the test secret.
 pub fn actor(role: Role) -> Actor {
-    let id = UserId::generate();
-    let token = Jwt::new(JwtConfig::with_secret(JWT_SECRET))
-        .issue(id, role)
-        .unwrap()
-        .token;
-    Actor {
-        id: id.as_uuid(),
-        token,
-    }
+    platform_testing::http::actor(role, JWT_SECRET)
 }
+
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 pub struct TestApp {
     /// First, so it is dropped first: the service stops before its database goes.
@@ -88,43 +75,6 @@ pub fn charge_body(card_token: &str, amount: i64, currency: &str) -> Value {
 /// A fresh idempotency key.
 pub fn new_key() -> String {
     Uuid::new_v4().to_string()
-}
-
-/// Asserts a problem+json response with `status` and returns its body.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let text = response.text().await.unwrap();
-    assert_eq!(actual, status, "unexpected status: {text}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "errors are problem documents"
-    );
-    let body: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(body["status"], status);
-    body
-}
-
-/// The fields a 422 names, sorted.
-pub fn error_fields(problem: &Value) -> Vec<String> {
-    let mut fields: Vec<String> = problem["errors"]
-        .as_object()
-        .map(|errors| errors.keys().cloned().collect())
-        .unwrap_or_default();
-    fields.sort();
-    fields
-}
-
-/// Asserts `status` and returns the JSON body.
-pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    assert_eq!(actual, status, "unexpected status: {text}");
-    serde_json::from_str(&text).unwrap()
 }
 
 /// A sandbox webhook body signed with the development secret.

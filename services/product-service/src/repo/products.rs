@@ -352,23 +352,43 @@ pub async fn reserve_units<C: ConnectionTrait>(
     Ok(result.rows_affected == 1)
 }
 
-/// Gives reserved units back (a release), or also takes them out of stock (a commit).
+/// What settling a reservation does to a product's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Reserved units go back to available.
+    Release,
+    /// Reserved units leave stock: sold.
+    Sell,
+    /// Sold units come back into stock.
+    Return,
+}
+
+/// Applies `settlement` to `quantity` units; `false` when the product does not hold that
+/// many reserved units (a release or sale of more than was reserved).
 pub async fn settle_units<C: ConnectionTrait>(
     conn: &C,
     id: ProductId,
     quantity: i64,
-    sold: bool,
+    settlement: Settlement,
     at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let mut update = product::Entity::update_many()
-        .col_expr(
-            product::Column::Reserved,
-            Expr::col(product::Column::Reserved).sub(quantity),
-        )
         .col_expr(product::Column::UpdatedAt, Expr::value(at))
-        .filter(product::Column::Id.eq(id.as_uuid()))
-        .filter(product::Column::Reserved.gte(quantity));
-    if sold {
+        .filter(product::Column::Id.eq(id.as_uuid()));
+    if settlement == Settlement::Return {
+        update = update.col_expr(
+            product::Column::Stock,
+            Expr::col(product::Column::Stock).add(quantity),
+        );
+    } else {
+        update = update
+            .col_expr(
+                product::Column::Reserved,
+                Expr::col(product::Column::Reserved).sub(quantity),
+            )
+            .filter(product::Column::Reserved.gte(quantity));
+    }
+    if settlement == Settlement::Sell {
         update = update.col_expr(
             product::Column::Stock,
             Expr::col(product::Column::Stock).sub(quantity),

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
 use platform_proto::product::v1 as proto;
@@ -11,6 +10,8 @@ use platform_testing::{Backend, TestDatabase};
 use product_service::{Application, ProductServiceConfig};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
+
+pub use platform_testing::http::{error_fields, problem, wait_until};
 
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
@@ -92,42 +93,6 @@ pub fn product_body(name: &str, category: &str, amount: i64, stock: i64) -> Valu
         "price": {"amount": amount, "currency": "EUR"},
         "stock": stock,
     })
-}
-
-/// Asserts a problem+json response with `status` and returns its body.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "errors are problem documents"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    body
-}
-
-/// The fields a 422 names, sorted.
-pub fn error_fields(problem: &Value) -> Vec<String> {
-    let mut fields: Vec<String> = problem["errors"]
-        .as_object()
-        .map(|errors| errors.keys().cloned().collect())
-        .unwrap_or_default();
-    fields.sort();
-    fields
-}
-
-/// Polls `condition` every 20 ms until it holds, failing after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 impl TestApp {

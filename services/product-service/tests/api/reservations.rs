@@ -34,6 +34,16 @@ async fn release(app: &TestApp, order_id: &str) -> Result<proto::Reservation, to
         .map(tonic::Response::into_inner)
 }
 
+async fn restock(app: &TestApp, order_id: &str) -> Result<proto::Reservation, tonic::Status> {
+    app.grpc_client()
+        .await
+        .restock(proto::ReservationRef {
+            order_id: order_id.to_owned(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// (stock, reserved, available) as stored.
 async fn levels(app: &TestApp, id: &str) -> (i64, i64, i64) {
     let product = app.stored(id).await;
@@ -186,6 +196,48 @@ async fn commit_sells_and_is_idempotent(backend: Backend) {
     assert_eq!(never.code(), Code::NotFound);
     let malformed = commit(&app, "nope").await.unwrap_err();
     assert_eq!(malformed.code(), Code::InvalidArgument);
+}
+
+async fn restock_takes_a_sale_back_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let a = app.new_product("A", "misc", 100, 10).await;
+    let b = app.new_product("B", "misc", 100, 5).await;
+    let order_id = order();
+    app.reserve(&order_id, &[(&a, 3), (&b, 5)]).await.unwrap();
+
+    // Only a sale can be taken back.
+    let early = restock(&app, &order_id).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
+    assert_eq!(levels(&app, &a).await, (10, 3, 7));
+
+    commit(&app, &order_id).await.unwrap();
+    assert_eq!(levels(&app, &b).await, (0, 0, 0));
+    app.product(&b).await; // cached
+
+    let returned = restock(&app, &order_id).await.unwrap();
+    assert_eq!(returned.state, proto::ReservationState::Returned as i32);
+    assert_eq!(levels(&app, &a).await, (10, 0, 10));
+    assert_eq!(levels(&app, &b).await, (5, 0, 5));
+    assert_eq!(app.product(&b).await["stock"], 5, "reads see the return");
+
+    let twice = restock(&app, &order_id).await.unwrap();
+    assert_eq!(twice.state, proto::ReservationState::Returned as i32);
+    assert_eq!(levels(&app, &a).await, (10, 0, 10), "returned once");
+    // Nothing moves a returned order's stock again.
+    assert_eq!(
+        commit(&app, &order_id).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(
+        release(&app, &order_id).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    assert_eq!(levels(&app, &b).await, (5, 0, 5));
+
+    let never = restock(&app, &order()).await.unwrap_err();
+    assert_eq!(never.code(), Code::NotFound);
 }
 
 async fn release_returns_stock_and_is_idempotent(backend: Backend) {
@@ -429,6 +481,7 @@ platform_testing::backend_tests!(
     reserve_refuses_unknown_products_and_bad_input,
     reserve_is_idempotent_per_order,
     commit_sells_and_is_idempotent,
+    restock_takes_a_sale_back_once,
     release_returns_stock_and_is_idempotent,
     get_products_reports_prices_and_skips_unknown_ids,
     fifty_orders_race_for_ten_units,

@@ -8,6 +8,8 @@ use user_service::config::AdminSeed;
 use user_service::domain::{Email, Password, UserName};
 use user_service::{Application, UserServiceConfig};
 
+pub use platform_testing::http::problem;
+
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
@@ -61,19 +63,6 @@ pub async fn spawn_with(
 /// A unique email for this test run.
 pub fn unique_email() -> String {
     format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
-}
-
-/// Asserts a problem+json response with `status` and returns its body.
-pub async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json",
-        "errors are problem documents"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    body
 }
 
 impl TestApp {

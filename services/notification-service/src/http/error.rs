@@ -1,0 +1,31 @@
+//! How use-case errors reach clients: every one becomes a problem document. Internal details
+//! are logged here and never sent.
+
+use platform_http::Problem;
+use sea_orm::DbErr;
+
+use crate::service::NotifyError;
+use crate::templates::TemplateError;
+
+impl From<NotifyError> for Problem {
+    fn from(error: NotifyError) -> Self {
+        match error {
+            NotifyError::NotFound => Problem::not_found("No such notification."),
+            NotifyError::Template(TemplateError::Unknown(name)) => {
+                Problem::invalid_field("template", format!("no template named {name:?}"))
+            }
+            NotifyError::Template(TemplateError::Render(reason)) => {
+                Problem::invalid_field("data", format!("the template cannot be rendered: {reason}"))
+            }
+            NotifyError::Database(DbErr::ConnectionAcquire(error)) => {
+                tracing::error!(%error, "no database connection available");
+                Problem::unavailable("The notification database is not available right now.")
+                    .with_retry_after(1)
+            }
+            error @ (NotifyError::Database(_) | NotifyError::MalformedEvent { .. }) => {
+                tracing::error!(%error, "request failed");
+                Problem::internal()
+            }
+        }
+    }
+}

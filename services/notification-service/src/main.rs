@@ -1,0 +1,5 @@
+//! The notification service as a standalone process.
+
+fn main() -> std::process::ExitCode {
+    platform_http::run_main::<notification_service::Application>()
+}

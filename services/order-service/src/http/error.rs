@@ -1,0 +1,56 @@
+//! How use-case errors reach clients: every one becomes a problem document. Internal details
+//! are logged here and never sent.
+
+use platform_http::Problem;
+use sea_orm::DbErr;
+
+use crate::service::OrderError;
+
+impl From<OrderError> for Problem {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::NotFound => Problem::not_found("No such order."),
+            OrderError::UnknownProducts(ids) => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                Problem::invalid_field(
+                    "items",
+                    format!("names products that are not for sale: {}", ids.join(", ")),
+                )
+            }
+            OrderError::MixedCurrencies => Problem::invalid_field(
+                "items",
+                "names products priced in different currencies; order them separately",
+            ),
+            OrderError::TotalTooLarge => {
+                Problem::invalid_field("items", "add up to more than one order can hold")
+            }
+            OrderError::KeyReused => Problem::invalid_field(
+                "Idempotency-Key",
+                "was already used for a different request",
+            ),
+            OrderError::InvalidTransition(from, to) => {
+                Problem::conflict(format!("The order is {from}; it cannot become {to}."))
+            }
+            OrderError::NotCancellable(status) => Problem::conflict(format!(
+                "The order is {status}; only orders that have not shipped can be cancelled."
+            )),
+            OrderError::Catalog(error) => {
+                tracing::warn!(%error, "cannot price the order");
+                Problem::unavailable("The catalog is not available right now; no order was placed.")
+                    .with_retry_after(5)
+            }
+            OrderError::Database(DbErr::ConnectionAcquire(error)) => {
+                tracing::error!(%error, "no database connection available");
+                Problem::unavailable("The order database is not available right now.")
+                    .with_retry_after(1)
+            }
+            error @ (OrderError::Database(_)
+            | OrderError::Corrupt(_)
+            | OrderError::Saga(_)
+            | OrderError::Encode(_)) => {
+                tracing::error!(%error, "request failed");
+                Problem::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The REST API: routes, handlers and their OpenAPI description, registered in one place
+//! ([`api`]) through utoipa so the served document can never drift from the routes.
+
+mod dto;
+mod error;
+mod orders;
+
+use axum::extract::FromRef;
+use platform_auth::{BearerSecurity, Jwt};
+use platform_http::HttpApi;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::service::Orders;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub orders: Orders,
+    pub jwt: Jwt,
+}
+
+impl FromRef<AppState> for Jwt {
+    fn from_ref(state: &AppState) -> Jwt {
+        state.jwt.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "order-service", description = "Orders and the checkout saga."),
+    modifiers(&BearerSecurity),
+    tags((name = "orders", description = "Placing, following and cancelling orders"))
+)]
+struct ApiDoc;
+
+/// Every route of the service.
+pub fn api(state: AppState) -> HttpApi {
+    HttpApi::from_openapi_router(
+        OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .routes(routes!(orders::place, orders::list))
+            .routes(routes!(orders::get))
+            .routes(routes!(orders::set_status))
+            .routes(routes!(orders::cancel))
+            .with_state(state),
+    )
+}

@@ -1,0 +1,145 @@
+//! `/api/v1/orders` handlers.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use platform_auth::{AdminUser, AuthUser};
+use platform_http::{
+    IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
+};
+use uuid::Uuid;
+
+use super::AppState;
+use super::dto::{ListQuery, OrderInput, StatusInput};
+use crate::domain::OrderId;
+use crate::service::PlaceOrder;
+use crate::view::OrderView;
+
+/// `201` once checkout is over (confirmed or failed), `202` while it still runs.
+fn respond(order: OrderView, replayed: bool) -> Response {
+    let status = if order.settled() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    idempotent_response(status, order, replayed)
+}
+
+/// Place an order: stock is reserved, the card charged and the order confirmed — or, when a
+/// step fails, everything undone and the order `failed` with the reason.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+    request_body = OrderInput,
+    params(("Idempotency-Key" = String, Header, description = "Makes retries safe: a repeat returns the same order")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Checkout is over: the order is `confirmed` or `failed` (replays carry `Idempotent-Replayed: true`)", body = OrderView),
+        (status = 202, description = "Checkout is still running; poll the order", body = OrderView),
+        (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, unknown products, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The catalog is unavailable; nothing was placed", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn place(
+    State(state): State<AppState>,
+    user: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(input): Json<OrderInput>,
+) -> Result<Response, Problem> {
+    let parsed = input.parse()?;
+    let placed = state
+        .orders
+        .place(
+            user,
+            PlaceOrder {
+                lines: parsed.lines,
+                token: parsed.token,
+                shipping_address: parsed.shipping_address,
+                idempotency_key: key,
+            },
+        )
+        .await?;
+    Ok(respond(placed.order, placed.replayed))
+}
+
+/// One order: the caller's own, or any for an administrator.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order, or not the caller's", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderView>, Problem> {
+    Ok(Json(state.orders.get(user, OrderId::from_uuid(id)).await?))
+}
+
+/// The caller's orders (an administrator's: everyone's), newest first.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
+    params(platform_http::PageQuery, ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of orders", body = Page<OrderView>),
+        (status = 422, description = "Invalid filter or page", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    page: PageRequest,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<OrderView>>, Problem> {
+    let status = query.parse()?;
+    Ok(Json(state.orders.list(user, status, page).await?))
+}
+
+/// Move a confirmed order along (administrators): `shipped`, then `delivered`.
+#[utoipa::path(put, path = "/api/v1/orders/{id}/status", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    request_body = StatusInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order in its new status", body = OrderView),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed from the order's current status (named)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_status(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Path(id): Path<Uuid>,
+    Json(input): Json<StatusInput>,
+) -> Result<Json<OrderView>, Problem> {
+    let to = input.parse()?;
+    Ok(Json(
+        state.orders.set_status(OrderId::from_uuid(id), to).await?,
+    ))
+}
+
+/// Cancel an order that has not shipped (its owner or an administrator): the stock goes back
+/// and what was charged is refunded. Cancelling twice is harmless.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 202, description = "Cancellation is under way", body = OrderView),
+        (status = 404, description = "No such order, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order has shipped, or has ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> Result<Response, Problem> {
+    let order = state.orders.cancel(user, OrderId::from_uuid(id)).await?;
+    let status = if order.settled() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(order)).into_response())
+}

@@ -1,0 +1,602 @@
+//! The checkout saga, orchestrated here and persisted step by step in the order's row.
+//!
+//! Forward: reserve the stock (product `Reserve`) → charge (payment `Charge`, under the
+//! order's own idempotency key) → commit the reservation (product `Commit`) → `confirmed`.
+//! Backward (on a decline, a fraud block, an error, a deadline or a cancellation): release
+//! the reservation (or restock a committed one) → refund what was charged → `failed` (with
+//! the reason) or `cancelled`.
+//!
+//! Crash safety:
+//! - the next step is written in the same transaction as the result of the last one (and the
+//!   events it raises), so a restarted process resumes where the last stopped;
+//! - one process drives a saga at a time: it holds a lease in the row, renewed at every step;
+//!   a lease that runs out (its process died) lets the recovery task of any process take the
+//!   saga over;
+//! - every call is idempotent per order (the reservation is keyed by the order id, the charge
+//!   and refund by keys derived from it), so repeating a step after a crash does nothing twice;
+//! - from the moment a charge may have been sent, the row says so (`charge_unresolved`) until
+//!   an answer settles it; compensation never concludes "nothing was charged" without that
+//!   answer (it asks again under the same key, which replays the first charge if there was
+//!   one, and refunds it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use platform_events::catalogue::{OrderCancelled, OrderConfirmed, OrderFacts, OrderFailed};
+use platform_events::{Envelope, Event, outbox};
+use platform_http::CancellationToken;
+use platform_metrics::{Counter, Metrics, counter};
+use platform_proto::payment::v1 as payment;
+use platform_proto::product::v1 as product;
+use sea_orm::{DatabaseConnection, DbErr};
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::clients::{CallError, Clients};
+use crate::config::{HaltAt, SagaConfig};
+use crate::domain::{InvalidTransition, OrderId, OrderStatus, Step, now};
+use crate::repo::{self, Guard, OrderRow};
+
+/// What can stop a saga other than the calls it makes (those are handled as outcomes).
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error("cannot encode an event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("order {0} is corrupt: {1}")]
+    Corrupt(Uuid, String),
+}
+
+impl From<(Uuid, InvalidTransition)> for SagaError {
+    fn from((id, error): (Uuid, InvalidTransition)) -> Self {
+        SagaError::Corrupt(id, error.to_string())
+    }
+}
+
+/// Where a step left the saga.
+enum Progress {
+    /// Saved; go on with the next step.
+    Next,
+    /// Cannot go on now: give the lease up; recovery tries again after `retry_at`.
+    Later(DateTime<Utc>),
+    /// Another process holds the saga now.
+    Lost,
+    /// The test hook stopped the saga dead.
+    Halted,
+}
+
+struct Counters {
+    confirmed: Counter,
+    failed: Counter,
+    cancelled: Counter,
+}
+
+/// Drives checkout sagas. Cheap to clone.
+#[derive(Clone)]
+pub struct Saga {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    clients: Clients,
+    config: SagaConfig,
+    /// This process's name in leases.
+    owner: String,
+    source: String,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Saga {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Saga")
+            .field("owner", &self.inner.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::seconds(30))
+}
+
+fn facts(row: &OrderRow) -> OrderFacts {
+    OrderFacts {
+        order_id: row.id,
+        user_id: row.user_id,
+        total: row.total,
+        currency: row.currency.clone(),
+    }
+}
+
+impl Saga {
+    pub fn new(
+        db: DatabaseConnection,
+        clients: Clients,
+        config: SagaConfig,
+        metrics: &Metrics,
+        source: &str,
+    ) -> Self {
+        let counters = metrics.record(|| Counters {
+            confirmed: counter!("order_sagas_total", "outcome" => "confirmed"),
+            failed: counter!("order_sagas_total", "outcome" => "failed"),
+            cancelled: counter!("order_sagas_total", "outcome" => "cancelled"),
+        });
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                clients,
+                config,
+                owner: format!("{source}/{}", Uuid::new_v4()),
+                source: source.to_owned(),
+                counters,
+            }),
+        }
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.inner.clients
+    }
+
+    pub fn config(&self) -> &SagaConfig {
+        &self.inner.config
+    }
+
+    fn lease_until(&self) -> DateTime<Utc> {
+        now() + chrono(self.inner.config.lease)
+    }
+
+    /// When a saga that could not go on is tried again: sooner first, then backing off.
+    fn retry_at(row: &OrderRow) -> DateTime<Utc> {
+        let exponent = u32::try_from(row.attempts.clamp(1, 7) - 1).unwrap_or(0);
+        now() + chrono::Duration::milliseconds(250 * (1 << exponent))
+    }
+
+    /// Drives the saga of `id` as far as it can go now. `false` when another process holds
+    /// it (or it is finished).
+    pub async fn drive(&self, id: OrderId) -> Result<bool, SagaError> {
+        let inner = &self.inner;
+        let at = now();
+        if !repo::claim(&inner.db, id, &inner.owner, self.lease_until(), at).await? {
+            return Ok(false);
+        }
+        // Whether this run moved the saga into its charge step: then a charge that was not
+        // sent now was never sent at all.
+        let mut fresh_charge = false;
+        loop {
+            let Some(mut row) = repo::find(&inner.db, id).await? else {
+                return Ok(true);
+            };
+            if row.lease_owner.as_deref() != Some(inner.owner.as_str()) {
+                return Ok(true);
+            }
+            let step = Step::parse(&row.step).ok_or_else(|| {
+                SagaError::Corrupt(row.id, format!("unknown step {:?}", row.step))
+            })?;
+            let forward = matches!(step, Step::Reserve | Step::Charge | Step::Commit);
+            let late = now() > row.deadline;
+            if forward && (row.cancel_requested || late) && step == Step::Charge && fresh_charge {
+                // This run moved the saga to its charge and turns back before sending it:
+                // no charge was ever sent.
+                row.charge_unresolved = false;
+            }
+            let progress = if forward && row.cancel_requested {
+                self.compensate_from_here(row, None).await?
+            } else if forward && late {
+                let reason = "checkout did not complete in time".to_owned();
+                self.compensate_from_here(row, Some(reason)).await?
+            } else {
+                match step {
+                    Step::Reserve => {
+                        let progress = self.reserve(row).await?;
+                        fresh_charge = matches!(progress, Progress::Next);
+                        progress
+                    }
+                    Step::Charge => self.charge(row, fresh_charge).await?,
+                    Step::Commit => self.commit(row).await?,
+                    Step::Compensate => self.compensate(row).await?,
+                    Step::Done => {
+                        repo::release(&inner.db, id, &inner.owner, None).await?;
+                        return Ok(true);
+                    }
+                }
+            };
+            match progress {
+                Progress::Next => {}
+                Progress::Later(retry_at) => {
+                    repo::release(&inner.db, id, &inner.owner, Some(retry_at)).await?;
+                    return Ok(true);
+                }
+                Progress::Lost | Progress::Halted => return Ok(true),
+            }
+        }
+    }
+
+    /// Saves `row` (and `events`) as the saga's new state, unless a cancellation arrived
+    /// meanwhile: then the facts learnt are kept and the saga turns to compensation.
+    async fn advance(
+        &self,
+        mut row: OrderRow,
+        events: Vec<Envelope>,
+    ) -> Result<Progress, SagaError> {
+        let inner = &self.inner;
+        row.updated_at = now();
+        if row.step == Step::Done.as_str() {
+            row.lease_owner = None;
+            row.lease_until = None;
+        } else {
+            row.lease_until = Some(self.lease_until());
+        }
+        // The guard matches the lease owner as it is stored, before this write.
+        let txn = platform_db::begin_write(&inner.db).await?;
+        if repo::save(&txn, &row, &inner.owner, Guard::LeaseAndNotCancelled).await? {
+            for event in &events {
+                outbox::enqueue(&txn, event).await?;
+            }
+            txn.commit().await?;
+            return Ok(Progress::Next);
+        }
+        drop(txn);
+        let Some(current) = repo::find(&inner.db, OrderId::from_uuid(row.id)).await? else {
+            return Ok(Progress::Lost);
+        };
+        if current.lease_owner.as_deref() != Some(inner.owner.as_str()) {
+            return Ok(Progress::Lost);
+        }
+        // Cancelled while the step ran: keep what the step learnt, then undo it all.
+        if row.step == Step::Charge.as_str() {
+            // The step that ran was the reservation: no charge was ever sent.
+            row.charge_unresolved = false;
+        }
+        row.step = Step::Compensate.as_str().to_owned();
+        row.lease_owner = Some(inner.owner.clone());
+        row.lease_until = Some(self.lease_until());
+        self.save(row).await
+    }
+
+    /// Saves `row` while this process holds the lease (compensation cannot be overtaken by
+    /// a cancellation: it is where cancellations lead).
+    async fn save(&self, row: OrderRow) -> Result<Progress, SagaError> {
+        Ok(
+            if repo::save(&self.inner.db, &row, &self.inner.owner, Guard::Lease).await? {
+                Progress::Next
+            } else {
+                Progress::Lost
+            },
+        )
+    }
+
+    /// Turns the saga to compensation (`reason`: why checkout failed; `None` for a
+    /// cancellation).
+    async fn compensate_from_here(
+        &self,
+        mut row: OrderRow,
+        reason: Option<String>,
+    ) -> Result<Progress, SagaError> {
+        if let Some(reason) = &reason {
+            tracing::info!(order_id = %row.id, %reason, "checkout failed; compensating");
+        }
+        row.step = Step::Compensate.as_str().to_owned();
+        row.failure_reason = reason;
+        row.updated_at = now();
+        row.lease_until = Some(self.lease_until());
+        self.save(row).await
+    }
+
+    fn envelope<E: Event>(&self, event: &E) -> Result<Envelope, SagaError> {
+        Ok(Envelope::new(&self.inner.source, event)?)
+    }
+
+    fn move_to(row: &mut OrderRow, to: OrderStatus, step: Step) -> Result<(), SagaError> {
+        let from = OrderStatus::parse(&row.status).ok_or_else(|| {
+            SagaError::Corrupt(row.id, format!("unknown status {:?}", row.status))
+        })?;
+        row.status = from
+            .transition(to)
+            .map_err(|e| (row.id, e))?
+            .as_str()
+            .to_owned();
+        row.step = step.as_str().to_owned();
+        Ok(())
+    }
+
+    // --- forward ---
+
+    async fn reserve(&self, mut row: OrderRow) -> Result<Progress, SagaError> {
+        let items = repo::items(&self.inner.db, &[row.id]).await?;
+        let lines = items
+            .iter()
+            .map(|item| product::Line {
+                product_id: item.product_id.to_string(),
+                quantity: u32::try_from(item.quantity).unwrap_or(0),
+            })
+            .collect();
+        match self.inner.clients.reserve(row.id.to_string(), lines).await {
+            Ok(_) => {
+                Self::move_to(&mut row, OrderStatus::StockReserved, Step::Charge)?;
+                // Written ahead: from now on a charge may be on its way.
+                row.charge_unresolved = true;
+                self.advance(row, Vec::new()).await
+            }
+            Err(error) => {
+                let reason = match (&error, error.refused_code()) {
+                    (CallError::Refused { status, .. }, Some(Code::FailedPrecondition)) => {
+                        format!("out of stock: {}", status.message())
+                    }
+                    (CallError::Refused { status, .. }, Some(Code::NotFound)) => {
+                        format!("a product is no longer sold: {}", status.message())
+                    }
+                    (_, Some(Code::Aborted)) => {
+                        "the stock reservation was already released".to_owned()
+                    }
+                    _ => format!("stock could not be reserved: {error}"),
+                };
+                self.compensate_from_here(row, Some(reason)).await
+            }
+        }
+    }
+
+    fn charge_request(row: &OrderRow) -> payment::ChargeRequest {
+        payment::ChargeRequest {
+            order_id: row.id.to_string(),
+            user_id: row.user_id.to_string(),
+            amount: Some(payment::Money {
+                amount: row.total,
+                currency: row.currency.clone(),
+            }),
+            token: row.payment_token.clone().unwrap_or_default(),
+            idempotency_key: OrderId::from_uuid(row.id).charge_key(),
+        }
+    }
+
+    async fn charge(&self, mut row: OrderRow, fresh: bool) -> Result<Progress, SagaError> {
+        if row.payment_token.is_none() {
+            let reason = "the payment details are no longer available".to_owned();
+            return self.compensate_from_here(row, Some(reason)).await;
+        }
+        let result = self.inner.clients.charge(Self::charge_request(&row)).await;
+        if self.inner.config.halt_at == Some(HaltAt::AfterChargeCall) && result.is_ok() {
+            tracing::warn!(order_id = %row.id, "test hook: halting after the charge");
+            return Ok(Progress::Halted);
+        }
+        match result {
+            Ok(paid) => {
+                row.payment_id = Uuid::parse_str(&paid.id).ok();
+                row.charge_unresolved = false;
+                let declined = |what: &str| {
+                    if paid.failure_reason.is_empty() {
+                        what.to_owned()
+                    } else {
+                        format!("{what}: {}", paid.failure_reason)
+                    }
+                };
+                match paid.status.as_str() {
+                    "captured" | "authorized" => {
+                        Self::move_to(&mut row, OrderStatus::PaymentAuthorized, Step::Commit)?;
+                        self.advance(row, Vec::new()).await
+                    }
+                    "pending" => {
+                        // The payment service is still at it: ask again shortly.
+                        row.charge_unresolved = true;
+                        let retry_at = Self::retry_at(&row);
+                        match self.save(row).await? {
+                            Progress::Next => Ok(Progress::Later(retry_at)),
+                            other => Ok(other),
+                        }
+                    }
+                    "failed" => {
+                        self.compensate_from_here(row, Some(declined("payment declined")))
+                            .await
+                    }
+                    "blocked" => {
+                        let reason = "payment blocked by the fraud checks".to_owned();
+                        self.compensate_from_here(row, Some(reason)).await
+                    }
+                    "requires_review" => {
+                        let reason = "payment held for manual review".to_owned();
+                        self.compensate_from_here(row, Some(reason)).await
+                    }
+                    other => {
+                        let reason = format!("unexpected payment status {other}");
+                        self.compensate_from_here(row, Some(reason)).await
+                    }
+                }
+            }
+            Err(error @ CallError::Refused { .. })
+                if error.refused_code() != Some(Code::Aborted) =>
+            {
+                // The payment service answered this request under the order's key: no charge.
+                row.charge_unresolved = false;
+                let reason = format!("payment failed: {error}");
+                self.compensate_from_here(row, Some(reason)).await
+            }
+            Err(error @ CallError::NotSent { .. }) if fresh => {
+                row.charge_unresolved = false;
+                let reason = format!("{error}; nothing was charged");
+                self.compensate_from_here(row, Some(reason)).await
+            }
+            Err(error) => {
+                // The charge may have happened: try again under the same key while there is
+                // time; compensation settles it otherwise.
+                tracing::warn!(order_id = %row.id, %error, "charge outcome unknown");
+                if now() > row.deadline {
+                    let reason = format!("payment could not be completed: {error}");
+                    self.compensate_from_here(row, Some(reason)).await
+                } else {
+                    Ok(Progress::Later(Self::retry_at(&row)))
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, mut row: OrderRow) -> Result<Progress, SagaError> {
+        match self.inner.clients.commit(row.id.to_string()).await {
+            Ok(_) => {
+                Self::move_to(&mut row, OrderStatus::Confirmed, Step::Done)?;
+                row.payment_token = None;
+                let Some(payment_id) = row.payment_id else {
+                    return Err(SagaError::Corrupt(
+                        row.id,
+                        "confirmed without a payment".into(),
+                    ));
+                };
+                let confirmed = self.envelope(&OrderConfirmed {
+                    order: facts(&row),
+                    payment_id,
+                })?;
+                let progress = self.advance(row, vec![confirmed]).await?;
+                if matches!(progress, Progress::Next) {
+                    self.inner.counters.confirmed.increment(1);
+                }
+                Ok(progress)
+            }
+            Err(error) if error.refused_code() == Some(Code::FailedPrecondition) => {
+                let reason = "the stock reservation expired before the order was confirmed";
+                self.compensate_from_here(row, Some(reason.to_owned()))
+                    .await
+            }
+            Err(error) if error.refused_code() == Some(Code::NotFound) => {
+                let reason = "the stock reservation is missing".to_owned();
+                self.compensate_from_here(row, Some(reason)).await
+            }
+            Err(error) => {
+                tracing::warn!(order_id = %row.id, %error, "commit failed; will retry");
+                Ok(Progress::Later(Self::retry_at(&row)))
+            }
+        }
+    }
+
+    // --- backward ---
+
+    /// Undoes every step taken, then ends the order `failed` or `cancelled`. Stops (to be
+    /// retried) at the first call that cannot be made now; every call is idempotent, so the
+    /// retry repeats nothing.
+    async fn compensate(&self, mut row: OrderRow) -> Result<Progress, SagaError> {
+        let clients = &self.inner.clients;
+        let order_id = row.id.to_string();
+        // Stock: release a held reservation, or restock a committed one. Releasing an order
+        // never reserved records the release, so a Reserve still in flight reserves nothing.
+        let stock = match clients.release(order_id.clone()).await {
+            Err(error) if error.refused_code() == Some(Code::FailedPrecondition) => {
+                clients.restock(order_id.clone()).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        };
+        if let Err(error) = stock {
+            tracing::warn!(order_id = %row.id, %error, "cannot give the stock back yet");
+            return Ok(Progress::Later(Self::retry_at(&row)));
+        }
+        // A charge whose outcome is unknown: ask again under the same key.
+        if row.charge_unresolved {
+            match clients.charge(Self::charge_request(&row)).await {
+                Ok(paid) => {
+                    row.payment_id = Uuid::parse_str(&paid.id).ok();
+                    row.charge_unresolved = false;
+                }
+                Err(error @ CallError::Refused { .. })
+                    if error.refused_code() != Some(Code::Aborted) =>
+                {
+                    row.charge_unresolved = false;
+                }
+                Err(error) => {
+                    tracing::warn!(order_id = %row.id, %error, "cannot settle the charge yet");
+                    return Ok(Progress::Later(Self::retry_at(&row)));
+                }
+            }
+        }
+        if let Some(payment_id) = row.payment_id {
+            let refund = clients
+                .refund(payment::RefundRequest {
+                    payment_id: payment_id.to_string(),
+                    amount: None,
+                    reason: if row.cancel_requested {
+                        "order cancelled".to_owned()
+                    } else {
+                        "order failed".to_owned()
+                    },
+                    idempotency_key: OrderId::from_uuid(row.id).refund_key(),
+                })
+                .await;
+            let refunded = match refund {
+                Ok(paid) => Ok(paid.refunded_amount),
+                // Nothing captured to give back (declined, blocked), or given back already.
+                Err(error) if error.refused_code() == Some(Code::FailedPrecondition) => clients
+                    .get_payment(payment_id.to_string())
+                    .await
+                    .map(|paid| paid.refunded_amount),
+                Err(error) => Err(error),
+            };
+            match refunded {
+                Ok(amount) => row.refunded = amount.clamp(0, row.total),
+                Err(error) => {
+                    tracing::warn!(order_id = %row.id, %error, "cannot refund yet");
+                    return Ok(Progress::Later(Self::retry_at(&row)));
+                }
+            }
+        }
+        let (end, event, counter) = if row.cancel_requested {
+            let event = self.envelope(&OrderCancelled {
+                order: facts(&row),
+                refunded: row.refunded,
+            })?;
+            (
+                OrderStatus::Cancelled,
+                event,
+                &self.inner.counters.cancelled,
+            )
+        } else {
+            let reason = row.failure_reason.clone().unwrap_or_default();
+            let event = self.envelope(&OrderFailed {
+                order: facts(&row),
+                reason,
+            })?;
+            (OrderStatus::Failed, event, &self.inner.counters.failed)
+        };
+        Self::move_to(&mut row, end, Step::Done)?;
+        row.payment_token = None;
+        row.lease_owner = None;
+        row.lease_until = None;
+        row.updated_at = now();
+        let txn = platform_db::begin_write(&self.inner.db).await?;
+        if !repo::save(&txn, &row, &self.inner.owner, Guard::Lease).await? {
+            return Ok(Progress::Lost);
+        }
+        outbox::enqueue(&txn, &event).await?;
+        txn.commit().await?;
+        counter.increment(1);
+        tracing::info!(order_id = %row.id, status = %end, refunded = row.refunded, "order compensated");
+        Ok(Progress::Next)
+    }
+
+    // --- recovery ---
+
+    /// Finds sagas nobody drives (their process died, or they wait for a retry) and drives
+    /// them, until `shutdown`.
+    pub async fn recover(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.inner.config.scan_interval) => {}
+            }
+            let stalled = match repo::stalled(&self.inner.db, now(), 64).await {
+                Ok(stalled) => stalled,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for stalled sagas");
+                    continue;
+                }
+            };
+            futures::stream::iter(stalled)
+                .for_each_concurrent(8, |id| {
+                    let saga = self.clone();
+                    async move {
+                        if let Err(error) = saga.drive(id).await {
+                            tracing::error!(order_id = %id, %error, "saga recovery failed");
+                        }
+                    }
+                })
+                .await;
+        }
+    }
+}

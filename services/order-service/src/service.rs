@@ -1,0 +1,432 @@
+//! The order use cases: place (prices from the catalog, never the client; idempotent per key),
+//! read, list, ship and deliver (administrators), cancel; and the effect of
+//! `payment.refunded` on an order. Checkout itself is the saga's ([`crate::saga`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use platform_auth::{AuthUser, UserId};
+use platform_events::catalogue::{
+    OrderCreated, OrderDelivered, OrderFacts, OrderLine, OrderShipped, PaymentRefunded,
+};
+use platform_events::{Envelope, idempotency, outbox};
+use platform_http::{Page, PageRequest};
+use platform_money::{Currency, Money};
+use sea_orm::{DatabaseConnection, DbErr};
+use uuid::Uuid;
+
+use crate::clients::CallError;
+use crate::domain::{OrderId, OrderStatus, PaymentToken, Quantity, ShippingAddress, now};
+use crate::repo::{self, ItemRow, OrderRow};
+use crate::saga::{Saga, SagaError};
+use crate::view::{CorruptRow, OrderView};
+
+/// Everything a use case can fail with. The HTTP layer maps these to problems.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// No such order, or one the caller may not see (indistinguishable on purpose).
+    #[error("order not found")]
+    NotFound,
+    #[error("unknown products: {0:?}")]
+    UnknownProducts(Vec<Uuid>),
+    #[error("the products are priced in different currencies")]
+    MixedCurrencies,
+    #[error("the order total is too large")]
+    TotalTooLarge,
+    #[error("this idempotency key was used for a different request")]
+    KeyReused,
+    #[error("an order that is {0} cannot become {1}")]
+    InvalidTransition(OrderStatus, OrderStatus),
+    #[error("{0} orders cannot be cancelled")]
+    NotCancellable(OrderStatus),
+    #[error("the catalog is unavailable: {0}")]
+    Catalog(CallError),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+    #[error("{0}")]
+    Corrupt(#[from] CorruptRow),
+    #[error("{0}")]
+    Saga(#[from] SagaError),
+    #[error("cannot encode: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// One line as the client asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedLine {
+    pub product_id: Uuid,
+    pub quantity: Quantity,
+}
+
+/// An order to place, validated.
+#[derive(Debug, Clone)]
+pub struct PlaceOrder {
+    pub lines: Vec<WantedLine>,
+    pub token: PaymentToken,
+    pub shipping_address: ShippingAddress,
+    pub idempotency_key: String,
+}
+
+/// A use case's answer, and whether it is the replay of an earlier request.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: OrderView,
+    pub replayed: bool,
+}
+
+/// The use cases. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Orders {
+    db: DatabaseConnection,
+    saga: Saga,
+    source: String,
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(part.as_bytes());
+        // A separator no part contains, so ("ab","c") and ("a","bc") differ.
+        context.update(&[0]);
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Orders {
+    pub fn new(db: DatabaseConnection, saga: Saga, source: &str) -> Self {
+        Self {
+            db,
+            saga,
+            source: source.to_owned(),
+        }
+    }
+
+    pub fn saga(&self) -> &Saga {
+        &self.saga
+    }
+
+    async fn view(&self, row: &OrderRow) -> Result<OrderView, OrderError> {
+        let items = repo::items(&self.db, &[row.id]).await?;
+        Ok(OrderView::build(row, &items)?)
+    }
+
+    async fn visible(&self, caller: AuthUser, id: OrderId) -> Result<OrderRow, OrderError> {
+        repo::find(&self.db, id)
+            .await?
+            .filter(|row| caller.may_access(UserId::from_uuid(row.user_id)))
+            .ok_or(OrderError::NotFound)
+    }
+
+    pub async fn get(&self, caller: AuthUser, id: OrderId) -> Result<OrderView, OrderError> {
+        let row = self.visible(caller, id).await?;
+        self.view(&row).await
+    }
+
+    /// The caller's orders (an administrator's: everyone's), newest first.
+    pub async fn list(
+        &self,
+        caller: AuthUser,
+        status: Option<OrderStatus>,
+        page: PageRequest,
+    ) -> Result<Page<OrderView>, OrderError> {
+        let user = (!caller.is_admin()).then_some(caller.id.as_uuid());
+        let (rows, total) = repo::list(&self.db, user, status, page).await?;
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let items = repo::items(&self.db, &ids).await?;
+        let views = rows
+            .iter()
+            .map(|row| OrderView::build(row, &items))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.into_page(views, total))
+    }
+
+    /// Places an order and runs its checkout for up to the configured wait. A repeat of the
+    /// same request under the same key answers with the order it placed.
+    pub async fn place(&self, caller: AuthUser, command: PlaceOrder) -> Result<Placed, OrderError> {
+        let request_hash = request_hash(&command);
+        if let Some(existing) =
+            repo::find_by_key(&self.db, caller.id.as_uuid(), &command.idempotency_key).await?
+        {
+            return self.replay(existing, &request_hash).await;
+        }
+
+        // Prices and names come from the catalog, as it is now.
+        let mut ids: Vec<Uuid> = command.lines.iter().map(|l| l.product_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let products = self
+            .saga
+            .clients()
+            .get_products(ids.iter().map(Uuid::to_string).collect())
+            .await
+            .map_err(OrderError::Catalog)?;
+        let catalog: HashMap<Uuid, _> = products
+            .into_iter()
+            .filter(|p| !p.archived)
+            .filter_map(|p| Uuid::parse_str(&p.id).ok().map(|id| (id, p)))
+            .collect();
+        let unknown: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !catalog.contains_key(id))
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(OrderError::UnknownProducts(unknown));
+        }
+
+        let id = OrderId::generate();
+        let mut total: Option<Money> = None;
+        let mut items = Vec::with_capacity(command.lines.len());
+        let mut lines = Vec::with_capacity(command.lines.len());
+        for (index, wanted) in command.lines.iter().enumerate() {
+            let product = &catalog[&wanted.product_id];
+            let price = product
+                .price
+                .as_ref()
+                .and_then(|p| {
+                    let currency = Currency::parse(&p.currency).ok()?;
+                    Money::new(p.amount, currency).ok()
+                })
+                .ok_or(OrderError::UnknownProducts(vec![wanted.product_id]))?;
+            let line_total = price
+                .times(wanted.quantity.get())
+                .map_err(|_| OrderError::TotalTooLarge)?;
+            total = Some(match total {
+                None => line_total,
+                Some(sum) => sum.plus(line_total).map_err(|error| match error {
+                    platform_money::MoneyError::CurrencyMismatch => OrderError::MixedCurrencies,
+                    _ => OrderError::TotalTooLarge,
+                })?,
+            });
+            items.push(ItemRow {
+                order_id: id.as_uuid(),
+                line: i32::try_from(index).unwrap_or(i32::MAX),
+                product_id: wanted.product_id,
+                name: product.name.clone(),
+                quantity: i32::try_from(wanted.quantity.get()).unwrap_or(i32::MAX),
+                unit_price: price.amount(),
+            });
+            lines.push(OrderLine {
+                product_id: wanted.product_id,
+                name: product.name.clone(),
+                quantity: wanted.quantity.get(),
+                unit_price: price.amount(),
+            });
+        }
+        let total = total.ok_or(OrderError::UnknownProducts(Vec::new()))?;
+
+        let at = now();
+        let deadline = at
+            + chrono::Duration::from_std(self.saga.config().deadline)
+                .unwrap_or(chrono::Duration::minutes(2));
+        let row = OrderRow {
+            id: id.as_uuid(),
+            user_id: caller.id.as_uuid(),
+            status: OrderStatus::Pending.as_str().to_owned(),
+            step: crate::domain::Step::Reserve.as_str().to_owned(),
+            total: total.amount(),
+            currency: total.currency().to_string(),
+            shipping_address: serde_json::to_string(&command.shipping_address)?,
+            payment_token: Some(command.token.as_str().to_owned()),
+            payment_id: None,
+            charge_unresolved: false,
+            refunded: 0,
+            failure_reason: None,
+            cancel_requested: false,
+            idempotency_key: command.idempotency_key.clone(),
+            request_hash: request_hash.clone(),
+            deadline,
+            lease_owner: None,
+            lease_until: None,
+            attempts: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        let created = Envelope::new(
+            &self.source,
+            &OrderCreated {
+                order: OrderFacts {
+                    order_id: id.as_uuid(),
+                    user_id: caller.id.as_uuid(),
+                    total: total.amount(),
+                    currency: total.currency().to_string(),
+                },
+                items: lines,
+            },
+        )?;
+        let txn = platform_db::begin_write(&self.db).await?;
+        if let Err(error) = repo::insert(&txn, row, items).await {
+            drop(txn);
+            if !platform_db::is_unique_violation(&error) {
+                return Err(error.into());
+            }
+            // A concurrent repeat of this request placed it first.
+            let existing =
+                repo::find_by_key(&self.db, caller.id.as_uuid(), &command.idempotency_key)
+                    .await?
+                    .ok_or(OrderError::Database(error))?;
+            return self.replay(existing, &request_hash).await;
+        }
+        outbox::enqueue(&txn, &created).await?;
+        txn.commit().await?;
+        tracing::info!(order_id = %id, total = %total, "order placed");
+
+        let order = self.settle(id).await?;
+        Ok(Placed {
+            order,
+            replayed: false,
+        })
+    }
+
+    async fn replay(&self, existing: OrderRow, request_hash: &str) -> Result<Placed, OrderError> {
+        if existing.request_hash != request_hash {
+            return Err(OrderError::KeyReused);
+        }
+        let order = self.settle(OrderId::from_uuid(existing.id)).await?;
+        Ok(Placed {
+            order,
+            replayed: true,
+        })
+    }
+
+    /// Drives the order's saga (in a task of its own, so a client that goes away cannot stop
+    /// it halfway) and waits for it up to the checkout wait; then answers with the order as
+    /// it is. When another request or process drives it, waits for that instead.
+    async fn settle(&self, id: OrderId) -> Result<OrderView, OrderError> {
+        let wait = self.saga.config().checkout_wait;
+        let saga = self.saga.clone();
+        let driving = tokio::spawn(async move { saga.drive(id).await });
+        let deadline = tokio::time::Instant::now() + wait;
+        match tokio::time::timeout_at(deadline, driving).await {
+            Ok(Ok(Ok(true))) | Err(_) => {}
+            Ok(Ok(Ok(false))) => {
+                // Someone else drives it: watch the row until it settles or time is up.
+                while tokio::time::Instant::now() < deadline {
+                    let row = repo::find(&self.db, id)
+                        .await?
+                        .ok_or(OrderError::NotFound)?;
+                    if row.step == crate::domain::Step::Done.as_str() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+            Ok(Ok(Err(error))) => return Err(error.into()),
+            Ok(Err(join)) => {
+                tracing::error!(order_id = %id, error = %join, "saga task failed");
+            }
+        }
+        let row = repo::find(&self.db, id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        self.view(&row).await
+    }
+
+    /// An administrator moves a confirmed order along: `shipped`, then `delivered`.
+    pub async fn set_status(&self, id: OrderId, to: OrderStatus) -> Result<OrderView, OrderError> {
+        let row = repo::find(&self.db, id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        let from = OrderStatus::parse(&row.status).ok_or_else(|| CorruptRow {
+            id: row.id,
+            what: format!("unknown status {:?}", row.status),
+        })?;
+        if !to.set_by_admin() || !from.allows(to) {
+            return Err(OrderError::InvalidTransition(from, to));
+        }
+        let at = now();
+        let order = OrderFacts {
+            order_id: row.id,
+            user_id: row.user_id,
+            total: row.total,
+            currency: row.currency.clone(),
+        };
+        let event = match to {
+            OrderStatus::Shipped => Envelope::new(&self.source, &OrderShipped { order })?,
+            _ => Envelope::new(&self.source, &OrderDelivered { order })?,
+        };
+        let txn = platform_db::begin_write(&self.db).await?;
+        if !repo::set_status(&txn, id, from, to, at).await? {
+            drop(txn);
+            // Moved meanwhile (or its saga is still running): report where it is now.
+            let now_row = repo::find(&self.db, id)
+                .await?
+                .ok_or(OrderError::NotFound)?;
+            let current = OrderStatus::parse(&now_row.status).unwrap_or(from);
+            return Err(OrderError::InvalidTransition(current, to));
+        }
+        outbox::enqueue(&txn, &event).await?;
+        txn.commit().await?;
+        tracing::info!(order_id = %id, %from, %to, "order status set");
+        let row = repo::find(&self.db, id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        self.view(&row).await
+    }
+
+    /// Cancels an order that has not shipped: its stock goes back and what was charged is
+    /// refunded. Cancelling a cancelled order changes nothing.
+    pub async fn cancel(&self, caller: AuthUser, id: OrderId) -> Result<OrderView, OrderError> {
+        let row = self.visible(caller, id).await?;
+        let status = OrderStatus::parse(&row.status).ok_or_else(|| CorruptRow {
+            id: row.id,
+            what: format!("unknown status {:?}", row.status),
+        })?;
+        if status == OrderStatus::Cancelled || (row.cancel_requested && status.cancellable()) {
+            return self.settle(id).await;
+        }
+        if !status.cancellable() || !repo::request_cancel(&self.db, id, now()).await? {
+            let current = repo::find(&self.db, id)
+                .await?
+                .ok_or(OrderError::NotFound)?;
+            let current = OrderStatus::parse(&current.status).unwrap_or(status);
+            if current == OrderStatus::Cancelled {
+                return self.get(caller, id).await;
+            }
+            return Err(OrderError::NotCancellable(current));
+        }
+        tracing::info!(order_id = %id, "cancellation requested");
+        self.settle(id).await
+    }
+
+    /// `payment.refunded`: records refunds made outside the saga (at the provider, by an
+    /// administrator) on the order. Idempotent per event.
+    pub async fn apply_refund(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        refund: &PaymentRefunded,
+    ) -> Result<(), OrderError> {
+        let txn = platform_db::begin_write(&self.db).await?;
+        if idempotency::first_time(&txn, consumer, event_id).await? {
+            repo::record_refunded(
+                &txn,
+                refund.payment.payment_id,
+                refund.refunded_total,
+                now(),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// The request's fingerprint: the same key with another request is refused.
+fn request_hash(command: &PlaceOrder) -> String {
+    let mut parts: Vec<String> = command
+        .lines
+        .iter()
+        .map(|l| format!("{}x{}", l.product_id, l.quantity.get()))
+        .collect();
+    parts.push(command.token.as_str().to_owned());
+    parts.push(serde_json::to_string(&command.shipping_address).unwrap_or_default());
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    sha256_hex(&parts)
+}

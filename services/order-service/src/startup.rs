@@ -1,0 +1,133 @@
+//! Wiring: builds the service from its configuration and runs it (HTTP, the outbox relay, the
+//! saga recovery task and the consumer of payment events).
+
+use std::net::SocketAddr;
+
+use platform_auth::Jwt;
+use platform_cache::{RedisCheck, RedisPool};
+use platform_config::Env;
+use platform_db::DatabaseCheck;
+use platform_events::catalogue::PaymentRefunded;
+use platform_events::{Consumer, ConsumerConfig, Envelope, Event, HandlerError, Relay};
+use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use sea_orm::DatabaseConnection;
+
+use crate::clients::Clients;
+use crate::config::OrderServiceConfig;
+use crate::http::AppState;
+use crate::migration::Migrator;
+use crate::saga::Saga;
+use crate::service::Orders;
+
+/// A built, bound order service.
+pub struct Application {
+    server: Server,
+    db: DatabaseConnection,
+    relay: Relay,
+    consumer: Consumer,
+    saga: Saga,
+}
+
+impl Application {
+    /// Connects and migrates the database, builds the clients, binds HTTP.
+    pub async fn build(config: OrderServiceConfig) -> Result<Self, BoxError> {
+        let name = config.server.service_name.clone();
+        let db = platform_db::connect(&config.database, &name).await?;
+        platform_db::migrate::<Migrator>(&db).await?;
+
+        let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
+        if let Some(redis) = &config.redis {
+            // Only the event bus uses Redis here: the outbox holds events while it is down.
+            readiness.add_optional("redis", RedisCheck(RedisPool::new(redis)?));
+        }
+        let metrics = Metrics::new(&name);
+        let transport = config.events.connect().await?;
+        let relay =
+            Relay::new(db.clone(), transport.clone(), &config.events).with_metrics(metrics.clone());
+        let clients = Clients::new(&config.clients, &metrics)?;
+        let saga = Saga::new(db.clone(), clients, config.saga.clone(), &metrics, &name);
+        let orders = Orders::new(db.clone(), saga.clone(), &name);
+
+        let consumer_config = ConsumerConfig::new(&name, &config.events);
+        let group = consumer_config.group.clone();
+        let on_refund = orders.clone();
+        let consumer = Consumer::new(transport, consumer_config)
+            .with_metrics(metrics.clone())
+            .on(PaymentRefunded::TYPE, move |envelope: Envelope| {
+                let orders = on_refund.clone();
+                let group = group.clone();
+                async move {
+                    let Some(refund) = envelope.decode::<PaymentRefunded>() else {
+                        return Ok(());
+                    };
+                    orders
+                        .apply_refund(&group, envelope.id, &refund?)
+                        .await
+                        .map_err(HandlerError::from)
+                }
+            });
+
+        let server = Server::bind(
+            &config.server,
+            ServiceParts {
+                http: crate::http::api(AppState {
+                    orders,
+                    jwt: Jwt::new(config.jwt),
+                }),
+                grpc: None,
+                readiness,
+                metrics,
+            },
+        )
+        .await?;
+        Ok(Self {
+            server,
+            db,
+            relay,
+            consumer,
+            saga,
+        })
+    }
+}
+
+impl platform_http::Service for Application {
+    type Config = OrderServiceConfig;
+    const NAME: &'static str = crate::config::DEFAULTS.name;
+    const ENV_PREFIX: &'static str = "ORDER_SERVICE_";
+
+    fn config_from_env(env: &mut Env) -> OrderServiceConfig {
+        OrderServiceConfig::from_env(env)
+    }
+
+    async fn migrate(config: &OrderServiceConfig) -> Result<(), BoxError> {
+        Ok(
+            platform_db::migrate_only::<Migrator>(&config.database, &config.server.service_name)
+                .await?,
+        )
+    }
+
+    async fn build(config: OrderServiceConfig) -> Result<Self, BoxError> {
+        Application::build(config).await
+    }
+
+    fn http_addr(&self) -> SocketAddr {
+        self.server.http_addr()
+    }
+
+    fn grpc_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// Serves, relays events, recovers stalled sagas and consumes payment events until
+    /// `shutdown`, then closes the pool.
+    async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
+        let tasks = vec![
+            tokio::spawn(self.relay.run(shutdown.clone())),
+            tokio::spawn(self.saga.recover(shutdown.clone())),
+            tokio::spawn(self.consumer.run(shutdown.clone())),
+        ];
+        let served = self.server.run_with(shutdown, tasks).await;
+        platform_db::close(self.db).await;
+        Ok(served?)
+    }
+}

@@ -1,0 +1,286 @@
+//! `spawn_app`: the real order service on random ports with the real product and payment
+//! services beside it (each over a private database, all on one embedded event bus), as
+//! deployed apart but in one test process.
+
+use order_service::{Application, OrderServiceConfig};
+use payment_service::PaymentServiceConfig;
+use platform_auth::Role;
+use platform_events::EventsConfig;
+use platform_proto::product::v1 as proto;
+use platform_proto::product::v1::product_service_client::ProductServiceClient;
+use platform_testing::{Backend, Spawned, TestDatabase};
+use product_service::ProductServiceConfig;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub use platform_testing::http::{Actor, error_fields, json_of, problem, wait_until};
+
+/// A new user (or administrator) with a fresh token signed with the test secret.
+pub fn actor(role: Role) -> Actor {
+    platform_testing::http::actor(role, JWT_SECRET)
+}
+
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// The three services. Fields drop in order: the order service stops first, the databases
+/// go last.
+pub struct TestApp {
+    orders: Option<Spawned>,
+    _products: Spawned,
+    _payments: Spawned,
+    pub base: String,
+    pub products_base: String,
+    pub payments_base: String,
+    pub product_grpc: String,
+    pub client: reqwest::Client,
+    pub config: OrderServiceConfig,
+    _db: TestDatabase,
+    _product_db: TestDatabase,
+    _payment_db: TestDatabase,
+    _bus: tempfile::TempDir,
+    pub admin: Actor,
+    pub user: Actor,
+}
+
+/// The services with default test settings, or `None` when `backend` is not configured.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_with(backend, |_| {}).await
+}
+
+/// The services, the order service's settings adjusted by `customize`.
+pub async fn spawn_with(
+    backend: Backend,
+    customize: impl FnOnce(&mut OrderServiceConfig),
+) -> Option<TestApp> {
+    let db = TestDatabase::create(backend).await?;
+    let product_db = TestDatabase::create(backend).await?;
+    let payment_db = TestDatabase::create(backend).await?;
+    let bus = tempfile::tempdir().unwrap();
+
+    let mut products = ProductServiceConfig::for_tests(product_db.config.clone(), JWT_SECRET);
+    products.events = EventsConfig::embedded(bus.path());
+    let products = platform_testing::spawn::<product_service::Application>(products).await;
+
+    let mut payments = PaymentServiceConfig::for_tests(payment_db.config.clone(), JWT_SECRET);
+    payments.events = EventsConfig::embedded(bus.path());
+    // Tests charge one card many times in a minute; the velocity rules are not under test.
+    payments.fraud.max_payments_per_card = 100_000;
+    payments.fraud.max_payments_per_user = 100_000;
+    let payments = platform_testing::spawn::<payment_service::Application>(payments).await;
+
+    let product_grpc = format!("http://{}", products.grpc.unwrap());
+    let payment_grpc = format!("http://{}", payments.grpc.unwrap());
+    let mut config = OrderServiceConfig::for_tests(
+        db.config.clone(),
+        JWT_SECRET,
+        product_grpc.clone(),
+        payment_grpc,
+    );
+    config.events = EventsConfig::embedded(bus.path());
+    customize(&mut config);
+    let orders = platform_testing::spawn::<Application>(config.clone()).await;
+    Some(TestApp {
+        base: orders.base.clone(),
+        orders: Some(orders),
+        products_base: products.base.clone(),
+        payments_base: payments.base.clone(),
+        _products: products,
+        _payments: payments,
+        product_grpc,
+        client: reqwest::Client::new(),
+        config,
+        _db: db,
+        _product_db: product_db,
+        _payment_db: payment_db,
+        _bus: bus,
+        admin: actor(Role::Admin),
+        user: actor(Role::User),
+    })
+}
+
+/// A fresh idempotency key.
+pub fn new_key() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// A valid order request for `lines` (product id, quantity), paid with `token`.
+pub fn order_body(lines: &[(&str, i64)], token: &str) -> Value {
+    json!({
+        "items": lines.iter().map(|(id, quantity)| json!({"product_id": id, "quantity": quantity})).collect::<Vec<_>>(),
+        "payment": {"token": token},
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "line1": "12 Analytical Row",
+            "city": "London",
+            "postal_code": "NW1 6XE",
+            "country": "GB",
+        },
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the order service (gracefully); the others keep running.
+    pub fn stop_orders(&mut self) {
+        self.orders = None;
+    }
+
+    /// Starts an order service again over the same database and bus.
+    pub async fn restart_orders(&mut self, config: OrderServiceConfig) {
+        let orders = platform_testing::spawn::<Application>(config).await;
+        self.base = orders.base.clone();
+        self.orders = Some(orders);
+    }
+
+    /// `POST /api/v1/orders` as `actor` under `key`.
+    pub async fn place_raw(
+        &self,
+        actor: &Actor,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/api/v1/orders"))
+            .bearer_auth(&actor.token)
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Places an order and expects `201`; returns it.
+    pub async fn place(&self, actor: &Actor, body: &Value) -> Value {
+        json_of(self.place_raw(actor, Some(&new_key()), body).await, 201).await
+    }
+
+    pub async fn get(&self, actor: &Actor, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&actor.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn order(&self, actor: &Actor, id: &str) -> Value {
+        json_of(self.get(actor, &format!("/api/v1/orders/{id}")).await, 200).await
+    }
+
+    pub async fn cancel(&self, actor: &Actor, id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/v1/orders/{id}/cancel")))
+            .bearer_auth(&actor.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn set_status(&self, actor: &Actor, id: &str, status: &str) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/api/v1/orders/{id}/status")))
+            .bearer_auth(&actor.token)
+            .json(&json!({"status": status}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a product (EUR) in the product service; returns its id.
+    pub async fn new_product(&self, name: &str, price: i64, stock: i64) -> String {
+        let sku = format!("T-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let response = self
+            .client
+            .post(format!("{}/api/v1/admin/products", self.products_base))
+            .bearer_auth(&self.admin.token)
+            .json(&json!({
+                "sku": sku,
+                "name": name,
+                "description": format!("About the {name}."),
+                "category": "misc",
+                "price": {"amount": price, "currency": "EUR"},
+                "stock": stock,
+            }))
+            .send()
+            .await
+            .unwrap();
+        json_of(response, 201).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// (stock, reserved, available) of a product, as stored.
+    pub async fn stock(&self, id: &str) -> (i64, i64, i64) {
+        let mut client = ProductServiceClient::connect(self.product_grpc.clone())
+            .await
+            .unwrap();
+        let products = client
+            .get_products(proto::GetProductsRequest {
+                ids: vec![id.to_owned()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .products;
+        let product = &products[0];
+        (product.stock, product.reserved, product.available)
+    }
+
+    /// Every payment the payment service made for `order_id`.
+    pub async fn payments_for(&self, order_id: &str) -> Vec<Value> {
+        let mut found = Vec::new();
+        for page in 1.. {
+            let response = self
+                .client
+                .get(format!(
+                    "{}/api/v1/payments?per_page=100&page={page}",
+                    self.payments_base
+                ))
+                .bearer_auth(&self.admin.token)
+                .send()
+                .await
+                .unwrap();
+            let body = json_of(response, 200).await;
+            let items = body["items"].as_array().unwrap().clone();
+            let done = items.len() < 100;
+            found.extend(
+                items
+                    .into_iter()
+                    .filter(|payment| payment["order_id"] == order_id),
+            );
+            if done {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Every payment the payment service made.
+    pub async fn payment_count(&self) -> u64 {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/payments?per_page=1", self.payments_base))
+            .bearer_auth(&self.admin.token)
+            .send()
+            .await
+            .unwrap();
+        json_of(response, 200).await["total"].as_u64().unwrap()
+    }
+
+    /// The order service's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,148 @@
+//! After checkout: shipping and delivery by administrators, cancellation with restock and
+//! refund, refunds made elsewhere, and who may see or touch which order.
+
+use std::time::Duration;
+
+use platform_auth::Role;
+use platform_testing::Backend;
+use serde_json::json;
+
+use crate::helpers::{actor, json_of, order_body, problem, spawn_app, wait_until};
+
+async fn cancelling_a_confirmed_order_restocks_and_refunds(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 5).await;
+    let order = app
+        .place(&app.user, &order_body(&[(&mug, 3)], "tok_visa"))
+        .await;
+    assert_eq!(order["status"], "confirmed");
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(app.stock(&mug).await, (2, 0, 2));
+
+    let cancelled = json_of(app.cancel(&app.user, id).await, 200).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["refunded"], 3750);
+    assert!(cancelled["failure_reason"].is_null());
+    assert_eq!(app.stock(&mug).await, (5, 0, 5), "the units are back");
+    let payments = app.payments_for(id).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "refunded");
+    assert_eq!(payments[0]["refunded_amount"], 3750);
+
+    // Twice is harmless; nothing moves again.
+    let again = json_of(app.cancel(&app.user, id).await, 200).await;
+    assert_eq!(again["status"], "cancelled");
+    assert_eq!(app.stock(&mug).await, (5, 0, 5));
+    assert_eq!(app.payments_for(id).await[0]["refunded_amount"], 3750);
+    // A cancelled order goes nowhere.
+    let refused = problem(app.set_status(&app.admin, id, "shipped").await, 409).await;
+    assert!(refused["detail"].as_str().unwrap().contains("cancelled"));
+}
+
+async fn administrators_ship_and_deliver_along_the_allowed_path(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 5).await;
+    let id = app
+        .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    problem(app.set_status(&app.user, &id, "shipped").await, 403).await;
+    let early = problem(app.set_status(&app.admin, &id, "delivered").await, 409).await;
+    assert!(
+        early["detail"].as_str().unwrap().contains("confirmed"),
+        "names the current status: {early}"
+    );
+    for by_saga in ["pending", "confirmed", "failed", "cancelled"] {
+        problem(app.set_status(&app.admin, &id, by_saga).await, 409).await;
+    }
+    problem(app.set_status(&app.admin, &id, "teleported").await, 422).await;
+
+    let shipped = json_of(app.set_status(&app.admin, &id, "shipped").await, 200).await;
+    assert_eq!(shipped["status"], "shipped");
+    // Shipped orders can no longer be cancelled, by anyone.
+    let late = problem(app.cancel(&app.user, &id).await, 409).await;
+    assert!(late["detail"].as_str().unwrap().contains("shipped"));
+    problem(app.cancel(&app.admin, &id).await, 409).await;
+    let delivered = json_of(app.set_status(&app.admin, &id, "delivered").await, 200).await;
+    assert_eq!(delivered["status"], "delivered");
+    let back = problem(app.set_status(&app.admin, &id, "shipped").await, 409).await;
+    assert!(back["detail"].as_str().unwrap().contains("delivered"));
+    problem(
+        app.set_status(&app.admin, &uuid::Uuid::now_v7().to_string(), "shipped")
+            .await,
+        404,
+    )
+    .await;
+    assert_eq!(app.order(&app.user, &id).await["status"], "delivered");
+}
+
+async fn other_users_orders_do_not_exist_for_them(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 5).await;
+    let id = app
+        .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stranger = actor(Role::User);
+    problem(
+        app.get(&stranger, &format!("/api/v1/orders/{id}")).await,
+        404,
+    )
+    .await;
+    problem(app.cancel(&stranger, &id).await, 404).await;
+    assert_eq!(app.order(&app.user, &id).await["status"], "confirmed");
+    // An administrator may cancel anyone's order.
+    let cancelled = json_of(app.cancel(&app.admin, &id).await, 200).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["user_id"], app.user.id.to_string());
+}
+
+async fn refunds_made_at_the_payment_service_reach_the_order(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1000, 5).await;
+    let order = app
+        .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
+        .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let payment = order["payment_id"].as_str().unwrap();
+    let response = app
+        .client
+        .post(format!(
+            "{}/api/v1/payments/{payment}/refund",
+            app.payments_base
+        ))
+        .bearer_auth(&app.admin.token)
+        .header("Idempotency-Key", crate::helpers::new_key())
+        .json(&json!({"amount": {"amount": 500, "currency": "EUR"}, "reason": "scratched"}))
+        .send()
+        .await
+        .unwrap();
+    json_of(response, 200).await;
+    wait_until(
+        "the refund to reach the order",
+        Duration::from_secs(10),
+        || async { app.order(&app.user, &id).await["refunded"] == 500 },
+    )
+    .await;
+    assert_eq!(app.order(&app.user, &id).await["status"], "confirmed");
+}
+
+platform_testing::backend_tests!(
+    cancelling_a_confirmed_order_restocks_and_refunds,
+    administrators_ship_and_deliver_along_the_allowed_path,
+    other_users_orders_do_not_exist_for_them,
+    refunds_made_at_the_payment_service_reach_the_order,
+);

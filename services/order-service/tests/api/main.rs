@@ -1,0 +1,9 @@
+//! Integration tests of the order service: the real service with the real product and
+//! payment services, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod checkout;
+mod concurrency;
+mod helpers;
+mod lifecycle;
+mod recovery;
