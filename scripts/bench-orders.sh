@@ -4,7 +4,10 @@
 #   - orders:   POST /api/v1/orders, the full saga (price lookup, reserve, charge, commit,
 #               confirm; outbox events), one product per order;
 #   - payments: POST /api/v1/payments, one sandbox charge alone (the saga's payment step, as
-#               a baseline for what the saga adds).
+#               a baseline for what the saga adds);
+#   - orders-pool25: the orders run against a second platform whose services keep 25 SQLite
+#               connections each (DB_MAX_CONNECTIONS=25, the PostgreSQL default) instead of 4,
+#               the evidence for the SQLite pool default.
 # Every request carries a fresh Idempotency-Key (and a fresh order id). Prints requests/s, p50
 # and p99 for each, the orders/payments ratio, and checks afterwards that every order the run
 # placed was confirmed.
@@ -33,34 +36,49 @@ fi
 platform_bin="$target/release/platform"
 
 work=$(mktemp -d)
-pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-port=18710
 admin_email=bench-admin@example.com
 admin_password="bench admin password 123"
-say "starting the platform"
-env -i PATH="$PATH" HOME="$HOME" DATA_DIR="$work" PORT="$port" HOST=127.0.0.1 \
-    USER_SERVICE_PORT=0 USER_SERVICE_GRPC_PORT=0 PRODUCT_SERVICE_PORT=0 PRODUCT_SERVICE_GRPC_PORT=0 \
-    PAYMENT_SERVICE_PORT=0 PAYMENT_SERVICE_GRPC_PORT=0 ORDER_SERVICE_PORT=0 NOTIFICATION_SERVICE_PORT=0 EVENT_STORE_PORT=0 \
-    RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn \
-    ADMIN_EMAIL="$admin_email" ADMIN_PASSWORD="$admin_password" \
-    FRAUD_VELOCITY_WINDOW=1m FRAUD_MAX_PAYMENTS_PER_USER=100000 FRAUD_MAX_PAYMENTS_PER_CARD=100000 \
-    JWT_SECRET=bench-secret-bench-secret-bench-secret-0123 \
-    "$platform_bin" > "$work/platform.log" 2>&1 &
-pid=$!
-base="http://127.0.0.1:$port"
-for _ in $(seq 1 300); do
-    curl -fs -o /dev/null "$base/api/v1/products" && break
-    sleep 0.1
-done
-token=$(curl -fs "$base/api/v1/auth/login" -H 'content-type: application/json' \
-    -d "{\"email\":\"$admin_email\",\"password\":\"$admin_password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-product=$(curl -fs "$base/api/v1/admin/products" -H "authorization: Bearer $token" -H 'content-type: application/json' \
-    -d "{\"sku\":\"BENCH-1\",\"name\":\"Bench mug\",\"category\":\"kitchen\",\"price\":{\"amount\":1250,\"currency\":\"EUR\"},\"stock\":100000000}" |
-    sed -E 's/.*"id":"([^"]+)".*/\1/')
-say "platform up; product $product"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start NAME PORT [VAR=VALUE...]: a platform on PORT with its data under $work/NAME.
+start() {
+    local name=$1 port=$2; shift 2
+    mkdir -p "$work/$name"
+    env -i PATH="$PATH" HOME="$HOME" DATA_DIR="$work/$name" PORT="$port" HOST=127.0.0.1 \
+        USER_SERVICE_PORT=0 USER_SERVICE_GRPC_PORT=0 PRODUCT_SERVICE_PORT=0 PRODUCT_SERVICE_GRPC_PORT=0 \
+        PAYMENT_SERVICE_PORT=0 PAYMENT_SERVICE_GRPC_PORT=0 ORDER_SERVICE_PORT=0 NOTIFICATION_SERVICE_PORT=0 EVENT_STORE_PORT=0 \
+        RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn \
+        ADMIN_EMAIL="$admin_email" ADMIN_PASSWORD="$admin_password" \
+        FRAUD_VELOCITY_WINDOW=1m FRAUD_MAX_PAYMENTS_PER_USER=100000 FRAUD_MAX_PAYMENTS_PER_CARD=100000 \
+        JWT_SECRET=bench-secret-bench-secret-bench-secret-0123 "$@" \
+        "$platform_bin" > "$work/$name.log" 2>&1 &
+    pids+=($!)
+}
+# prepare PORT: waits for the platform, prints "TOKEN PRODUCT" (an admin token, a product with
+# stock for any run).
+prepare() {
+    local base="http://127.0.0.1:$1" token product
+    for _ in $(seq 1 300); do
+        curl -fs -o /dev/null "$base/api/v1/products" && break
+        sleep 0.1
+    done
+    token=$(curl -fs "$base/api/v1/auth/login" -H 'content-type: application/json' \
+        -d "{\"email\":\"$admin_email\",\"password\":\"$admin_password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+    product=$(curl -fs "$base/api/v1/admin/products" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+        -d '{"sku":"BENCH-1","name":"Bench mug","category":"kitchen","price":{"amount":1250,"currency":"EUR"},"stock":100000000}' |
+        sed -E 's/.*"id":"([^"]+)".*/\1/')
+    echo "$token $product"
+}
+say "starting two platforms"
+start default 18710
+start pool25 18720 DB_MAX_CONNECTIONS=25
+read -r token product < <(prepare 18710)
+read -r token25 product25 < <(prepare 18720)
+base="http://127.0.0.1:18710"
+say "platforms up; product $product"
 
 cat > "$work/post.lua" <<'LUA'
 -- A fresh Idempotency-Key (and order id) per request; KIND is "orders" or "payments".
@@ -102,10 +120,10 @@ end
 LUA
 
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
-run() { # kind
+run() { # name kind port token product
     local out rps p50 p99 bad
-    out=$(KIND="$1" TOKEN="$token" PRODUCT="$product" \
-        wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "$base")
+    out=$(KIND="$2" TOKEN="$4" PRODUCT="$5" \
+        wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "http://127.0.0.1:$3")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
     p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
@@ -116,13 +134,14 @@ run() { # kind
 results="$work/results"
 for round in $(seq 1 "$rounds"); do
     say "round $round/$rounds (${duration}s each, $connections connections)"
-    run orders >> "$results"
-    run payments >> "$results"
+    run orders orders 18710 "$token" "$product" >> "$results"
+    run orders-pool25 orders 18720 "$token25" "$product25" >> "$results"
+    run payments payments 18710 "$token" "$product" >> "$results"
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RPS P50 P99 BAD
-for kind in orders payments; do
+for kind in orders orders-pool25 payments; do
     RPS[$kind]=$(awk -v k=$kind '$1==k {print $2}' "$results" | median)
     P50[$kind]=$(awk -v k=$kind '$1==k {print $3}' "$results" | median)
     P99[$kind]=$(awk -v k=$kind '$1==k {print $4}' "$results" | median)
@@ -134,8 +153,10 @@ echo
 echo "| request | requests/s | p50 (ms) | p99 (ms) | non-2xx |"
 echo "|---|---:|---:|---:|---:|"
 printf "| POST /api/v1/orders (checkout saga) | %.0f | %s | %s | %s |\n" "${RPS[orders]}" "${P50[orders]}" "${P99[orders]}" "${BAD[orders]}"
+printf "| POST /api/v1/orders, 25 SQLite connections per service | %.0f | %s | %s | %s |\n" "${RPS[orders-pool25]}" "${P50[orders-pool25]}" "${P99[orders-pool25]}" "${BAD[orders-pool25]}"
 printf "| POST /api/v1/payments (one charge) | %.0f | %s | %s | %s |\n" "${RPS[payments]}" "${P50[payments]}" "${P99[payments]}" "${BAD[payments]}"
 echo
-awk -v o="${RPS[orders]}" -v p="${RPS[payments]}" 'BEGIN { printf "throughput orders/payments: %.2f\n", o/p }'
+awk -v o="${RPS[orders]}" -v p="${RPS[payments]}" -v q="${RPS[orders-pool25]}" -v a="${P99[orders]}" -v b="${P99[orders-pool25]}" \
+    'BEGIN { printf "throughput orders/payments: %.2f\nSQLite pool 4 vs 25: throughput %.2f, p99 %.2f\n", o/p, o/q, a/b }'
 echo "orders placed during the run: $all, confirmed: $confirmed"
 echo "(median of $rounds rounds; wrk -t2 -c$connections -d${duration}s through the gateway; embedded SQLite; $(nproc) cores shared by wrk and the platform)"

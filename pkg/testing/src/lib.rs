@@ -245,6 +245,28 @@ mod tests {
     }
 }
 
+/// Every event `service` wrote to its outbox (in its database `config`), in publication
+/// order: (type, subject, the whole envelope as JSON).
+pub async fn outbox(
+    config: &DatabaseConfig,
+    service: &str,
+) -> Vec<(String, String, serde_json::Value)> {
+    use platform_events::outbox::entity;
+    use sea_orm::{EntityTrait, QueryOrder};
+    let db = platform_db::connect(config, service)
+        .await
+        .expect("connect to the service's database");
+    let rows = entity::Entity::find()
+        .order_by_asc(entity::Column::Seq)
+        .all(&db)
+        .await
+        .expect("read the outbox");
+    let _ = db.close().await;
+    rows.into_iter()
+        .map(|row| (row.event_type, row.subject, row.envelope))
+        .collect()
+}
+
 /// A service started by a test on free ports; stopped (gracefully) when dropped, so a test
 /// that panics still shuts its service down.
 #[derive(Debug)]

@@ -34,7 +34,7 @@ pub struct TestApp {
     pub product_grpc: String,
     pub client: reqwest::Client,
     pub config: OrderServiceConfig,
-    _db: TestDatabase,
+    pub db: TestDatabase,
     _product_db: TestDatabase,
     _payment_db: TestDatabase,
     _bus: tempfile::TempDir,
@@ -89,7 +89,7 @@ pub async fn spawn_with(
         product_grpc,
         client: reqwest::Client::new(),
         config,
-        _db: db,
+        db,
         _product_db: product_db,
         _payment_db: payment_db,
         _bus: bus,
@@ -270,6 +270,15 @@ impl TestApp {
             .await
             .unwrap();
         json_of(response, 200).await["total"].as_u64().unwrap()
+    }
+
+    /// Every event the order service wrote to its outbox: (type, subject, data), in order.
+    pub async fn outbox(&self) -> Vec<(String, String, Value)> {
+        platform_testing::outbox(&self.db.config, "order-service")
+            .await
+            .into_iter()
+            .map(|(kind, subject, envelope)| (kind, subject, envelope["data"].clone()))
+            .collect()
     }
 
     /// The order service's `/metrics` text.

@@ -140,7 +140,80 @@ async fn refunds_made_at_the_payment_service_reach_the_order(backend: Backend) {
     assert_eq!(app.order(&app.user, &id).await["status"], "confirmed");
 }
 
+async fn every_change_is_announced_through_the_outbox(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1000, 10).await;
+    let delivered = app
+        .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
+        .await;
+    let delivered_id = delivered["id"].as_str().unwrap();
+    json_of(
+        app.set_status(&app.admin, delivered_id, "shipped").await,
+        200,
+    )
+    .await;
+    json_of(
+        app.set_status(&app.admin, delivered_id, "delivered").await,
+        200,
+    )
+    .await;
+    let failed = app
+        .place(&app.user, &order_body(&[(&mug, 1)], "tok_decline"))
+        .await;
+    let cancelled = app
+        .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
+        .await;
+    json_of(
+        app.cancel(&app.user, cancelled["id"].as_str().unwrap())
+            .await,
+        200,
+    )
+    .await;
+
+    let outbox = app.outbox().await;
+    let of = |order: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        outbox
+            .iter()
+            .filter(|(_, subject, _)| subject == order["id"].as_str().unwrap())
+            .map(|(kind, _, data)| (kind.clone(), data.clone()))
+            .collect()
+    };
+    let types = |order: &serde_json::Value| -> Vec<String> {
+        of(order).into_iter().map(|(kind, _)| kind).collect()
+    };
+    assert_eq!(
+        types(&delivered),
+        [
+            "order.created",
+            "order.confirmed",
+            "order.shipped",
+            "order.delivered"
+        ]
+    );
+    assert_eq!(types(&failed), ["order.created", "order.failed"]);
+    assert_eq!(
+        types(&cancelled),
+        ["order.created", "order.confirmed", "order.cancelled"]
+    );
+    let created = &of(&delivered)[0].1;
+    assert_eq!(created["user_id"], app.user.id.to_string());
+    assert_eq!(created["total"], 1000);
+    assert_eq!(created["currency"], "EUR");
+    assert_eq!(created["items"][0]["name"], "Mug");
+    assert_eq!(of(&delivered)[1].1["payment_id"], delivered["payment_id"]);
+    assert!(
+        of(&failed)[1].1["reason"]
+            .as_str()
+            .unwrap()
+            .contains("declined")
+    );
+    assert_eq!(of(&cancelled)[2].1["refunded"], 2000);
+}
+
 platform_testing::backend_tests!(
+    every_change_is_announced_through_the_outbox,
     cancelling_a_confirmed_order_restocks_and_refunds,
     administrators_ship_and_deliver_along_the_allowed_path,
     other_users_orders_do_not_exist_for_them,

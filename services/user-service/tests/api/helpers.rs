@@ -157,19 +157,10 @@ impl TestApp {
 
     /// Event types in the outbox, in publication order.
     pub async fn outbox_types(&self) -> Vec<(String, String)> {
-        use platform_events::outbox::entity;
-        use sea_orm::{EntityTrait, QueryOrder};
-        let db = platform_db::connect(&self.db.config, "user-service")
+        platform_testing::outbox(&self.db.config, "user-service")
             .await
-            .unwrap();
-        let rows = entity::Entity::find()
-            .order_by_asc(entity::Column::Seq)
-            .all(&db)
-            .await
-            .unwrap();
-        db.close().await.unwrap();
-        rows.into_iter()
-            .map(|r| (r.event_type, r.subject))
+            .into_iter()
+            .map(|(kind, subject, _)| (kind, subject))
             .collect()
     }
 }
