@@ -16,7 +16,7 @@ use futures::StreamExt;
 use platform_http::{CancellationToken, Service};
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
-use support::{Fake, SECRET, TestGateway, config, user_token};
+use support::{Fake, SECRET, TestGateway, config, user_token, with_routes};
 use tokio::sync::{mpsc, oneshot};
 
 struct Running {
@@ -254,7 +254,15 @@ async fn bodies_stream_both_ways_without_buffering() {
     let (release, gate) = oneshot::channel();
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let upstream = streaming_upstream(&stop, gate, seen_tx).await;
-    let gateway = gateway_to(&upstream).await;
+    // A route timeout far shorter than the response: it bounds the wait for the upstream's
+    // answer, never a body still streaming (a download, a Server-Sent Events stream).
+    let gateway = TestGateway::start(with_routes(
+        config(&[]),
+        &format!(
+            "[services.users]\nupstreams = [\"{upstream}\"]\n\n[[routes]]\nprefix = \"/api/v1/auth\"\nservice = \"users\"\nauth = \"public\"\ntimeout = \"300ms\"\n"
+        ),
+    ))
+    .await;
     let client = reqwest::Client::new();
 
     // Response: the first part arrives while the upstream still holds back the second.
@@ -269,6 +277,7 @@ async fn bodies_stream_both_ways_without_buffering() {
         .unwrap()
         .unwrap();
     assert_eq!(&first[..], b"first;");
+    tokio::time::sleep(Duration::from_millis(800)).await;
     release.send(()).unwrap();
     let mut rest = Vec::new();
     while let Some(chunk) = response.chunk().await.unwrap() {
