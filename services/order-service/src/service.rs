@@ -185,7 +185,9 @@ impl Orders {
         let mut items = Vec::with_capacity(command.lines.len());
         let mut lines = Vec::with_capacity(command.lines.len());
         for (index, wanted) in command.lines.iter().enumerate() {
-            let product = &catalog[&wanted.product_id];
+            let product = catalog
+                .get(&wanted.product_id)
+                .ok_or(OrderError::UnknownProducts(vec![wanted.product_id]))?;
             let price = product
                 .price
                 .as_ref()
