@@ -217,6 +217,24 @@ impl FieldErrors {
     }
 }
 
+/// SHA-256 of `parts`, hex: the fingerprint stored with an idempotency key (the same key with
+/// another request is refused) or of any value that must be compared without being kept.
+/// Parts are separated by a byte no text contains, so ("ab", "c") and ("a", "bc") differ.
+pub fn fingerprint(parts: &[&str]) -> String {
+    use aws_lc_rs::digest;
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(part.as_bytes());
+        context.update(&[0]);
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The answer to a request that carried an `Idempotency-Key`: `replayed` marks a repeat that
 /// is answered with what the first request did (`Idempotent-Replayed: true`).
 pub fn idempotent_response<T: Serialize>(status: StatusCode, body: T, replayed: bool) -> Response {

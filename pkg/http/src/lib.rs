@@ -25,7 +25,9 @@ pub mod server;
 pub mod service;
 pub mod tls;
 
-pub use extract::{FieldErrors, IdempotencyKey, Json, Path, Query, idempotent_response};
+pub use extract::{
+    FieldErrors, IdempotencyKey, Json, Path, Query, fingerprint, idempotent_response,
+};
 pub use health::{FnCheck, HealthCheck, Readiness, ReadinessReport};
 pub use middleware::RouteLabel;
 

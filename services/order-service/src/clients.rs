@@ -18,7 +18,6 @@ use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use platform_proto::product::v1 as product;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
 
-use futures::future::BoxFuture;
 use platform_resilience::{
     Backoff, CircuitBreaker, CircuitBreakerLayer, Rejected, RetryBudget, observed_breaker,
 };
@@ -205,10 +204,10 @@ impl Clients {
     }
 
     /// Runs `call` until it succeeds, fails for good, or runs out of attempts or budget.
-    async fn with_retries<T, F>(&self, service: &'static str, call: F) -> Result<T, CallError>
+    async fn with_retries<T, F, Fut>(&self, service: &'static str, call: F) -> Result<T, CallError>
     where
-        // Boxed: one future type for every call, whatever the client method.
-        F: Fn() -> BoxFuture<'static, Result<tonic::Response<T>, Status>>,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.budget.deposit();
         let mut attempt = 1;
@@ -246,7 +245,7 @@ impl Clients {
             .with_retries(PRODUCT, || {
                 let mut client = self.products();
                 let request = self.request(product::GetProductsRequest { ids: ids.clone() });
-                Box::pin(async move { client.get_products(request).await })
+                async move { client.get_products(request).await }
             })
             .await?;
         Ok(response.products)
@@ -263,7 +262,7 @@ impl Clients {
                 order_id: order_id.clone(),
                 lines: lines.clone(),
             });
-            Box::pin(async move { client.reserve(request).await })
+            async move { client.reserve(request).await }
         })
         .await
     }
@@ -272,7 +271,7 @@ impl Clients {
         self.with_retries(PRODUCT, || {
             let mut client = self.products();
             let request = self.reservation(&order_id);
-            Box::pin(async move { client.commit(request).await })
+            async move { client.commit(request).await }
         })
         .await
     }
@@ -281,7 +280,7 @@ impl Clients {
         self.with_retries(PRODUCT, || {
             let mut client = self.products();
             let request = self.reservation(&order_id);
-            Box::pin(async move { client.release(request).await })
+            async move { client.release(request).await }
         })
         .await
     }
@@ -290,7 +289,7 @@ impl Clients {
         self.with_retries(PRODUCT, || {
             let mut client = self.products();
             let request = self.reservation(&order_id);
-            Box::pin(async move { client.restock(request).await })
+            async move { client.restock(request).await }
         })
         .await
     }
@@ -308,7 +307,7 @@ impl Clients {
         self.with_retries(PAYMENT, || {
             let mut client = self.payments();
             let request = self.request(request.clone());
-            Box::pin(async move { client.charge(request).await })
+            async move { client.charge(request).await }
         })
         .await
     }
@@ -320,7 +319,7 @@ impl Clients {
         self.with_retries(PAYMENT, || {
             let mut client = self.payments();
             let request = self.request(request.clone());
-            Box::pin(async move { client.refund(request).await })
+            async move { client.refund(request).await }
         })
         .await
     }
@@ -331,7 +330,7 @@ impl Clients {
             let request = self.request(payment::GetPaymentRequest {
                 payment_id: payment_id.clone(),
             });
-            Box::pin(async move { client.get_payment(request).await })
+            async move { client.get_payment(request).await }
         })
         .await
     }

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lc_rs::digest;
 use platform_auth::{AuthUser, UserId};
 use platform_events::catalogue::{
     OrderCreated, OrderDelivered, OrderFacts, OrderLine, OrderShipped, PaymentRefunded,
 };
 use platform_events::{Envelope, idempotency, outbox};
-use platform_http::{Page, PageRequest};
+use platform_http::{Page, PageRequest, fingerprint};
 use platform_money::{Currency, Money};
 use sea_orm::{DatabaseConnection, DbErr};
 use uuid::Uuid;
@@ -81,21 +80,6 @@ pub struct Orders {
     db: DatabaseConnection,
     saga: Saga,
     source: String,
-}
-
-fn sha256_hex(parts: &[&str]) -> String {
-    let mut context = digest::Context::new(&digest::SHA256);
-    for part in parts {
-        context.update(part.as_bytes());
-        // A separator no part contains, so ("ab","c") and ("a","bc") differ.
-        context.update(&[0]);
-    }
-    context
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Orders {
@@ -430,5 +414,5 @@ fn request_hash(command: &PlaceOrder) -> String {
     parts.push(command.token.as_str().to_owned());
     parts.push(serde_json::to_string(&command.shipping_address).unwrap_or_default());
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    sha256_hex(&parts)
+    fingerprint(&parts)
 }

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_lc_rs::digest;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use platform_events::catalogue::{
@@ -23,7 +22,7 @@ use platform_events::catalogue::{
     PaymentRefunded,
 };
 use platform_events::{Envelope, Event, outbox};
-use platform_http::{Page, PageRequest};
+use platform_http::{Page, PageRequest, fingerprint};
 use platform_metrics::{Counter, Metrics, counter};
 use platform_money::Money;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
@@ -170,21 +169,6 @@ impl std::fmt::Debug for Payments {
     }
 }
 
-fn sha256_hex(parts: &[&str]) -> String {
-    let mut context = digest::Context::new(&digest::SHA256);
-    for part in parts {
-        context.update(part.as_bytes());
-        // A separator no part contains, so ("ab","c") and ("a","bc") differ.
-        context.update(&[0]);
-    }
-    context
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl Payments {
     pub fn new(
         db: DatabaseConnection,
@@ -283,7 +267,7 @@ impl Payments {
         command: ChargeCommand,
     ) -> Result<Outcome, PaymentError> {
         let scope = format!("charge:{}", caller.user_id);
-        let request_hash = sha256_hex(&[
+        let request_hash = fingerprint(&[
             &command.order_id.to_string(),
             &command.amount.amount().to_string(),
             command.amount.currency().as_str(),
@@ -296,7 +280,7 @@ impl Payments {
             return self.replay_charge(key, &request_hash, &command).await;
         }
 
-        let token_hash = sha256_hex(&[command.token.as_str()]);
+        let token_hash = fingerprint(&[command.token.as_str()]);
         let at = now();
         let risk = self
             .assess(caller.user_id, &token_hash, &command, at)
@@ -543,7 +527,7 @@ impl Payments {
             .ok_or(PaymentError::NotFound)?;
         let scope = format!("refund:{id}");
         let requested = command.amount.map(|m| m.amount());
-        let request_hash = sha256_hex(&[
+        let request_hash = fingerprint(&[
             &requested.map_or_else(|| "all".to_owned(), |a| a.to_string()),
             &command
                 .amount
@@ -808,8 +792,8 @@ mod tests {
 
     #[test]
     fn request_hashes_separate_their_parts() {
-        assert_ne!(sha256_hex(&["ab", "c"]), sha256_hex(&["a", "bc"]));
-        assert_eq!(sha256_hex(&["x"]), sha256_hex(&["x"]));
-        assert_eq!(sha256_hex(&["x"]).len(), 64);
+        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
+        assert_eq!(fingerprint(&["x"]), fingerprint(&["x"]));
+        assert_eq!(fingerprint(&["x"]).len(), 64);
     }
 }
