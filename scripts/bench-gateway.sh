@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Gateway benchmark: the same fast upstream measured directly, behind nginx (reverse proxy with
-# keep-alive), behind a featureless hyper proxy (the floor any hyper-based proxy starts from), and
-# behind our gateway (with edge authentication, rate limiting and metrics on), interleaved over
-# several rounds in one run. Prints requests/s, p50 and p99 for each (median of the rounds), the
-# ratios gateway/nginx, gateway/bare-hyper and gateway/direct, and the gateway's peak RSS.
+# keep-alive), behind a featureless hyper proxy (the floor any hyper-based proxy starts from),
+# behind our gateway (with edge authentication, rate limiting and metrics on), and behind the
+# same gateway with its HTTP/1 fast path off (GATEWAY_FAST_PATH=false: every request on hyper
+# and axum), interleaved over several rounds in one run. Prints requests/s, p50 and p99 for each
+# (median of the rounds), the ratios, and the gateway's peak RSS.
 #
 # Usage: scripts/bench-gateway.sh [SECONDS_PER_RUN] [ROUNDS] [CONNECTIONS]
 # Installs wrk and nginx from Debian's packages when missing. BENCH_SKIP_BUILD=1 reuses the
@@ -36,7 +37,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-UP=18500 NGX=18501 GW=18502 BARE=18503
+UP=18500 NGX=18501 GW=18502 BARE=18503 GWH=18504
 "$tools" serve $UP & pids+=($!)
 "$tools" bare-proxy $BARE $UP & pids+=($!)
 
@@ -75,9 +76,12 @@ PORT=$GW HOST=127.0.0.1 GATEWAY_CONFIG="$work/gateway.toml" JWT_SECRET="$secret"
     RATE_LIMIT_PER_MINUTE=1000000000 LOG_LEVEL=warn "$gateway_bin" > "$work/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
+PORT=$GWH HOST=127.0.0.1 GATEWAY_CONFIG="$work/gateway.toml" JWT_SECRET="$secret" GATEWAY_FAST_PATH=false \
+    RATE_LIMIT_PER_MINUTE=1000000000 LOG_LEVEL=warn "$gateway_bin" > "$work/gateway-hyper.log" 2>&1 &
+pids+=($!)
 token=$("$tools" token "$secret")
 
-for port in $UP $NGX $BARE $GW; do
+for port in $UP $NGX $BARE $GW $GWH; do
     for _ in $(seq 1 100); do curl -fs -o /dev/null -H "authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/bench" && break; sleep 0.1; done
 done
 
@@ -103,11 +107,12 @@ for round in $(seq 1 "$rounds"); do
     run nginx "http://127.0.0.1:$NGX/api/v1/bench" >> "$results"
     run bare-hyper "http://127.0.0.1:$BARE/api/v1/bench" >> "$results"
     run gateway "http://127.0.0.1:$GW/api/v1/bench" >> "$results"
+    run gateway-hyper "http://127.0.0.1:$GWH/api/v1/bench" >> "$results"
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RPS P50 P99
-for name in direct nginx bare-hyper gateway; do
+for name in direct nginx bare-hyper gateway gateway-hyper; do
     RPS[$name]=$(awk -v n=$name '$1==n {print $2}' "$results" | median)
     P50[$name]=$(awk -v n=$name '$1==n {print $3}' "$results" | median)
     P99[$name]=$(awk -v n=$name '$1==n {print $4}' "$results" | median)
@@ -116,13 +121,15 @@ rss_mb=$(awk '{printf "%.1f", $1/1024}' "$work/rss")
 echo
 echo "| target | requests/s | p50 (ms) | p99 (ms) |"
 echo "|---|---:|---:|---:|"
-for name in direct nginx bare-hyper gateway; do
+for name in direct nginx bare-hyper gateway gateway-hyper; do
     printf "| %s | %.0f | %s | %s |\n" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
 done
 echo
 awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v d="${RPS[direct]}" -v b="${RPS[bare-hyper]}" \
-    -v gp="${P99[gateway]}" -v np="${P99[nginx]}" \
-    'BEGIN { printf "throughput gateway/nginx: %.2f   gateway/bare-hyper: %.2f   bare-hyper/nginx: %.2f   gateway/direct: %.2f\np99 gateway/nginx: %.2f\n", g/n, g/b, b/n, g/d, gp/np }'
+    -v h="${RPS[gateway-hyper]}" -v gp="${P99[gateway]}" -v np="${P99[nginx]}" \
+    'BEGIN { printf "throughput gateway/nginx: %.2f   gateway/bare-hyper: %.2f   gateway/gateway-hyper: %.2f   bare-hyper/nginx: %.2f   gateway/direct: %.2f\np99 gateway/nginx: %.2f\n", g/n, g/b, g/h, b/n, g/d, gp/np }'
 
+# Each round's ratio too: the spread says how far to trust the median on a shared machine.
+echo "gateway/nginx throughput per round: $(paste <(awk '$1=="gateway" {print $2}' "$results") <(awk '$1=="nginx" {print $2}' "$results") | awk '{printf "%.2f ", $1/$2}')"
 echo "gateway peak RSS under load: ${rss_mb} MB"
 echo "(median of $rounds rounds; wrk -t2 -c$connections -d${duration}s; $(nproc) cores shared by wrk, proxy and upstream)"

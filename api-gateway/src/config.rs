@@ -63,6 +63,9 @@ pub struct GatewayConfig {
     pub max_concurrent_requests: usize,
     /// `MAX_HEADER_BYTES`: beyond, 431.
     pub max_header_bytes: usize,
+    /// `GATEWAY_FAST_PATH` (default on): serve plain HTTP/1.1 API requests on the gateway's
+    /// own HTTP/1 engine ([`crate::fast`]) instead of hyper.
+    pub fast_path: bool,
     /// `HEALTH_CHECK_INTERVAL`: how often each endpoint's `/health` is probed.
     pub health_check_interval: Duration,
     /// `BREAKER_*`.
@@ -169,6 +172,7 @@ impl GatewayConfig {
                 1..=1_000_000,
             ),
             max_header_bytes: env.in_range("MAX_HEADER_BYTES", 16 * 1024, 1024..=1024 * 1024),
+            fast_path: env.or("GATEWAY_FAST_PATH", true),
             health_check_interval: env.or("HEALTH_CHECK_INTERVAL", Duration::from_secs(5)),
             breaker: BreakerConfig {
                 failure_rate: env
@@ -236,6 +240,7 @@ impl GatewayConfig {
             cors: CorsConfig::from_env(&mut Env::from_pairs::<[(&str, &str); 0], &str, &str>([])),
             max_concurrent_requests: 1024,
             max_header_bytes: 16 * 1024,
+            fast_path: true,
             health_check_interval: Duration::from_secs(5),
             breaker: BreakerConfig::default(),
             retry: RetryConfig::default(),

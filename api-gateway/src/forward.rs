@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -107,12 +107,11 @@ fn client_ip(request: &Request) -> IpAddr {
 }
 
 /// The verified caller, if the request carries a token.
-fn authenticate(jwt: &Jwt, parts: &request::Parts) -> Result<Option<AuthUser>, Problem> {
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+fn authenticate(jwt: &Jwt, authorization: Option<&[u8]>) -> Result<Option<AuthUser>, Problem> {
+    let Some(value) = authorization else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
+    let token = std::str::from_utf8(value)
         .ok()
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -125,6 +124,84 @@ fn authenticate(jwt: &Jwt, parts: &request::Parts) -> Result<Option<AuthUser>, P
         .map_err(|_| Problem::unauthorized("The access token is invalid or has expired."))
 }
 
+impl Gateway {
+    /// Edge authentication: the verified caller (if any), or the response that refuses the
+    /// request.
+    pub(crate) fn admit(
+        &self,
+        route: &Route,
+        authorization: Option<&[u8]>,
+    ) -> Result<Option<AuthUser>, Response> {
+        let claims = match authenticate(&self.jwt, authorization) {
+            Ok(claims) => claims,
+            // On a public route a bad token is the service's business, not the gateway's.
+            Err(_) if route.auth == Auth::Public => None,
+            Err(problem) => return Err(problem.into_response()),
+        };
+        match (&claims, route.auth) {
+            (None, Auth::User | Auth::Admin) => Err(Problem::unauthorized(
+                "An `Authorization: Bearer <access token>` header is required.",
+            )
+            .into_response()),
+            (Some(caller), Auth::Admin) if caller.role != Role::Admin => {
+                Err(Problem::forbidden("This route is for administrators.").into_response())
+            }
+            _ => Ok(claims),
+        }
+    }
+
+    /// Rate limits per client IP, and per user when authenticated: the tighter decision to
+    /// report, or the 429 response.
+    pub(crate) async fn limit(
+        &self,
+        route: &Route,
+        ip: IpAddr,
+        caller: Option<&AuthUser>,
+    ) -> Result<Option<Decision>, Response> {
+        let Some(limit) = route.rate_limit.unwrap_or(self.default_limit) else {
+            return Ok(None);
+        };
+        let mut reported: Option<Decision> = None;
+        let user = caller.map(|caller| ("user", LimitKey::User(caller.id.as_uuid())));
+        for (scope, key) in std::iter::once(("ip", LimitKey::Ip(ip))).chain(user) {
+            let decision = self.limiter.check(&key, limit).await;
+            if !decision.allowed {
+                self.metrics
+                    .record(|| counter!("rate_limited_total", "scope" => scope).increment(1));
+                let retry_after = decision.retry_after_secs;
+                let mut response = Problem::too_many_requests(retry_after).into_response();
+                decision.write_headers(response.headers_mut());
+                return Err(response);
+            }
+            if reported.is_none_or(|r| decision.remaining < r.remaining) {
+                reported = Some(decision);
+            }
+        }
+        Ok(reported)
+    }
+
+    /// The upstream pool of `route`'s service.
+    pub(crate) fn pool(&self, route: &Route) -> Result<&Arc<Pool>, Response> {
+        self.pools.get(&route.service).ok_or_else(|| {
+            tracing::error!(service = %route.service, "route to a service without upstreams");
+            Problem::internal().into_response()
+        })
+    }
+}
+
+/// Whether a request may be sent again: idempotent, or carrying an `Idempotency-Key`.
+pub(crate) fn retryable(method: &Method, has_idempotency_key: bool) -> bool {
+    is_idempotent(method) || has_idempotency_key
+}
+
+/// The 504 for a route whose upstream did not answer in time.
+pub(crate) fn timed_out(route: &Route) -> Response {
+    Problem::new(StatusCode::GATEWAY_TIMEOUT)
+        .with_type("upstream-timeout")
+        .with_detail(format!("The {} did not answer in time.", route.service))
+        .into_response()
+}
+
 async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
     let ip = client_ip(&request);
     let (mut parts, body) = request.into_parts();
@@ -132,24 +209,11 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
     // Edge authentication; identity headers only ever come from a verified token.
     parts.headers.remove(&USER_ID);
     parts.headers.remove(&USER_ROLE);
-    let claims = match authenticate(&gateway.jwt, &parts) {
+    let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    let claims = match gateway.admit(route, authorization) {
         Ok(claims) => claims,
-        // On a public route a bad token is the service's business, not the gateway's.
-        Err(_) if route.auth == Auth::Public => None,
-        Err(problem) => return problem.into_response(),
+        Err(response) => return response,
     };
-    match (&claims, route.auth) {
-        (None, Auth::User | Auth::Admin) => {
-            return Problem::unauthorized(
-                "An `Authorization: Bearer <access token>` header is required.",
-            )
-            .into_response();
-        }
-        (Some(caller), Auth::Admin) if caller.role != Role::Admin => {
-            return Problem::forbidden("This route is for administrators.").into_response();
-        }
-        _ => {}
-    }
     if let Some(caller) = &claims {
         if let Ok(id) = HeaderValue::from_str(&caller.id.to_string()) {
             parts.headers.insert(USER_ID.clone(), id);
@@ -159,28 +223,10 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
             HeaderValue::from_static(caller.role.as_str()),
         );
     }
-
-    // Rate limits: per client IP, and per user when authenticated; the tighter one is reported.
-    let limit = route.rate_limit.unwrap_or(gateway.default_limit);
-    let mut reported: Option<Decision> = None;
-    if let Some(limit) = limit {
-        let user = claims.map(|caller| ("user", LimitKey::User(caller.id.as_uuid())));
-        for (scope, key) in std::iter::once(("ip", LimitKey::Ip(ip))).chain(user) {
-            let decision = gateway.limiter.check(&key, limit).await;
-            if !decision.allowed {
-                gateway
-                    .metrics
-                    .record(|| counter!("rate_limited_total", "scope" => scope).increment(1));
-                let retry_after = decision.retry_after_secs;
-                let mut response = Problem::too_many_requests(retry_after).into_response();
-                decision.write_headers(response.headers_mut());
-                return response;
-            }
-            if reported.is_none_or(|r| decision.remaining < r.remaining) {
-                reported = Some(decision);
-            }
-        }
-    }
+    let reported = match gateway.limit(route, ip, claims.as_ref()).await {
+        Ok(reported) => reported,
+        Err(response) => return response,
+    };
 
     // Bodies over the limit are refused before anything is sent.
     let declared = parts
@@ -192,16 +238,16 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
         return too_large(gateway.max_body_bytes);
     }
 
-    let Some(pool) = gateway.pools.get(&route.service) else {
-        tracing::error!(service = %route.service, "route to a service without upstreams");
-        return Problem::internal().into_response();
+    let pool = match gateway.pool(route) {
+        Ok(pool) => pool,
+        Err(response) => return response,
     };
-    let retryable = is_idempotent(&parts.method) || parts.headers.contains_key("idempotency-key");
+    let retryable = retryable(&parts.method, parts.headers.contains_key("idempotency-key"));
     let replayable = retryable
         && route.retries > 0
         && declared.is_none_or(|n| n <= gateway.retry.max_body_bytes as u64)
         && (declared.is_some() || !may_have_body(&parts.method));
-    let body = if replayable && body.size_hint().exact() == Some(0) {
+    let mut body = if replayable && body.size_hint().exact() == Some(0) {
         // Most retryable requests (GET, HEAD, DELETE) carry no body: nothing to read.
         Payload::Buffered(Bytes::new())
     } else if replayable {
@@ -217,19 +263,33 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
     };
     gateway.budget.deposit();
 
-    let outcome = tokio::time::timeout(
-        route.timeout,
-        attempts(gateway, route, pool, ip, parts, body),
-    )
-    .await;
-
-    let mut response = match outcome {
-        Ok(response) => response,
-        Err(_) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
-            .with_type("upstream-timeout")
-            .with_detail(format!("The {} did not answer in time.", route.service))
-            .into_response(),
+    let replayable = body.replayable();
+    let attempts = gateway.attempts(route, pool, replayable, |endpoint, limit| {
+        let request_body = body.take();
+        // Only what the upstream needs: the request's extensions stay here.
+        let request = request_body.map(|request_body| {
+            let mut request = Request::new(request_body);
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = parts.uri.clone();
+            *request.version_mut() = parts.version;
+            *request.headers_mut() = parts.headers.clone();
+            request
+        });
+        let proxy = gateway.proxy.clone();
+        async move {
+            let Some(request) = request else {
+                return Err(ProxyError::Request("the body was already sent".to_owned()));
+            };
+            proxy
+                .forward_within(&endpoint.upstream, request, Some(ip), limit)
+                .await
+        }
+    });
+    let mut response = match tokio::time::timeout(route.timeout, attempts).await {
+        Ok(Ok(response)) | Ok(Err(response)) => response,
+        Err(_) => timed_out(route),
     };
+
     if let Some(decision) = reported {
         decision.write_headers(response.headers_mut());
     }
@@ -276,11 +336,22 @@ impl Payload {
     }
 }
 
+/// What an attempt got back: enough to judge it.
+pub(crate) trait Answered {
+    fn status(&self) -> StatusCode;
+}
+
+impl Answered for Response {
+    fn status(&self) -> StatusCode {
+        Response::status(self)
+    }
+}
+
 /// Whether an attempt's outcome counts against the endpoint, and whether it may be retried.
-fn classify(result: &Result<Response, ProxyError>) -> (bool, bool, &'static str) {
+fn classify<R: Answered>(result: &Result<R, ProxyError>) -> (bool, bool, &'static str) {
     match result {
-        Ok(response) => {
-            let status = response.status();
+        Ok(answer) => {
+            let status = answer.status();
             let retry = matches!(status.as_u16(), 502..=504);
             (status.is_server_error(), retry, status_class(status))
         }
@@ -301,80 +372,71 @@ fn status_class(status: StatusCode) -> &'static str {
     }
 }
 
-async fn attempts(
-    gateway: &Gateway,
-    route: &Route,
-    pool: &Arc<Pool>,
-    client: IpAddr,
-    parts: request::Parts,
-    mut body: Payload,
-) -> Response {
-    let backoff = Backoff {
-        base: gateway.retry.backoff_base,
-        max: gateway.retry.backoff_max,
-    };
-    let mut failed: Option<Arc<Endpoint>> = None;
-    let mut retry = 0u32;
-    loop {
-        let Some(endpoint) = pool.pick(failed.as_ref()) else {
-            let wait = pool.retry_after();
-            return Problem::unavailable(format!(
-                "The {} is not available right now.",
-                route.service
-            ))
-            .with_retry_after(wait.as_secs().max(1))
-            .into_response();
+impl Gateway {
+    /// Sends a request to `pool` until an answer is final: each attempt on an endpoint the
+    /// pool picks (another one after a failure), through its breaker, counted in
+    /// `upstream_requests_total`. Retried — when `replayable` — on connect errors, timeouts
+    /// and 502/503/504, with backoff, within the route's retry count and the retry budget.
+    /// `send` makes one attempt with an optional per-try deadline. `Err` carries the
+    /// gateway's own problem response.
+    pub(crate) async fn attempts<R, F, Fut>(
+        &self,
+        route: &Route,
+        pool: &Arc<Pool>,
+        replayable: bool,
+        mut send: F,
+    ) -> Result<R, Response>
+    where
+        R: Answered,
+        F: FnMut(Arc<Endpoint>, Option<Duration>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, ProxyError>>,
+    {
+        let backoff = Backoff {
+            base: self.retry.backoff_base,
+            max: self.retry.backoff_max,
         };
-        let Ok(permit) = endpoint.breaker.try_acquire() else {
-            // Lost a race for a half-open probe slot: treat like a failed pick.
-            failed = Some(endpoint);
-            if retry >= route.retries {
-                return Problem::unavailable(format!(
-                    "The {} is not available right now.",
-                    route.service
-                ))
-                .with_retry_after(1)
-                .into_response();
-            }
-            retry += 1;
-            continue;
+        let unavailable = |wait: u64| {
+            Problem::unavailable(format!("The {} is not available right now.", route.service))
+                .with_retry_after(wait.max(1))
+                .into_response()
         };
-        let Some(request_body) = body.take() else {
-            return Problem::internal().into_response();
-        };
-        // Only what the upstream needs: the request's extensions stay here.
-        let mut request = Request::new(request_body);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = parts.uri.clone();
-        *request.version_mut() = parts.version;
-        *request.headers_mut() = parts.headers.clone();
-        let in_flight = endpoint.start();
-        // One attempt's deadline; when it is the whole route's, the total deadline around all
-        // attempts already enforces it (one timer fewer per request).
-        let attempt_limit = route.try_timeout.min(gateway.proxy.timeout());
-        let attempt_timer = (attempt_limit < route.timeout).then_some(attempt_limit);
-        let result = gateway
-            .proxy
-            .forward_within(&endpoint.upstream, request, Some(client), attempt_timer)
-            .await;
-        drop(in_flight);
-        let (failure, retry_worthy, outcome) = classify(&result);
-        endpoint.breaker.record(permit, !failure);
-        gateway.count_upstream(&endpoint, outcome);
-        let may_retry = retry_worthy && body.replayable() && retry < route.retries;
-        if !may_retry || !gateway.budget.withdraw() {
-            return match result {
-                Ok(response) => response,
-                Err(error) => {
+        let mut failed: Option<Arc<Endpoint>> = None;
+        let mut retry = 0u32;
+        loop {
+            let Some(endpoint) = pool.pick(failed.as_ref()) else {
+                return Err(unavailable(pool.retry_after().as_secs()));
+            };
+            let Ok(permit) = endpoint.breaker.try_acquire() else {
+                // Lost a race for a half-open probe slot: treat like a failed pick.
+                failed = Some(endpoint);
+                if retry >= route.retries {
+                    return Err(unavailable(1));
+                }
+                retry += 1;
+                continue;
+            };
+            let in_flight = endpoint.start();
+            // One attempt's deadline; when it is the whole route's, the total deadline around
+            // all attempts already enforces it (one timer fewer per request).
+            let attempt_limit = route.try_timeout.min(self.proxy.timeout());
+            let attempt_timer = (attempt_limit < route.timeout).then_some(attempt_limit);
+            let result = send(Arc::clone(&endpoint), attempt_timer).await;
+            drop(in_flight);
+            let (failure, retry_worthy, outcome) = classify(&result);
+            endpoint.breaker.record(permit, !failure);
+            self.count_upstream(&endpoint, outcome);
+            let may_retry = retry_worthy && replayable && retry < route.retries;
+            if !may_retry || !self.budget.withdraw() {
+                return result.map_err(|error| {
                     tracing::warn!(service = %route.service, endpoint = %endpoint.url(), %error, "upstream request failed");
                     error.to_problem().into_response()
-                }
-            };
+                });
+            }
+            retry += 1;
+            let wait = backoff.delay(retry);
+            tracing::info!(service = %route.service, endpoint = %endpoint.url(), outcome, retry, wait_ms = wait.as_millis() as u64, "retrying on another endpoint");
+            failed = Some(endpoint);
+            tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
         }
-        retry += 1;
-        let wait = backoff.delay(retry);
-        tracing::info!(service = %route.service, endpoint = %endpoint.url(), outcome, retry, wait_ms = wait.as_millis() as u64, "retrying on another endpoint");
-        failed = Some(endpoint);
-        tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
     }
 }

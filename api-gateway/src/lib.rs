@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod docs;
+pub mod fast;
 pub mod forward;
 pub mod health;
 pub mod routes;

@@ -19,6 +19,7 @@ use platform_proxy::balance::{Endpoint, Pool};
 use platform_resilience::{RetryBudget, observed_breaker};
 
 use crate::config::GatewayConfig;
+use crate::fast::FastPath;
 use crate::forward::{Gateway as State, handle};
 use crate::health::Upstreams;
 
@@ -113,8 +114,10 @@ impl Gateway {
         });
 
         // Everything under /api is the route table's; the rest is the gateway's own.
-        let mut api = Router::new().route("/api/{*path}", any(handle).with_state(state));
-        if let Some(cors) = config.cors.layer() {
+        let mut api = Router::new().route("/api/{*path}", any(handle).with_state(state.clone()));
+        let cors = config.cors.layer();
+        let cors_on = cors.is_some();
+        if let Some(cors) = cors {
             api = api.layer(cors);
         }
         let router = api
@@ -147,6 +150,11 @@ impl Gateway {
             },
         )
         .await?;
+        let server = if config.fast_path {
+            server.with_front(Arc::new(FastPath::new(state, &name, cors_on)))
+        } else {
+            server
+        };
         Ok(Self {
             server,
             pools: pools.into_values().collect(),

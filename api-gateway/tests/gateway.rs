@@ -170,9 +170,20 @@ async fn streaming_upstream(
 
 #[tokio::test]
 async fn requests_are_forwarded_faithfully_with_forwarding_and_identity_headers() {
+    forwarded_faithfully(true).await;
+}
+
+#[tokio::test]
+async fn the_hyper_path_forwards_as_faithfully() {
+    forwarded_faithfully(false).await;
+}
+
+async fn forwarded_faithfully(fast_path: bool) {
     let upstream = Fake::start("users").await;
     upstream.set(|b| b.status = 418);
-    let gateway = gateway_to(&upstream.url).await;
+    let mut config = config(&[("user-service", &upstream.url)]);
+    config.fast_path = fast_path;
+    let gateway = TestGateway::start(config).await;
     let user = uuid::Uuid::now_v7();
     let response = gateway
         .client

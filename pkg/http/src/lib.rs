@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod extract;
+pub mod front;
 pub mod health;
 pub mod middleware;
 pub mod pagination;

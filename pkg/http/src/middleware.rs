@@ -46,12 +46,13 @@ pub struct PipelineState {
     pub timeout: Duration,
 }
 
-fn sane_request_id(value: &HeaderValue) -> bool {
-    let bytes = value.as_bytes();
-    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+/// Whether a client's `X-Request-Id` may be kept: short printable ASCII.
+pub fn sane_request_id(value: &[u8]) -> bool {
+    !value.is_empty() && value.len() <= 128 && value.iter().all(|b| b.is_ascii_graphic())
 }
 
-fn new_request_id() -> HeaderValue {
+/// A fresh request id (UUID v7: sortable by time).
+pub fn new_request_id() -> HeaderValue {
     let mut buffer = uuid::Uuid::encode_buffer();
     let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
     HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
@@ -65,7 +66,7 @@ pub async fn pipeline(
 ) -> Response {
     let started = Instant::now();
     let request_id = match request.headers().get(&REQUEST_ID) {
-        Some(value) if sane_request_id(value) => value.clone(),
+        Some(value) if sane_request_id(value.as_bytes()) => value.clone(),
         _ => {
             let id = new_request_id();
             request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
@@ -74,19 +75,8 @@ pub async fn pipeline(
     };
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
-    let span = tracing::info_span!(
-        "request",
-        service = %state.service,
-        method = %method,
-        route = field::Empty,
-        request_id = request_id.to_str().unwrap_or_default(),
-        trace_id = field::Empty,
-    );
-    if !span.is_disabled()
-        && let Some(trace_id) = platform_telemetry::join_trace(&span, request.headers())
-    {
-        span.record("trace_id", trace_id);
-    }
+    let span = request_span(&state.service, &method, &request_id);
+    join_trace(&span, request.headers());
 
     let handled = AssertUnwindSafe(next.run(request))
         .catch_unwind()
@@ -123,9 +113,42 @@ pub async fn pipeline(
         (None, Some(matched)) => matched.as_str(),
         (None, None) => UNMATCHED,
     };
-    state
-        .metrics
-        .record_request(method_label(&method), route, status_label(status), elapsed);
+    served(&state.metrics, &span, &method, route, status, elapsed);
+    response
+}
+
+/// The span of one request: every log line inside carries its request id and trace id.
+pub fn request_span(service: &str, method: &Method, request_id: &HeaderValue) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        service = %service,
+        method = %method,
+        route = field::Empty,
+        request_id = request_id.to_str().unwrap_or_default(),
+        trace_id = field::Empty,
+    )
+}
+
+/// Joins `span` to the caller's W3C trace in `headers`, when spans are on.
+pub fn join_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    if !span.is_disabled()
+        && let Some(trace_id) = platform_telemetry::join_trace(span, headers)
+    {
+        span.record("trace_id", trace_id);
+    }
+}
+
+/// Records a served request: `http_requests_total`, `http_request_duration_seconds` and the
+/// access-log line.
+pub fn served(
+    metrics: &Metrics,
+    span: &tracing::Span,
+    method: &Method,
+    route: &str,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    metrics.record_request(method_label(method), route, status_label(status), elapsed);
     if !span.is_disabled() {
         span.record("route", route);
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -137,7 +160,6 @@ pub async fn pipeline(
             }
         });
     }
-    response
 }
 
 /// A method as a metric label, without allocating for the standard ones.

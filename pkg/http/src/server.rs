@@ -15,6 +15,7 @@ use platform_metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::front::Front;
 use crate::health::Readiness;
 use crate::tls::TlsConfig;
 use std::sync::Arc;
@@ -163,6 +164,8 @@ pub struct Server {
     metrics: Metrics,
     /// The certificate being served and where it comes from, when serving HTTPS.
     tls: Option<(TlsConfig, Arc<rustls::ServerConfig>)>,
+    /// Takes plain-HTTP connections before hyper does (the gateway's fast path).
+    front: Option<Arc<dyn Front>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -245,7 +248,14 @@ impl Server {
             shutdown_timeout: config.shutdown_timeout,
             metrics: parts.metrics,
             tls,
+            front: None,
         })
+    }
+
+    /// Gives every plain-HTTP connection to `front` first (see [`crate::front`]).
+    pub fn with_front(mut self, front: Arc<dyn Front>) -> Self {
+        self.front = Some(front);
+        self
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -291,6 +301,7 @@ impl Server {
             shutdown_timeout,
             metrics,
             tls,
+            front,
         } = self;
 
         // Histogram samples are drained into buckets here even if nobody scrapes /metrics.
@@ -310,12 +321,17 @@ impl Server {
         let http = async {
             let http_listener = match http_listener {
                 Listeners::PerCore(listeners) => {
-                    return serve_per_core(&name, listeners, router, shutdown.clone()).await;
+                    return serve_per_core(&name, listeners, router, front, shutdown.clone()).await;
                 }
                 Listeners::Shared(listener) => listener,
             };
-            match tls {
-                None => axum::serve(
+            match (tls, front) {
+                (None, Some(front)) => {
+                    crate::front::serve(http_listener, router, front, shutdown.clone())
+                        .await
+                        .map_err(|e| ServerError::Serve(e.to_string()))
+                }
+                (None, None) => axum::serve(
                     // Responses are small and latency matters: no Nagle delay.
                     http_listener.tap_io(|stream| {
                         let _ = stream.set_nodelay(true);
@@ -325,7 +341,7 @@ impl Server {
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await
                 .map_err(|e| ServerError::Serve(e.to_string())),
-                Some((files, server_config)) => {
+                (Some((files, server_config)), _) => {
                     serve_tls(
                         http_listener,
                         router,
@@ -379,12 +395,14 @@ async fn serve_per_core(
     name: &str,
     listeners: Vec<std::net::TcpListener>,
     router: Router,
+    front: Option<Arc<dyn Front>>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let mut done = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
         let (finished, result) = tokio::sync::oneshot::channel();
         let router = router.clone();
+        let front = front.clone();
         let shutdown = shutdown.clone();
         std::thread::Builder::new()
             .name(format!("{name}-http-{index}"))
@@ -395,6 +413,10 @@ async fn serve_per_core(
                     .and_then(|runtime| {
                         runtime.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
+                            if let Some(front) = front {
+                                return crate::front::serve(listener, router, front, shutdown)
+                                    .await;
+                            }
                             axum::serve(
                                 listener.tap_io(|stream| {
                                     let _ = stream.set_nodelay(true);

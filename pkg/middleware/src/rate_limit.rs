@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::Quota;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -52,15 +52,21 @@ impl Decision {
     /// Writes `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (and `Retry-After`
     /// when refused).
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(self.reset_secs));
-        if !self.allowed {
-            headers.insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(self.retry_after_secs),
-            );
+        for (name, value) in self.headers() {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
         }
+    }
+
+    /// The headers [`Decision::write_headers`] writes, as names and numbers (for writers that
+    /// have no `HeaderMap`).
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("ratelimit-limit", u64::from(self.limit)),
+            ("ratelimit-remaining", u64::from(self.remaining)),
+            ("ratelimit-reset", self.reset_secs),
+        ]
+        .into_iter()
+        .chain((!self.allowed).then_some(("retry-after", self.retry_after_secs)))
     }
 }
 

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod h1;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct Upstream {
     pub service: String,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    /// The authority's hash: names this upstream's idle connections in [`h1`]'s pools
+    /// without a string per lookup.
+    pool_key: u64,
 }
 
 /// The upstream address is not an `http://host:port` URL.
@@ -51,10 +55,14 @@ impl Upstream {
         if scheme != http::uri::Scheme::HTTP {
             return Err(InvalidUpstream(url.to_owned()));
         }
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        authority.as_str().hash(&mut hasher);
         Ok(Self {
             service: service.to_owned(),
             scheme,
             authority,
+            pool_key: hasher.finish(),
         })
     }
 
@@ -223,6 +231,15 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         self.forward_within(upstream, request, client, Some(self.config.timeout))
             .await
+    }
+
+    /// The fast path's client: same pools' settings, connections driven by the request's task.
+    pub fn h1(&self) -> h1::Client {
+        h1::Client {
+            id: self.id,
+            connect_timeout: self.config.connect_timeout,
+            max_idle: self.config.max_idle_per_host,
+        }
     }
 
     /// The configured cap on one attempt.

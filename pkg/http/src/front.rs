@@ -1,0 +1,211 @@
+//! A hook that takes plain-HTTP connections before hyper does: the gateway's HTTP/1 fast path.
+//!
+//! A [`Front`] gets every accepted connection. It serves what it knows how to serve and hands
+//! the connection, with the bytes it has already read, to the [`Fallback`] (hyper with the full
+//! router and middleware) as soon as it meets anything else: HTTP/2, upgrades, chunked request
+//! bodies, the gateway's own pages. Nothing is lost in the hand-over, because the fallback
+//! reads the returned bytes first ([`Prefixed`]).
+//!
+//! Without a front, the server uses `axum::serve` as before; HTTPS never uses a front.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use bytes::{Buf, Bytes};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::Service as _;
+
+/// A boxed connection future.
+pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An accepted connection and what its front needs to serve it.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Serves the connection with hyper and the router, when the front will not.
+    pub fallback: Fallback,
+    /// Fires when the server stops: an idle connection closes at once.
+    pub shutdown: CancellationToken,
+    /// Set when the server stops: a busy connection closes after its request in flight.
+    pub stopping: Stopping,
+}
+
+/// Whether the server is stopping: a flag as cheap to read per request as it gets (unlike
+/// [`CancellationToken::is_cancelled`], which takes a lock).
+#[derive(Clone, Debug, Default)]
+pub struct Stopping(Arc<std::sync::atomic::AtomicBool>);
+
+impl Stopping {
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Serves accepted plain-HTTP connections ahead of hyper.
+pub trait Front: Send + Sync + 'static {
+    fn serve(self: Arc<Self>, connection: Connection) -> ConnectionFuture;
+}
+
+/// The router served by hyper (HTTP/1.1 and HTTP/2, with upgrades) on a connection a front
+/// handed back.
+#[derive(Clone)]
+pub struct Fallback {
+    router: Router,
+    shutdown: CancellationToken,
+}
+
+impl Fallback {
+    /// Serves `stream` after replaying `read`, the bytes the front already took from it.
+    pub async fn serve(self, stream: TcpStream, peer: SocketAddr, read: Bytes) {
+        let router = self.router;
+        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().call(request)
+        });
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let io = TokioIo::new(Prefixed {
+            prefix: read,
+            inner: stream,
+        });
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            _ = self.shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    }
+}
+
+/// A stream whose first reads return `prefix`.
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepts until `shutdown`, giving every connection to `front`; then waits for the
+/// connections to finish (the server's shutdown timeout bounds the wait).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    front: Arc<dyn Front>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let fallback = Fallback {
+        router,
+        shutdown: shutdown.clone(),
+    };
+    let connections = tokio_util::task::TaskTracker::new();
+    let stopping = Stopping::default();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors and the like: back off rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Responses are small and latency matters: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        connections.spawn(Arc::clone(&front).serve(Connection {
+            stream,
+            peer,
+            fallback: fallback.clone(),
+            shutdown: shutdown.clone(),
+            stopping: stopping.clone(),
+        }));
+    }
+    stopping.set();
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn prefixed_streams_replay_the_prefix_first() {
+        let (client, mut server) = tokio::io::duplex(64);
+        drop(client);
+        let mut io = Prefixed {
+            prefix: Bytes::from_static(b"GET / HTTP/1.1\r\n"),
+            inner: &mut server,
+        };
+        let mut read = Vec::new();
+        io.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, b"GET / HTTP/1.1\r\n");
+    }
+}
