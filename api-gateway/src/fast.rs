@@ -123,6 +123,9 @@ impl FastPath {
         let idle = tokio::time::sleep(IDLE_TIMEOUT);
         tokio::pin!(idle);
         loop {
+            // Set when a request starts arriving: its head and body get this long in all, so
+            // a client trickling bytes cannot hold the connection forever.
+            let mut request_deadline: Option<Instant> = None;
             let prepared = loop {
                 match self.prepare(&buf, ip) {
                     Next::Ready(prepared) => break prepared,
@@ -141,7 +144,9 @@ impl FastPath {
                         read = stream.read_buf(&mut buf) => Ok(read),
                     }
                 } else {
-                    tokio::time::timeout(REQUEST_READ_TIMEOUT, stream.read_buf(&mut buf)).await
+                    let deadline = *request_deadline
+                        .get_or_insert_with(|| Instant::now() + REQUEST_READ_TIMEOUT);
+                    tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut buf)).await
                 };
                 match read {
                     Ok(Ok(n)) if n > 0 => {}
@@ -446,7 +451,7 @@ async fn send(
     let mut connection = client.connect(upstream).await?;
     let mut out = Vec::with_capacity(512);
     let head = match connection
-        .exchange(&upstream.service, request, head_only, &mut out, &extra)
+        .exchange(&upstream.service, request, head_only, &mut out, OWN, &extra)
         .await
     {
         Ok(head) => head,
@@ -454,7 +459,7 @@ async fn send(
             out.clear();
             connection = client.connect_fresh(upstream).await?;
             connection
-                .exchange(&upstream.service, request, head_only, &mut out, &extra)
+                .exchange(&upstream.service, request, head_only, &mut out, OWN, &extra)
                 .await
                 .map_err(|(ExchangeError::Stale(e) | ExchangeError::Failed(e))| e)?
         }
@@ -466,6 +471,15 @@ async fn send(
         out,
     })
 }
+
+/// The response headers the gateway sets, replacing an upstream's (as the hyper path's
+/// `insert`s do).
+const OWN: &[&str] = &[
+    "x-request-id",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+];
 
 /// `RateLimit-*` headers (as [`Decision::write_headers`] writes them).
 fn write_decision(out: &mut Vec<u8>, decision: &Decision) {

@@ -105,7 +105,7 @@ async fn serve_raw(mut stream: TcpStream, connection: usize, seen: Seen) {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Custom-Case: yes\r\n\r\n3;x=1\r\nabc\r\n4\r\ndefg\r\n0\r\nx-trailer: t\r\n\r\n"
             }
             "/api/v1/users/old" => b"HTTP/1.0 200 OK\r\nX-Custom-Case: yes\r\n\r\nuntil the end",
-            _ => b"HTTP/1.1 200 OK\r\nX-Custom-Case: yes\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nok",
+            _ => b"HTTP/1.1 200 OK\r\nX-Custom-Case: yes\r\nX-Request-Id: from-upstream\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nok",
         };
         if stream.write_all(response).await.is_err() {
             return;
@@ -197,6 +197,10 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
         // As the upstream wrote it: the fast path served this.
         assert!(response.contains("X-Custom-Case: yes\r\n"), "{response}");
         assert!(response.contains(&format!("x-request-id: req-{i}\r\n")));
+        assert!(
+            !response.contains("from-upstream"),
+            "the gateway's request id replaces the upstream's: {response}"
+        );
         assert!(
             !response.contains("X-Hop") && !response.contains("keep-alive"),
             "hop-by-hop headers and those Connection names are dropped: {response}"
@@ -347,4 +351,33 @@ async fn refusals_from_the_edge_are_written_by_the_fast_path() {
     );
 
     assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_closes_idle_connections_at_once_and_lets_the_request_in_flight_finish() {
+    let upstream = support::Fake::start("users").await;
+    let gateway = TestGateway::start(config(&[("user-service", &upstream.url)])).await;
+    let token = user_token();
+    let request = format!(
+        "GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+
+    // One connection served a request and is idle; the next request will be slow.
+    let mut idle = send_raw(&gateway, request.as_bytes()).await;
+    let response = read_response(&mut idle, &mut Vec::new()).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    upstream.set(|b| b.delay = Duration::from_millis(500));
+    let mut busy = send_raw(&gateway, request.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    drop(gateway);
+    let closed = tokio::time::timeout(Duration::from_millis(300), idle.read(&mut [0u8; 64]))
+        .await
+        .expect("an idle connection is closed at once");
+    assert_eq!(closed.unwrap(), 0);
+    let all = read_to_close(&mut busy).await;
+    assert!(
+        all.starts_with("HTTP/1.1 200"),
+        "the request in flight is answered before its connection closes: {all}"
+    );
 }

@@ -413,7 +413,8 @@ pub enum ExchangeError {
 
 impl UpstreamConnection {
     /// Sends `request` (head and body, already encoded) and reads the response head,
-    /// rewriting it into `out` for the client: hop-by-hop headers dropped, `extra` called to
+    /// rewriting it into `out` for the client: hop-by-hop headers and those in `replaced`
+    /// dropped, `extra` called to
     /// append the caller's own headers.
     pub async fn exchange(
         &mut self,
@@ -421,6 +422,7 @@ impl UpstreamConnection {
         request: &[u8],
         head_only: bool,
         out: &mut Vec<u8>,
+        replaced: &[&str],
         extra: impl FnOnce(&mut Vec<u8>),
     ) -> Result<ResponseHead, ExchangeError> {
         let broken = |reason: String| ProxyError::Broken {
@@ -451,7 +453,7 @@ impl UpstreamConnection {
                         self.buf.advance(len);
                         continue;
                     }
-                    let head = rewrite_response(&response, head_only, out, extra)
+                    let head = rewrite_response(&response, head_only, out, replaced, extra)
                         .map_err(|reason| ExchangeError::Failed(broken(reason.to_owned())))?;
                     self.buf.advance(len);
                     return Ok(head);
@@ -601,6 +603,7 @@ fn rewrite_response(
     response: &httparse::Response<'_, '_>,
     head_only: bool,
     out: &mut Vec<u8>,
+    replaced: &[&str],
     extra: impl FnOnce(&mut Vec<u8>),
 ) -> Result<ResponseHead, &'static str> {
     let status = response.code.unwrap_or(0);
@@ -637,7 +640,9 @@ fn rewrite_response(
     out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for header in headers {
-        if is_hop_by_hop(header.name, &connection) {
+        if is_hop_by_hop(header.name, &connection)
+            || replaced.iter().any(|r| header.name.eq_ignore_ascii_case(r))
+        {
             continue;
         }
         put_header(out, header.name, header.value);
@@ -721,7 +726,7 @@ mod tests {
         let mut response = httparse::Response::new(&mut headers);
         assert!(response.parse(raw).unwrap().is_complete());
         let mut out = Vec::new();
-        let head = rewrite_response(&response, head_only, &mut out, |out| {
+        let head = rewrite_response(&response, head_only, &mut out, &["x-request-id"], |out| {
             put_header(out, "x-request-id", b"r1")
         })
         .unwrap();
@@ -731,7 +736,7 @@ mod tests {
     #[test]
     fn response_heads_lose_hop_by_hop_headers_and_keep_their_framing() {
         let (head, text) = rewrite(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Type: text/plain\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nX-Request-Id: upstream's\r\nContent-Type: text/plain\r\n\r\n",
             false,
         );
         assert_eq!(head.framing, Framing::Length(2));
@@ -770,7 +775,7 @@ mod tests {
         let mut response = httparse::Response::new(&mut headers);
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
         assert!(response.parse(raw).unwrap().is_complete());
-        assert!(rewrite_response(&response, false, &mut Vec::new(), |_| {}).is_err());
+        assert!(rewrite_response(&response, false, &mut Vec::new(), &[], |_| {}).is_err());
     }
 
     #[test]
