@@ -437,33 +437,12 @@ impl UpstreamConnection {
                 ExchangeError::Failed(error)
             });
         }
+        let mut extra = Some(extra);
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = response.code.unwrap_or(0);
-                    if (100..200).contains(&status) {
-                        // Interim responses (103 Early Hints…) are not forwarded.
-                        if status == 101 {
-                            return Err(ExchangeError::Failed(broken(
-                                "unrequested protocol switch".to_owned(),
-                            )));
-                        }
-                        self.buf.advance(len);
-                        continue;
-                    }
-                    let head = rewrite_response(&response, head_only, out, replaced, extra)
-                        .map_err(|reason| ExchangeError::Failed(broken(reason.to_owned())))?;
-                    self.buf.advance(len);
-                    return Ok(head);
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(error) => {
-                    return Err(ExchangeError::Failed(broken(format!(
-                        "invalid response head: {error}"
-                    ))));
-                }
+            match self.take_head(head_only, out, replaced, &mut extra) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(reason) => return Err(ExchangeError::Failed(broken(reason))),
             }
             if self.buf.len() > 64 * 1024 {
                 return Err(ExchangeError::Failed(broken(
@@ -487,6 +466,40 @@ impl UpstreamConnection {
                     });
                 }
             }
+        }
+    }
+
+    /// The response head at the start of the buffer, rewritten into `out`, once it is all
+    /// there (interim 1xx responses skipped). Not async on purpose: the parser's 2 KiB header
+    /// array stays on the stack instead of in the exchange's future.
+    fn take_head(
+        &mut self,
+        head_only: bool,
+        out: &mut Vec<u8>,
+        replaced: &[&str],
+        extra: &mut Option<impl FnOnce(&mut Vec<u8>)>,
+    ) -> Result<Option<ResponseHead>, String> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            let len = match response.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(error) => return Err(format!("invalid response head: {error}")),
+            };
+            let status = response.code.unwrap_or(0);
+            if (100..200).contains(&status) {
+                // Interim responses (103 Early Hints…) are not forwarded.
+                if status == 101 {
+                    return Err("unrequested protocol switch".to_owned());
+                }
+                self.buf.advance(len);
+                continue;
+            }
+            let write_extra = extra.take().ok_or("response head already taken")?;
+            let head = rewrite_response(&response, head_only, out, replaced, write_extra)?;
+            self.buf.advance(len);
+            return Ok(Some(head));
         }
     }
 
