@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
-rounds=${2:-3}
+rounds=${2:-5}
 connections=${3:-64}
 target=${CARGO_TARGET_DIR:-target}
 say() { echo "[bench] $*" >&2; }
@@ -99,6 +99,13 @@ peak_rss=0
 watch_rss() { while kill -0 "$gateway_pid" 2>/dev/null; do r=$(awk '/VmRSS/ {print $2}' /proc/$gateway_pid/status 2>/dev/null || echo 0); [ "$r" -gt "$(cat "$work/rss")" ] && echo "$r" > "$work/rss"; sleep 0.2; done; }
 echo 0 > "$work/rss"
 watch_rss & pids+=($!)
+
+# Warm-up, not measured: every target gets its connections, pools, caches and allocator
+# arenas in place before the first round, so round 1 does not pay for start-up.
+say "warm-up (3s each)"
+for port in $UP $NGX $BARE $GW $GWH; do
+    wrk -t2 -c"$connections" -d3s -H "authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/bench" >/dev/null
+done
 
 results="$work/results"
 for round in $(seq 1 "$rounds"); do

@@ -6,6 +6,8 @@
 //! - [`forward`]: the request path — edge authentication (identity headers only from a verified
 //!   token), rate limits per IP and per user, balanced and breaker-guarded forwarding with
 //!   budgeted retries;
+//! - [`fast`]: the HTTP/1 fast path — plain HTTP/1.1 API requests served with the same policy
+//!   on `platform_proxy::h1`, everything else handed to hyper;
 //! - [`health`]: `/health` aggregating every service, `/health/{service}`;
 //! - [`docs`]: the merged OpenAPI document and Swagger UI;
 //! - [`config`] and [`startup`]: configuration and wiring.

@@ -8,6 +8,9 @@
 //! [`balance`] chooses among a service's endpoints (round-robin, weighted, power of two
 //! choices) and keeps them honest with active health checks and per-endpoint circuit breakers.
 //!
+//! [`h1`] is the same job without hyper, for the plain HTTP/1.1 requests the gateway's fast
+//! path takes: heads rewritten from the parsed bytes, per-thread upstream connection pools.
+//!
 //! Architecture invariant: no routing or auth here — the gateway decides *what* goes *where*;
 //! this crate knows *how* to pick an endpoint and forward.
 #![forbid(unsafe_code)]
