@@ -105,6 +105,9 @@ async fn serve_raw(mut stream: TcpStream, connection: usize, seen: Seen) {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Custom-Case: yes\r\n\r\n3;x=1\r\nabc\r\n4\r\ndefg\r\n0\r\nx-trailer: t\r\n\r\n"
             }
             "/api/v1/users/old" => b"HTTP/1.0 200 OK\r\nX-Custom-Case: yes\r\n\r\nuntil the end",
+            "/api/v1/users/hints" => {
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            }
             _ => b"HTTP/1.1 200 OK\r\nX-Custom-Case: yes\r\nX-Request-Id: from-upstream\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nok",
         };
         if stream.write_all(response).await.is_err() {
@@ -253,6 +256,30 @@ async fn chunked_and_close_delimited_responses_pass_through_intact() {
         second.ends_with("\r\n\r\nuntil the end"),
         "a body delimited by close ends with the connection: {second:?}"
     );
+}
+
+#[tokio::test]
+async fn interim_responses_reach_the_client_before_the_final_one() {
+    let upstream = RawUpstream::start().await;
+    let gateway = gateway(&upstream).await;
+    let token = user_token();
+    let mut client = send_raw(
+        &gateway,
+        format!(
+            "GET /api/v1/users/hints HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let mut pending = Vec::new();
+    let interim = read_response(&mut client, &mut pending).await;
+    assert_eq!(
+        interim,
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    );
+    let last = read_response(&mut client, &mut pending).await;
+    assert!(last.starts_with("HTTP/1.1 200 OK\r\n"), "{last}");
+    assert!(last.ends_with("\r\n\r\nok"), "{last}");
 }
 
 #[tokio::test]

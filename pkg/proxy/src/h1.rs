@@ -439,7 +439,7 @@ impl UpstreamConnection {
         }
         let mut extra = Some(extra);
         loop {
-            match self.take_head(head_only, out, replaced, &mut extra) {
+            match take_head(&mut self.buf, head_only, out, replaced, &mut extra) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(reason) => return Err(ExchangeError::Failed(broken(reason))),
@@ -466,40 +466,6 @@ impl UpstreamConnection {
                     });
                 }
             }
-        }
-    }
-
-    /// The response head at the start of the buffer, rewritten into `out`, once it is all
-    /// there (interim 1xx responses skipped). Not async on purpose: the parser's 2 KiB header
-    /// array stays on the stack instead of in the exchange's future.
-    fn take_head(
-        &mut self,
-        head_only: bool,
-        out: &mut Vec<u8>,
-        replaced: &[&str],
-        extra: &mut Option<impl FnOnce(&mut Vec<u8>)>,
-    ) -> Result<Option<ResponseHead>, String> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            let len = match response.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(error) => return Err(format!("invalid response head: {error}")),
-            };
-            let status = response.code.unwrap_or(0);
-            if (100..200).contains(&status) {
-                // Interim responses (103 Early Hints…) are not forwarded.
-                if status == 101 {
-                    return Err("unrequested protocol switch".to_owned());
-                }
-                self.buf.advance(len);
-                continue;
-            }
-            let write_extra = extra.take().ok_or("response head already taken")?;
-            let head = rewrite_response(&response, head_only, out, replaced, write_extra)?;
-            self.buf.advance(len);
-            return Ok(Some(head));
         }
     }
 
@@ -641,25 +607,7 @@ fn rewrite_response(
         }
     };
     let keep_alive = response.version == Some(1) && !has_token(headers, "connection", "close");
-    let connection: Vec<Header<'_>> = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .copied()
-        .collect();
-
-    out.extend_from_slice(b"HTTP/1.1 ");
-    put_number(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for header in headers {
-        if is_hop_by_hop(header.name, &connection)
-            || replaced.iter().any(|r| header.name.eq_ignore_ascii_case(r))
-        {
-            continue;
-        }
-        put_header(out, header.name, header.value);
-    }
+    write_status_and_headers(response, out, replaced);
     match framing {
         Framing::Chunked if !head_only => put_header(out, "transfer-encoding", b"chunked"),
         Framing::UntilClose => put_header(out, "connection", b"close"),
@@ -672,6 +620,70 @@ fn rewrite_response(
         framing,
         reusable: keep_alive && framing != Framing::UntilClose,
     })
+}
+
+/// The status line and the end-to-end headers of `response` (hop-by-hop ones and those in
+/// `replaced` dropped), without the blank line.
+fn write_status_and_headers(
+    response: &httparse::Response<'_, '_>,
+    out: &mut Vec<u8>,
+    replaced: &[&str],
+) {
+    let headers = &*response.headers;
+    let connection: Vec<Header<'_>> = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .copied()
+        .collect();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    put_number(out, u64::from(response.code.unwrap_or(0)));
+    out.push(b' ');
+    out.extend_from_slice(response.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for header in headers {
+        if is_hop_by_hop(header.name, &connection)
+            || replaced.iter().any(|r| header.name.eq_ignore_ascii_case(r))
+        {
+            continue;
+        }
+        put_header(out, header.name, header.value);
+    }
+}
+
+/// Takes the response head at the start of `buf` once it is all there: rewritten into `out`,
+/// after any interim 1xx responses, which are forwarded as they come (RFC 9110 §15.2: a proxy
+/// forwards the 1xx responses it did not ask for). Not async on purpose: the parser's 2 KiB
+/// header array stays on the stack instead of in the exchange's future.
+fn take_head(
+    buf: &mut BytesMut,
+    head_only: bool,
+    out: &mut Vec<u8>,
+    replaced: &[&str],
+    extra: &mut Option<impl FnOnce(&mut Vec<u8>)>,
+) -> Result<Option<ResponseHead>, String> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(error) => return Err(format!("invalid response head: {error}")),
+        };
+        let status = response.code.unwrap_or(0);
+        if (100..200).contains(&status) {
+            if status == 101 {
+                return Err("unrequested protocol switch".to_owned());
+            }
+            write_status_and_headers(&response, out, &[]);
+            out.extend_from_slice(b"\r\n");
+            buf.advance(len);
+            continue;
+        }
+        let write_extra = extra.take().ok_or("response head already taken")?;
+        let head = rewrite_response(&response, head_only, out, replaced, write_extra)?;
+        buf.advance(len);
+        return Ok(Some(head));
+    }
 }
 
 #[cfg(test)]
@@ -780,6 +792,36 @@ mod tests {
             false,
         );
         assert!(!head.reusable);
+    }
+
+    #[test]
+    fn interim_responses_are_forwarded_before_the_final_head() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+        );
+        let mut out = Vec::new();
+        let mut extra = Some(|out: &mut Vec<u8>| put_header(out, "x-request-id", b"r1"));
+        let head = take_head(&mut buf, false, &mut out, &[], &mut extra)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-request-id: r1\r\n\r\n"
+        );
+        assert_eq!(&buf[..], b"ok", "the body stays for the relay");
+
+        let mut partial = BytesMut::from(&b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 20"[..]);
+        let mut out = Vec::new();
+        let mut extra = Some(|_: &mut Vec<u8>| {});
+        assert!(
+            take_head(&mut partial, false, &mut out, &[], &mut extra)
+                .unwrap()
+                .is_none()
+        );
+        let mut switch = BytesMut::from(&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..]);
+        assert!(take_head(&mut switch, false, &mut Vec::new(), &[], &mut extra).is_err());
     }
 
     #[test]
