@@ -1,7 +1,6 @@
 //! Wiring of the gateway.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -178,12 +177,8 @@ impl platform_http::Service for Gateway {
         Gateway::build(config).await
     }
 
-    fn http_addr(&self) -> SocketAddr {
-        self.server.http_addr()
-    }
-
-    fn grpc_addr(&self) -> Option<SocketAddr> {
-        None
+    fn server(&self) -> &Server {
+        &self.server
     }
 
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {

@@ -13,7 +13,7 @@ use platform_config::Env;
 use platform_telemetry::TelemetryConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::shutdown_on_signal;
+use crate::server::{Server, shutdown_on_signal};
 
 /// Any start-up or serving failure, reported by name.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,9 +45,17 @@ pub trait Service: Sized + Send + 'static {
     /// Connects, migrates and binds; nothing is served yet.
     fn build(config: Self::Config) -> impl Future<Output = Result<Self, BoxError>> + Send;
 
-    fn http_addr(&self) -> SocketAddr;
+    /// The bound server the service runs (its addresses come from here).
+    fn server(&self) -> &Server;
 
-    fn grpc_addr(&self) -> Option<SocketAddr>;
+    fn http_addr(&self) -> SocketAddr {
+        self.server().http_addr()
+    }
+
+    /// `None` for services without a gRPC side.
+    fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.server().grpc_addr()
+    }
 
     /// Serves until `shutdown` fires, then drains and closes pools.
     fn run(self, shutdown: CancellationToken) -> impl Future<Output = Result<(), BoxError>> + Send;

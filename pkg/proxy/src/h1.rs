@@ -24,8 +24,9 @@ use crate::{ProxyError, Upstream};
 /// Most headers a head may carry on the fast path (more → hyper's path).
 pub const MAX_HEADERS: usize = 64;
 
-/// Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
+/// Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded (by either
+/// path: [`crate::Proxy`] strips the same list).
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",

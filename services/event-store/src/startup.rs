@@ -1,7 +1,5 @@
 //! Wiring: the store's database, its consumer of every event family, its admin API.
 
-use std::net::SocketAddr;
-
 use platform_auth::Jwt;
 use platform_config::Env;
 use platform_db::DatabaseCheck;
@@ -99,12 +97,8 @@ impl platform_http::Service for EventStore {
         EventStore::build(config).await
     }
 
-    fn http_addr(&self) -> SocketAddr {
-        self.server.http_addr()
-    }
-
-    fn grpc_addr(&self) -> Option<SocketAddr> {
-        None
+    fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Serves and consumes until `shutdown`, then closes the pool.

@@ -1,7 +1,6 @@
 //! Wiring: builds the service from its configuration and runs it: the HTTP API, the event
 //! consumer, and the delivery worker.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use platform_auth::Jwt;
@@ -144,12 +143,8 @@ impl platform_http::Service for Application {
         Application::build(config).await
     }
 
-    fn http_addr(&self) -> SocketAddr {
-        self.server.http_addr()
-    }
-
-    fn grpc_addr(&self) -> Option<SocketAddr> {
-        None
+    fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Serves, consumes events and delivers until `shutdown`, then closes the pool.

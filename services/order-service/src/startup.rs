@@ -1,8 +1,6 @@
 //! Wiring: builds the service from its configuration and runs it (HTTP, the outbox relay, the
 //! saga recovery task and the consumer of payment events).
 
-use std::net::SocketAddr;
-
 use platform_auth::Jwt;
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
@@ -110,12 +108,8 @@ impl platform_http::Service for Application {
         Application::build(config).await
     }
 
-    fn http_addr(&self) -> SocketAddr {
-        self.server.http_addr()
-    }
-
-    fn grpc_addr(&self) -> Option<SocketAddr> {
-        None
+    fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Serves, relays events, recovers stalled sagas and consumes payment events until

@@ -1,7 +1,5 @@
 //! Wiring: builds the service from its configuration and runs it.
 
-use std::net::SocketAddr;
-
 use platform_auth::Jwt;
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
@@ -78,12 +76,8 @@ impl platform_http::Service for Application {
         Application::build(config).await
     }
 
-    fn http_addr(&self) -> SocketAddr {
-        self.server.http_addr()
-    }
-
-    fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.server.grpc_addr()
+    fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Serves and relays events until `shutdown`, then closes the pool.

@@ -1,7 +1,5 @@
 //! Wiring: builds the service from its configuration and runs it.
 
-use std::net::SocketAddr;
-
 use platform_auth::Jwt;
 use platform_cache::{CacheConfig, LayeredCache, RedisCheck, RedisPool};
 use platform_config::Env;
@@ -140,12 +138,8 @@ impl platform_http::Service for Application {
         Application::build(config).await
     }
 
-    fn http_addr(&self) -> SocketAddr {
-        self.server.http_addr()
-    }
-
-    fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.server.grpc_addr()
+    fn server(&self) -> &Server {
+        &self.server
     }
 
     /// Serves, relays events, listens for other replicas' cache invalidations and sweeps
