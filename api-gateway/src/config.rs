@@ -20,6 +20,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 0,
     request_timeout: Duration::from_secs(35),
     per_core: true,
+    edge: true,
 };
 
 /// Retry timing and budget.

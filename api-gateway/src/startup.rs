@@ -146,6 +146,7 @@ impl Gateway {
                 // one service down never takes the whole gateway out of rotation.
                 readiness: Readiness::new(),
                 metrics,
+                audit: platform_http::audit::Audit::new(&config.server.service_name),
             },
         )
         .await?;

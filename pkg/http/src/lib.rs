@@ -15,6 +15,8 @@
 //! over an [`HttpApi`], optional [`GrpcApi`], their [`Readiness`] checks and [`Metrics`].
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod client_ip;
 pub mod extract;
 pub mod front;
 pub mod health;
@@ -26,6 +28,8 @@ pub mod server;
 pub mod service;
 pub mod tls;
 
+pub use audit::Auditor;
+pub use client_ip::TrustedProxies;
 pub use extract::{
     FieldErrors, IdempotencyKey, Json, Path, Query, fingerprint, idempotent_response,
 };

@@ -16,7 +16,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +26,8 @@ use futures::FutureExt;
 use platform_metrics::Metrics;
 use tracing::{Instrument, field};
 
+use crate::audit::{Audit, AuditContext, Auditor};
+use crate::client_ip::TrustedProxies;
 use crate::problem::Problem;
 
 /// The header carrying the request id, in both directions.
@@ -44,6 +48,10 @@ pub struct PipelineState {
     pub metrics: Metrics,
     /// The per-request deadline.
     pub timeout: Duration,
+    /// Handed to every request as an [`Auditor`].
+    pub audit: Audit,
+    /// Whose forwarding headers name the client (the audit trail's `client_ip`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Whether a client's `X-Request-Id` may be kept: short printable ASCII.
@@ -73,6 +81,19 @@ pub async fn pipeline(
             id
         }
     };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let client_ip = peer.map(|peer| state.trusted_proxies.client_ip(peer, request.headers()));
+    let auditor = Auditor {
+        audit: state.audit.clone(),
+        context: AuditContext {
+            client_ip,
+            request_id: request_id.to_str().ok().map(Arc::from),
+        },
+    };
+    request.extensions_mut().insert(auditor);
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let span = request_span(&state.service, &method, &request_id);

@@ -17,6 +17,8 @@ use utoipa::OpenApi as _;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::audit::Audit;
+use crate::client_ip::TrustedProxies;
 use crate::health::{self, OpsState, Readiness};
 use crate::middleware::{self, PipelineState};
 
@@ -59,6 +61,14 @@ pub struct RequestLimits {
     pub max_body_bytes: usize,
 }
 
+/// What the pipeline gives every request besides limits: the audit trail, and whose
+/// forwarding headers to believe when naming the client.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub audit: Audit,
+    pub trusted_proxies: TrustedProxies,
+}
+
 /// Adds `/health`, `/ready`, `/metrics` and `/openapi.json` to `api`, then wraps the whole in the
 /// shared middleware stack (see [`crate::middleware`] for the order and why).
 pub fn finish(
@@ -67,6 +77,7 @@ pub fn finish(
     readiness: Readiness,
     metrics: Metrics,
     limits: RequestLimits,
+    context: RequestContext,
 ) -> Router {
     let service: Arc<str> = Arc::from(service);
     let ops = OpsState {
@@ -113,6 +124,8 @@ pub fn finish(
                         service,
                         metrics,
                         timeout: limits.timeout,
+                        audit: context.audit,
+                        trusted_proxies: context.trusted_proxies,
                     },
                     middleware::pipeline,
                 ))

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::serve::ListenerExt;
+use platform_audit::Audit;
 use platform_config::{Env, Environment};
 use platform_metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::client_ip::{INTERNAL_NETWORKS, TrustedProxies};
 use crate::front::Front;
 use crate::health::Readiness;
 use crate::tls::TlsConfig;
@@ -49,6 +51,61 @@ pub struct ServerConfig {
     /// cross-thread wake-ups. The gateway's default is one per CPU. (HTTPS always uses the
     /// shared runtime.)
     pub http_threads: usize,
+    /// The socket limits every listener enforces.
+    pub connections: ConnectionLimits,
+    /// `TRUSTED_PROXIES`: whose `X-Forwarded-For` / `Forwarded` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// `METRICS_PORT`: serve `/metrics` on its own listener (same host) instead of the main
+    /// one, so that it can stay internal while the API is public.
+    pub metrics_port: Option<u16>,
+    /// `GRPC_REFLECTION`: serve gRPC server reflection (off: it tells a caller every method).
+    pub grpc_reflection: bool,
+}
+
+/// How long a socket may take and how many there may be, per listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `HEADER_READ_TIMEOUT`: a request head (and a TLS handshake) must arrive within this
+    /// once its first byte has (a client trickling bytes is cut off).
+    pub header_read_timeout: Duration,
+    /// `IDLE_TIMEOUT`: a keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open connections per listener; the next one is refused at once
+    /// (HTTP: a 503 problem and close; gRPC: closed).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    pub fn from_env(env: &mut Env) -> Self {
+        let defaults = Self::default();
+        let header_read_timeout = env.or("HEADER_READ_TIMEOUT", defaults.header_read_timeout);
+        let idle_timeout = env.or("IDLE_TIMEOUT", defaults.idle_timeout);
+        if header_read_timeout.is_zero() {
+            env.report("HEADER_READ_TIMEOUT", "a positive duration such as 10s");
+        }
+        if idle_timeout.is_zero() {
+            env.report("IDLE_TIMEOUT", "a positive duration such as 60s");
+        }
+        Self {
+            header_read_timeout,
+            idle_timeout,
+            max_connections: env.in_range(
+                "MAX_CONNECTIONS",
+                defaults.max_connections,
+                1..=1_000_000,
+            ),
+        }
+    }
 }
 
 /// A service's own defaults, overridden by the environment.
@@ -62,6 +119,9 @@ pub struct ServerDefaults {
     pub request_timeout: Duration,
     /// Serve HTTP thread-per-core by default (the gateway: pure I/O, no blocking work).
     pub per_core: bool,
+    /// Faces clients (the gateway): listens on every interface and trusts no proxy by default.
+    /// Internal services listen on loopback and trust the internal networks' proxies.
+    pub edge: bool,
 }
 
 impl ServerConfig {
@@ -69,7 +129,14 @@ impl ServerConfig {
         Self {
             service_name: env.or("SERVICE_NAME", defaults.name.to_owned()),
             environment: env.or("ENVIRONMENT", Environment::Development),
-            host: env.or("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            host: env.or(
+                "HOST",
+                IpAddr::V4(if defaults.edge {
+                    Ipv4Addr::UNSPECIFIED
+                } else {
+                    Ipv4Addr::LOCALHOST
+                }),
+            ),
             port: env.or("PORT", defaults.port),
             grpc_port: env.or("GRPC_PORT", defaults.grpc_port),
             request_timeout: env.or("REQUEST_TIMEOUT", defaults.request_timeout),
@@ -85,6 +152,13 @@ impl ServerConfig {
                 },
                 0..=1024,
             ),
+            connections: ConnectionLimits::from_env(env),
+            trusted_proxies: TrustedProxies::from_env(
+                env,
+                if defaults.edge { "" } else { INTERNAL_NETWORKS },
+            ),
+            metrics_port: env.optional("METRICS_PORT"),
+            grpc_reflection: env.or("GRPC_REFLECTION", false),
         }
     }
 
@@ -101,6 +175,10 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             tls: None,
             http_threads: 0,
+            connections: ConnectionLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
+            metrics_port: None,
+            grpc_reflection: false,
         }
     }
 
@@ -128,6 +206,8 @@ pub struct ServiceParts {
     pub grpc: Option<GrpcApi>,
     pub readiness: Readiness,
     pub metrics: Metrics,
+    /// The service's audit trail: every request carries it (see [`crate::audit::Auditor`]).
+    pub audit: Audit,
 }
 
 /// Failure to start serving.
@@ -212,6 +292,10 @@ impl Server {
             parts.readiness,
             parts.metrics.clone(),
             config.limits(),
+            router::RequestContext {
+                audit: parts.audit.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
+            },
         );
         // Load the certificate before binding: a bad one stops start-up.
         let tls = match &config.tls {
@@ -236,7 +320,7 @@ impl Server {
         let grpc = match parts.grpc {
             Some(api) => {
                 let listener = listen(config.host, config.grpc_port).await?;
-                Some((listener, grpc_routes(api).await?))
+                Some((listener, grpc_routes(api, config.grpc_reflection).await?))
             }
             None => None,
         };
@@ -481,8 +565,9 @@ async fn serve_tls(
         .map_err(|e| ServerError::Serve(e.to_string()))
 }
 
-/// The service's gRPC routes plus the standard health and reflection services.
-async fn grpc_routes(api: GrpcApi) -> Result<tonic::service::Routes, ServerError> {
+/// The service's gRPC routes plus the standard health service, and reflection when asked for
+/// (`GRPC_REFLECTION=true`: it lists every method to anyone who can connect).
+async fn grpc_routes(api: GrpcApi, reflect: bool) -> Result<tonic::service::Routes, ServerError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     for service in &api.services {
         reporter
@@ -493,15 +578,16 @@ async fn grpc_routes(api: GrpcApi) -> Result<tonic::service::Routes, ServerError
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    let routes = api.routes.add_service(health_service);
+    if !reflect {
+        return Ok(routes);
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(api.file_descriptor_set)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
-    Ok(api
-        .routes
-        .add_service(health_service)
-        .add_service(reflection))
+    Ok(routes.add_service(reflection))
 }
 
 /// A token cancelled on SIGINT (Ctrl-C) or SIGTERM: the stop signal of every binary.
@@ -558,6 +644,7 @@ mod tests {
                 grpc_port: 2,
                 request_timeout: Duration::from_secs(30),
                 per_core: false,
+                edge: false,
             },
         );
         let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();

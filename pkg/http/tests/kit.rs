@@ -84,6 +84,7 @@ async fn start_with(
             grpc: None,
             readiness,
             metrics: Metrics::new("kit-test"),
+            audit: platform_http::audit::Audit::new("kit-test"),
         },
     )
     .await

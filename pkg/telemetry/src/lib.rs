@@ -134,8 +134,10 @@ pub fn init(
     if INSTALLED.get().is_some() {
         return Ok(TelemetryGuard { provider: None });
     }
-    let filter =
-        EnvFilter::try_new(&config.filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    // Audit records are never filtered away: whatever the level asked for, the `audit` target
+    // stays on at `info` (a directive for a target outranks the default level).
+    let filter = EnvFilter::try_new(format!("{},audit=info", config.filter))
+        .map_err(|e| TelemetryError::Filter(e.to_string()))?;
 
     let mut provider = SdkTracerProvider::builder().with_resource(
         opentelemetry_sdk::Resource::builder()

@@ -15,6 +15,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 0,
     request_timeout: Duration::from_secs(30),
     per_core: false,
+    edge: false,
 };
 
 #[derive(Debug, Clone)]

@@ -66,6 +66,7 @@ impl EventStore {
                 grpc: None,
                 readiness: Readiness::new().with("database", DatabaseCheck(db.clone())),
                 metrics,
+                audit: platform_http::audit::Audit::new(&config.server.service_name),
             },
         )
         .await?;

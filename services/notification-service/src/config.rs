@@ -18,6 +18,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 0,
     request_timeout: Duration::from_secs(30),
     per_core: false,
+    edge: false,
 };
 
 /// How queued messages are delivered.

@@ -110,6 +110,7 @@ impl Application {
                 grpc: None,
                 readiness,
                 metrics,
+                audit: platform_http::audit::Audit::new(&config.server.service_name),
             },
         )
         .await?;

@@ -16,6 +16,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 9083,
     request_timeout: Duration::from_secs(30),
     per_core: false,
+    edge: false,
 };
 
 /// Where the services the saga calls listen, and how calls to them behave.

@@ -22,6 +22,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 9084,
     request_timeout: Duration::from_secs(30),
     per_core: false,
+    edge: false,
 };
 
 /// Which providers, in which order, and their credentials.

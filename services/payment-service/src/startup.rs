@@ -49,6 +49,7 @@ impl Application {
                 grpc: Some(crate::grpc::api(payments)),
                 readiness,
                 metrics,
+                audit: platform_http::audit::Audit::new(&config.server.service_name),
             },
         )
         .await?;

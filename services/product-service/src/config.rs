@@ -15,6 +15,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 9082,
     request_timeout: Duration::from_secs(30),
     per_core: false,
+    edge: false,
 };
 
 /// How reads are cached.

@@ -82,6 +82,7 @@ impl Application {
                 grpc: Some(crate::grpc::api(catalog.clone())),
                 readiness,
                 metrics,
+                audit: platform_http::audit::Audit::new(&config.server.service_name),
             },
         )
         .await?;

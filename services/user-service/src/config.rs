@@ -18,6 +18,7 @@ pub const DEFAULTS: ServerDefaults = ServerDefaults {
     grpc_port: 9081,
     request_timeout: Duration::from_secs(30),
     per_core: false,
+    edge: false,
 };
 
 /// An administrator to create at start-up if absent (`ADMIN_EMAIL`, `ADMIN_PASSWORD`,

@@ -70,6 +70,7 @@ impl Application {
                 grpc: Some(crate::grpc::api(users)),
                 readiness,
                 metrics,
+                audit: platform_http::audit::Audit::new(&config.server.service_name),
             },
         )
         .await?;

@@ -5,7 +5,7 @@ use platform_proto::user::v1::{GetUserRequest, Role};
 use platform_testing::Backend;
 use tonic::Code;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_with};
 
 async fn get_user_returns_the_user_or_not_found(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -46,9 +46,48 @@ async fn get_user_returns_the_user_or_not_found(backend: Backend) {
 
 platform_testing::backend_tests!(get_user_returns_the_user_or_not_found);
 
+async fn list_services(channel: tonic::transport::Channel) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await?
+        .into_inner();
+    let response = responses.message().await?.unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list");
+    };
+    Ok(list.service.into_iter().map(|s| s.name).collect())
+}
+
+#[tokio::test]
+async fn reflection_is_off_unless_asked_for() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = list_services(channel).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented);
+}
+
 #[tokio::test]
 async fn health_and_reflection_are_served() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
+    let Some(app) = spawn_with(Backend::Sqlite, |config| {
+        config.server.grpc_reflection = true;
+    })
+    .await
+    else {
         return;
     };
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
@@ -73,25 +112,7 @@ async fn health_and_reflection_are_served() {
         );
     }
 
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("expected a service list");
-    };
-    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    let names = list_services(channel).await.unwrap();
     assert!(
         names.contains(&"platform.user.v1.UserService".to_owned()),
         "{names:?}"
