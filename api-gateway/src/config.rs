@@ -62,8 +62,9 @@ pub struct GatewayConfig {
     pub cors: CorsConfig,
     /// `GATEWAY_MAX_CONCURRENT_REQUESTS`: beyond, requests are shed with 503.
     pub max_concurrent_requests: usize,
-    /// `MAX_HEADER_BYTES`: beyond, 431.
-    pub max_header_bytes: usize,
+    /// `HEALTH_DETAIL`: `/health` shows every endpoint to anyone (default: status only;
+    /// the detail, with upstream addresses, needs an admin token).
+    pub health_detail: bool,
     /// `GATEWAY_FAST_PATH` (default on): serve plain HTTP/1.1 API requests on the gateway's
     /// own HTTP/1 engine ([`crate::fast`]) instead of hyper.
     pub fast_path: bool,
@@ -172,7 +173,7 @@ impl GatewayConfig {
                 4096,
                 1..=1_000_000,
             ),
-            max_header_bytes: env.in_range("MAX_HEADER_BYTES", 16 * 1024, 1024..=1024 * 1024),
+            health_detail: env.or("HEALTH_DETAIL", false),
             fast_path: env.or("GATEWAY_FAST_PATH", true),
             health_check_interval: env.or("HEALTH_CHECK_INTERVAL", Duration::from_secs(5)),
             breaker: BreakerConfig {
@@ -240,7 +241,7 @@ impl GatewayConfig {
             jwt: JwtConfig::with_secret(jwt_secret),
             cors: CorsConfig::from_env(&mut Env::from_pairs::<[(&str, &str); 0], &str, &str>([])),
             max_concurrent_requests: 1024,
-            max_header_bytes: 16 * 1024,
+            health_detail: false,
             fast_path: true,
             health_check_interval: Duration::from_secs(5),
             breaker: BreakerConfig::default(),

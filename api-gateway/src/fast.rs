@@ -7,39 +7,43 @@
 //! straight from the parsed bytes, the upstream connection is driven by this task, and a small
 //! response goes out in one write.
 //!
+//! Every head is checked by `platform_http::framing` first, exactly as hyper's guard checks
+//! the heads it lets through: a request whose framing is ambiguous (both lengths, a repeated
+//! or odd length, a coding other than `chunked`, bare CR/LF, obs-fold, …) is refused with a
+//! problem and the connection closed. Nothing of it reaches an upstream.
+//!
 //! Anything else goes to hyper with the bytes already read (see `platform_http::front`):
 //! HTTP/1.0 and HTTP/2, upgrades, `Expect`, chunked or large (> 64 KiB) request bodies,
-//! browser requests when CORS is on, oversized heads, paths outside the route table, and
-//! anything that does not parse (hyper answers it properly).
+//! browser requests when CORS is on, heads with many fields, and paths outside the route
+//! table.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use platform_auth::AuthUser;
-use platform_http::front::{Connection, ConnectionFuture, Front};
+use platform_http::framing::{self, Refusal};
+use platform_http::front::{Connection, ConnectionFuture, Front, Stopping};
+use platform_http::guard::GuardConfig;
 use platform_http::middleware::{REQUEST_ID, join_trace, new_request_id, request_span, served};
 use platform_middleware::Decision;
 use platform_proxy::h1::{self, ExchangeError, Framing, ResponseHead, UpstreamConnection};
 use platform_proxy::{ProxyError, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use crate::forward::{Answered, Gateway, retryable, timed_out};
+use crate::forward::{Answered, Gateway, RetryPolicy, timed_out};
 use crate::routes::Route;
 
 /// Head and body are buffered whole on the fast path up to this size; bigger requests stream
 /// through hyper.
 const READ_LIMIT: usize = 64 * 1024;
-/// A keep-alive connection with no request for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A request head (and its body) must arrive within this once it has started.
-const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The [`Front`] the gateway's server runs.
 pub struct FastPath {
@@ -79,15 +83,23 @@ struct Prepared<'g> {
     start: Vec<u8>,
     head_len: usize,
     body_len: usize,
+    /// Whether the request declares a body (its length is sent even when 0).
+    declare_length: bool,
     close: bool,
-    retryable: bool,
+    policy: RetryPolicy,
+    /// The client, as `TRUSTED_PROXIES` resolves it.
+    client: IpAddr,
 }
 
 enum Next<'g> {
     Ready(Box<Prepared<'g>>),
-    /// More bytes needed.
-    Read,
+    /// More bytes needed: the head is incomplete (`false`) or its body is (`true`).
+    Read {
+        body: bool,
+    },
     Fallback,
+    /// Refused before anything acted on it; the connection closes after the answer.
+    Refuse(Refusal),
 }
 
 /// A response head from an upstream, with the connection to read its body from.
@@ -96,6 +108,8 @@ struct Answer {
     head: ResponseHead,
     /// The client's response head, rewritten.
     out: Vec<u8>,
+    /// The load-shedding slot, held until the body has been relayed.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Answered for Answer {
@@ -112,25 +126,39 @@ impl FastPath {
             fallback,
             shutdown,
             stopping,
+            limits,
         } = connection;
-        let ip = peer.ip();
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        let connected = Instant::now();
         // One idle deadline per connection, moved on at most once a second: a timer per
-        // request would cost more than the whole rest of the wait.
-        let mut idle_from = Instant::now();
-        let idle = tokio::time::sleep(IDLE_TIMEOUT);
+        // request would cost more than the whole rest of the wait. The first request has the
+        // head's deadline from the start: a connection that sends nothing is not kept.
+        let idle_timeout = limits.idle_timeout.unwrap_or(Duration::from_secs(60));
+        let mut idle_from = connected;
+        let idle = tokio::time::sleep(limits.header_read_timeout);
         tokio::pin!(idle);
+        let mut first = true;
         loop {
-            // Set when a request starts arriving: its head and body get this long in all, so
-            // a client trickling bytes cannot hold the connection forever.
-            let mut request_deadline: Option<Instant> = None;
+            // When the request that has started arriving must be complete: its head within
+            // the header-read timeout of its first byte (of the connection's start, for the
+            // first), so a client trickling bytes is cut off; its body within the idle
+            // timeout of the head.
+            let mut deadline: Option<Instant> =
+                first.then(|| connected + limits.header_read_timeout);
+            let mut reading_body = false;
             let prepared = loop {
-                match self.prepare(&buf, ip) {
+                match self.prepare(&buf, peer.ip(), &limits) {
                     Next::Ready(prepared) => break prepared,
                     Next::Fallback => return fallback.serve(stream, peer, buf.freeze()).await,
-                    Next::Read => {}
+                    Next::Refuse(refusal) => return refuse(&mut stream, refusal).await,
+                    Next::Read { body } => {
+                        if body && !reading_body {
+                            reading_body = true;
+                            deadline = Some(Instant::now() + idle_timeout);
+                        }
+                    }
                 }
                 if buf.len() >= READ_LIMIT {
                     return fallback.serve(stream, peer, buf.freeze()).await;
@@ -144,9 +172,21 @@ impl FastPath {
                         read = stream.read_buf(&mut buf) => Ok(read),
                     }
                 } else {
-                    let deadline = *request_deadline
-                        .get_or_insert_with(|| Instant::now() + REQUEST_READ_TIMEOUT);
-                    tokio::time::timeout_at(deadline.into(), stream.read_buf(&mut buf)).await
+                    let until = *deadline
+                        .get_or_insert_with(|| Instant::now() + limits.header_read_timeout);
+                    match tokio::time::timeout_at(until.into(), stream.read_buf(&mut buf)).await {
+                        Err(_) if !reading_body => {
+                            return refuse(
+                                &mut stream,
+                                Refusal {
+                                    status: 408,
+                                    reason: "The request head did not arrive in time.",
+                                },
+                            )
+                            .await;
+                        }
+                        read => read,
+                    }
                 };
                 match read {
                     Ok(Ok(n)) if n > 0 => {}
@@ -154,47 +194,66 @@ impl FastPath {
                 }
             };
             let started = Instant::now();
-            if started.saturating_duration_since(idle_from) > Duration::from_secs(1) {
-                idle_from = started;
-                idle.as_mut().reset((started + IDLE_TIMEOUT).into());
-            }
             let consumed = prepared.head_len + prepared.body_len;
             let body = &buf[prepared.head_len..consumed];
             let keep = self
-                .exchange(*prepared, ip, body, &mut stream, started)
+                .exchange(*prepared, body, &mut stream, started, &stopping)
                 .await;
             buf.advance(consumed);
             if !keep || stopping.is_set() {
                 return;
             }
-            if idle.is_elapsed() {
-                // The exchange outlasted the deadline (a long download, an event stream):
-                // idleness starts now.
-                idle_from = Instant::now();
-                idle.as_mut().reset((idle_from + IDLE_TIMEOUT).into());
+            let now = Instant::now();
+            if first || now.saturating_duration_since(idle_from) > Duration::from_secs(1) {
+                // Idleness starts after the answer (a long download or an event stream is
+                // not idle time).
+                first = false;
+                idle_from = now;
+                idle.as_mut().reset((now + idle_timeout).into());
             }
         }
     }
 
     /// Parses the request at the start of `buf` and decides whether the fast path takes it.
-    fn prepare(&self, buf: &[u8], ip: IpAddr) -> Next<'_> {
+    fn prepare(&self, buf: &[u8], peer: IpAddr, limits: &GuardConfig) -> Next<'_> {
         let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         let head_len = match request.parse(buf) {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Next::Read,
-            // Malformed, or more headers than the fast path keeps: hyper's answer.
-            Err(_) => return Next::Fallback,
+            // Still arriving: refused as soon as what has come is already wrong (a bare LF,
+            // a request line or head over the limit).
+            Ok(httparse::Status::Partial) => {
+                return match framing::find_head_end(buf, limits.head) {
+                    Err(refusal) => Next::Refuse(refusal),
+                    Ok(_) => Next::Read { body: false },
+                };
+            }
+            // More fields than the fast path keeps: the guard in front of hyper checks them.
+            Err(httparse::Error::TooManyHeaders) => return Next::Fallback,
+            Err(error) => {
+                return Next::Refuse(match framing::find_head_end(buf, limits.head) {
+                    Err(refusal) => refusal,
+                    Ok(_) => Refusal::bad(framing::parse_error(error)),
+                });
+            }
         };
-        let Some(plain) = h1::plain_request(&request) else {
+        // httparse is lenient where the platform is not (bare LF line ends, obs-fold): the
+        // head it found must also be the head the strict scan finds.
+        match framing::find_head_end(&buf[..head_len], limits.head) {
+            Ok(Some(end)) if end == head_len => {}
+            Err(refusal) => return Next::Refuse(refusal),
+            Ok(_) => return Next::Refuse(Refusal::bad("The request head is malformed.")),
+        }
+        let framing = match framing::check_request(&request) {
+            Ok(framing) => framing,
+            Err(refusal) => return Next::Refuse(refusal),
+        };
+        let Some(plain) = h1::plain_request(&request, framing) else {
             return Next::Fallback;
         };
         let gateway = &self.gateway;
         let body_len = usize::try_from(plain.body_len).unwrap_or(usize::MAX);
-        if head_len > gateway.max_header_bytes.0
-            || body_len > gateway.max_body_bytes
-            || body_len.saturating_add(head_len) > READ_LIMIT
-        {
+        if body_len > gateway.max_body_bytes || body_len.saturating_add(head_len) > READ_LIMIT {
             return Next::Fallback;
         }
         let Ok(method) = Method::from_bytes(request.method.unwrap_or("").as_bytes()) else {
@@ -216,7 +275,7 @@ impl FastPath {
             return Next::Fallback;
         }
         if buf.len() < head_len + body_len {
-            return Next::Read;
+            return Next::Read { body: true };
         }
 
         let request_id = match header("x-request-id") {
@@ -241,6 +300,15 @@ impl FastPath {
         }
         let spans_on = !span.is_disabled();
 
+        // Forwarding headers are believed only from a trusted proxy.
+        let trusted_peer = gateway.trusted_proxies.contains(peer);
+        let client = if trusted_peer {
+            gateway
+                .trusted_proxies
+                .client_ip_raw(peer, request.headers.iter().map(|h| (h.name, h.value)))
+        } else {
+            peer
+        };
         let caller = gateway.admit(route, header("authorization"));
         let mut start = Vec::with_capacity(head_len + 256);
         h1::write_request_start(&mut start, &request, |name| {
@@ -249,9 +317,13 @@ impl FastPath {
                 "x-user-role",
                 "x-request-id",
                 "x-forwarded-for",
+                "forwarded",
             ]
             .iter()
             .any(|own| name.eq_ignore_ascii_case(own))
+                || (!trusted_peer
+                    && (name.eq_ignore_ascii_case("x-forwarded-proto")
+                        || name.eq_ignore_ascii_case("x-forwarded-host")))
                 || (spans_on
                     && (name.eq_ignore_ascii_case("traceparent")
                         || name.eq_ignore_ascii_case("tracestate")))
@@ -260,24 +332,26 @@ impl FastPath {
         for (name, value) in &trace {
             h1::put_header(&mut start, name.as_str(), value.as_bytes());
         }
-        // X-Forwarded-*: the client's address appended, proto and host kept when present.
-        let mut forwarded = Vec::with_capacity(64);
-        if let Some(previous) = header("x-forwarded-for") {
-            forwarded.extend_from_slice(previous);
-            forwarded.extend_from_slice(b", ");
-        }
-        let _ = std::io::Write::write_fmt(&mut forwarded, format_args!("{ip}"));
+        // X-Forwarded-*: the resolved client; proto and host kept only from a trusted proxy.
+        let mut forwarded = Vec::with_capacity(48);
+        let _ = std::io::Write::write_fmt(&mut forwarded, format_args!("{client}"));
         h1::put_header(&mut start, "x-forwarded-for", &forwarded);
-        if header("x-forwarded-proto").is_none() {
+        if !trusted_peer || header("x-forwarded-proto").is_none() {
             h1::put_header(&mut start, "x-forwarded-proto", b"http");
         }
-        if header("x-forwarded-host").is_none()
+        if (!trusted_peer || header("x-forwarded-host").is_none())
             && let Some(host) = header("host")
         {
             h1::put_header(&mut start, "x-forwarded-host", host);
         }
 
-        let retryable = retryable(&method, header("idempotency-key").is_some());
+        let policy = RetryPolicy::of(
+            &method,
+            route,
+            header("idempotency-key").is_some(),
+            body_len > 0,
+        );
+        let declare_length = body_len > 0 || header("content-length").is_some();
         Next::Ready(Box::new(Prepared {
             route,
             method,
@@ -287,8 +361,10 @@ impl FastPath {
             start,
             head_len,
             body_len,
+            declare_length,
             close: plain.close,
-            retryable,
+            policy,
+            client,
         }))
     }
 
@@ -297,10 +373,10 @@ impl FastPath {
     async fn exchange(
         &self,
         prepared: Prepared<'_>,
-        ip: IpAddr,
         body: &[u8],
         stream: &mut TcpStream,
         started: Instant,
+        stopping: &Stopping,
     ) -> bool {
         let Prepared {
             route,
@@ -309,20 +385,29 @@ impl FastPath {
             span,
             caller,
             mut start,
+            declare_length,
             close,
-            retryable,
+            policy,
+            client,
             ..
         } = prepared;
         let head_only = method == Method::HEAD;
+        // The answer says so when the connection closes after it: the client asked, or the
+        // server is stopping.
+        let close = close || stopping.is_set();
         let outcome = self
             .admit_and_send(
                 route,
                 caller,
                 &mut start,
-                ip,
-                body,
-                retryable,
-                head_only,
+                Request {
+                    client,
+                    body,
+                    declare_length,
+                    policy,
+                    head_only,
+                    close,
+                },
                 &request_id,
             )
             .instrument(span.clone())
@@ -348,14 +433,34 @@ impl FastPath {
                     .connection
                     .relay(answer.head.framing, &mut answer.out, stream)
                     .await;
-                if relayed.is_ok() && reusable {
-                    self.client.release(answer.connection);
+                match relayed {
+                    Ok(()) => {
+                        if reusable {
+                            self.client.release(answer.connection);
+                        }
+                        !until_close && !close
+                    }
+                    Err(broken) => {
+                        tracing::warn!(service = %route.service, error = %broken.error, "relaying an answer failed");
+                        if !broken.sent {
+                            // The upstream's body broke before any of it went out: the client
+                            // can still be told, and the connection closes after.
+                            let failed = ProxyError::Broken {
+                                service: route.service.clone(),
+                                reason: broken.error.to_string(),
+                            };
+                            let response = failed.to_problem().into_response();
+                            let _ = write_generated(stream, response, &request_id, head_only, true)
+                                .await;
+                        }
+                        false
+                    }
                 }
-                relayed.is_ok() && !until_close && !close
             }
             Err(response) => {
                 record(response.status());
-                let written = write_generated(stream, response, &request_id, head_only).await;
+                let written =
+                    write_generated(stream, response, &request_id, head_only, close).await;
                 written.is_ok() && !close
             }
         }
@@ -363,20 +468,16 @@ impl FastPath {
 
     /// The hyper path's policy, in its order: load shedding, edge authentication, rate
     /// limits, then budgeted, balanced attempts under the route's deadline.
-    #[allow(clippy::too_many_arguments)]
     async fn admit_and_send(
         &self,
         route: &Route,
         caller: Result<Option<AuthUser>, Response>,
         start: &mut Vec<u8>,
-        ip: IpAddr,
-        body: &[u8],
-        retryable: bool,
-        head_only: bool,
+        request: Request<'_>,
         request_id: &HeaderValue,
     ) -> Result<Answer, Response> {
         let gateway = &self.gateway;
-        let _slot = gateway
+        let slot = gateway
             .shed
             .try_enter()
             .map_err(axum::response::IntoResponse::into_response)?;
@@ -387,54 +488,91 @@ impl FastPath {
             h1::put_header(start, "x-user-id", id.as_bytes());
             h1::put_header(start, "x-user-role", caller.role.as_str().as_bytes());
         }
-        let decision = gateway.limit(route, ip, caller.as_ref()).await?;
+        let decision = gateway
+            .limit(route, request.client, caller.as_ref())
+            .await?;
         let pool = gateway.pool(route)?;
         gateway.budget.deposit();
-        let replayable = retryable && body.len() <= gateway.retry.max_body_bytes;
+        let replayable = request.body.len() <= gateway.retry.max_body_bytes;
         let start = &*start;
         let client = self.client;
+        let request = &request;
         let extra = |out: &mut Vec<u8>| {
             h1::put_header(out, "x-request-id", request_id.as_bytes());
             if let Some(decision) = &decision {
                 write_decision(out, decision);
             }
         };
-        let attempts = gateway.attempts(route, pool, replayable, |endpoint, limit| {
-            let request = h1::finish_request(start, &endpoint.upstream, body);
-            async move {
-                let upstream = &endpoint.upstream;
-                let attempt = send(client, upstream, &request, retryable, head_only, extra);
-                match limit {
-                    None => attempt.await,
-                    Some(limit) => {
-                        tokio::time::timeout(limit, attempt)
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(ProxyError::Timeout {
-                                    service: upstream.service.clone(),
-                                    timeout: limit,
-                                })
-                            })
+        let attempts =
+            gateway.attempts(
+                route,
+                pool,
+                replayable,
+                request.policy,
+                |endpoint, limit| {
+                    let sent = h1::finish_request(
+                        start,
+                        &endpoint.upstream,
+                        request.body,
+                        request.declare_length,
+                    );
+                    async move {
+                        let upstream = &endpoint.upstream;
+                        let attempt = send(client, upstream, &sent, request, extra);
+                        match limit {
+                            None => attempt.await,
+                            Some(limit) => tokio::time::timeout(limit, attempt)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(ProxyError::Timeout {
+                                        service: upstream.service.clone(),
+                                        timeout: limit,
+                                    })
+                                }),
+                        }
                     }
-                }
-            }
-        });
-        match tokio::time::timeout(route.timeout, attempts).await {
+                },
+            );
+        let result = match tokio::time::timeout(route.timeout, attempts).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(mut response)) => {
+            Ok(Err(response)) => Err(response),
+            Err(_) => Err(timed_out(route)),
+        };
+        result
+            .map(|(connection, head, out)| Answer {
+                connection,
+                head,
+                out,
+                _slot: slot,
+            })
+            .map_err(|mut response| {
                 if let Some(decision) = &decision {
                     decision.write_headers(response.headers_mut());
                 }
-                Err(response)
-            }
-            Err(_) => {
-                let mut response = timed_out(route);
-                if let Some(decision) = &decision {
-                    decision.write_headers(response.headers_mut());
-                }
-                Err(response)
-            }
-        }
+                response
+            })
+    }
+}
+
+/// What the exchange of one admitted request needs besides its head.
+#[derive(Clone, Copy)]
+struct Request<'b> {
+    /// The client, as `TRUSTED_PROXIES` resolves it.
+    client: IpAddr,
+    body: &'b [u8],
+    declare_length: bool,
+    policy: RetryPolicy,
+    head_only: bool,
+    /// The client connection closes after this exchange.
+    close: bool,
+}
+
+/// An upstream's answer before it is relayed: the connection, the head, the rewritten head.
+type Exchanged = (UpstreamConnection, ResponseHead, Vec<u8>);
+
+impl Answered for Exchanged {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.1.status).unwrap_or(StatusCode::BAD_GATEWAY)
     }
 }
 
@@ -443,33 +581,36 @@ impl FastPath {
 async fn send(
     client: h1::Client,
     upstream: &Upstream,
-    request: &[u8],
-    retryable: bool,
-    head_only: bool,
+    sent: &[u8],
+    request: &Request<'_>,
     extra: impl Fn(&mut Vec<u8>),
-) -> Result<Answer, ProxyError> {
+) -> Result<Exchanged, ProxyError> {
     let mut connection = client.connect(upstream).await?;
     let mut out = Vec::with_capacity(512);
+    let (service, head_only, close) = (&upstream.service, request.head_only, request.close);
     let head = match connection
-        .exchange(&upstream.service, request, head_only, &mut out, OWN, &extra)
+        .exchange(service, sent, head_only, close, &mut out, OWN, &extra)
         .await
     {
         Ok(head) => head,
-        Err(ExchangeError::Stale(_)) if retryable => {
+        Err(ExchangeError::Stale(_)) if request.policy.after_send() => {
             out.clear();
             connection = client.connect_fresh(upstream).await?;
             connection
-                .exchange(&upstream.service, request, head_only, &mut out, OWN, &extra)
+                .exchange(service, sent, head_only, close, &mut out, OWN, &extra)
                 .await
                 .map_err(|(ExchangeError::Stale(e) | ExchangeError::Failed(e))| e)?
         }
         Err(ExchangeError::Stale(error) | ExchangeError::Failed(error)) => return Err(error),
     };
-    Ok(Answer {
-        connection,
-        head,
-        out,
-    })
+    Ok((connection, head, out))
+}
+
+/// Answers a request refused before anything acted on it, and ends the connection.
+async fn refuse(stream: &mut TcpStream, refusal: Refusal) {
+    tracing::debug!(%refusal, "request refused on the fast path");
+    let _ = stream.write_all(&refusal.response()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// The response headers the gateway sets, replacing an upstream's (as the hyper path's
@@ -497,6 +638,7 @@ async fn write_generated(
     response: Response,
     request_id: &HeaderValue,
     head_only: bool,
+    close: bool,
 ) -> std::io::Result<()> {
     let (parts, body) = response.into_parts();
     // The gateway's own bodies are small and already in memory.
@@ -518,6 +660,9 @@ async fn write_generated(
         h1::put_header(&mut out, name.as_str(), value.as_bytes());
     }
     h1::put_header(&mut out, "x-request-id", request_id.as_bytes());
+    if close {
+        h1::put_header(&mut out, "connection", b"close");
+    }
     out.extend_from_slice(b"content-length: ");
     h1::put_number(&mut out, body.len() as u64);
     out.extend_from_slice(b"\r\n\r\n");

@@ -13,9 +13,10 @@ use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use platform_auth::{AuthUser, Jwt, Role};
-use platform_http::{Metrics, Problem, RouteLabel};
+use platform_http::client_ip;
+use platform_http::{Metrics, Problem, RouteLabel, TrustedProxies};
 use platform_metrics::{Counter, counter};
 use platform_middleware::{Decision, LimitKey, LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::balance::{Endpoint, Pool};
@@ -41,6 +42,8 @@ pub struct Gateway {
     pub retry: RetryConfig,
     pub max_body_bytes: usize,
     pub max_header_bytes: MaxHeaderBytes,
+    /// `TRUSTED_PROXIES`: whose `X-Forwarded-For`/`Forwarded` names the client.
+    pub trusted_proxies: TrustedProxies,
     pub shed: LoadShed,
     pub metrics: Metrics,
     /// `upstream_requests_total` per endpoint (by address) and outcome, registered once.
@@ -77,7 +80,7 @@ impl Gateway {
 /// The handler behind every `/api/…` path.
 pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     // Checked here rather than as layers: every layer costs every request a boxed future.
-    let _slot = match gateway.shed.try_enter() {
+    let slot = match gateway.shed.try_enter() {
         Ok(slot) => slot,
         Err(problem) => return problem.into_response(),
     };
@@ -95,10 +98,44 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Re
     let label = RouteLabel(Arc::clone(&route.label));
     let mut response = serve(&gateway, route, request).await;
     response.extensions_mut().insert(label);
-    response
+    // The slot is held until the body has been relayed: an event stream is a request in
+    // flight for as long as it lasts.
+    response.map(|body| {
+        Body::new(Holding {
+            inner: body,
+            _slot: slot,
+        })
+    })
 }
 
-fn client_ip(request: &Request) -> IpAddr {
+/// A response body that holds a load-shedding slot until it is done.
+struct Holding {
+    inner: Body,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The connection's peer.
+fn peer_ip(request: &Request) -> IpAddr {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -163,7 +200,8 @@ impl Gateway {
         };
         let mut reported: Option<Decision> = None;
         let user = caller.map(|caller| ("user", LimitKey::User(caller.id.as_uuid())));
-        for (scope, key) in std::iter::once(("ip", LimitKey::Ip(ip))).chain(user) {
+        let by_address = LimitKey::Ip(client_ip::bucket(ip));
+        for (scope, key) in std::iter::once(("ip", by_address)).chain(user) {
             let decision = self.limiter.check(&key, limit).await;
             if !decision.allowed {
                 self.metrics
@@ -189,9 +227,46 @@ impl Gateway {
     }
 }
 
-/// Whether a request may be sent again: idempotent, or carrying an `Idempotency-Key`.
-pub(crate) fn retryable(method: &Method, has_idempotency_key: bool) -> bool {
-    is_idempotent(method) || has_idempotency_key
+/// When a failed attempt may be sent again (RFC 9110 §9.2.2: only a request that is
+/// idempotent may be repeated after it may have reached the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryPolicy {
+    /// After any retryable failure: safe methods, PUT and DELETE on a route declared
+    /// `idempotent`, and anything carrying an `Idempotency-Key` (the service deduplicates).
+    Always,
+    /// Only when the upstream certainly did not see the request (the connection was
+    /// refused): a POST or PATCH without a key, a PUT or DELETE on other routes, and any
+    /// request with a body but no key.
+    BeforeSend,
+}
+
+impl RetryPolicy {
+    pub(crate) fn of(
+        method: &Method,
+        route: &Route,
+        has_idempotency_key: bool,
+        has_body: bool,
+    ) -> Self {
+        if has_idempotency_key {
+            return RetryPolicy::Always;
+        }
+        let repeatable = match *method {
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE => true,
+            Method::PUT | Method::DELETE => route.idempotent,
+            _ => false,
+        };
+        if repeatable && !has_body {
+            RetryPolicy::Always
+        } else {
+            RetryPolicy::BeforeSend
+        }
+    }
+
+    /// Whether a stale pooled connection that failed before any answer may be replaced and
+    /// the request written again (the upstream may have read it before closing).
+    pub(crate) fn after_send(self) -> bool {
+        self == RetryPolicy::Always
+    }
 }
 
 /// The 504 for a route whose upstream did not answer in time.
@@ -203,8 +278,17 @@ pub(crate) fn timed_out(route: &Route) -> Response {
 }
 
 async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
-    let ip = client_ip(&request);
+    let peer = peer_ip(&request);
+    let ip = gateway.trusted_proxies.client_ip(peer, request.headers());
     let (mut parts, body) = request.into_parts();
+    // What a client says about the hops before us is believed only from a trusted proxy; the
+    // gateway itself writes `X-Forwarded-For` (the resolved client) and never forwards
+    // `Forwarded`.
+    parts.headers.remove("forwarded");
+    if !gateway.trusted_proxies.contains(peer) {
+        parts.headers.remove("x-forwarded-proto");
+        parts.headers.remove("x-forwarded-host");
+    }
 
     // Edge authentication; identity headers only ever come from a verified token.
     parts.headers.remove(&USER_ID);
@@ -242,12 +326,18 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
         Ok(pool) => pool,
         Err(response) => return response,
     };
-    let retryable = retryable(&parts.method, parts.headers.contains_key("idempotency-key"));
-    let replayable = retryable
-        && route.retries > 0
+    let has_body = body.size_hint().exact() != Some(0);
+    let policy = RetryPolicy::of(
+        &parts.method,
+        route,
+        parts.headers.contains_key("idempotency-key"),
+        has_body,
+    );
+    let replayable = route.retries > 0
         && declared.is_none_or(|n| n <= gateway.retry.max_body_bytes as u64)
         && (declared.is_some() || !may_have_body(&parts.method));
-    let mut body = if replayable && body.size_hint().exact() == Some(0) {
+    let client_body = BodyOutcome::default();
+    let mut body = if replayable && !has_body {
         // Most retryable requests (GET, HEAD, DELETE) carry no body: nothing to read.
         Payload::Buffered(Bytes::new())
     } else if replayable {
@@ -256,15 +346,21 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
             .await
         {
             Ok(collected) => Payload::Buffered(collected.to_bytes()),
-            Err(_) => return too_large(gateway.retry.max_body_bytes),
+            Err(error) if error.is::<LengthLimitError>() => {
+                return too_large(gateway.retry.max_body_bytes);
+            }
+            Err(_) => return malformed_body(),
         }
     } else {
-        Payload::Streaming(Some(Body::new(Limited::new(body, gateway.max_body_bytes))))
+        Payload::Streaming(Some(Body::new(Watched {
+            inner: Limited::new(body, gateway.max_body_bytes),
+            outcome: client_body.clone(),
+        })))
     };
     gateway.budget.deposit();
 
     let replayable = body.replayable();
-    let attempts = gateway.attempts(route, pool, replayable, |endpoint, limit| {
+    let attempts = gateway.attempts(route, pool, replayable, policy, |endpoint, limit| {
         let request_body = body.take();
         // Only what the upstream needs: the request's extensions stay here.
         let request = request_body.map(|request_body| {
@@ -289,6 +385,12 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
         Ok(Ok(response)) | Ok(Err(response)) => response,
         Err(_) => timed_out(route),
     };
+    // An upstream failure caused by the client's own body is the client's error.
+    match client_body.get() {
+        BodyFailure::None => {}
+        BodyFailure::TooLarge => response = too_large(gateway.max_body_bytes),
+        BodyFailure::Malformed => response = malformed_body(),
+    }
 
     if let Some(decision) = reported {
         decision.write_headers(response.headers_mut());
@@ -303,11 +405,86 @@ fn too_large(limit: usize) -> Response {
         .into_response()
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
+/// After a malformed body nothing else on the connection can be trusted: it closes.
+fn malformed_body() -> Response {
+    let mut response =
+        Problem::bad_request("The request body was malformed or ended early.").into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// How a streamed request body ended, as far as the client's side goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFailure {
+    None,
+    TooLarge,
+    Malformed,
+}
+
+/// Shared between a [`Watched`] body and the handler that reads the outcome.
+#[derive(Clone, Default)]
+struct BodyOutcome(Arc<std::sync::atomic::AtomicU8>);
+
+impl BodyOutcome {
+    fn set(&self, failure: BodyFailure) {
+        self.0
+            .store(failure as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self) -> BodyFailure {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => BodyFailure::TooLarge,
+            2 => BodyFailure::Malformed,
+            _ => BodyFailure::None,
+        }
+    }
+}
+
+/// A request body streamed to the upstream that remembers whether the client's side of it
+/// failed (a malformed chunked body, a connection dropped mid-body, too many bytes).
+struct Watched<B> {
+    inner: B,
+    outcome: BodyOutcome,
+}
+
+impl<B> http_body::Body for Watched<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::BoxError>>> {
+        let this = &mut *self;
+        match std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Err(error)) => {
+                let error: axum::BoxError = error.into();
+                this.outcome.set(if error.is::<LengthLimitError>() {
+                    BodyFailure::TooLarge
+                } else {
+                    BodyFailure::Malformed
+                });
+                std::task::Poll::Ready(Some(Err(error)))
+            }
+            Some(Ok(frame)) => std::task::Poll::Ready(Some(Ok(frame))),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn may_have_body(method: &Method) -> bool {
@@ -376,7 +553,8 @@ impl Gateway {
     /// Sends a request to `pool` until an answer is final: each attempt on an endpoint the
     /// pool picks (another one after a failure), through its breaker, counted in
     /// `upstream_requests_total`. Retried — when `replayable` — on connect errors, timeouts
-    /// and 502/503/504, with backoff, within the route's retry count and the retry budget.
+    /// and 502/503/504 as `policy` allows, with backoff, within the route's retry count and
+    /// the retry budget.
     /// `send` makes one attempt with an optional per-try deadline. `Err` carries the
     /// gateway's own problem response.
     pub(crate) async fn attempts<R, F, Fut>(
@@ -384,6 +562,7 @@ impl Gateway {
         route: &Route,
         pool: &Arc<Pool>,
         replayable: bool,
+        policy: RetryPolicy,
         mut send: F,
     ) -> Result<R, Response>
     where
@@ -425,7 +604,12 @@ impl Gateway {
             let (failure, retry_worthy, outcome) = classify(&result);
             endpoint.breaker.record(permit, !failure);
             self.count_upstream(&endpoint, outcome);
-            let may_retry = retry_worthy && replayable && retry < route.retries;
+            let unseen = matches!(&result, Err(error) if error.retry_safe());
+            let allowed = match policy {
+                RetryPolicy::Always => true,
+                RetryPolicy::BeforeSend => unseen,
+            };
+            let may_retry = retry_worthy && allowed && replayable && retry < route.retries;
             if !may_retry || !self.budget.withdraw() {
                 return result.map_err(|error| {
                     tracing::warn!(service = %route.service, endpoint = %endpoint.url(), %error, "upstream request failed");

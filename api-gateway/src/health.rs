@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use platform_auth::{Jwt, Role};
 use platform_http::{Path, Problem};
 use platform_proxy::balance::Pool;
 use platform_resilience::BreakerState;
@@ -18,6 +20,37 @@ use utoipa::ToSchema;
 /// Every service's pool, by name.
 #[derive(Clone)]
 pub struct Upstreams(pub Arc<HashMap<String, Arc<Pool>>>);
+
+/// What the health pages need: the pools, and who may see their detail (upstream addresses,
+/// breakers, in-flight counts are a map of the interior: administrators only, unless
+/// `HEALTH_DETAIL=true`).
+#[derive(Clone)]
+pub struct HealthState {
+    pub upstreams: Upstreams,
+    pub jwt: Jwt,
+    /// `HEALTH_DETAIL`: everyone sees the detail.
+    pub detail: bool,
+}
+
+impl HealthState {
+    fn shows_detail(&self, headers: &HeaderMap) -> bool {
+        self.detail
+            || headers
+                .get(AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .and_then(|(_, token)| self.jwt.verify_cached(token.trim()).ok())
+                .is_some_and(|caller| caller.role == Role::Admin)
+    }
+}
+
+/// The public answer: how things are, not what they are made of.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthStatus {
+    /// Gateway: `ok`, `degraded` or `down`; one service: `up` or `down`.
+    pub status: String,
+}
 
 /// One endpoint's state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -87,14 +120,16 @@ fn service_health(pool: &Pool) -> ServiceHealth {
     }
 }
 
-/// Liveness of the gateway, and the state of every service behind it.
+/// Liveness of the gateway, and the state of every service behind it. Anyone sees the
+/// status; the per-service detail needs an administrator's token (or `HEALTH_DETAIL=true`).
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses(
-        (status = 200, description = "Every service up, or some (degraded)", body = GatewayHealth),
+        (status = 200, description = "Every service up, or some (degraded); the detail for administrators", body = GatewayHealth),
         (status = 503, description = "Every service down", body = GatewayHealth),
     ))]
-pub async fn aggregate(State(upstreams): State<Upstreams>) -> Response {
-    let services: BTreeMap<String, ServiceHealth> = upstreams
+pub async fn aggregate(State(state): State<HealthState>, headers: HeaderMap) -> Response {
+    let services: BTreeMap<String, ServiceHealth> = state
+        .upstreams
         .0
         .iter()
         .map(|(name, pool)| (name.replace('-', "_"), service_health(pool)))
@@ -110,6 +145,10 @@ pub async fn aggregate(State(upstreams): State<Upstreams>) -> Response {
     } else {
         StatusCode::OK
     };
+    if !state.shows_detail(&headers) {
+        let status = status.to_owned();
+        return (code, Json(HealthStatus { status })).into_response();
+    }
     (
         code,
         Json(GatewayHealth {
@@ -120,7 +159,8 @@ pub async fn aggregate(State(upstreams): State<Upstreams>) -> Response {
         .into_response()
 }
 
-/// The state of one service behind the gateway.
+/// The state of one service behind the gateway: its status for anyone, the detail for
+/// administrators (or with `HEALTH_DETAIL=true`).
 #[utoipa::path(get, path = "/health/{service}", tag = "operations",
     params(("service" = String, Path, description = "A service name, e.g. user-service")),
     responses(
@@ -128,10 +168,14 @@ pub async fn aggregate(State(upstreams): State<Upstreams>) -> Response {
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The service is down", body = ServiceHealth),
     ))]
-pub async fn service(State(upstreams): State<Upstreams>, Path(service): Path<String>) -> Response {
+pub async fn service(
+    State(state): State<HealthState>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+) -> Response {
     let name = service.replace('_', "-");
-    let Some(pool) = upstreams.0.get(&name) else {
-        return Problem::not_found(format!("No service named {service}.")).into_response();
+    let Some(pool) = state.upstreams.0.get(&name) else {
+        return Problem::not_found("No such service.").into_response();
     };
     let health = service_health(pool);
     let code = if health.status == "up" {
@@ -139,5 +183,9 @@ pub async fn service(State(upstreams): State<Upstreams>, Path(service): Path<Str
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    if !state.shows_detail(&headers) {
+        let status = health.status;
+        return (code, Json(HealthStatus { status })).into_response();
+    }
     (code, Json(health)).into_response()
 }

@@ -47,6 +47,7 @@ auth = "public"
 prefix = "/api/v1/users"
 service = "user-service"
 auth = "user"
+idempotent = true
 
 [[routes]]
 prefix = "/api/v1/products"
@@ -78,6 +79,7 @@ retries = 0
 prefix = "/api/v1/notifications"
 service = "notification-service"
 auth = "user"
+idempotent = true
 
 [[routes]]
 prefix = "/api/v1/admin/events"
@@ -140,8 +142,15 @@ pub struct RouteSpec {
     pub timeout: Option<String>,
     /// Time for one attempt.
     pub try_timeout: Option<String>,
-    /// Retries of idempotent requests on connection errors and 502/503/504.
+    /// Retries of a failed attempt (see [`Route::idempotent`] for which requests may be
+    /// retried at all).
     pub retries: Option<u32>,
+    /// The route's PUT and DELETE may be repeated (they set a state rather than change it
+    /// by an amount). Without it, a PUT or DELETE that may have reached the upstream is never
+    /// sent again. GET, HEAD and OPTIONS always may; POST and PATCH only with an
+    /// `Idempotency-Key`.
+    #[serde(default)]
+    pub idempotent: bool,
     /// Overrides `RATE_LIMIT_PER_MINUTE` for this route (0: unlimited).
     pub rate_limit_per_minute: Option<u32>,
 }
@@ -195,6 +204,8 @@ pub struct Route {
     pub timeout: Duration,
     pub try_timeout: Duration,
     pub retries: u32,
+    /// PUT and DELETE on this route may be repeated.
+    pub idempotent: bool,
     /// `Some(None)`: explicitly unlimited; `None`: the global limit.
     pub rate_limit: Option<Option<NonZeroU32>>,
     /// The route's name in metrics and logs.
@@ -306,6 +317,7 @@ pub fn build(file: &FileConfig) -> Result<(Vec<ServiceDef>, RouteTable), Vec<Str
             timeout,
             try_timeout,
             retries: spec.retries.unwrap_or(DEFAULT_RETRIES).min(10),
+            idempotent: spec.idempotent,
             rate_limit: spec.rate_limit_per_minute.map(NonZeroU32::new),
             label: Arc::from(label),
         });

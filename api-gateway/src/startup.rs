@@ -106,7 +106,8 @@ impl Gateway {
             ),
             retry: config.retry,
             max_body_bytes: config.server.max_body_bytes,
-            max_header_bytes: MaxHeaderBytes(config.max_header_bytes),
+            max_header_bytes: MaxHeaderBytes(config.server.connections.max_header_bytes),
+            trusted_proxies: config.server.trusted_proxies.clone(),
             shed: LoadShed::new(config.max_concurrent_requests),
             upstream_counters: upstream_counters(&pools, &metrics),
             metrics: metrics.clone(),
@@ -119,14 +120,19 @@ impl Gateway {
         if let Some(cors) = cors {
             api = api.layer(cors);
         }
+        let health = crate::health::HealthState {
+            upstreams: upstreams.clone(),
+            jwt: state.jwt.clone(),
+            detail: config.health_detail,
+        };
         let router = api
             .route(
                 "/health",
-                get(crate::health::aggregate).with_state(upstreams.clone()),
+                get(crate::health::aggregate).with_state(health.clone()),
             )
             .route(
                 "/health/{service}",
-                get(crate::health::service).with_state(upstreams.clone()),
+                get(crate::health::service).with_state(health),
             )
             .merge(crate::docs::router(crate::docs::Upstreams {
                 pools: upstreams,

@@ -220,7 +220,12 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
         assert!(request.starts_with(&format!("GET /api/v1/users/me?n={i} HTTP/1.1\r\n")));
         assert!(!lower.contains("forged") && !lower.contains("x-user-role: admin"));
         assert!(lower.contains("x-user-role: user\r\n"), "{request}");
-        assert!(lower.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\r\n"));
+        // The client's own claim is not passed on: it is not a trusted proxy.
+        assert!(
+            lower.contains("x-forwarded-for: 127.0.0.1\r\n"),
+            "{request}"
+        );
+        assert!(!lower.contains("203.0.113.9"), "{request}");
         assert!(lower.contains("x-forwarded-host: edge.example\r\n"));
         assert!(lower.contains(&format!(
             "host: {}\r\n",
@@ -299,28 +304,23 @@ async fn what_the_fast_path_does_not_take_goes_to_hyper_with_nothing_lost() {
     }
     assert!(upstream.requests()[0].ends_with("\r\n4\r\nbody\r\n0\r\n\r\n"));
 
-    // Request smuggling shapes: conflicting lengths are refused (400) and reach no upstream;
-    // Content-Length with chunked is read as chunked (RFC 9112 §6.3) and forwarded with one
-    // framing only, so the upstream cannot read it differently.
+    // Request smuggling shapes (conflicting lengths, both framings at once) are refused and
+    // reach no upstream (tests/smuggling.rs has the whole table).
     let before = upstream.requests().len();
-    let mut client = send_raw(&gateway, b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde").await;
-    let answer = read_to_close(&mut client).await;
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    for hostile in [
+        &b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"[..],
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ] {
+        let mut client = send_raw(&gateway, hostile).await;
+        let answer = read_to_close(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
     assert_eq!(upstream.requests().len(), before);
-    let mut client = send_raw(&gateway, b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").await;
-    let answer = read_response(&mut client, &mut Vec::new()).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let forwarded = upstream.requests().pop().unwrap().to_ascii_lowercase();
-    assert!(!forwarded.contains("content-length"), "{forwarded}");
-    assert!(
-        forwarded.ends_with("\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
-        "{forwarded}"
-    );
 
     // The gateway's own pages are hyper's too.
     let mut client = send_raw(&gateway, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let response = read_response(&mut client, &mut Vec::new()).await;
-    assert!(response.contains("\"services\""), "{response}");
+    assert!(response.contains("\"status\""), "{response}");
 }
 
 #[tokio::test]

@@ -371,29 +371,29 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
         return;
     };
     let client = &app.client;
+    // A health page as `token`'s holder sees it.
+    let page = |path: &'static str, token: Option<String>| {
+        let mut request = client.get(format!("{}{path}", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
     // The services not started here fail their health checks within a few rounds.
     assert!(
         support::eventually(Duration::from_secs(3), || async {
-            let health: Value = client
-                .get(format!("{}/health", app.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            health["status"] == "degraded"
+            page("/health", None).await["status"] == "degraded"
         })
         .await
     );
-    let health: Value = client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Anyone sees how things are; only an administrator sees what they are made of.
+    assert_eq!(page("/health", None).await, json!({"status": "degraded"}));
+    assert_eq!(
+        page("/health/user-service", Some(support::user_token())).await,
+        json!({"status": "up"})
+    );
+    let admin = support::token("admin", uuid::Uuid::now_v7());
+    let health = page("/health", Some(admin.clone())).await;
 
     let users = &health["services"]["user_service"];
     assert_eq!(users["status"], "up");
@@ -405,15 +405,9 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
     );
     assert_eq!(health["services"]["product_service"]["status"], "down");
 
-    let upstream: Value = client
-        .get(format!("{}/health/user-service", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upstream = page("/health/user-service", Some(admin)).await;
     assert_eq!(upstream["status"], "up");
+    assert!(upstream["endpoints"][0]["url"].is_string());
     let response = client
         .get(format!("{}/health/nope-service", app.base))
         .send()

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{Fake, TestGateway, config, eventually, user_token, with_routes};
 
 fn two_endpoints(a: &Fake, b: &Fake, balancer: &str, extra_route: &str) -> String {
@@ -188,18 +188,84 @@ async fn idempotent_requests_are_retried_on_another_endpoint() {
         let response = gateway.get("/api/v1/users/me").await;
         assert_eq!(response.status(), 200, "a 503 is retried elsewhere");
     }
-    // A PUT with a body is retried too, the body sent again whole.
+    // A PUT whose body may have reached the upstream is not sent again without a key...
     bad.set(|behaviour| behaviour.status = 502);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = gateway
+            .client
+            .put(gateway.url("/api/v1/users/me"))
+            .body("the same body")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+    // ...and with one it is, the body sent again whole.
+    for _ in 0..4 {
+        let response = gateway
+            .client
+            .put(gateway.url("/api/v1/users/me"))
+            .header("idempotency-key", "k-1")
+            .body("the same body twice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let echo: Value = response.json().await.unwrap();
+        assert_eq!(echo["body"], "the same body twice");
+    }
+}
+
+/// A PUT that changes state by an amount (an inventory delta) on a route not declared
+/// idempotent: when the upstream applies it and then answers too late, it is not sent again.
+async fn a_delta_that_timed_out_is_applied_once(fast_path: bool) {
+    let products = Fake::start("products").await;
+    products.set(|behaviour| behaviour.delay = Duration::from_millis(400));
+    let mut cfg = with_routes(
+        config(&[]),
+        &format!(
+            "[services.products]\nupstreams = [\"{}\"]\n[[routes]]\nprefix = \"/api/v1/admin/products\"\nservice = \"products\"\nauth = \"admin\"\ntimeout = \"3s\"\ntry_timeout = \"150ms\"\nretries = 2\n",
+            products.url
+        ),
+    );
+    cfg.fast_path = fast_path;
+    let gateway = TestGateway::start(cfg).await;
+    let admin = support::token("admin", uuid::Uuid::now_v7());
     let response = gateway
         .client
-        .put(gateway.url("/api/v1/users/me"))
-        .body("the same body twice")
+        .put(gateway.url("/api/v1/admin/products/7/inventory"))
+        .bearer_auth(&admin)
+        .json(&json!({"delta": 5}))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    let echo: Value = response.json().await.unwrap();
-    assert_eq!(echo["body"], "the same body twice");
+    assert_eq!(response.status(), 504);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(products.hits(), 1, "the delta reached the upstream once");
+
+    // The same failure on a GET is retried: what the count above shows is the policy.
+    let response = gateway
+        .client
+        .get(gateway.url("/api/v1/admin/products/7"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(products.hits(), 1 + 3, "a GET is tried three times");
+}
+
+#[tokio::test]
+async fn a_delta_that_timed_out_is_applied_once_on_the_fast_path() {
+    a_delta_that_timed_out_is_applied_once(true).await;
+}
+
+#[tokio::test]
+async fn a_delta_that_timed_out_is_applied_once_through_hyper() {
+    a_delta_that_timed_out_is_applied_once(false).await;
 }
 
 #[tokio::test]

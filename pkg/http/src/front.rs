@@ -6,21 +6,23 @@
 //! bodies, the gateway's own pages. Nothing is lost in the hand-over, because the fallback
 //! reads the returned bytes first ([`Prefixed`]).
 //!
-//! Without a front, the server uses `axum::serve` as before; HTTPS never uses a front.
+//! Connections without a front, and HTTPS ones, go straight to the fallback (see
+//! [`crate::serve`]). Either way hyper only ever reads through a [`Guard`].
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use bytes::{Buf, Bytes};
+
+use crate::guard::{Guard, GuardConfig, Protocol};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::Service as _;
 
@@ -37,6 +39,8 @@ pub struct Connection {
     pub shutdown: CancellationToken,
     /// Set when the server stops: a busy connection closes after its request in flight.
     pub stopping: Stopping,
+    /// The listener's head limits and clocks, which the front enforces on what it reads.
+    pub limits: GuardConfig,
 }
 
 /// Whether the server is stopping: a flag as cheap to read per request as it gets (unlike
@@ -49,7 +53,7 @@ impl Stopping {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn set(&self) {
+    pub(crate) fn set(&self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -59,29 +63,48 @@ pub trait Front: Send + Sync + 'static {
     fn serve(self: Arc<Self>, connection: Connection) -> ConnectionFuture;
 }
 
-/// The router served by hyper (HTTP/1.1 and HTTP/2, with upgrades) on a connection a front
-/// handed back.
+/// The router served by hyper (HTTP/1.1 and HTTP/2) through a [`Guard`]: every connection
+/// no front takes, and those a front hands back.
 #[derive(Clone)]
 pub struct Fallback {
     router: Router,
     shutdown: CancellationToken,
+    guard: GuardConfig,
 }
 
 impl Fallback {
+    pub(crate) fn new(router: Router, shutdown: CancellationToken, guard: GuardConfig) -> Self {
+        Self {
+            router,
+            shutdown,
+            guard,
+        }
+    }
+
     /// Serves `stream` after replaying `read`, the bytes the front already took from it.
     pub async fn serve(self, stream: TcpStream, peer: SocketAddr, read: Bytes) {
+        self.serve_io(stream, peer, read, Protocol::Auto).await;
+    }
+
+    /// Serves any stream (a TLS one, say) as [`Fallback::serve`] does.
+    pub async fn serve_io<S>(self, stream: S, peer: SocketAddr, read: Bytes, protocol: Protocol)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let router = self.router;
         let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().call(request)
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        let io = TokioIo::new(Prefixed {
-            prefix: read,
-            inner: stream,
-        });
-        let connection = builder.serve_connection_with_upgrades(io, service);
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // A client that half-closes (or a refused pipelined head, which ends the read side)
+        // still gets the answers to what it sent before.
+        builder.http1().half_close(true);
+        let io = TokioIo::new(Guard::with_prefix(stream, self.guard, protocol, &read));
+        // No upgrades: nothing on the platform switches protocols, and a connection that did
+        // would escape the guard's framing.
+        let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
         tokio::select! {
             _ = connection.as_mut() => {}
@@ -143,52 +166,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
-}
-
-/// Accepts until `shutdown`, giving every connection to `front`; then waits for the
-/// connections to finish (the server's shutdown timeout bounds the wait).
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    front: Arc<dyn Front>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let fallback = Fallback {
-        router,
-        shutdown: shutdown.clone(),
-    };
-    let connections = tokio_util::task::TaskTracker::new();
-    let stopping = Stopping::default();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of descriptors and the like: back off rather than spin.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Responses are small and latency matters: no Nagle delay.
-        let _ = stream.set_nodelay(true);
-        connections.spawn(Arc::clone(&front).serve(Connection {
-            stream,
-            peer,
-            fallback: fallback.clone(),
-            shutdown: shutdown.clone(),
-            stopping: stopping.clone(),
-        }));
-    }
-    stopping.set();
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,12 +18,15 @@
 pub mod audit;
 pub mod client_ip;
 pub mod extract;
+pub mod framing;
 pub mod front;
+pub mod guard;
 pub mod health;
 pub mod middleware;
 pub mod pagination;
 pub mod problem;
 pub mod router;
+pub mod serve;
 pub mod server;
 pub mod service;
 pub mod tls;

@@ -67,6 +67,14 @@ pub struct RequestLimits {
 pub struct RequestContext {
     pub audit: Audit,
     pub trusted_proxies: TrustedProxies,
+    /// `/metrics` goes on a router of its own (`METRICS_PORT`), not on the main one.
+    pub separate_metrics: bool,
+}
+
+/// The service's routers: the main one, and `/metrics` alone when it is served apart.
+pub struct Routers {
+    pub main: Router,
+    pub metrics: Option<Router>,
 }
 
 /// Adds `/health`, `/ready`, `/metrics` and `/openapi.json` to `api`, then wraps the whole in the
@@ -78,7 +86,7 @@ pub fn finish(
     metrics: Metrics,
     limits: RequestLimits,
     context: RequestContext,
-) -> Router {
+) -> Routers {
     let service: Arc<str> = Arc::from(service);
     let ops = OpsState {
         service: Arc::clone(&service),
@@ -90,10 +98,18 @@ pub fn finish(
     if !api.own_health {
         ops_router = ops_router.route("/health", get(health::health));
     }
-    let ops_router = ops_router
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .with_state(ops);
+    let mut ops_router = ops_router.route("/ready", get(health::ready));
+    let metrics_router = if context.separate_metrics {
+        Some(
+            Router::new()
+                .route("/metrics", get(health::metrics))
+                .with_state(ops.clone()),
+        )
+    } else {
+        ops_router = ops_router.route("/metrics", get(health::metrics));
+        None
+    };
+    let ops_router = ops_router.with_state(ops);
 
     let mut router = api.router.merge(ops_router);
     if let Some(mut openapi) = api.openapi {
@@ -113,7 +129,7 @@ pub fn finish(
                 }),
             );
     }
-    router
+    let main = router
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(
@@ -130,5 +146,9 @@ pub fn finish(
                     middleware::pipeline,
                 ))
                 .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
-        )
+        );
+    Routers {
+        main,
+        metrics: metrics_router,
+    }
 }

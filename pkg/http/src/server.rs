@@ -9,16 +9,19 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use platform_audit::Audit;
 use platform_config::{Env, Environment};
 use platform_metrics::Metrics;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_ip::{INTERNAL_NETWORKS, TrustedProxies};
+use crate::framing::{HeadLimits, MAX_REQUEST_LINE};
 use crate::front::Front;
+use crate::guard::GuardConfig;
 use crate::health::Readiness;
+use crate::serve::{HttpListener, LiveTls, grpc_incoming, serve_http};
 use crate::tls::TlsConfig;
 use std::sync::Arc;
 
@@ -73,6 +76,8 @@ pub struct ConnectionLimits {
     /// `MAX_CONNECTIONS`: open connections per listener; the next one is refused at once
     /// (HTTP: a 503 problem and close; gRPC: closed).
     pub max_connections: usize,
+    /// `MAX_HEADER_BYTES`: the largest request head (431 beyond).
+    pub max_header_bytes: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -81,6 +86,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -104,6 +110,23 @@ impl ConnectionLimits {
                 defaults.max_connections,
                 1..=1_000_000,
             ),
+            max_header_bytes: env.in_range(
+                "MAX_HEADER_BYTES",
+                defaults.max_header_bytes,
+                1024..=1024 * 1024,
+            ),
+        }
+    }
+
+    /// What the guard of every connection enforces.
+    pub fn guard(&self) -> GuardConfig {
+        GuardConfig {
+            head: HeadLimits {
+                max_head_bytes: self.max_header_bytes,
+                max_request_line: MAX_REQUEST_LINE.min(self.max_header_bytes),
+            },
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: Some(self.idle_timeout),
         }
     }
 }
@@ -226,7 +249,6 @@ pub enum ServerError {
     Serve(String),
 }
 
-/// A bound, not yet serving, service.
 /// Where HTTP connections are accepted.
 enum Listeners {
     /// One socket, served on the process's runtime.
@@ -235,12 +257,18 @@ enum Listeners {
     PerCore(Vec<std::net::TcpListener>),
 }
 
+/// A bound, not yet serving, service.
 pub struct Server {
     name: String,
     http_listener: Listeners,
     router: Router,
     grpc: Option<(TcpListener, tonic::service::Routes)>,
+    /// `METRICS_PORT`: `/metrics` alone, on its own listener.
+    metrics_listener: Option<(TcpListener, Router)>,
     shutdown_timeout: Duration,
+    /// Request timeout, also the deadline of a gRPC call.
+    request_timeout: Duration,
+    connections: ConnectionLimits,
     metrics: Metrics,
     /// The certificate being served and where it comes from, when serving HTTPS.
     tls: Option<(TlsConfig, Arc<rustls::ServerConfig>)>,
@@ -286,7 +314,7 @@ async fn listen(host: IpAddr, port: u16) -> Result<TcpListener, ServerError> {
 impl Server {
     /// Builds the router and opens the listeners.
     pub async fn bind(config: &ServerConfig, parts: ServiceParts) -> Result<Self, ServerError> {
-        let router = router::finish(
+        let routers = router::finish(
             &config.service_name,
             parts.http,
             parts.readiness,
@@ -295,6 +323,7 @@ impl Server {
             router::RequestContext {
                 audit: parts.audit.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                separate_metrics: config.metrics_port.is_some(),
             },
         );
         // Load the certificate before binding: a bad one stops start-up.
@@ -324,12 +353,19 @@ impl Server {
             }
             None => None,
         };
+        let metrics_listener = match (config.metrics_port, routers.metrics) {
+            (Some(port), Some(router)) => Some((listen(config.host, port).await?, router)),
+            _ => None,
+        };
         Ok(Self {
             name: config.service_name.clone(),
             http_listener,
-            router,
+            router: routers.main,
             grpc,
+            metrics_listener,
             shutdown_timeout: config.shutdown_timeout,
+            request_timeout: config.request_timeout,
+            connections: config.connections,
             metrics: parts.metrics,
             tls,
             front: None,
@@ -357,8 +393,13 @@ impl Server {
         self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
-    /// Serves until `shutdown` fires, then drains in-flight requests for at most the
-    /// configured shutdown timeout.
+    /// Where `/metrics` is served when `METRICS_PORT` moved it off the main listener.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown`, then waits for the service's background `tasks` (relays,
     /// consumers, sweepers: each stops on the same token), so none is cut off mid-write
     /// before the service closes its database.
@@ -376,13 +417,18 @@ impl Server {
         served
     }
 
+    /// Serves until `shutdown` fires, then drains in-flight requests for at most the
+    /// configured shutdown timeout.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let Server {
             name,
             http_listener,
             router,
             grpc,
+            metrics_listener,
             shutdown_timeout,
+            request_timeout,
+            connections,
             metrics,
             tls,
             front,
@@ -402,48 +448,65 @@ impl Server {
             }
         });
 
-        let http = async {
-            let http_listener = match http_listener {
-                Listeners::PerCore(listeners) => {
-                    return serve_per_core(&name, listeners, router, front, shutdown.clone()).await;
-                }
-                Listeners::Shared(listener) => listener,
-            };
-            match (tls, front) {
-                (None, Some(front)) => {
-                    crate::front::serve(http_listener, router, front, shutdown.clone())
-                        .await
-                        .map_err(|e| ServerError::Serve(e.to_string()))
-                }
-                (None, None) => axum::serve(
-                    // Responses are small and latency matters: no Nagle delay.
-                    http_listener.tap_io(|stream| {
-                        let _ = stream.set_nodelay(true);
-                    }),
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await
-                .map_err(|e| ServerError::Serve(e.to_string())),
-                (Some((files, server_config)), _) => {
-                    serve_tls(
-                        http_listener,
-                        router,
-                        files,
-                        server_config,
-                        shutdown.clone(),
-                        shutdown_timeout,
-                    )
-                    .await
-                }
+        let live_tls = match tls {
+            Some((files, server_config)) => {
+                let live = LiveTls::new(server_config);
+                tokio::spawn(crate::tls::reload_until(
+                    files,
+                    live.clone(),
+                    Duration::from_secs(2),
+                    shutdown.clone(),
+                ));
+                Some(live)
             }
+            None => None,
+        };
+        let shared = Arc::new(HttpListener {
+            router,
+            front,
+            tls: live_tls,
+            guard: connections.guard(),
+            slots: Arc::new(Semaphore::new(connections.max_connections)),
+            shutdown: shutdown.clone(),
+        });
+        let http = async {
+            match http_listener {
+                Listeners::PerCore(listeners) => serve_per_core(&name, listeners, shared).await,
+                Listeners::Shared(listener) => serve_http(listener, shared)
+                    .await
+                    .map_err(|e| ServerError::Serve(e.to_string())),
+            }
+        };
+        let metrics_only = async {
+            let Some((listener, router)) = metrics_listener else {
+                return Ok(());
+            };
+            let shared = Arc::new(HttpListener {
+                router,
+                front: None,
+                tls: None,
+                guard: connections.guard(),
+                slots: Arc::new(Semaphore::new(connections.max_connections)),
+                shutdown: shutdown.clone(),
+            });
+            serve_http(listener, shared)
+                .await
+                .map_err(|e| ServerError::Serve(e.to_string()))
         };
         let grpc = async {
             match grpc {
                 Some((listener, routes)) => tonic::transport::Server::builder()
+                    .timeout(request_timeout)
+                    // Peers that vanish without closing are found and dropped.
+                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                    .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener),
+                        grpc_incoming(
+                            listener,
+                            Arc::new(Semaphore::new(connections.max_connections)),
+                            connections.guard(),
+                        ),
                         shutdown.clone().cancelled_owned(),
                     )
                     .await
@@ -451,7 +514,7 @@ impl Server {
                 None => Ok(()),
             }
         };
-        let serving = async { tokio::try_join!(http, grpc).map(|_| ()) };
+        let serving = async { tokio::try_join!(http, metrics_only, grpc).map(|_| ()) };
         let grace = async {
             shutdown.cancelled().await;
             tracing::info!(service = %name, "shutting down: draining in-flight requests");
@@ -474,20 +537,17 @@ impl Server {
     }
 }
 
-/// Serves `router` on one thread per listener, each with a single-threaded runtime.
+/// Serves on one thread per listener, each with a single-threaded runtime; the port's
+/// connection slots are shared by all of them.
 async fn serve_per_core(
     name: &str,
     listeners: Vec<std::net::TcpListener>,
-    router: Router,
-    front: Option<Arc<dyn Front>>,
-    shutdown: CancellationToken,
+    shared: Arc<HttpListener>,
 ) -> Result<(), ServerError> {
     let mut done = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
         let (finished, result) = tokio::sync::oneshot::channel();
-        let router = router.clone();
-        let front = front.clone();
-        let shutdown = shutdown.clone();
+        let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("{name}-http-{index}"))
             .spawn(move || {
@@ -496,19 +556,7 @@ async fn serve_per_core(
                     .build()
                     .and_then(|runtime| {
                         runtime.block_on(async move {
-                            let listener = TcpListener::from_std(listener)?;
-                            if let Some(front) = front {
-                                return crate::front::serve(listener, router, front, shutdown)
-                                    .await;
-                            }
-                            axum::serve(
-                                listener.tap_io(|stream| {
-                                    let _ = stream.set_nodelay(true);
-                                }),
-                                router.into_make_service_with_connect_info::<SocketAddr>(),
-                            )
-                            .with_graceful_shutdown(shutdown.cancelled_owned())
-                            .await
+                            serve_http(TcpListener::from_std(listener)?, shared).await
                         })
                     });
                 let _ = finished.send(outcome);
@@ -528,41 +576,6 @@ async fn serve_per_core(
         }
     }
     Ok(())
-}
-
-/// HTTPS: rustls in front of the same router, the certificate reloaded on SIGHUP or change.
-async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    files: TlsConfig,
-    server_config: Arc<rustls::ServerConfig>,
-    shutdown: CancellationToken,
-    shutdown_timeout: Duration,
-) -> Result<(), ServerError> {
-    let live = axum_server::tls_rustls::RustlsConfig::from_config(server_config);
-    let handle = axum_server::Handle::new();
-    tokio::spawn(crate::tls::reload_until(
-        files,
-        live.clone(),
-        Duration::from_secs(2),
-        shutdown.clone(),
-    ));
-    tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            shutdown.cancelled().await;
-            handle.graceful_shutdown(Some(shutdown_timeout));
-        }
-    });
-    let listener = listener
-        .into_std()
-        .map_err(|e| ServerError::Serve(e.to_string()))?;
-    axum_server::tls_rustls::from_tcp_rustls(listener, live)
-        .map_err(|e| ServerError::Serve(e.to_string()))?
-        .handle(handle)
-        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .map_err(|e| ServerError::Serve(e.to_string()))
 }
 
 /// The service's gRPC routes plus the standard health service, and reflection when asked for

@@ -93,7 +93,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// `poll`), until `shutdown`. A reload that fails keeps the previous certificate.
 pub async fn reload_until(
     config: TlsConfig,
-    live: axum_server::tls_rustls::RustlsConfig,
+    live: crate::serve::LiveTls,
     poll: Duration,
     shutdown: CancellationToken,
 ) {
@@ -124,7 +124,7 @@ pub async fn reload_until(
         seen = now;
         match load(&config) {
             Ok(server) => {
-                live.reload_from_config(server);
+                live.replace(server);
                 tracing::info!(cert = %config.cert_file.display(), "TLS certificate reloaded");
             }
             Err(error) => {

@@ -6,9 +6,15 @@
 //! pool of keep-alive upstream connections that the request's own task drives — no connection
 //! task, no channel, no `HeaderMap`. That is where hyper spends what this saves.
 //!
-//! It handles only the plain cases, and says so: [`plain_request`] answers `None` for anything
-//! else (HTTP/1.0, `Transfer-Encoding` on a request, conflicting lengths, upgrades,
-//! `Expect`, absolute-form targets), and the caller hands such a connection to hyper.
+//! Framing is decided once for the platform by `platform_http::framing` (the same checks guard
+//! hyper): a request that could be framed two ways is refused before it gets here. Of the
+//! rest, this engine handles only the plain cases, and says so: [`plain_request`] answers
+//! `None` for anything else (HTTP/1.0, chunked request bodies, upgrades, `Expect`,
+//! absolute-form targets), and the caller hands such a connection to hyper.
+//!
+//! Lengths are always the engine's own: a request's `Content-Length` is written from the body
+//! it forwards, a response's from the framing it relays, and `Connection` can never name a
+//! framing header or one the gateway sets ([`PROTECTED`]) away.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,6 +24,8 @@ use bytes::{Buf, BytesMut};
 use httparse::Header;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use platform_http::framing::{self, ChunkedScanner, tokens};
 
 use crate::{ProxyError, Upstream};
 
@@ -37,17 +45,38 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Whether `name` is hop-by-hop, or named as such by the message's `Connection` header.
-pub fn is_hop_by_hop(name: &str, connection: &[Header<'_>]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection.iter().any(|header| {
-            tokens(header.value).any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
-        })
+/// Headers a `Connection` header may not name away: the framing ones (whose removal would
+/// leave a body without its length: request smuggling), and those the gateway sets or checks.
+pub const PROTECTED: [&str; 14] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "authorization",
+    "x-user-id",
+    "x-user-role",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "traceparent",
+    "tracestate",
+    "idempotency-key",
+];
+
+/// Whether `Connection` may name `name` as hop-by-hop (see [`PROTECTED`]).
+pub fn may_be_named_hop_by_hop(name: &str) -> bool {
+    !PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p))
 }
 
-/// The comma-separated tokens of a header value, trimmed.
-fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value.split(|b| *b == b',').map(|t| t.trim_ascii())
+/// Whether `name` is hop-by-hop, or named as such by the message's `Connection` header (a
+/// name in [`PROTECTED`] stays end-to-end whatever `Connection` says).
+pub fn is_hop_by_hop(name: &str, connection: &[Header<'_>]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || (may_be_named_hop_by_hop(name)
+            && connection.iter().any(|header| {
+                tokens(header.value).any(|token| token.eq_ignore_ascii_case(name.as_bytes()))
+            }))
 }
 
 fn has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool {
@@ -57,21 +86,15 @@ fn has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool {
         .any(|h| tokens(h.value).any(|t| t.eq_ignore_ascii_case(token.as_bytes())))
 }
 
-/// The single `Content-Length` of a head: `Ok(None)` when absent, `Err` when malformed or
-/// repeated with different values (a request-smuggling vector).
+/// The single `Content-Length` of a head (one number per field, repeats agreeing): `Ok(None)`
+/// when absent, `Err` when malformed or with different values (a request-smuggling vector).
 fn content_length(headers: &[Header<'_>]) -> Result<Option<u64>, ()> {
     let mut length = None;
     for header in headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
     {
-        let value = header.value.trim_ascii();
-        if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-            return Err(());
-        }
-        let parsed = value
-            .iter()
-            .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+        let parsed = framing::parse_length(header.value.trim_ascii()).ok_or(())?;
         if length.is_some_and(|previous| previous != parsed) {
             return Err(());
         }
@@ -89,25 +112,26 @@ pub struct PlainRequest {
     pub close: bool,
 }
 
-/// What framing a request has, or `None` when it is not plain HTTP/1.1 with at most a
-/// `Content-Length` body.
-pub fn plain_request(request: &httparse::Request<'_, '_>) -> Option<PlainRequest> {
-    let headers = &*request.headers;
+/// Whether a request whose head passed `framing::check_request` (as `framing`) is plain
+/// enough for the fast path: HTTP/1.1, origin-form, at most a `Content-Length` body, no
+/// upgrade and no `Expect`.
+pub fn plain_request(
+    request: &httparse::Request<'_, '_>,
+    framing: framing::Framing,
+) -> Option<PlainRequest> {
     let plain = request.version == Some(1)
         && request.path.is_some_and(|p| p.starts_with('/'))
-        && request.method.is_some_and(|m| m != "CONNECT")
-        && !headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("transfer-encoding")
-                || h.name.eq_ignore_ascii_case("upgrade")
-                || h.name.eq_ignore_ascii_case("expect")
+        && !request.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("expect")
         });
-    if !plain {
-        return None;
-    }
-    let body_len = content_length(headers).ok()?.unwrap_or(0);
-    Some(PlainRequest {
+    let body_len = match framing.body {
+        framing::BodyFraming::None => 0,
+        framing::BodyFraming::Length(n) => n,
+        framing::BodyFraming::Chunked => return None,
+    };
+    plain.then_some(PlainRequest {
         body_len,
-        close: has_token(headers, "connection", "close"),
+        close: framing.close,
     })
 }
 
@@ -154,127 +178,6 @@ pub struct ResponseHead {
     pub reusable: bool,
 }
 
-/// Where a [`ChunkedScanner`] is in a chunked body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Reading the size line's hex digits.
-    Size {
-        seen_digit: bool,
-    },
-    /// After the size: extensions until LF.
-    SizeLineEnd,
-    Data,
-    /// CR LF after a chunk's data.
-    DataCr,
-    DataLf,
-    /// After the last chunk: trailer lines until an empty one.
-    TrailerLineStart,
-    TrailerLine,
-    Done,
-}
-
-/// Follows a chunked body as it passes through, to find where it ends. Bytes are forwarded
-/// verbatim (chunk sizes, extensions, trailers); only the framing is checked.
-#[derive(Debug, Clone)]
-pub struct ChunkedScanner {
-    state: Chunk,
-    size: u64,
-}
-
-impl Default for ChunkedScanner {
-    fn default() -> Self {
-        Self {
-            state: Chunk::Size { seen_digit: false },
-            size: 0,
-        }
-    }
-}
-
-/// A chunked body that is not valid chunked framing.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid chunked framing")]
-pub struct InvalidChunk;
-
-impl ChunkedScanner {
-    /// Consumes `bytes`; returns how many belong to the body and whether it ended there.
-    pub fn advance(&mut self, bytes: &[u8]) -> Result<(usize, bool), InvalidChunk> {
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            match self.state {
-                Chunk::Size { seen_digit } => {
-                    if let Some(digit) = (b as char).to_digit(16) {
-                        self.size = self
-                            .size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(u64::from(digit)))
-                            .ok_or(InvalidChunk)?;
-                        self.state = Chunk::Size { seen_digit: true };
-                    } else if seen_digit && matches!(b, b';' | b'\r' | b' ' | b'\t') {
-                        self.state = Chunk::SizeLineEnd;
-                    } else if seen_digit && b == b'\n' {
-                        self.end_size_line();
-                    } else {
-                        return Err(InvalidChunk);
-                    }
-                }
-                Chunk::SizeLineEnd => {
-                    if b == b'\n' {
-                        self.end_size_line();
-                    }
-                }
-                Chunk::Data => {
-                    let take =
-                        (bytes.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
-                    i += take;
-                    self.size -= take as u64;
-                    if self.size == 0 {
-                        self.state = Chunk::DataCr;
-                    }
-                    continue;
-                }
-                Chunk::DataCr => {
-                    self.state = match b {
-                        b'\r' => Chunk::DataLf,
-                        b'\n' => Chunk::Size { seen_digit: false },
-                        _ => return Err(InvalidChunk),
-                    };
-                }
-                Chunk::DataLf => {
-                    if b != b'\n' {
-                        return Err(InvalidChunk);
-                    }
-                    self.state = Chunk::Size { seen_digit: false };
-                }
-                Chunk::TrailerLineStart => match b {
-                    b'\r' => {}
-                    b'\n' => {
-                        self.state = Chunk::Done;
-                        return Ok((i + 1, true));
-                    }
-                    _ => self.state = Chunk::TrailerLine,
-                },
-                Chunk::TrailerLine => {
-                    if b == b'\n' {
-                        self.state = Chunk::TrailerLineStart;
-                    }
-                }
-                Chunk::Done => return Ok((i, true)),
-            }
-            i += 1;
-        }
-        Ok((i, self.state == Chunk::Done))
-    }
-
-    fn end_size_line(&mut self) {
-        if self.size == 0 {
-            self.state = Chunk::TrailerLineStart;
-        } else {
-            self.state = Chunk::Data;
-        }
-    }
-}
-
 /// An idle keep-alive connection to an upstream.
 struct Idle {
     stream: TcpStream,
@@ -291,9 +194,6 @@ thread_local! {
     static POOL: RefCell<ThreadPool> = RefCell::new(ThreadPool { idle: HashMap::new() });
 }
 
-/// Connections idle longer than this are checked before reuse (the upstream may have closed
-/// them meanwhile).
-const CHECK_IDLE_AFTER: Duration = Duration::from_millis(250);
 /// Connections idle longer than this are dropped.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
@@ -330,7 +230,7 @@ impl Client {
             });
             let Some(idle) = idle else { break };
             let age = now.saturating_duration_since(idle.since);
-            if age > MAX_IDLE || (age > CHECK_IDLE_AFTER && !alive(&idle.stream)) {
+            if age > MAX_IDLE || has_input(&idle.stream) {
                 continue;
             }
             return Ok(UpstreamConnection {
@@ -377,9 +277,11 @@ impl Client {
         })
     }
 
-    /// Returns a connection whose exchange ended cleanly to this thread's pool.
+    /// Returns a connection whose exchange ended cleanly to this thread's pool: only when
+    /// its response ended exactly where its framing said, with nothing after it (bytes after
+    /// a response would be taken as the answer to the next client's request).
     pub fn release(&self, connection: UpstreamConnection) {
-        if !connection.buf.is_empty() {
+        if !connection.buf.is_empty() || has_input(&connection.stream) {
             return;
         }
         let max = self.max_idle;
@@ -402,6 +304,26 @@ fn alive(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
+/// Whether a pooled connection has something to read: an EOF, an error, or bytes nobody asked
+/// for (an answer to no request would be taken as the next client's answer). Asked of the
+/// reactor first, which knows without a system call when nothing has arrived since the last
+/// read; only when it may have, a non-blocking read settles it.
+fn has_input(stream: &TcpStream) -> bool {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut context) {
+        std::task::Poll::Pending => false,
+        std::task::Poll::Ready(_) => !alive(stream),
+    }
+}
+
+/// A relay that broke, and whether the client had been sent any of the answer (if not, it
+/// can still be answered with an error).
+#[derive(Debug)]
+pub struct RelayError {
+    pub error: std::io::Error,
+    pub sent: bool,
+}
+
 /// Why an exchange with an upstream failed, and whether the upstream can have seen it.
 #[derive(Debug)]
 pub enum ExchangeError {
@@ -415,13 +337,15 @@ pub enum ExchangeError {
 impl UpstreamConnection {
     /// Sends `request` (head and body, already encoded) and reads the response head,
     /// rewriting it into `out` for the client: hop-by-hop headers and those in `replaced`
-    /// dropped, `extra` called to
-    /// append the caller's own headers.
+    /// dropped, `connection: close` added when `close` (the client connection ends after
+    /// this exchange), `extra` called to append the caller's own headers.
+    #[allow(clippy::too_many_arguments)]
     pub async fn exchange(
         &mut self,
         service: &str,
         request: &[u8],
         head_only: bool,
+        close: bool,
         out: &mut Vec<u8>,
         replaced: &[&str],
         extra: impl FnOnce(&mut Vec<u8>),
@@ -440,7 +364,7 @@ impl UpstreamConnection {
         }
         let mut extra = Some(extra);
         loop {
-            match take_head(&mut self.buf, head_only, out, replaced, &mut extra) {
+            match take_head(&mut self.buf, head_only, close, out, replaced, &mut extra) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(reason) => return Err(ExchangeError::Failed(broken(reason))),
@@ -472,15 +396,29 @@ impl UpstreamConnection {
 
     /// Copies the response to `client`: `out` (the rewritten head) first, then the body as
     /// `framing` delimits it. `Err` when the client went away or the upstream broke mid-body
-    /// (neither connection can be used again).
+    /// (neither connection can be used again); it says whether the client was sent anything.
     pub async fn relay<W: tokio::io::AsyncWrite + Unpin>(
         &mut self,
         framing: Framing,
         out: &mut Vec<u8>,
         client: &mut W,
+    ) -> Result<(), RelayError> {
+        let mut sent = false;
+        self.relay_body(framing, out, client, &mut sent)
+            .await
+            .map_err(|error| RelayError { error, sent })
+    }
+
+    async fn relay_body<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        framing: Framing,
+        out: &mut Vec<u8>,
+        client: &mut W,
+        sent: &mut bool,
     ) -> std::io::Result<()> {
         match framing {
             Framing::Empty => {
+                *sent = true;
                 client.write_all(out).await?;
             }
             Framing::Length(mut left) => loop {
@@ -490,6 +428,7 @@ impl UpstreamConnection {
                 out.extend_from_slice(&self.buf[..take]);
                 self.buf.advance(take);
                 left -= take as u64;
+                *sent = true;
                 client.write_all(out).await?;
                 out.clear();
                 if left == 0 {
@@ -505,6 +444,7 @@ impl UpstreamConnection {
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                     out.extend_from_slice(&self.buf[..used]);
                     self.buf.advance(used);
+                    *sent = true;
                     client.write_all(out).await?;
                     out.clear();
                     if done {
@@ -514,6 +454,7 @@ impl UpstreamConnection {
                 }
             }
             Framing::UntilClose => {
+                *sent = true;
                 client.write_all(out).await?;
                 out.clear();
                 loop {
@@ -538,7 +479,8 @@ impl UpstreamConnection {
 }
 
 /// Starts the upstream request head in `out`: the request line and the client's headers
-/// except `Host`, hop-by-hop ones and those `skip` names. The caller appends its own headers;
+/// except `Host`, `Content-Length` ([`finish_request`] writes the length of the body it
+/// sends), hop-by-hop ones and those `skip` names. The caller appends its own headers;
 /// [`finish_request`] completes it for one upstream.
 pub fn write_request_start(
     out: &mut Vec<u8>,
@@ -557,6 +499,7 @@ pub fn write_request_start(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for header in headers {
         if header.name.eq_ignore_ascii_case("host")
+            || header.name.eq_ignore_ascii_case("content-length")
             || is_hop_by_hop(header.name, &connection)
             || skip(header.name)
         {
@@ -567,12 +510,23 @@ pub fn write_request_start(
 }
 
 /// The whole request for `upstream`: `start` (from [`write_request_start`] plus the caller's
-/// headers), `Host`, the blank line and the body.
-pub fn finish_request(start: &[u8], upstream: &Upstream, body: &[u8]) -> Vec<u8> {
+/// headers), `Host`, the body's `Content-Length` (when there is a body, or `declare_length`
+/// says the method expects one), the blank line and the body.
+pub fn finish_request(
+    start: &[u8],
+    upstream: &Upstream,
+    body: &[u8],
+    declare_length: bool,
+) -> Vec<u8> {
     let authority = upstream.authority.as_str().as_bytes();
-    let mut request = Vec::with_capacity(start.len() + authority.len() + body.len() + 12);
+    let mut request = Vec::with_capacity(start.len() + authority.len() + body.len() + 40);
     request.extend_from_slice(start);
     put_header(&mut request, "host", authority);
+    if declare_length || !body.is_empty() {
+        request.extend_from_slice(b"content-length: ");
+        put_number(&mut request, body.len() as u64);
+        request.extend_from_slice(b"\r\n");
+    }
     request.extend_from_slice(b"\r\n");
     request.extend_from_slice(body);
     request
@@ -582,37 +536,63 @@ pub fn finish_request(start: &[u8], upstream: &Upstream, body: &[u8]) -> Vec<u8>
 fn rewrite_response(
     response: &httparse::Response<'_, '_>,
     head_only: bool,
+    close: bool,
     out: &mut Vec<u8>,
     replaced: &[&str],
     extra: impl FnOnce(&mut Vec<u8>),
 ) -> Result<ResponseHead, &'static str> {
     let status = response.code.unwrap_or(0);
     let headers = &*response.headers;
-    let chunked = headers
+    // Only exactly `chunked` is relayed: any other coding would reach the client unlabelled.
+    let mut codings = 0;
+    let mut chunked = false;
+    for header in headers
         .iter()
-        .rfind(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-        .map(|h| {
-            tokens(h.value)
-                .next_back()
-                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
-        });
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        for coding in tokens(header.value) {
+            codings += 1;
+            chunked = coding.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+    if codings > 1 || (codings == 1 && !chunked) {
+        return Err("unsupported transfer coding");
+    }
     let length = content_length(headers).map_err(|()| "invalid content-length")?;
+    if chunked && length.is_some() {
+        // Two framings at once: the response cannot be relayed safely.
+        return Err("content-length with transfer-encoding");
+    }
     let framing = if head_only || status == 204 || status == 304 {
         Framing::Empty
     } else {
         match (chunked, length) {
-            (Some(true), _) => Framing::Chunked,
-            // Another transfer coding, or none at all: the body ends when the upstream closes.
-            (Some(false), _) | (None, None) => Framing::UntilClose,
-            (None, Some(n)) => Framing::Length(n),
+            (true, _) => Framing::Chunked,
+            // No framing at all: the body ends when the upstream closes.
+            (false, None) => Framing::UntilClose,
+            (false, Some(n)) => Framing::Length(n),
         }
     };
     let keep_alive = response.version == Some(1) && !has_token(headers, "connection", "close");
     write_status_and_headers(response, out, replaced);
-    match framing {
-        Framing::Chunked if !head_only => put_header(out, "transfer-encoding", b"chunked"),
-        Framing::UntilClose => put_header(out, "connection", b"close"),
-        _ => {}
+    if close || framing == Framing::UntilClose {
+        put_header(out, "connection", b"close");
+    }
+    match (framing, length) {
+        (Framing::Chunked, _) => put_header(out, "transfer-encoding", b"chunked"),
+        (Framing::UntilClose, _) => {}
+        (Framing::Length(n), _) => {
+            out.extend_from_slice(b"content-length: ");
+            put_number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        // A HEAD or 304 answer describes the body it did not send.
+        (Framing::Empty, Some(n)) if status != 204 => {
+            out.extend_from_slice(b"content-length: ");
+            put_number(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        (Framing::Empty, _) => {}
     }
     extra(out);
     out.extend_from_slice(b"\r\n");
@@ -643,6 +623,7 @@ fn write_status_and_headers(
     out.extend_from_slice(b"\r\n");
     for header in headers {
         if is_hop_by_hop(header.name, &connection)
+            || header.name.eq_ignore_ascii_case("content-length")
             || replaced.iter().any(|r| header.name.eq_ignore_ascii_case(r))
         {
             continue;
@@ -658,6 +639,7 @@ fn write_status_and_headers(
 fn take_head(
     buf: &mut BytesMut,
     head_only: bool,
+    close: bool,
     out: &mut Vec<u8>,
     replaced: &[&str],
     extra: &mut Option<impl FnOnce(&mut Vec<u8>)>,
@@ -681,7 +663,7 @@ fn take_head(
             continue;
         }
         let write_extra = extra.take().ok_or("response head already taken")?;
-        let head = rewrite_response(&response, head_only, out, replaced, write_extra)?;
+        let head = rewrite_response(&response, head_only, close, out, replaced, write_extra)?;
         buf.advance(len);
         return Ok(Some(head));
     }
@@ -695,7 +677,8 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         assert!(request.parse(raw).unwrap().is_complete());
-        plain_request(&request)
+        let framing = framing::check_request(&request).ok()?;
+        plain_request(&request, framing)
     }
 
     #[test]
@@ -708,7 +691,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_request(b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"),
+            parse_request(
+                b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+            ),
             Some(PlainRequest {
                 body_len: 5,
                 close: true
@@ -716,35 +701,55 @@ mod tests {
         );
         // Repeated identical lengths are one length.
         assert!(
-            parse_request(b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
-                .is_some()
+            parse_request(
+                b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+            )
+            .is_some()
         );
         for raw in [
             &b"GET /a HTTP/1.0\r\n\r\n"[..],
-            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            b"POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
-            b"GET http://x/a HTTP/1.1\r\n\r\n",
-            b"CONNECT x:443 HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            b"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
             assert_eq!(parse_request(raw), None, "{}", String::from_utf8_lossy(raw));
         }
     }
 
     #[test]
-    fn hop_by_hop_includes_what_connection_names() {
+    fn hop_by_hop_includes_what_connection_names_except_protected_headers() {
         let connection = [Header {
             name: "Connection",
-            value: b"keep-alive, X-Secret-Hop",
+            value: b"keep-alive, X-Secret-Hop, Content-Length, Host, Authorization, x-user-id",
         }];
         assert!(is_hop_by_hop("Keep-Alive", &connection));
         assert!(is_hop_by_hop("x-secret-hop", &connection));
         assert!(is_hop_by_hop("Transfer-Encoding", &[]));
         assert!(!is_hop_by_hop("x-request-id", &connection));
+        for protected in ["content-length", "Host", "authorization", "X-User-Id"] {
+            assert!(!is_hop_by_hop(protected, &connection), "{protected}");
+        }
+    }
+
+    #[test]
+    fn forwarded_requests_carry_the_length_of_their_body_only() {
+        let raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: Content-Length\r\nX-A: 1\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        assert!(request.parse(raw).unwrap().is_complete());
+        let mut start = Vec::new();
+        write_request_start(&mut start, &request, |_| false);
+        let upstream = Upstream::parse("s", "http://127.0.0.1:1").unwrap();
+        let sent = String::from_utf8(finish_request(&start, &upstream, b"abc", true)).unwrap();
+        assert_eq!(
+            sent,
+            "POST /a HTTP/1.1\r\nX-A: 1\r\nhost: 127.0.0.1:1\r\ncontent-length: 3\r\n\r\nabc"
+        );
+        let empty = String::from_utf8(finish_request(&start, &upstream, b"", false)).unwrap();
+        assert!(!empty.contains("content-length"));
+        let declared = String::from_utf8(finish_request(&start, &upstream, b"", true)).unwrap();
+        assert!(declared.contains("content-length: 0\r\n"));
     }
 
     fn rewrite(raw: &[u8], head_only: bool) -> (ResponseHead, String) {
@@ -752,9 +757,14 @@ mod tests {
         let mut response = httparse::Response::new(&mut headers);
         assert!(response.parse(raw).unwrap().is_complete());
         let mut out = Vec::new();
-        let head = rewrite_response(&response, head_only, &mut out, &["x-request-id"], |out| {
-            put_header(out, "x-request-id", b"r1")
-        })
+        let head = rewrite_response(
+            &response,
+            head_only,
+            false,
+            &mut out,
+            &["x-request-id"],
+            |out| put_header(out, "x-request-id", b"r1"),
+        )
         .unwrap();
         (head, String::from_utf8(out).unwrap())
     }
@@ -769,7 +779,7 @@ mod tests {
         assert!(head.reusable);
         assert_eq!(
             text,
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nx-request-id: r1\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ncontent-length: 2\r\nx-request-id: r1\r\n\r\n"
         );
 
         let (head, text) = rewrite(
@@ -784,8 +794,19 @@ mod tests {
         assert!(!head.reusable);
         assert!(text.contains("connection: close\r\n"));
 
-        let (head, _) = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true);
+        let (head, text) = rewrite(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true);
         assert_eq!(head.framing, Framing::Empty);
+        assert!(
+            text.contains("content-length: 10\r\n"),
+            "HEAD keeps the GET's length"
+        );
+        // `Connection` cannot name the length away from the client.
+        let (head, text) = rewrite(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\n",
+            false,
+        );
+        assert_eq!(head.framing, Framing::Length(3));
+        assert!(text.contains("content-length: 3\r\n"));
         let (head, _) = rewrite(b"HTTP/1.1 204 No Content\r\n\r\n", false);
         assert_eq!(head.framing, Framing::Empty);
         let (head, _) = rewrite(
@@ -802,14 +823,14 @@ mod tests {
         );
         let mut out = Vec::new();
         let mut extra = Some(|out: &mut Vec<u8>| put_header(out, "x-request-id", b"r1"));
-        let head = take_head(&mut buf, false, &mut out, &[], &mut extra)
+        let head = take_head(&mut buf, false, false, &mut out, &[], &mut extra)
             .unwrap()
             .unwrap();
         assert_eq!(head.status, 200);
         assert_eq!(head.framing, Framing::Length(2));
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-request-id: r1\r\n\r\n"
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: r1\r\n\r\n"
         );
         assert_eq!(&buf[..], b"ok", "the body stays for the relay");
 
@@ -817,48 +838,31 @@ mod tests {
         let mut out = Vec::new();
         let mut extra = Some(|_: &mut Vec<u8>| {});
         assert!(
-            take_head(&mut partial, false, &mut out, &[], &mut extra)
+            take_head(&mut partial, false, false, &mut out, &[], &mut extra)
                 .unwrap()
                 .is_none()
         );
         let mut switch = BytesMut::from(&b"HTTP/1.1 101 Switching Protocols\r\n\r\n"[..]);
-        assert!(take_head(&mut switch, false, &mut Vec::new(), &[], &mut extra).is_err());
+        assert!(take_head(&mut switch, false, false, &mut Vec::new(), &[], &mut extra).is_err());
     }
 
     #[test]
-    fn conflicting_response_lengths_are_refused() {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
-        assert!(response.parse(raw).unwrap().is_complete());
-        assert!(rewrite_response(&response, false, &mut Vec::new(), &[], |_| {}).is_err());
-    }
-
-    #[test]
-    fn chunked_scanner_finds_the_end_across_any_split() {
-        let body = b"5;ext=1\r\nhello\r\n0\r\nx-trailer: t\r\n\r\nNEXT";
-        let end = body.len() - 4;
-        for split in 0..body.len() {
-            let mut scanner = ChunkedScanner::default();
-            let (used, done) = scanner.advance(&body[..split]).unwrap();
-            if done {
-                assert_eq!(used, end);
-                continue;
-            }
-            assert_eq!(used, split);
-            let (rest, done) = scanner.advance(&body[split..]).unwrap();
-            assert!(done);
-            assert_eq!(split + rest, end);
-        }
-        let mut scanner = ChunkedScanner::default();
-        assert_eq!(scanner.advance(b"0\r\n\r\n").unwrap(), (5, true));
-        for bad in [
-            &b"zz\r\n"[..],
-            b"5\r\nhelloXX",
-            b"\r\n",
-            b"fffffffffffffffffff\r\n",
+    fn ambiguous_response_framing_is_refused() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
         ] {
-            assert!(ChunkedScanner::default().advance(bad).is_err(), "{bad:?}");
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut headers);
+            assert!(response.parse(raw).unwrap().is_complete());
+            assert!(
+                rewrite_response(&response, false, false, &mut Vec::new(), &[], |_| {}).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 

@@ -179,13 +179,16 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers the `Connection` header names are hop-by-hop too.
+    // Headers the `Connection` header names are hop-by-hop too, except those that frame the
+    // message or that the gateway sets or checks (see `h1::PROTECTED`).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| h1::may_be_named_hop_by_hop(name))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in h1::HOP_BY_HOP {
         headers.remove(name);
@@ -216,7 +219,8 @@ impl Proxy {
 
     /// Forwards `request` to `upstream`, keeping method, path, query, headers and body, and
     /// adding `X-Forwarded-*` and the current trace context; gives up after the configured
-    /// upstream timeout.
+    /// upstream timeout. `client` (the caller's address, as the gateway resolved it) becomes
+    /// the whole `X-Forwarded-For`: what a client claims there itself is not passed on.
     pub async fn forward(
         &self,
         upstream: &Upstream,
@@ -262,18 +266,12 @@ impl Proxy {
 
         let original_host = parts.headers.remove(header::HOST);
         strip_hop_by_hop(&mut parts.headers);
-        if let Some(addr) = client {
-            let forwarded_for = match parts
-                .headers
-                .get(&X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(previous) => format!("{previous}, {addr}"),
-                None => addr.to_string(),
-            };
-            if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-                parts.headers.insert(X_FORWARDED_FOR.clone(), value);
-            }
+        // The length is hyper's to write, from the body actually sent.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if let Some(addr) = client
+            && let Ok(value) = HeaderValue::from_str(&addr.to_string())
+        {
+            parts.headers.insert(X_FORWARDED_FOR.clone(), value);
         }
         parts
             .headers
@@ -288,6 +286,7 @@ impl Proxy {
         platform_telemetry::inject_span(&tracing::Span::current(), &mut parts.headers);
         // HTTP/1.1 to the upstream whatever the client spoke.
         parts.version = http::Version::HTTP_11;
+        let head = parts.method == http::Method::HEAD;
 
         let request = Request::from_parts(parts, body);
         let sent = self.client().request(request);
@@ -317,7 +316,20 @@ impl Proxy {
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
+        if parts.headers.contains_key(header::TRANSFER_ENCODING)
+            && parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            return Err(ProxyError::Broken {
+                service: upstream.service.clone(),
+                reason: "a response framed two ways".to_owned(),
+            });
+        }
         strip_hop_by_hop(&mut parts.headers);
+        // The length the client gets is hyper's, from the body actually relayed; only a HEAD
+        // or 304 answer keeps the upstream's (it describes a body not sent).
+        if !head && parts.status != StatusCode::NOT_MODIFIED {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
@@ -372,14 +384,25 @@ mod tests {
         );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-secret-hop", HeaderValue::from_static("1"));
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static("content-length, authorization"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         headers.insert(
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
         headers.insert("x-request-id", HeaderValue::from_static("r"));
         strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
+        assert_eq!(headers.len(), 3, "{headers:?}");
         assert!(headers.contains_key("x-request-id"));
+        assert!(
+            headers.contains_key(header::CONTENT_LENGTH),
+            "framing is never hop-by-hop"
+        );
+        assert!(headers.contains_key(header::AUTHORIZATION));
     }
 
     #[test]
