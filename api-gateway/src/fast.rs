@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use platform_auth::AuthUser;
-use platform_http::framing::{self, Refusal};
+use platform_http::framing::{self, Head, Refusal};
 use platform_http::front::{Connection, ConnectionFuture, Front, Stopping};
 use platform_http::guard::GuardConfig;
 use platform_http::middleware::{REQUEST_ID, join_trace, new_request_id, request_span, served};
@@ -217,35 +217,16 @@ impl FastPath {
     /// Parses the request at the start of `buf` and decides whether the fast path takes it.
     fn prepare(&self, buf: &[u8], peer: IpAddr, limits: &GuardConfig) -> Next<'_> {
         let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let head_len = match request.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            // Still arriving: refused as soon as what has come is already wrong (a bare LF,
-            // a request line or head over the limit).
-            Ok(httparse::Status::Partial) => {
-                return match framing::find_head_end(buf, limits.head) {
-                    Err(refusal) => Next::Refuse(refusal),
-                    Ok(_) => Next::Read { body: false },
-                };
-            }
+        let (head_len, request, framing) = match framing::parse_head(buf, &mut headers, limits.head)
+        {
+            Ok(Head::Complete {
+                len,
+                request,
+                framing,
+            }) => (len, request, framing),
+            Ok(Head::Incomplete) => return Next::Read { body: false },
             // More fields than the fast path keeps: the guard in front of hyper checks them.
-            Err(httparse::Error::TooManyHeaders) => return Next::Fallback,
-            Err(error) => {
-                return Next::Refuse(match framing::find_head_end(buf, limits.head) {
-                    Err(refusal) => refusal,
-                    Ok(_) => Refusal::bad(framing::parse_error(error)),
-                });
-            }
-        };
-        // httparse is lenient where the platform is not (bare LF line ends, obs-fold): the
-        // head it found must also be the head the strict scan finds.
-        match framing::find_head_end(&buf[..head_len], limits.head) {
-            Ok(Some(end)) if end == head_len => {}
-            Err(refusal) => return Next::Refuse(refusal),
-            Ok(_) => return Next::Refuse(Refusal::bad("The request head is malformed.")),
-        }
-        let framing = match framing::check_request(&request) {
-            Ok(framing) => framing,
+            Ok(Head::TooManyHeaders) => return Next::Fallback,
             Err(refusal) => return Next::Refuse(refusal),
         };
         let Some(plain) = h1::plain_request(&request, framing) else {
@@ -499,6 +480,7 @@ impl FastPath {
         let request = &request;
         let extra = |out: &mut Vec<u8>| {
             h1::put_header(out, "x-request-id", request_id.as_bytes());
+            h1::put_header(out, "x-content-type-options", b"nosniff");
             if let Some(decision) = &decision {
                 write_decision(out, decision);
             }
@@ -617,6 +599,7 @@ async fn refuse(stream: &mut TcpStream, refusal: Refusal) {
 /// `insert`s do).
 const OWN: &[&str] = &[
     "x-request-id",
+    "x-content-type-options",
     "ratelimit-limit",
     "ratelimit-remaining",
     "ratelimit-reset",
@@ -660,6 +643,14 @@ async fn write_generated(
         h1::put_header(&mut out, name.as_str(), value.as_bytes());
     }
     h1::put_header(&mut out, "x-request-id", request_id.as_bytes());
+    // The pipeline's security headers, as hyper's path adds them.
+    let mut security = HeaderMap::new();
+    platform_http::middleware::security_headers(&mut security, false);
+    for (name, value) in &security {
+        if !parts.headers.contains_key(name) {
+            h1::put_header(&mut out, name.as_str(), value.as_bytes());
+        }
+    }
     if close {
         h1::put_header(&mut out, "connection", b"close");
     }

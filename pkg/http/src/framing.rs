@@ -79,7 +79,7 @@ impl Refusal {
         })
         .to_string();
         let mut out = format!(
-            "HTTP/1.1 {} {title}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            "HTTP/1.1 {} {title}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n",
             self.status,
             body.len()
         );
@@ -325,21 +325,67 @@ fn valid_host(value: &[u8]) -> bool {
         })
 }
 
+/// A request head at the start of a buffer, as the platform frames it.
+#[derive(Debug)]
+pub enum Head<'h, 'b> {
+    /// Not all there yet, and nothing wrong with what has come.
+    Incomplete,
+    /// More header fields than the caller's array holds.
+    TooManyHeaders,
+    Complete {
+        /// The head's length, blank line included.
+        len: usize,
+        request: httparse::Request<'h, 'b>,
+        framing: Framing,
+    },
+}
+
+/// The one framing decision of the platform: parses the request head at the start of `buf`
+/// into `headers` (httparse's strict grammar), checks its bytes (bare CR/LF, obs-fold, sizes)
+/// and what it declares ([`check_request`]). The gateway's fast path calls it with the
+/// fields it keeps; [`check_head`] (the guard) with [`MAX_HEADERS`].
+pub fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    limits: HeadLimits,
+) -> Result<Head<'h, 'b>, Refusal> {
+    let mut request = httparse::Request::new(headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        // Still arriving: refused as soon as what has come is already wrong.
+        Ok(httparse::Status::Partial) => {
+            find_head_end(buf, limits)?;
+            return Ok(Head::Incomplete);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Ok(Head::TooManyHeaders),
+        Err(error) => {
+            find_head_end(buf, limits)?;
+            return Err(Refusal::bad(parse_error(error)));
+        }
+    };
+    // httparse is lenient where the platform is not (bare LF line ends): the head it found
+    // must also be the head the strict scan finds.
+    match find_head_end(&buf[..len], limits)? {
+        Some(end) if end == len => {}
+        _ => return Err(Refusal::bad("The request head is malformed.")),
+    }
+    let framing = check_request(&request)?;
+    Ok(Head::Complete {
+        len,
+        request,
+        framing,
+    })
+}
+
 /// The whole check of the request head at the start of `buf`: its length and framing once it
 /// is complete, `None` before.
 pub fn check_head(buf: &[u8], limits: HeadLimits) -> Result<Option<(usize, Framing)>, Refusal> {
-    let Some(end) = find_head_end(buf, limits)? else {
-        return Ok(None);
-    };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(&buf[..end]) {
-        Ok(httparse::Status::Complete(len)) if len == end => {}
-        Ok(_) => return Err(Refusal::bad("The request head is malformed.")),
-        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
-        Err(error) => return Err(Refusal::bad(parse_error(error))),
+    match parse_head(buf, &mut headers, limits)? {
+        Head::Incomplete => Ok(None),
+        Head::TooManyHeaders => Err(too_large()),
+        Head::Complete { len, framing, .. } => Ok(Some((len, framing))),
     }
-    Ok(Some((end, check_request(&request)?)))
 }
 
 /// What httparse found wrong, in words that quote nothing of the input.

@@ -63,6 +63,10 @@ pub trait Front: Send + Sync + 'static {
     fn serve(self: Arc<Self>, connection: Connection) -> ConnectionFuture;
 }
 
+/// Marks a request that came over TLS (the pipeline adds `Strict-Transport-Security`).
+#[derive(Debug, Clone, Copy)]
+pub struct Secure;
+
 /// The router served by hyper (HTTP/1.1 and HTTP/2) through a [`Guard`]: every connection
 /// no front takes, and those a front hands back.
 #[derive(Clone)]
@@ -83,18 +87,28 @@ impl Fallback {
 
     /// Serves `stream` after replaying `read`, the bytes the front already took from it.
     pub async fn serve(self, stream: TcpStream, peer: SocketAddr, read: Bytes) {
-        self.serve_io(stream, peer, read, Protocol::Auto).await;
+        self.serve_io(stream, peer, read, Protocol::Auto, false)
+            .await;
     }
 
-    /// Serves any stream (a TLS one, say) as [`Fallback::serve`] does.
-    pub async fn serve_io<S>(self, stream: S, peer: SocketAddr, read: Bytes, protocol: Protocol)
-    where
+    /// Serves any stream (a TLS one, `secure`) as [`Fallback::serve`] does.
+    pub async fn serve_io<S>(
+        self,
+        stream: S,
+        peer: SocketAddr,
+        read: Bytes,
+        protocol: Protocol,
+        secure: bool,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router;
         let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
+            if secure {
+                request.extensions_mut().insert(Secure);
+            }
             router.clone().call(request)
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

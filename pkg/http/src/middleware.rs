@@ -7,7 +7,7 @@
 //!    has them), joined to the caller's W3C trace;
 //! 3. runs the request under the per-request deadline (→ 503 problem) and catches panics
 //!    (→ 500 problem: a bug in one handler never drops the connection silently);
-//! 4. echoes `X-Request-Id`, records `http_requests_total` and `http_request_duration_seconds`
+//! 4. echoes `X-Request-Id`, adds the security headers ([`security_headers`]), records `http_requests_total` and `http_request_duration_seconds`
 //!    labelled with the route template, and writes one access-log line.
 //!
 //! The body size limit is enforced by the extractors (→ 413 problem).
@@ -28,6 +28,7 @@ use tracing::{Instrument, field};
 
 use crate::audit::{Audit, AuditContext, Auditor};
 use crate::client_ip::TrustedProxies;
+use crate::front::Secure;
 use crate::problem::Problem;
 
 /// The header carrying the request id, in both directions.
@@ -94,6 +95,7 @@ pub async fn pipeline(
         },
     };
     request.extensions_mut().insert(auditor);
+    let secure = request.extensions().get::<Secure>().is_some();
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let span = request_span(&state.service, &method, &request_id);
@@ -119,9 +121,9 @@ pub async fn pipeline(
             .into_response()
         }),
     };
-    response
-        .headers_mut()
-        .insert(REQUEST_ID.clone(), request_id);
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID.clone(), request_id);
+    security_headers(headers, secure);
 
     let elapsed = started.elapsed();
     let status = response.status();
@@ -136,6 +138,25 @@ pub async fn pipeline(
     };
     served(&state.metrics, &span, &method, route, status, elapsed);
     response
+}
+
+/// The headers every answer carries unless its handler said otherwise: no MIME sniffing; not
+/// stored by any cache (answers carry tokens and personal data; a handler whose answer may be
+/// cached sets its own `Cache-Control`); and over TLS, HSTS.
+pub fn security_headers(headers: &mut http::HeaderMap, secure: bool) {
+    headers
+        .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    headers
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    if secure {
+        headers
+            .entry(http::header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static(
+                "max-age=31536000; includeSubDomains",
+            ));
+    }
 }
 
 /// The span of one request: every log line inside carries its request id and trace id.

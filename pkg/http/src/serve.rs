@@ -153,7 +153,7 @@ async fn serve_connection(
         _ => Protocol::Auto,
     };
     fallback
-        .serve_io(stream, peer, Bytes::new(), protocol)
+        .serve_io(stream, peer, Bytes::new(), protocol, true)
         .await;
 }
 

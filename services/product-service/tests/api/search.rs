@@ -228,9 +228,11 @@ async fn hostile_queries_never_fail_the_server(backend: Backend) {
         let response = app.get_query(SEARCH, &[("q", q)]).await;
         let status = response.status().as_u16();
         let body = response.text().await.unwrap();
+        // A 10 KB query makes the request line longer than any server here reads (414).
         assert!(
-            status == 200 || status == 422,
-            "q={q:?} gave {status}: {body}"
+            status == 200 || status == 422 || (status == 414 && q.len() > 8000),
+            "q={:?} gave {status}: {body}",
+            q.chars().take(60).collect::<String>()
         );
     }
     // The table is still there, and so is everything in it.
