@@ -269,8 +269,8 @@ pub enum AuthError {
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
     /// Valid, but issued before its user's tokens were revoked.
-    #[error("the token was revoked")]
-    Revoked,
+    #[error("the token of user {0} was revoked")]
+    Revoked(UserId),
 }
 
 impl AuthError {
@@ -281,7 +281,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing",
             AuthError::NotBearer => "malformed",
-            AuthError::Revoked => "revoked",
+            AuthError::Revoked(_) => "revoked",
             AuthError::Invalid(error) => match error.kind() {
                 ErrorKind::ExpiredSignature => "expired",
                 ErrorKind::InvalidToken
@@ -304,18 +304,22 @@ impl AuthError {
             AuthError::NotBearer => {
                 Problem::unauthorized("The Authorization header must be `Bearer <access token>`.")
             }
-            AuthError::Invalid(_) | AuthError::Revoked => {
+            AuthError::Invalid(_) | AuthError::Revoked(_) => {
                 Problem::unauthorized("The access token is invalid or has expired.")
             }
         }
     }
 
-    /// The audit event of this refusal of a request for `target`.
-    pub fn audit_event(&self, target: impl Into<String>, user: Option<UserId>) -> AuditEvent {
-        AuditEvent::new(Action::TokenRejected, Outcome::Denied)
-            .actor(user.map(|id| platform_http::audit::Actor::User(id.as_uuid())))
+    /// The audit event of this refusal of a request for `target`. A revoked token is genuine:
+    /// whose it is belongs in the record.
+    pub fn audit_event(&self, target: impl Into<String>) -> AuditEvent {
+        let event = AuditEvent::new(Action::TokenRejected, Outcome::Denied)
             .target(target)
-            .reason(self.reason())
+            .reason(self.reason());
+        match self {
+            AuthError::Revoked(user) => event.user(user.as_uuid()),
+            _ => event,
+        }
     }
 }
 
@@ -381,6 +385,16 @@ impl Jwt {
             }),
             revocations: Revocations::in_process(),
         }
+    }
+
+    /// A service's verifier: revocations shared through `redis` when set, else the
+    /// process's own. Call `jwt.revocations().start(..)` while the service runs to receive
+    /// other processes' revocations.
+    pub fn connect(
+        config: JwtConfig,
+        redis: Option<&platform_cache::RedisConfig>,
+    ) -> Result<Self, platform_cache::CacheError> {
+        Ok(Self::new(config).with_revocations(Revocations::from_config(redis)?))
     }
 
     /// The same keys and settings, checking revocations in `revocations` (shared through
@@ -487,7 +501,7 @@ impl Jwt {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let claims = self.decode(token)?;
         if self.revocations.is_revoked(claims.sub, claims.ver) {
-            return Err(AuthError::Revoked);
+            return Err(AuthError::Revoked(claims.sub));
         }
         Ok(claims)
     }
@@ -496,7 +510,7 @@ impl Jwt {
     /// sessions (event streams) check again when revocations change.
     pub fn check_revocation(&self, user: &AuthUser) -> Result<(), AuthError> {
         if self.revocations.is_revoked(user.id, user.token_version) {
-            return Err(AuthError::Revoked);
+            return Err(AuthError::Revoked(user.id));
         }
         Ok(())
     }
@@ -552,28 +566,17 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let jwt = Jwt::from_ref(state);
         let authorization = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-        let token = match bearer(authorization) {
-            Ok(token) => token,
-            Err(error) => return Err(refuse(parts, &error, None)),
-        };
-        match jwt.verify(token) {
+        match bearer(authorization).and_then(|token| jwt.verify(token)) {
             Ok(claims) => Ok(AuthUser::from(claims)),
-            Err(error) => {
-                // A revoked token is genuine: whose it is belongs in the audit trail.
-                let user = match error {
-                    AuthError::Revoked => jwt.decode(token).ok().map(|claims| claims.sub),
-                    _ => None,
-                };
-                Err(refuse(parts, &error, user))
-            }
+            Err(error) => Err(refuse(parts, &error)),
         }
     }
 }
 
 /// Records the refusal of a request's credentials in the audit trail; the client's 401.
-fn refuse(parts: &Parts, error: &AuthError, user: Option<UserId>) -> Problem {
+fn refuse(parts: &Parts, error: &AuthError) -> Problem {
     tracing::debug!(%error, "access token refused");
-    Auditor::of(parts).record(error.audit_event(request_target(parts), user));
+    Auditor::of(parts).record(error.audit_event(request_target(parts)));
     error.to_problem()
 }
 
@@ -790,8 +793,11 @@ mod tests {
         let old = jwt.issue(user, Role::User).unwrap().token;
         assert!(jwt.verify_cached(&old).is_ok(), "remembered now");
         jwt.revoke(user, TokenVersion::new(1)).await.unwrap();
-        assert!(matches!(jwt.verify(&old), Err(AuthError::Revoked)));
-        assert!(matches!(jwt.verify_cached(&old), Err(AuthError::Revoked)));
+        assert!(matches!(jwt.verify(&old), Err(AuthError::Revoked(id)) if id == user));
+        assert!(matches!(
+            jwt.verify_cached(&old),
+            Err(AuthError::Revoked(_))
+        ));
         // A token issued afterwards carries the new minimum, even when asked for less.
         let new = jwt.issue(user, Role::User).unwrap().token;
         assert_eq!(jwt.verify(&new).unwrap().ver, TokenVersion::new(1));
@@ -821,7 +827,10 @@ mod tests {
 
         let mut env = Env::from_pairs([("JWT_SECRET", secret), ("JWT_EXPIRATION", "2h")]);
         let _ = JwtConfig::from_env(&mut env, Environment::Development);
-        assert!(env.issues().is_empty(), "longer lifetimes are fine in development");
+        assert!(
+            env.issues().is_empty(),
+            "longer lifetimes are fine in development"
+        );
     }
 
     #[test]
@@ -829,11 +838,18 @@ mod tests {
         let jwt = jwt();
         let reason = |token: &str| jwt.verify(token).unwrap_err().reason();
         assert_eq!(bearer(None).unwrap_err().reason(), "missing");
-        assert_eq!(bearer(Some(b"Basic dXNlcjpwYXNz")).unwrap_err().reason(), "malformed");
+        assert_eq!(
+            bearer(Some(b"Basic dXNlcjpwYXNz")).unwrap_err().reason(),
+            "malformed"
+        );
         assert_eq!(bearer(Some(b"Bearer ")).unwrap_err().reason(), "malformed");
         assert_eq!(bearer(Some(b"bearer abc")).unwrap(), "abc");
         assert_eq!(reason("garbage"), "malformed");
-        let expired = sign(Algorithm::HS256, &claims(-5, DEFAULT_ISSUER, DEFAULT_AUDIENCE), SECRET);
+        let expired = sign(
+            Algorithm::HS256,
+            &claims(-5, DEFAULT_ISSUER, DEFAULT_AUDIENCE),
+            SECRET,
+        );
         assert_eq!(reason(&expired), "expired");
         let forged = sign(
             Algorithm::HS256,
@@ -841,11 +857,11 @@ mod tests {
             "another-secret-another-secret-xx",
         );
         assert_eq!(reason(&forged), "invalid");
-        assert_eq!(AuthError::Revoked.reason(), "revoked");
+        assert_eq!(AuthError::Revoked(UserId::generate()).reason(), "revoked");
         // Clients cannot tell a revoked token from an expired one.
         let body = |error: AuthError| serde_json::to_value(error.to_problem()).unwrap();
         assert_eq!(
-            body(AuthError::Revoked),
+            body(AuthError::Revoked(UserId::generate())),
             body(jwt.verify(&expired).unwrap_err())
         );
     }
@@ -881,7 +897,11 @@ mod tests {
             }
         }
 
-        async fn call(jwt: &Jwt, path: &str, authorization: Option<&str>) -> (u16, Vec<AuditRecord>) {
+        async fn call(
+            jwt: &Jwt,
+            path: &str,
+            authorization: Option<&str>,
+        ) -> (u16, Vec<AuditRecord>) {
             let sink = Arc::new(Collect::default());
             let app = Router::new()
                 .route("/user", get(|_: AuthUser| async { "ok" }))
@@ -914,10 +934,17 @@ mod tests {
             let (status, records) = call(&jwt, "/admin", Some(&bearer)).await;
             assert_eq!(status, 403);
             assert_eq!(records[0].action, Action::AccessDenied);
-            assert_eq!(records[0].actor, Some(platform_http::audit::Actor::User(user.as_uuid())));
+            assert_eq!(
+                records[0].actor,
+                Some(platform_http::audit::Actor::User(user.as_uuid()))
+            );
             assert_eq!(records[0].target.as_deref(), Some("GET /admin"));
 
-            let expired = sign(Algorithm::HS256, &claims(-5, DEFAULT_ISSUER, DEFAULT_AUDIENCE), SECRET);
+            let expired = sign(
+                Algorithm::HS256,
+                &claims(-5, DEFAULT_ISSUER, DEFAULT_AUDIENCE),
+                SECRET,
+            );
             let cases = [
                 (None, "missing"),
                 (Some("Basic dXNlcjpwYXNz".to_owned()), "malformed"),
@@ -938,7 +965,10 @@ mod tests {
             let (status, records) = call(&jwt, "/admin", Some(&bearer)).await;
             assert_eq!(status, 401);
             assert_eq!(records[0].reason.as_deref(), Some("revoked"));
-            assert_eq!(records[0].actor, Some(platform_http::audit::Actor::User(user.as_uuid())));
+            assert_eq!(
+                records[0].actor,
+                Some(platform_http::audit::Actor::User(user.as_uuid()))
+            );
             let text = serde_json::to_string(&records).unwrap();
             assert!(!text.contains(&token), "no token in the audit trail");
         }

@@ -191,8 +191,8 @@ impl Revocations {
     /// A store shared through Redis under `prefix` (`revocations` in production). Nothing
     /// connects yet; call [`Revocations::start`] to receive other replicas' revocations.
     pub fn redis(config: &RedisConfig, prefix: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(config.url.expose_secret())
-            .map_err(|_| CacheError::InvalidUrl)?;
+        let client =
+            redis::Client::open(config.url.expose_secret()).map_err(|_| CacheError::InvalidUrl)?;
         Ok(Self::build(Some(Shared {
             pool: RedisPool::new(config)?,
             client,
@@ -271,8 +271,13 @@ impl Revocations {
                     .map_err(|_| RevocationError::Timeout)??
             }
         };
-        self.inner
-            .apply([(user, Entry { min, until: now_ms().saturating_add(ttl_ms) })]);
+        self.inner.apply([(
+            user,
+            Entry {
+                min,
+                until: now_ms().saturating_add(ttl_ms),
+            },
+        )]);
         tracing::info!(user_id = %user, min_version = min, "access tokens revoked");
         Ok(())
     }
@@ -311,7 +316,9 @@ impl Revocations {
 
 fn lock(table: &Mutex<Arc<Table>>) -> MutexGuard<'_, Arc<Table>> {
     // The table is replaced whole under the lock: a panic elsewhere cannot leave it torn.
-    table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    table
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Inner {
@@ -322,7 +329,9 @@ impl Inner {
         let mut next: Option<Table> = None;
         for (user, entry) in entries {
             let known = next.as_ref().unwrap_or(&table).get(&user).copied();
-            if entry.until <= now || known.is_some_and(|k| k.min >= entry.min && k.until >= entry.until) {
+            if entry.until <= now
+                || known.is_some_and(|k| k.min >= entry.min && k.until >= entry.until)
+            {
                 continue;
             }
             let next = next.get_or_insert_with(|| {
@@ -352,7 +361,13 @@ impl Inner {
             let user = UserId::parse(fields.next()?).ok()?;
             let min = fields.next()?.parse::<u64>().ok()?;
             let ttl = fields.next()?.parse::<i64>().ok()?;
-            Some((user, Entry { min, until: now_ms().saturating_add(ttl) }))
+            Some((
+                user,
+                Entry {
+                    min,
+                    until: now_ms().saturating_add(ttl),
+                },
+            ))
         })();
         match parsed {
             Some(entry) => self.apply([entry]),
@@ -385,7 +400,13 @@ impl Inner {
                 let entries = keys.iter().zip(values).filter_map(|(key, (min, ttl))| {
                     let user = UserId::parse(key.strip_prefix(&shared.key_prefix)?).ok()?;
                     // PTTL is negative for a key that just expired (or has no TTL: not ours).
-                    (ttl > 0).then_some((user, Entry { min: min?, until: now.saturating_add(ttl) }))
+                    (ttl > 0).then_some((
+                        user,
+                        Entry {
+                            min: min?,
+                            until: now.saturating_add(ttl),
+                        },
+                    ))
                 });
                 let entries: Vec<_> = entries.collect();
                 loaded += entries.len();
@@ -502,7 +523,10 @@ mod tests {
         let store = Revocations::isolated();
         let (user, other) = (UserId::generate(), UserId::generate());
         assert!(!store.is_revoked(user, TokenVersion::new(0)));
-        store.revoke(user, TokenVersion::new(2), MINUTE).await.unwrap();
+        store
+            .revoke(user, TokenVersion::new(2), MINUTE)
+            .await
+            .unwrap();
         assert!(store.is_revoked(user, TokenVersion::new(0)));
         assert!(store.is_revoked(user, TokenVersion::new(1)));
         assert!(!store.is_revoked(user, TokenVersion::new(2)));
@@ -515,8 +539,14 @@ mod tests {
     async fn a_revocation_never_lowers_the_minimum_version() {
         let store = Revocations::isolated();
         let user = UserId::generate();
-        store.revoke(user, TokenVersion::new(5), MINUTE).await.unwrap();
-        store.revoke(user, TokenVersion::new(3), MINUTE).await.unwrap();
+        store
+            .revoke(user, TokenVersion::new(5), MINUTE)
+            .await
+            .unwrap();
+        store
+            .revoke(user, TokenVersion::new(3), MINUTE)
+            .await
+            .unwrap();
         assert!(store.is_revoked(user, TokenVersion::new(4)));
         assert_eq!(store.min_version(user), TokenVersion::new(5));
     }
@@ -533,7 +563,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(!store.is_revoked(user, TokenVersion::new(0)));
         // The next change prunes it.
-        store.revoke(UserId::generate(), TokenVersion::new(1), MINUTE).await.unwrap();
+        store
+            .revoke(UserId::generate(), TokenVersion::new(1), MINUTE)
+            .await
+            .unwrap();
         assert_eq!(store.inner.live.load(Ordering::Acquire), 1);
     }
 
@@ -550,10 +583,16 @@ mod tests {
                 let _ = answer.send(reader.is_revoked(user, TokenVersion::new(0)));
             }
         });
-        store.revoke(UserId::generate(), TokenVersion::new(1), MINUTE).await.unwrap();
+        store
+            .revoke(UserId::generate(), TokenVersion::new(1), MINUTE)
+            .await
+            .unwrap();
         ask.send(()).unwrap();
         assert!(!answered.recv().unwrap());
-        store.revoke(user, TokenVersion::new(1), MINUTE).await.unwrap();
+        store
+            .revoke(user, TokenVersion::new(1), MINUTE)
+            .await
+            .unwrap();
         ask.send(()).unwrap();
         assert!(answered.recv().unwrap());
         drop(ask);
@@ -575,7 +614,10 @@ mod tests {
     async fn holders_of_long_sessions_are_woken_by_a_revocation() {
         let store = Revocations::isolated();
         let mut changes = store.changes();
-        store.revoke(UserId::generate(), TokenVersion::new(1), MINUTE).await.unwrap();
+        store
+            .revoke(UserId::generate(), TokenVersion::new(1), MINUTE)
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(1), changes.changed())
             .await
             .unwrap()
@@ -589,7 +631,9 @@ mod tests {
         store.inner.apply_message(b"");
         assert_eq!(store.inner.live.load(Ordering::Acquire), 0);
         let user = UserId::generate();
-        store.inner.apply_message(format!("{user} 3 60000").as_bytes());
+        store
+            .inner
+            .apply_message(format!("{user} 3 60000").as_bytes());
         assert!(store.is_revoked(user, TokenVersion::new(2)));
     }
 }
