@@ -169,6 +169,16 @@ mod resume {
     crate::db_tests!(the_stream_resumes_is_private_and_beats);
 }
 
+/// A stream request of `who`, whatever its answer.
+async fn request(app: &TestApp, who: &Actor) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/v1/notifications/stream"))
+        .bearer_auth(&who.token)
+        .send()
+        .await
+        .unwrap()
+}
+
 impl Sse {
     /// Whether the server ends the stream within `limit` (reading whatever comes first).
     async fn ends_within(&mut self, limit: Duration) -> bool {
@@ -196,13 +206,7 @@ async fn a_user_holds_at_most_five_streams(backend: Backend, bus: Bus) {
     for _ in 0..5 {
         open.push(Sse::open(&app, &app.user, None).await);
     }
-    let sixth = app
-        .client
-        .get(app.url("/api/v1/notifications/stream"))
-        .bearer_auth(&app.user.token)
-        .send()
-        .await
-        .unwrap();
+    let sixth = request(&app, &app.user).await;
     assert!(sixth.headers().contains_key("retry-after"));
     problem(sixth, 429).await;
     // Another user is not affected.
@@ -211,13 +215,7 @@ async fn a_user_holds_at_most_five_streams(backend: Backend, bus: Bus) {
     drop(open.pop());
     let mut reopened = None;
     for _ in 0..150 {
-        let response = app
-            .client
-            .get(app.url("/api/v1/notifications/stream"))
-            .bearer_auth(&app.user.token)
-            .send()
-            .await
-            .unwrap();
+        let response = request(&app, &app.user).await;
         if response.status() == 200 {
             reopened = Some(response);
             break;
@@ -273,14 +271,7 @@ async fn a_stream_ends_when_its_token_is_revoked(backend: Backend, bus: Bus) {
         !other.ends_within(Duration::from_millis(300)).await,
         "others' streams go on"
     );
-    let response = app
-        .client
-        .get(app.url("/api/v1/notifications/stream"))
-        .bearer_auth(&app.user.token)
-        .send()
-        .await
-        .unwrap();
-    problem(response, 401).await;
+    problem(request(&app, &app.user).await, 401).await;
 }
 
 mod lifetime {

@@ -68,11 +68,7 @@ async fn authentication_decisions_and_account_changes_are_audited(backend: Backe
 
     let access = rotated["access_token"].as_str().unwrap();
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
-            access,
-            &json!({"role": "admin"}),
-        )
+        .update_user(&id, access, &json!({"role": "admin"}))
         .await;
     problem(response, 403).await;
     assert!(has(
@@ -83,8 +79,8 @@ async fn authentication_decisions_and_account_changes_are_audited(backend: Backe
 
     let session = app.login_ok(&email, PASSWORD).await;
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
+        .update_user(
+            &id,
             &session.access,
             &json!({"password": "a new password here", "current_password": PASSWORD}),
         )
@@ -111,11 +107,7 @@ async fn authentication_decisions_and_account_changes_are_audited(backend: Backe
 
     let admin = app.admin().await;
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
-            &admin.access,
-            &json!({"role": "admin"}),
-        )
+        .update_user(&id, &admin.access, &json!({"role": "admin"}))
         .await;
     assert_eq!(response.status(), 200);
     assert!(has(

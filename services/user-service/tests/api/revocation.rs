@@ -13,10 +13,7 @@ use crate::helpers::{JWT_SECRET, PASSWORD, TestApp, Tokens, problem, spawn_app, 
 /// A fresh user whose access token works now: (id, email, tokens).
 async fn signed_in(app: &TestApp) -> (String, String, Tokens) {
     let (user, tokens) = app.new_user().await;
-    assert_eq!(
-        app.get("/api/v1/users/me", &tokens.access).await.status(),
-        200
-    );
+    assert_eq!(app.me_status(&tokens.access).await, 200);
     let id = user["id"].as_str().unwrap().to_owned();
     let email = user["email"].as_str().unwrap().to_owned();
     (id, email, tokens)
@@ -49,13 +46,10 @@ async fn logout_makes_the_users_access_tokens_fail_at_once(backend: Backend) {
         .await
         .unwrap();
     let renewed = renewed["access_token"].as_str().unwrap();
-    assert_eq!(app.get("/api/v1/users/me", renewed).await.status(), 200);
+    assert_eq!(app.me_status(renewed).await, 200);
     // And a new login works at once.
     let again = app.login_ok(&email, PASSWORD).await;
-    assert_eq!(
-        app.get("/api/v1/users/me", &again.access).await.status(),
-        200
-    );
+    assert_eq!(app.me_status(&again.access).await, 200);
 }
 
 async fn a_password_change_makes_older_access_tokens_fail(backend: Backend) {
@@ -64,8 +58,8 @@ async fn a_password_change_makes_older_access_tokens_fail(backend: Backend) {
     };
     let (id, email, tokens) = signed_in(&app).await;
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
+        .update_user(
+            &id,
             &tokens.access,
             &json!({"password": "a brand new password", "current_password": PASSWORD}),
         )
@@ -73,10 +67,7 @@ async fn a_password_change_makes_older_access_tokens_fail(backend: Backend) {
     assert_eq!(response.status(), 200);
     problem(app.get("/api/v1/users/me", &tokens.access).await, 401).await;
     let again = app.login_ok(&email, "a brand new password").await;
-    assert_eq!(
-        app.get("/api/v1/users/me", &again.access).await.status(),
-        200
-    );
+    assert_eq!(app.me_status(&again.access).await, 200);
 }
 
 async fn deleting_an_account_makes_its_access_tokens_fail(backend: Backend) {
@@ -99,25 +90,14 @@ async fn a_role_change_makes_the_users_access_tokens_fail(backend: Backend) {
     let (id, email, tokens) = signed_in(&app).await;
     // Only administrators change roles.
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
-            &tokens.access,
-            &json!({"role": "admin"}),
-        )
+        .update_user(&id, &tokens.access, &json!({"role": "admin"}))
         .await;
     problem(response, 403).await;
-    assert_eq!(
-        app.get("/api/v1/users/me", &tokens.access).await.status(),
-        200
-    );
+    assert_eq!(app.me_status(&tokens.access).await, 200);
 
     let admin = app.admin().await;
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
-            &admin.access,
-            &json!({"role": "admin"}),
-        )
+        .update_user(&id, &admin.access, &json!({"role": "admin"}))
         .await;
     assert_eq!(response.status(), 200);
     let user: Value = response.json().await.unwrap();
@@ -131,11 +111,7 @@ async fn a_role_change_makes_the_users_access_tokens_fail(backend: Backend) {
     );
     // Setting the role it already has changes nothing and revokes nothing.
     let response = app
-        .put(
-            &format!("/api/v1/users/{id}"),
-            &admin.access,
-            &json!({"role": "admin"}),
-        )
+        .update_user(&id, &admin.access, &json!({"role": "admin"}))
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
