@@ -59,6 +59,9 @@ pub struct GatewayConfig {
     pub redis: Option<RedisConfig>,
     /// Verifies access tokens at the edge.
     pub jwt: JwtConfig,
+    /// The audit trail edge refusals go to; a log-only one when `None` (tests pass one with a
+    /// capturing sink).
+    pub audit: Option<platform_http::audit::Audit>,
     pub cors: CorsConfig,
     /// `GATEWAY_MAX_CONCURRENT_REQUESTS`: beyond, requests are shed with 503.
     pub max_concurrent_requests: usize,
@@ -167,6 +170,7 @@ impl GatewayConfig {
             rate_limit_per_minute: NonZeroU32::new(env.or("RATE_LIMIT_PER_MINUTE", 100u32)),
             redis,
             jwt,
+            audit: None,
             cors: CorsConfig::from_env(env),
             max_concurrent_requests: env.in_range(
                 "GATEWAY_MAX_CONCURRENT_REQUESTS",
@@ -239,6 +243,7 @@ impl GatewayConfig {
             rate_limit_per_minute: None,
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
+            audit: None,
             cors: CorsConfig::from_env(&mut Env::from_pairs::<[(&str, &str); 0], &str, &str>([])),
             max_concurrent_requests: 1024,
             health_detail: false,

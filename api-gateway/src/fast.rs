@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use platform_auth::AuthUser;
+use platform_http::audit::AuditContext;
 use platform_http::framing::{self, Head, Refusal};
 use platform_http::front::{Connection, ConnectionFuture, Front, Stopping};
 use platform_http::guard::GuardConfig;
@@ -290,7 +291,10 @@ impl FastPath {
         } else {
             peer
         };
-        let caller = gateway.admit(route, header("authorization"));
+        let caller = gateway.admit_in(route, header("authorization"), || AuditContext {
+            client_ip: Some(client),
+            request_id: request_id.to_str().ok().map(Arc::from),
+        });
         let mut start = Vec::with_capacity(head_len + 256);
         h1::write_request_start(&mut start, &request, |name| {
             [

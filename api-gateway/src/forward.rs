@@ -14,9 +14,10 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use platform_auth::{AuthUser, Jwt, Role};
+use platform_auth::{AuthError, AuthUser, Jwt, Role};
+use platform_http::audit::{Audit, AuditContext};
 use platform_http::client_ip;
-use platform_http::{Metrics, Problem, RouteLabel, TrustedProxies};
+use platform_http::{Auditor, Metrics, Problem, RouteLabel, TrustedProxies};
 use platform_metrics::{Counter, counter};
 use platform_middleware::{Decision, LimitKey, LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::balance::{Endpoint, Pool};
@@ -35,7 +36,11 @@ pub struct Gateway {
     pub routes: RouteTable,
     pub pools: HashMap<String, Arc<Pool>>,
     pub proxy: Proxy,
+    /// Verifies tokens at the edge, revocations included (its store is shared with every
+    /// service through Redis, or the process's own).
     pub jwt: Jwt,
+    /// Where edge refusals (401, 403) are recorded: the fast path has no request `Auditor`.
+    pub audit: Audit,
     pub limiter: RateLimiter,
     pub default_limit: Option<std::num::NonZeroU32>,
     pub budget: RetryBudget,
@@ -143,48 +148,57 @@ fn peer_ip(request: &Request) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// The verified caller, if the request carries a token.
-fn authenticate(jwt: &Jwt, authorization: Option<&[u8]>) -> Result<Option<AuthUser>, Problem> {
-    let Some(value) = authorization else {
+/// The verified caller, if the request carries a token: signature, expiry, issuer, audience,
+/// and revocation (checked by `verify_cached` after its cache, which cannot know them).
+fn authenticate(jwt: &Jwt, authorization: Option<&[u8]>) -> Result<Option<AuthUser>, AuthError> {
+    if authorization.is_none() {
         return Ok(None);
-    };
-    let token = std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| {
-            Problem::unauthorized("The Authorization header must be `Bearer <access token>`.")
-        })?;
-    jwt.verify_cached(token)
-        .map(Some)
-        .map_err(|_| Problem::unauthorized("The access token is invalid or has expired."))
+    }
+    let token = platform_auth::bearer(authorization)?;
+    jwt.verify_cached(token).map(Some)
 }
 
 impl Gateway {
     /// Edge authentication: the verified caller (if any), or the response that refuses the
-    /// request.
-    pub(crate) fn admit(
+    /// request. Every refusal is audited with `context` (where the request came from), which
+    /// is only called then: an admitted request pays nothing for the audit trail.
+    pub(crate) fn admit_in(
         &self,
         route: &Route,
         authorization: Option<&[u8]>,
+        context: impl FnOnce() -> AuditContext,
     ) -> Result<Option<AuthUser>, Response> {
         let claims = match authenticate(&self.jwt, authorization) {
             Ok(claims) => claims,
             // On a public route a bad token is the service's business, not the gateway's.
             Err(_) if route.auth == Auth::Public => None,
-            Err(problem) => return Err(problem.into_response()),
+            Err(error) => return Err(self.refuse(route, &error, context)),
         };
         match (&claims, route.auth) {
-            (None, Auth::User | Auth::Admin) => Err(Problem::unauthorized(
-                "An `Authorization: Bearer <access token>` header is required.",
-            )
-            .into_response()),
+            (None, Auth::User | Auth::Admin) => {
+                Err(self.refuse(route, &AuthError::Missing, context))
+            }
             (Some(caller), Auth::Admin) if caller.role != Role::Admin => {
+                self.audit.record(
+                    &context(),
+                    platform_auth::access_denied(caller.id, route.label.as_ref()),
+                );
                 Err(Problem::forbidden("This route is for administrators.").into_response())
             }
             _ => Ok(claims),
         }
+    }
+
+    /// Records a 401 at the edge and builds it.
+    fn refuse(
+        &self,
+        route: &Route,
+        error: &AuthError,
+        context: impl FnOnce() -> AuditContext,
+    ) -> Response {
+        self.audit
+            .record(&context(), error.audit_event(route.label.as_ref()));
+        error.to_problem().into_response()
     }
 
     /// Rate limits per client IP, and per user when authenticated: the tighter decision to
@@ -294,7 +308,8 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
     parts.headers.remove(&USER_ID);
     parts.headers.remove(&USER_ROLE);
     let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-    let claims = match gateway.admit(route, authorization) {
+    let context = || Auditor::of(&parts).context;
+    let claims = match gateway.admit_in(route, authorization, context) {
         Ok(claims) => claims,
         Err(response) => return response,
     };

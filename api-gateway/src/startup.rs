@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{any, get};
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_cache::RedisPool;
 use platform_config::Env;
 use platform_http::{
@@ -28,6 +28,8 @@ pub struct Gateway {
     pools: Vec<Arc<Pool>>,
     proxy: Proxy,
     limiter: RateLimiter,
+    /// Receives the services' revocations (through Redis) while the gateway runs.
+    revocations: Revocations,
     health_check_interval: std::time::Duration,
 }
 
@@ -92,11 +94,18 @@ impl Gateway {
             None => RateLimiter::local(),
         };
         let upstreams = Upstreams(Arc::new(pools.clone()));
+        let jwt = Jwt::connect(config.jwt.clone(), config.redis.as_ref())?;
+        let revocations = jwt.revocations().clone();
+        let audit = config
+            .audit
+            .clone()
+            .unwrap_or_else(|| platform_http::audit::Audit::new(&name));
         let state = Arc::new(State {
             routes: config.routes.clone(),
             pools: pools.clone(),
             proxy: proxy.clone(),
-            jwt: Jwt::new(config.jwt.clone()),
+            jwt,
+            audit: audit.clone(),
             limiter: limiter.clone(),
             default_limit: config.rate_limit_per_minute,
             budget: RetryBudget::new(
@@ -152,7 +161,7 @@ impl Gateway {
                 // one service down never takes the whole gateway out of rotation.
                 readiness: Readiness::new(),
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
@@ -166,6 +175,7 @@ impl Gateway {
             pools: pools.into_values().collect(),
             proxy,
             limiter,
+            revocations,
             health_check_interval: config.health_check_interval,
         })
     }
@@ -196,6 +206,7 @@ impl platform_http::Service for Gateway {
                 shutdown.clone(),
             ));
         }
+        self.revocations.start(shutdown.clone().cancelled_owned());
         let limiter = self.limiter.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -77,10 +77,7 @@ fn decoded_len(mut body: &[u8]) -> usize {
     loop {
         let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
         let size_text = std::str::from_utf8(&body[..line_end]).unwrap();
-        let size_text = size_text
-            .split([';', ' ', '\t'])
-            .next()
-            .unwrap();
+        let size_text = size_text.split([';', ' ', '\t']).next().unwrap();
         let size = usize::from_str_radix(size_text, 16).unwrap();
         if size == 0 {
             return total;

@@ -11,11 +11,15 @@
 //!   PostgreSQL and Redis variants skip (and say so); with `TEST_REQUIRE_BACKENDS=1` (set by CI)
 //!   a missing server fails the test instead, so CI can never silently skip them.
 //! - [`http`]: assertions on problem documents and JSON bodies, polling, callers with tokens.
+//! - [`audit`]: [`AuditCapture`], an audit sink that keeps what a service recorded.
 #![forbid(unsafe_code)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
 
+pub mod audit;
 pub mod http;
+
+pub use audit::AuditCapture;
 
 use platform_db::DatabaseConfig;
 use sea_orm::{ConnectionTrait, Database};

@@ -1,6 +1,6 @@
 //! Wiring: the store's database, its consumer of every event family, its admin API.
 
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::catalogue::FAMILIES;
@@ -26,6 +26,8 @@ pub struct EventStore {
     server: Server,
     db: DatabaseConnection,
     consumer: Consumer,
+    /// Applies the other services' token revocations while the service runs.
+    revocations: Revocations,
 }
 
 impl EventStore {
@@ -55,13 +57,14 @@ impl EventStore {
             });
         }
 
+        let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
                 http: crate::http::api(AppState {
                     db: db.clone(),
                     transport,
-                    jwt: Jwt::new(config.jwt),
+                    jwt: jwt.clone(),
                 }),
                 grpc: None,
                 readiness: Readiness::new().with("database", DatabaseCheck(db.clone())),
@@ -74,6 +77,7 @@ impl EventStore {
             server,
             db,
             consumer,
+            revocations: jwt.revocations().clone(),
         })
     }
 }
@@ -104,8 +108,9 @@ impl platform_http::Service for EventStore {
 
     /// Serves and consumes until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
-        let served = self.server.run_with(shutdown, vec![consumer]).await;
+        let mut tasks = vec![tokio::spawn(self.consumer.run(shutdown.clone()))];
+        tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
+        let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)
     }

@@ -107,6 +107,9 @@ pub struct NotificationServiceConfig {
     /// `NOTIFY_SSE_HEARTBEAT`: how often an idle SSE stream sends a comment, so proxies and
     /// clients can tell it is alive.
     pub sse_heartbeat: Duration,
+    /// `SSE_MAX_PER_USER`: SSE streams one user may hold open on this replica at once (each
+    /// holds a connection and a database poller); one more is refused with 429.
+    pub sse_max_per_user: usize,
     /// `NOTIFY_INTERNAL_TOKEN`: lets other services post notifications without a user's
     /// token (`X-Internal-Token`); unset, only administrators can.
     pub internal_token: Option<SecretString>,
@@ -127,6 +130,7 @@ impl NotificationServiceConfig {
             senders: None,
             delivery: DeliverySettings::from_env(env),
             sse_heartbeat: env.or("NOTIFY_SSE_HEARTBEAT", Duration::from_secs(15)),
+            sse_max_per_user: env.in_range("SSE_MAX_PER_USER", 5, 1..=1000),
             internal_token,
             server,
         }
@@ -150,6 +154,7 @@ impl NotificationServiceConfig {
                 ..DeliverySettings::default()
             },
             sse_heartbeat: Duration::from_secs(15),
+            sse_max_per_user: 5,
             internal_token: None,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
@@ -41,6 +41,8 @@ pub struct Application {
     worker: Worker,
     /// Ends open SSE streams when the service stops.
     streams_stop: CancellationToken,
+    /// Applies the other services' token revocations while the service runs.
+    revocations: Revocations,
 }
 
 impl Application {
@@ -97,14 +99,16 @@ impl Application {
         let worker = Worker::new(notifications.clone(), senders);
         let streams_stop = CancellationToken::new();
 
+        let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
                 http: crate::http::api(AppState {
                     notifications,
-                    jwt: Jwt::new(config.jwt),
+                    jwt: jwt.clone(),
                     internal_token: config.internal_token.map(Arc::new),
                     heartbeat: config.sse_heartbeat,
+                    streams: crate::http::StreamSlots::new(config.sse_max_per_user),
                     streams_stop: streams_stop.clone(),
                 }),
                 grpc: None,
@@ -120,6 +124,7 @@ impl Application {
             consumer,
             worker,
             streams_stop,
+            revocations: jwt.revocations().clone(),
         })
     }
 }
@@ -159,11 +164,12 @@ impl platform_http::Service for Application {
                 streams_stop.cancel();
             })
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(self.consumer.run(shutdown.clone())),
             tokio::spawn(self.worker.run(shutdown.clone())),
             stop_streams,
         ];
+        tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)

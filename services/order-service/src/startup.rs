@@ -1,7 +1,7 @@
 //! Wiring: builds the service from its configuration and runs it (HTTP, the outbox relay, the
 //! saga recovery task and the consumer of payment events).
 
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
@@ -24,6 +24,8 @@ pub struct Application {
     relay: Relay,
     consumer: Consumer,
     saga: Saga,
+    /// Applies the other services' token revocations while the service runs.
+    revocations: Revocations,
 }
 
 impl Application {
@@ -65,12 +67,13 @@ impl Application {
                 }
             });
 
+        let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
                 http: crate::http::api(AppState {
                     orders,
-                    jwt: Jwt::new(config.jwt),
+                    jwt: jwt.clone(),
                 }),
                 grpc: None,
                 readiness,
@@ -85,6 +88,7 @@ impl Application {
             relay,
             consumer,
             saga,
+            revocations: jwt.revocations().clone(),
         })
     }
 }
@@ -116,11 +120,12 @@ impl platform_http::Service for Application {
     /// Serves, relays events, recovers stalled sagas and consumes payment events until
     /// `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(self.relay.run(shutdown.clone())),
             tokio::spawn(self.saga.recover(shutdown.clone())),
             tokio::spawn(self.consumer.run(shutdown.clone())),
         ];
+        tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)

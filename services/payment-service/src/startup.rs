@@ -1,6 +1,6 @@
 //! Wiring: builds the service from its configuration and runs it.
 
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
@@ -18,6 +18,8 @@ pub struct Application {
     server: Server,
     db: DatabaseConnection,
     relay: Relay,
+    /// Applies the other services' token revocations while the service runs.
+    revocations: Revocations,
 }
 
 impl Application {
@@ -39,12 +41,13 @@ impl Application {
         tracing::info!(providers = ?providers.names(), "payment providers configured");
         let payments = Payments::new(db.clone(), providers, config.fraud, &metrics, &name);
 
+        let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
                 http: crate::http::api(AppState {
                     payments: payments.clone(),
-                    jwt: Jwt::new(config.jwt),
+                    jwt: jwt.clone(),
                 }),
                 grpc: Some(crate::grpc::api(payments)),
                 readiness,
@@ -53,7 +56,12 @@ impl Application {
             },
         )
         .await?;
-        Ok(Self { server, db, relay })
+        Ok(Self {
+            server,
+            db,
+            relay,
+            revocations: jwt.revocations().clone(),
+        })
     }
 }
 
@@ -83,8 +91,9 @@ impl platform_http::Service for Application {
 
     /// Serves and relays events until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let served = self.server.run_with(shutdown, vec![relay]).await;
+        let mut tasks = vec![tokio::spawn(self.relay.run(shutdown.clone()))];
+        tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
+        let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)
     }

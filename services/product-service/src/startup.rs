@@ -1,6 +1,6 @@
 //! Wiring: builds the service from its configuration and runs it.
 
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_cache::{CacheConfig, LayeredCache, RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
@@ -19,6 +19,8 @@ pub struct Application {
     db: DatabaseConnection,
     relay: Relay,
     catalog: Catalog,
+    /// Applies the other services' token revocations while the service runs.
+    revocations: Revocations,
     sweep_interval: std::time::Duration,
 }
 
@@ -72,12 +74,13 @@ impl Application {
             }
         }
 
+        let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
                 http: crate::http::api(AppState {
                     catalog: catalog.clone(),
-                    jwt: Jwt::new(config.jwt),
+                    jwt: jwt.clone(),
                 }),
                 grpc: Some(crate::grpc::api(catalog.clone())),
                 readiness,
@@ -92,6 +95,7 @@ impl Application {
             relay,
             catalog,
             sweep_interval: config.sweep_interval,
+            revocations: jwt.revocations().clone(),
         })
     }
 
@@ -159,6 +163,7 @@ impl platform_http::Service for Application {
         .flatten()
         .collect();
         tasks.push(tokio::spawn(self.relay.run(shutdown.clone())));
+        tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         tasks.push(tokio::spawn(Self::sweep(
             self.catalog.clone(),
             self.sweep_interval,

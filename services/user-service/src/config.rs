@@ -10,7 +10,8 @@ use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
 
 use crate::domain::{Email, Password, UserName};
-use crate::passwords::PasswordConfig;
+use crate::passwords::{HashingLimits, PasswordConfig};
+use crate::throttle::ThrottleConfig;
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "user-service",
@@ -40,9 +41,16 @@ pub struct UserServiceConfig {
     pub events: EventsConfig,
     pub jwt: JwtConfig,
     pub passwords: PasswordConfig,
+    /// `ARGON2_MAX_CONCURRENT`, `ARGON2_MAX_QUEUE`, `ARGON2_QUEUE_TIMEOUT`.
+    pub hashing: HashingLimits,
+    /// `LOGIN_MAX_FAILURES`, `LOGIN_FAILURE_WINDOW`, `LOGIN_LOCKOUT`.
+    pub throttle: ThrottleConfig,
     /// `REFRESH_TOKEN_EXPIRATION`: lifetime of a refresh token (default 7 days).
     pub refresh_token_ttl: Duration,
     pub admin: Option<AdminSeed>,
+    /// The audit trail to record in; a log-only one named after the service when `None`
+    /// (tests pass one with a capturing sink).
+    pub audit: Option<platform_http::audit::Audit>,
 }
 
 impl UserServiceConfig {
@@ -56,12 +64,15 @@ impl UserServiceConfig {
             redis,
             jwt,
             passwords: PasswordConfig::from_env(env),
+            hashing: HashingLimits::from_env(env),
+            throttle: ThrottleConfig::from_env(env),
             refresh_token_ttl: env.or(
                 "REFRESH_TOKEN_EXPIRATION",
                 Duration::from_secs(7 * 24 * 3600),
             ),
             admin: admin_from_env(env),
             server,
+            audit: None,
         }
     }
 
@@ -74,8 +85,11 @@ impl UserServiceConfig {
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
             passwords: PasswordConfig::fast_for_tests(),
+            hashing: HashingLimits::default(),
+            throttle: ThrottleConfig::default(),
             refresh_token_ttl: Duration::from_secs(3600),
             admin: None,
+            audit: None,
         }
     }
 }

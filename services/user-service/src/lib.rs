@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`domain`]: `Email`, `Password`, `UserName`, `User` — values valid by construction;
-//! - [`passwords`]: Argon2id hashing on the blocking pool;
+//! - [`passwords`]: Argon2id hashing on the blocking pool, bounded by a semaphore;
+//! - [`throttle`]: per-account throttling of failed logins (Redis or in-process);
 //! - [`service`]: the use cases (register, login, refresh, logout, get, update, delete, list);
 //! - [`repo`] and [`migration`]: the tables and their schema;
 //! - [`http`] and [`grpc`]: the REST API (through the gateway) and the internal gRPC API;
@@ -18,6 +19,7 @@ pub mod passwords;
 pub mod repo;
 pub mod service;
 pub mod startup;
+pub mod throttle;
 
 pub use config::UserServiceConfig;
 pub use startup::Application;

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateUsers),
             Box::new(CreateRefreshTokens),
             Box::new(platform_events::outbox::migration::CreateOutbox),
+            Box::new(AddTokenVersion),
         ]
     }
 }
@@ -120,6 +121,42 @@ impl MigrationTrait for CreateRefreshTokens {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table("refresh_tokens").to_owned())
+            .await
+    }
+}
+
+struct AddTokenVersion;
+
+impl MigrationName for AddTokenVersion {
+    fn name(&self) -> &str {
+        "m20261204_000001_add_users_token_version"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTokenVersion {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Access tokens carry it as `ver`; raising it (logout, password or role change) makes
+        // the user's older tokens fail. Existing accounts start at 0, what unversioned tokens
+        // count as.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("users")
+                    .add_column(big_integer("token_version").default(0))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("users")
+                    .drop_column("token_version")
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use platform_auth::{AuthUser, Jwt};
+use platform_auth::{AuthUser, Jwt, RevocationError, TokenVersion};
 use platform_events::catalogue::{UserDeleted, UserRegistered, UserUpdated};
 use platform_events::{Envelope, Event, outbox};
-use platform_http::{Page, PageRequest};
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use platform_http::audit::{Action, Audit, AuditContext, AuditEvent, Outcome};
+use platform_http::{Auditor, Page, PageRequest};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use crate::domain::{Email, Password, Role, User, UserId, UserName, now};
 use crate::passwords::{HashError, Passwords};
 use crate::repo::refresh_tokens::{self, NewRefreshToken};
 use crate::repo::users::{self, Changes};
+use crate::throttle::{AccountKey, LoginThrottle, Verdict};
 
 /// Everything a use case can fail with. The HTTP and gRPC layers map these to statuses.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,10 @@ pub enum UserError {
     Hashing(#[from] HashError),
     #[error("cannot issue a token: {0}")]
     Token(#[from] platform_auth::AuthError),
+    /// The change would revoke access tokens and the revocation could not be published: the
+    /// change is not made (fail closed), the client may try again.
+    #[error("cannot revoke access tokens: {0}")]
+    Revocation(#[from] RevocationError),
     #[error("cannot encode an event: {0}")]
     Event(#[from] serde_json::Error),
 }
@@ -60,6 +66,8 @@ pub struct ProfileChange {
     pub password: Option<Password>,
     /// Required when callers change their own password.
     pub current_password: Option<String>,
+    /// Administrators only.
+    pub role: Option<Role>,
 }
 
 /// An access token and the refresh token that renews it.
@@ -76,10 +84,28 @@ pub struct TokenPair {
 pub struct Users {
     db: DatabaseConnection,
     passwords: Passwords,
+    /// Issues access tokens and revokes them (logout, password and role changes, deletion).
     jwt: Jwt,
+    throttle: LoginThrottle,
     refresh_ttl: Duration,
     /// The `source` of the events this service emits.
     source: Arc<str>,
+    /// For what the service does by itself (the admin seed), outside any request.
+    audit: Audit,
+}
+
+/// What the use cases need besides the database.
+#[derive(Debug, Clone)]
+pub struct UsersParts {
+    pub passwords: Passwords,
+    pub jwt: Jwt,
+    pub throttle: LoginThrottle,
+    pub refresh_ttl: Duration,
+    pub audit: Audit,
+}
+
+fn target(user: UserId) -> String {
+    format!("user:{user}")
 }
 
 impl std::fmt::Debug for Users {
@@ -98,20 +124,32 @@ fn token_hash(token: &str) -> String {
 }
 
 impl Users {
-    pub fn new(
-        db: DatabaseConnection,
-        passwords: Passwords,
-        jwt: Jwt,
-        refresh_ttl: Duration,
-        source: &str,
-    ) -> Self {
+    pub fn new(db: DatabaseConnection, parts: UsersParts, source: &str) -> Self {
         Self {
             db,
-            passwords,
-            jwt,
-            refresh_ttl,
+            passwords: parts.passwords,
+            jwt: parts.jwt,
+            throttle: parts.throttle,
+            refresh_ttl: parts.refresh_ttl,
             source: Arc::from(source),
+            audit: parts.audit,
         }
+    }
+
+    /// Raises `user`'s token version and publishes the revocation of every older access
+    /// token, inside `txn` and before its commit: should the commit fail, tokens are refused
+    /// that could have stayed valid (fail closed), never the reverse. `false` when there is no
+    /// such user.
+    async fn revoke_access<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user: UserId,
+    ) -> Result<bool, UserError> {
+        let Some(version) = users::bump_token_version(txn, user).await? else {
+            return Ok(false);
+        };
+        self.jwt.revoke(user, version).await?;
+        Ok(true)
     }
 
     fn envelope<E: Event>(&self, event: &E) -> Result<Envelope, UserError> {
@@ -121,7 +159,12 @@ impl Users {
     /// Creates an account. The row and its `user.registered` event commit together; a
     /// duplicate email is detected by the unique index, so concurrent registrations of one
     /// email yield exactly one account.
-    pub async fn register(&self, new: NewUser, role: Role) -> Result<User, UserError> {
+    pub async fn register(
+        &self,
+        auditor: &Auditor,
+        new: NewUser,
+        role: Role,
+    ) -> Result<User, UserError> {
         let hash = self.passwords.hash(&new.password).await?;
         let at = now();
         let user = User {
@@ -149,6 +192,12 @@ impl Users {
         outbox::enqueue(&txn, &event).await?;
         txn.commit().await?;
         tracing::info!(user_id = %user.id, role = %role, "user registered");
+        auditor.record(
+            AuditEvent::new(Action::UserRegister, Outcome::Success)
+                .user(user.id.as_uuid())
+                .target(target(user.id))
+                .reason(if role == Role::Admin { "admin" } else { "user" }),
+        );
         Ok(user)
     }
 
@@ -165,8 +214,13 @@ impl Users {
             }
             return Ok(());
         }
+        let auditor = Auditor {
+            audit: self.audit.clone(),
+            context: AuditContext::default(),
+        };
         match self
             .register(
+                &auditor,
                 NewUser {
                     email,
                     name,
@@ -182,33 +236,79 @@ impl Users {
         }
     }
 
-    /// Checks credentials and opens a new token family. Wrong email and wrong password fail
-    /// alike, at the same cost.
-    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, UserError> {
-        let stored = match Email::parse(email) {
-            Ok(email) => users::find_by_email(&self.db, &email).await?,
+    /// Checks credentials and opens a new token family. A wrong password, an unknown email
+    /// and a locked account (too many failures: see [`crate::throttle`]) fail alike, with the
+    /// same hashing work; a locked account is refused even with the right password.
+    pub async fn login(
+        &self,
+        auditor: &Auditor,
+        email: &str,
+        password: &str,
+    ) -> Result<TokenPair, UserError> {
+        let parsed = Email::parse(email);
+        // Malformed emails are throttled too, by what they would normalise to.
+        let account = AccountKey::new(match &parsed {
+            Ok(email) => email.as_str().to_owned(),
+            Err(_) => email.trim().to_lowercase(),
+        });
+        let locked = matches!(self.throttle.check(&account).await, Verdict::Locked(_));
+        let stored = match &parsed {
+            Ok(email) => users::find_by_email(&self.db, email).await?,
             Err(_) => None,
         };
+        let actor = stored.as_ref().map(|s| s.user.id);
+        let failure = |reason: &'static str| {
+            let event = AuditEvent::new(Action::Login, Outcome::Failure).reason(reason);
+            auditor.record(match actor {
+                Some(id) => event.user(id.as_uuid()).target(target(id)),
+                None => event,
+            });
+            UserError::InvalidCredentials
+        };
+        if locked {
+            // The same work as any other attempt, so the answer's timing says nothing.
+            self.passwords.verify(password, None).await?;
+            return Err(failure("throttled"));
+        }
         let hash = stored.as_ref().map(|s| s.password_hash.clone());
         if !self.passwords.verify(password, hash).await? {
-            return Err(UserError::InvalidCredentials);
+            let reason = if actor.is_some() {
+                "bad_password"
+            } else {
+                "unknown_account"
+            };
+            self.throttle.failed(&account).await;
+            return Err(failure(reason));
         }
-        let user = stored.ok_or(UserError::InvalidCredentials)?.user;
+        let stored = stored.ok_or(UserError::InvalidCredentials)?;
+        self.throttle.succeeded(&account).await;
         let pair = self
-            .issue_pair(&self.db, &user, Uuid::now_v7(), now())
+            .issue_pair(
+                &self.db,
+                &stored.user,
+                stored.token_version,
+                Uuid::now_v7(),
+                now(),
+            )
             .await?;
-        tracing::info!(user_id = %user.id, "user logged in");
+        tracing::info!(user_id = %stored.user.id, "user logged in");
+        auditor.record(
+            AuditEvent::new(Action::Login, Outcome::Success)
+                .user(stored.user.id.as_uuid())
+                .target(target(stored.user.id)),
+        );
         Ok(pair)
     }
 
-    async fn issue_pair<C: sea_orm::ConnectionTrait>(
+    async fn issue_pair<C: ConnectionTrait>(
         &self,
         conn: &C,
         user: &User,
+        version: TokenVersion,
         family_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<TokenPair, UserError> {
-        let access = self.jwt.issue(user.id, user.role)?;
+        let access = self.jwt.issue_versioned(user.id, user.role, version)?;
         let refresh_token = platform_auth::random_token(32);
         let ttl = chrono::Duration::from_std(self.refresh_ttl).unwrap_or(chrono::Duration::days(7));
         refresh_tokens::insert(
@@ -233,7 +333,7 @@ impl Users {
     /// Exchanges a live refresh token for a new pair. The old token stops working; presenting
     /// a token that was already rotated means it leaked (or was replayed): the whole family is
     /// revoked, so the thief's and the owner's newer tokens both stop working.
-    pub async fn refresh(&self, token: &str) -> Result<TokenPair, UserError> {
+    pub async fn refresh(&self, auditor: &Auditor, token: &str) -> Result<TokenPair, UserError> {
         let hash = token_hash(token);
         let at = now();
         let txn = self.db.begin().await?;
@@ -241,12 +341,18 @@ impl Users {
             let row = refresh_tokens::find_by_hash(&txn, &hash)
                 .await?
                 .ok_or(UserError::InvalidRefreshToken)?;
-            let user = users::find_by_id(&txn, UserId::from_uuid(row.user_id))
+            let stored = users::find_by_id(&txn, UserId::from_uuid(row.user_id))
                 .await?
-                .ok_or(UserError::InvalidRefreshToken)?
-                .user;
-            let pair = self.issue_pair(&txn, &user, row.family_id, at).await?;
+                .ok_or(UserError::InvalidRefreshToken)?;
+            let pair = self
+                .issue_pair(&txn, &stored.user, stored.token_version, row.family_id, at)
+                .await?;
             txn.commit().await?;
+            auditor.record(
+                AuditEvent::new(Action::Refresh, Outcome::Success)
+                    .user(row.user_id)
+                    .target(target(stored.user.id)),
+            );
             return Ok(pair);
         }
         // Not live: unknown, expired, revoked, or already rotated (reuse).
@@ -262,16 +368,40 @@ impl Users {
                 revoked,
                 "refresh token reused after rotation; token family revoked"
             );
+            auditor.record(
+                AuditEvent::new(Action::RefreshReuse, Outcome::Denied)
+                    .user(row.user_id)
+                    .target(format!("user:{}", row.user_id))
+                    .reason("family_revoked"),
+            );
             return Err(UserError::InvalidRefreshToken);
         }
         txn.rollback().await?;
+        auditor.record(AuditEvent::new(Action::Refresh, Outcome::Failure).reason("invalid_token"));
         Err(UserError::InvalidRefreshToken)
     }
 
-    /// Ends the session the refresh token belongs to (its whole family). Unknown tokens are
-    /// accepted silently: logging out twice is not an error.
-    pub async fn logout(&self, token: &str) -> Result<(), UserError> {
-        refresh_tokens::revoke_family_of(&self.db, &token_hash(token), now()).await?;
+    /// Ends the session the refresh token belongs to (its whole family) and makes the user's
+    /// access tokens fail at once. Unknown tokens are accepted silently: logging out twice is
+    /// not an error.
+    pub async fn logout(&self, auditor: &Auditor, token: &str) -> Result<(), UserError> {
+        let Some(user) =
+            refresh_tokens::revoke_family_of(&self.db, &token_hash(token), now()).await?
+        else {
+            auditor
+                .record(AuditEvent::new(Action::Logout, Outcome::Failure).reason("unknown_token"));
+            return Ok(());
+        };
+        // The family is revoked already: a failure here is answered with an error, and the
+        // client's retry revokes the access tokens then.
+        let txn = self.db.begin().await?;
+        self.revoke_access(&txn, user).await?;
+        txn.commit().await?;
+        auditor.record(
+            AuditEvent::new(Action::Logout, Outcome::Success)
+                .user(user.as_uuid())
+                .target(target(user)),
+        );
         Ok(())
     }
 
@@ -291,16 +421,24 @@ impl Users {
             .user)
     }
 
-    /// Changes a name and/or password. Users changing their own password must give the
-    /// current one; a password change revokes every refresh token of the account.
+    /// Changes a name, password and/or role. Users changing their own password must give the
+    /// current one; only administrators change roles. A password or role change revokes every
+    /// refresh token and every access token of the account.
     pub async fn update(
         &self,
+        auditor: &Auditor,
         caller: AuthUser,
         id: UserId,
         change: ProfileChange,
     ) -> Result<User, UserError> {
         if !caller.may_access(id) {
             return Err(UserError::NotFound);
+        }
+        if change.role.is_some() && !caller.is_admin() {
+            auditor.record(platform_auth::access_denied(caller.id, target(id)));
+            return Err(UserError::Forbidden(
+                "Only administrators may change roles.",
+            ));
         }
         let stored = users::find_by_id(&self.db, id)
             .await?
@@ -318,6 +456,12 @@ impl Users {
                         .verify(current, Some(stored.password_hash.clone()))
                         .await?
                     {
+                        auditor.record(
+                            AuditEvent::new(Action::PasswordChange, Outcome::Failure)
+                                .user(caller.id.as_uuid())
+                                .target(target(id))
+                                .reason("bad_password"),
+                        );
                         return Err(UserError::CurrentPasswordWrong);
                     }
                 }
@@ -325,12 +469,16 @@ impl Users {
             }
             None => None,
         };
+        let role = change.role.filter(|role| *role != stored.user.role);
         let mut changed = Vec::new();
         if change.name.is_some() {
             changed.push("name".to_owned());
         }
         if new_hash.is_some() {
             changed.push("password".to_owned());
+        }
+        if role.is_some() {
+            changed.push("role".to_owned());
         }
         if changed.is_empty() {
             return Ok(stored.user);
@@ -352,6 +500,7 @@ impl Users {
             Changes {
                 name: change.name.as_ref(),
                 password_hash: new_hash.as_deref(),
+                role,
             },
             at,
         )
@@ -360,20 +509,48 @@ impl Users {
             txn.rollback().await?;
             return Err(UserError::NotFound);
         }
-        if new_hash.is_some() {
+        if new_hash.is_some() || role.is_some() {
             refresh_tokens::revoke_user(&txn, id, at).await?;
+            self.revoke_access(&txn, id).await?;
         }
         outbox::enqueue(&txn, &event).await?;
         txn.commit().await?;
+        if new_hash.is_some() {
+            let event = AuditEvent::new(Action::PasswordChange, Outcome::Success)
+                .user(caller.id.as_uuid())
+                .target(target(id));
+            auditor.record(if caller.id == id {
+                event
+            } else {
+                event.reason("admin_reset")
+            });
+        }
+        if let Some(role) = role {
+            auditor.record(
+                AuditEvent::new(Action::UserRoleChange, Outcome::Success)
+                    .user(caller.id.as_uuid())
+                    .target(target(id))
+                    .reason(match role {
+                        Role::Admin => "granted_admin",
+                        Role::User => "revoked_admin",
+                    }),
+            );
+        }
         Ok(User {
             name,
+            role: role.unwrap_or(stored.user.role),
             updated_at: at,
             ..stored.user
         })
     }
 
-    /// Deletes an account.
-    pub async fn delete(&self, caller: AuthUser, id: UserId) -> Result<(), UserError> {
+    /// Deletes an account; its access tokens fail at once.
+    pub async fn delete(
+        &self,
+        auditor: &Auditor,
+        caller: AuthUser,
+        id: UserId,
+    ) -> Result<(), UserError> {
         if !caller.may_access(id) {
             return Err(UserError::NotFound);
         }
@@ -381,8 +558,9 @@ impl Users {
             user_id: id.as_uuid(),
         })?;
         let txn = self.db.begin().await?;
-        // The delete comes first: on SQLite it takes the write lock before anything is read.
-        if !users::delete(&txn, id).await? {
+        // The version bump comes first: on SQLite it takes the write lock before anything is
+        // read, and the revocation is published before the row goes.
+        if !self.revoke_access(&txn, id).await? || !users::delete(&txn, id).await? {
             txn.rollback().await?;
             return Err(UserError::NotFound);
         }
@@ -390,12 +568,23 @@ impl Users {
         outbox::enqueue(&txn, &event).await?;
         txn.commit().await?;
         tracing::info!(user_id = %id, by = %caller.id, "user deleted");
+        auditor.record(
+            AuditEvent::new(Action::UserDelete, Outcome::Success)
+                .user(caller.id.as_uuid())
+                .target(target(id)),
+        );
         Ok(())
     }
 
     /// Every user, a page at a time: admins only.
-    pub async fn list(&self, caller: AuthUser, page: PageRequest) -> Result<Page<User>, UserError> {
+    pub async fn list(
+        &self,
+        auditor: &Auditor,
+        caller: AuthUser,
+        page: PageRequest,
+    ) -> Result<Page<User>, UserError> {
         if !caller.is_admin() {
+            auditor.record(platform_auth::access_denied(caller.id, "users"));
             return Err(UserError::Forbidden("Only administrators may list users."));
         }
         let (items, total) = users::list(&self.db, page).await?;

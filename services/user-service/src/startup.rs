@@ -1,6 +1,6 @@
 //! Wiring: builds the service from its configuration and runs it.
 
-use platform_auth::Jwt;
+use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
@@ -12,7 +12,8 @@ use crate::config::UserServiceConfig;
 use crate::http::AppState;
 use crate::migration::Migrator;
 use crate::passwords::Passwords;
-use crate::service::Users;
+use crate::service::{Users, UsersParts};
+use crate::throttle::LoginThrottle;
 
 /// A built, bound user service.
 pub struct Application {
@@ -20,6 +21,8 @@ pub struct Application {
     db: DatabaseConnection,
     /// Publishes the outbox while the service runs.
     relay: Relay,
+    /// Where this service publishes revocations and learns other replicas'.
+    revocations: Revocations,
 }
 
 impl Application {
@@ -36,8 +39,9 @@ impl Application {
         platform_db::migrate::<Migrator>(&db).await?;
 
         let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
-        if let Some(redis) = &config.redis {
-            readiness.add("redis", RedisCheck(RedisPool::new(redis)?));
+        let redis = config.redis.as_ref().map(RedisPool::new).transpose()?;
+        if let Some(pool) = &redis {
+            readiness.add("redis", RedisCheck(pool.clone()));
         }
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
@@ -46,12 +50,20 @@ impl Application {
             "event bus configured"
         );
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
-        let jwt = Jwt::new(config.jwt);
+        let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
+        let revocations = jwt.revocations().clone();
+        let audit = config
+            .audit
+            .unwrap_or_else(|| platform_http::audit::Audit::new(&name));
         let users = Users::new(
             db.clone(),
-            Passwords::new(config.passwords).await?,
-            jwt.clone(),
-            config.refresh_token_ttl,
+            UsersParts {
+                passwords: Passwords::new(config.passwords, config.hashing).await?,
+                jwt: jwt.clone(),
+                throttle: LoginThrottle::new(config.throttle, redis),
+                refresh_ttl: config.refresh_token_ttl,
+                audit: audit.clone(),
+            },
             &name,
         );
         if let Some(admin) = config.admin {
@@ -70,11 +82,16 @@ impl Application {
                 grpc: Some(crate::grpc::api(users)),
                 readiness,
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
-        Ok(Self { server, db, relay })
+        Ok(Self {
+            server,
+            db,
+            relay,
+            revocations,
+        })
     }
 }
 
@@ -102,10 +119,12 @@ impl platform_http::Service for Application {
         &self.server
     }
 
-    /// Serves and relays events until `shutdown`, then closes the pool.
+    /// Serves, relays events and listens for revocations until `shutdown`, then closes the
+    /// pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let served = self.server.run_with(shutdown, vec![relay]).await;
+        let mut tasks = vec![tokio::spawn(self.relay.run(shutdown.clone()))];
+        tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
+        let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)
     }

@@ -20,6 +20,8 @@ use utoipa_axum::routes;
 
 use crate::service::Notifications;
 
+pub use stream::StreamSlots;
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +33,8 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// Ends every open SSE stream at shutdown, so the server can drain.
     pub streams_stop: CancellationToken,
+    /// Open SSE streams per user, capped.
+    pub streams: StreamSlots,
 }
 
 impl FromRef<AppState> for Jwt {

@@ -11,19 +11,25 @@
 //! every few seconds anyway, which is how notifications stored by another replica arrive.
 //! Idle streams send a heartbeat comment so proxies keep them open; all streams end at
 //! shutdown.
+//!
+//! A stream is only as good as the token that opened it: it ends when that token expires or is
+//! revoked (logout, password or role change, deletion: woken by the revocation store), and
+//! the client must come back with a valid one. A user holds at most `SSE_MAX_PER_USER` streams
+//! on a replica at once ([`StreamSlots`]); one more is a 429.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use platform_auth::AuthUser;
+use platform_auth::{AuthUser, Jwt};
 use platform_http::{CancellationToken, Problem, Query};
 use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -55,6 +61,7 @@ pub struct StreamQuery {
         (status = 200, description = "`text/event-stream`: one `notification` event per in-app notification", content_type = "text/event-stream", body = InAppView),
         (status = 400, description = "`Last-Event-ID` is not a notification id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller already holds `SSE_MAX_PER_USER` streams", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -75,6 +82,8 @@ pub async fn stream(
                 })?,
         ),
     };
+    let slot = state.streams.open(user.id.as_uuid())?;
+    let session = Session::new(state.jwt.clone(), user);
     let user = user.id.as_uuid();
     // Subscribed before the cursor is read: nothing stored in between can be missed.
     let wakes = state.notifications.in_app_wakes();
@@ -89,6 +98,8 @@ pub async fn stream(
         pending: VecDeque::new(),
         wakes,
         stop: state.streams_stop.clone(),
+        session,
+        _slot: slot,
     };
     let events = futures::stream::unfold(feed, |mut feed| async move {
         let view = feed.next().await?;
@@ -112,6 +123,112 @@ struct Feed {
     pending: VecDeque<InAppView>,
     wakes: broadcast::Receiver<Uuid>,
     stop: CancellationToken,
+    /// The token the stream was opened with: the stream ends with it.
+    session: Session,
+    /// Counts the stream against its user's cap until it ends.
+    _slot: StreamSlot,
+}
+
+/// The credential a stream lives on: valid until its `exp`, or until revoked.
+struct Session {
+    jwt: Jwt,
+    caller: AuthUser,
+    expires: tokio::time::Instant,
+    revocations: watch::Receiver<u64>,
+}
+
+impl Session {
+    fn new(jwt: Jwt, caller: AuthUser) -> Self {
+        let left = caller.expires_at - chrono::Utc::now().timestamp();
+        let left = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        Self {
+            revocations: jwt.revocations().changes(),
+            expires: tokio::time::Instant::now() + left,
+            jwt,
+            caller,
+        }
+    }
+
+    fn valid(&self) -> bool {
+        tokio::time::Instant::now() < self.expires
+            && self.jwt.check_revocation(&self.caller).is_ok()
+    }
+
+    /// Returns when the token expires or is revoked.
+    async fn ended(&mut self) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(self.expires) => return,
+                changed = self.revocations.changed() => {
+                    // The store never closes while a `Jwt` holds it; if it did, stop watching.
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                    if !self.valid() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Open streams per user on this replica, capped. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StreamSlots {
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+    max_per_user: usize,
+}
+
+/// One open stream; gives its slot back when dropped (the stream ended or the client left).
+struct StreamSlot {
+    slots: StreamSlots,
+    user: Uuid,
+}
+
+impl StreamSlots {
+    pub fn new(max_per_user: usize) -> Self {
+        Self {
+            open: Arc::new(Mutex::new(HashMap::new())),
+            max_per_user,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
+        // Plain counters: a panic elsewhere cannot leave one half-written.
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for one more stream of `user`, or the 429.
+    fn open(&self, user: Uuid) -> Result<StreamSlot, Problem> {
+        let mut table = self.table();
+        let count = table.entry(user).or_insert(0);
+        if *count >= self.max_per_user {
+            return Err(Problem::too_many_requests(5).with_detail(format!(
+                "At most {} notification streams may be open at once; close one first.",
+                self.max_per_user
+            )));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            slots: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut table = self.slots.table();
+        if let Some(count) = table.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                table.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Feed {
@@ -119,11 +236,11 @@ impl Feed {
     /// failed: the client reconnects with its `Last-Event-ID`).
     async fn next(&mut self) -> Option<InAppView> {
         loop {
+            if self.stop.is_cancelled() || !self.session.valid() {
+                return None;
+            }
             if let Some(view) = self.pending.pop_front() {
                 return Some(view);
-            }
-            if self.stop.is_cancelled() {
-                return None;
             }
             match self
                 .notifications
@@ -145,13 +262,15 @@ impl Feed {
         }
     }
 
-    /// Until there may be something new for this user; `None` at shutdown.
+    /// Until there may be something new for this user; `None` at shutdown, or when the
+    /// stream's token expires or is revoked.
     async fn wait(&mut self) -> Option<()> {
         let reread = tokio::time::sleep(REREAD_EVERY);
         tokio::pin!(reread);
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return None,
+                () = self.session.ended() => return None,
                 () = &mut reread => return Some(()),
                 woken = self.wakes.recv() => match woken {
                     Ok(user) if user == self.user => return Some(()),

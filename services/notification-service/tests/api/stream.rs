@@ -168,3 +168,117 @@ mod resume {
     use super::*;
     crate::db_tests!(the_stream_resumes_is_private_and_beats);
 }
+
+/// A stream request of `who`, whatever its answer.
+async fn request(app: &TestApp, who: &Actor) -> reqwest::Response {
+    app.client
+        .get(app.url("/api/v1/notifications/stream"))
+        .bearer_auth(&who.token)
+        .send()
+        .await
+        .unwrap()
+}
+
+impl Sse {
+    /// Whether the server ends the stream within `limit` (reading whatever comes first).
+    async fn ends_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return false,
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None) | Err(_)) => return true,
+            }
+        }
+    }
+}
+
+async fn a_user_holds_at_most_five_streams(backend: Backend, bus: Bus) {
+    // Quick heartbeats: a write is how the server learns that a client went away.
+    let Some(app) = spawn_with(backend, bus, |config| {
+        config.sse_heartbeat = Duration::from_millis(100);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(Sse::open(&app, &app.user, None).await);
+    }
+    let sixth = request(&app, &app.user).await;
+    assert!(sixth.headers().contains_key("retry-after"));
+    problem(sixth, 429).await;
+    // Another user is not affected.
+    Sse::open(&app, &actor(Role::User), None).await;
+    // Closing one frees its slot.
+    drop(open.pop());
+    let mut reopened = None;
+    for _ in 0..150 {
+        let response = request(&app, &app.user).await;
+        if response.status() == 200 {
+            reopened = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reopened.is_some(), "a closed stream's slot is given back");
+}
+
+async fn a_stream_ends_when_its_token_expires(backend: Backend, bus: Bus) {
+    let Some(app) = spawn_app(backend, bus).await else {
+        return;
+    };
+    let jwt = platform_auth::Jwt::new(platform_auth::JwtConfig {
+        expiration: Duration::from_secs(2),
+        ..platform_auth::JwtConfig::with_secret(crate::helpers::JWT_SECRET)
+    });
+    let token = jwt
+        .issue(platform_auth::UserId::from_uuid(app.user.id), Role::User)
+        .unwrap()
+        .token;
+    let short = Actor {
+        id: app.user.id,
+        token,
+    };
+    let mut stream = Sse::open(&app, &short, None).await;
+    assert!(stream.ends_within(Duration::from_secs(4)).await);
+}
+
+async fn a_stream_ends_when_its_token_is_revoked(backend: Backend, bus: Bus) {
+    let Some(app) = spawn_app(backend, bus).await else {
+        return;
+    };
+    let mut stream = Sse::open(&app, &app.user, None).await;
+    let mut other = Sse::open(&app, &actor(Role::User), None).await;
+    // As user-service does at logout (this process's store is the service's).
+    platform_auth::Revocations::in_process()
+        .revoke(
+            platform_auth::UserId::from_uuid(app.user.id),
+            platform_auth::TokenVersion::new(1),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(stream.ends_within(Duration::from_secs(2)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !other.ends_within(Duration::from_millis(300)).await,
+        "others' streams go on"
+    );
+    problem(request(&app, &app.user).await, 401).await;
+}
+
+mod lifetime {
+    use super::*;
+    crate::db_tests!(
+        a_user_holds_at_most_five_streams,
+        a_stream_ends_when_its_token_expires,
+        a_stream_ends_when_its_token_is_revoked,
+    );
+}

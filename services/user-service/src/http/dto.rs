@@ -77,6 +77,8 @@ pub struct UpdateUserRequest {
     pub password: Option<String>,
     /// Required when users change their own password.
     pub current_password: Option<String>,
+    /// `user` or `admin`: administrators only.
+    pub role: Option<Role>,
 }
 
 impl UpdateUserRequest {
@@ -95,6 +97,7 @@ impl UpdateUserRequest {
             name,
             password,
             current_password: self.current_password,
+            role: self.role,
         })
     }
 }

@@ -4,6 +4,7 @@
 use platform_http::Problem;
 use sea_orm::DbErr;
 
+use crate::passwords::HashError;
 use crate::service::UserError;
 
 impl From<UserError> for Problem {
@@ -27,6 +28,16 @@ impl From<UserError> for Problem {
             UserError::Database(DbErr::ConnectionAcquire(error)) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The user database is not available right now.")
+                    .with_retry_after(1)
+            }
+            UserError::Hashing(HashError::Overloaded) => {
+                tracing::warn!("password hashing saturated: request shed");
+                Problem::unavailable("Too many sign-ins at once; try again shortly.")
+                    .with_retry_after(1)
+            }
+            UserError::Revocation(error) => {
+                tracing::error!(%error, "access tokens could not be revoked; change not made");
+                Problem::unavailable("This change cannot be made right now; try again shortly.")
                     .with_retry_after(1)
             }
             error @ (UserError::Database(_)

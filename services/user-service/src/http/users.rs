@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use platform_auth::AuthUser;
-use platform_http::{Json, Page, PageRequest, Path, Problem};
+use platform_http::{Auditor, Json, Page, PageRequest, Path, Problem};
 use uuid::Uuid;
 
 use super::AppState;
@@ -21,10 +21,11 @@ use crate::domain::{Role, UserId};
     ))]
 pub async fn register(
     State(state): State<AppState>,
+    auditor: Auditor,
     Json(request): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserResponse>), Problem> {
     let new = request.parse()?;
-    let user = state.users.register(new, Role::User).await?;
+    let user = state.users.register(&auditor, new, Role::User).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -40,10 +41,11 @@ pub async fn register(
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    auditor: Auditor,
     caller: AuthUser,
     page: PageRequest,
 ) -> Result<Json<Page<UserResponse>>, Problem> {
-    let users = state.users.list(caller, page).await?;
+    let users = state.users.list(&auditor, caller, page).await?;
     Ok(Json(users.map(UserResponse::from)))
 }
 
@@ -82,8 +84,9 @@ pub async fn get(
     ))
 }
 
-/// Change a name or password. Changing one's own password needs `current_password`; any
-/// password change ends every session of the account.
+/// Change a name, password or role. Changing one's own password needs `current_password`;
+/// only administrators change roles. A password or role change ends every session of the
+/// account: its refresh and access tokens stop working at once.
 #[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users",
     params(("id" = Uuid, Path, description = "User id")),
     request_body = UpdateUserRequest,
@@ -91,11 +94,13 @@ pub async fn get(
     responses(
         (status = 200, description = "The updated user", body = UserResponse),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A role change by someone other than an administrator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or not the caller's", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields or wrong current password", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     State(state): State<AppState>,
+    auditor: Auditor,
     caller: AuthUser,
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateUserRequest>,
@@ -103,12 +108,12 @@ pub async fn update(
     let change = request.parse()?;
     let user = state
         .users
-        .update(caller, UserId::from_uuid(id), change)
+        .update(&auditor, caller, UserId::from_uuid(id), change)
         .await?;
     Ok(Json(user.into()))
 }
 
-/// Delete an account: it can no longer log in and its refresh tokens stop working.
+/// Delete an account: it can no longer log in and its refresh and access tokens stop working.
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users",
     params(("id" = Uuid, Path, description = "User id")),
     security(("bearer" = [])),
@@ -119,9 +124,13 @@ pub async fn update(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
+    auditor: Auditor,
     caller: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, Problem> {
-    state.users.delete(caller, UserId::from_uuid(id)).await?;
+    state
+        .users
+        .delete(&auditor, caller, UserId::from_uuid(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,7 @@ pub mod user {
         pub role: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub token_version: i64,
     }
 
     impl ActiveModelBehavior for ActiveModel {}

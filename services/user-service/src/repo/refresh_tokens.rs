@@ -82,19 +82,19 @@ pub async fn revoke_family<C: ConnectionTrait>(
     Ok(result.rows_affected)
 }
 
-/// Revokes the family of the token with `token_hash`, whatever its state; `false` when no
-/// such token exists.
+/// Revokes the family of the token with `token_hash`, whatever its state; its user, or
+/// `None` when no such token exists.
 pub async fn revoke_family_of<C: ConnectionTrait>(
     conn: &C,
     token_hash: &str,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
+) -> Result<Option<UserId>, DbErr> {
     match find_by_hash(conn, token_hash).await? {
         Some(row) => {
             revoke_family(conn, row.family_id, now).await?;
-            Ok(true)
+            Ok(Some(UserId::from_uuid(row.user_id)))
         }
-        None => Ok(false),
+        None => Ok(None),
     }
 }
 

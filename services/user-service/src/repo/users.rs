@@ -2,20 +2,24 @@
 
 use chrono::{DateTime, Utc};
 use platform_http::PageRequest;
+use sea_orm::ExprTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
+use platform_auth::TokenVersion;
+
 use super::entities::user;
 use crate::domain::{Email, Role, User, UserId, UserName};
 
-/// A user with the hash needed to check their password.
+/// A user with the hash needed to check their password and the version their tokens carry.
 #[derive(Debug, Clone)]
 pub struct StoredUser {
     pub user: User,
     pub password_hash: String,
+    pub token_version: TokenVersion,
 }
 
 fn corrupt(what: &str, id: uuid::Uuid) -> DbErr {
@@ -36,6 +40,9 @@ impl TryFrom<user::Model> for StoredUser {
                 updated_at: row.updated_at,
             },
             password_hash: row.password_hash,
+            token_version: TokenVersion::new(
+                u64::try_from(row.token_version).map_err(|_| corrupt("token version", row.id))?,
+            ),
         })
     }
 }
@@ -55,6 +62,7 @@ pub async fn insert<C: ConnectionTrait>(
         role: Set(user.role.as_str().to_owned()),
         created_at: Set(user.created_at),
         updated_at: Set(user.updated_at),
+        token_version: Set(0),
     }
     .insert(conn)
     .await?;
@@ -89,6 +97,7 @@ pub async fn find_by_email<C: ConnectionTrait>(
 pub struct Changes<'a> {
     pub name: Option<&'a UserName>,
     pub password_hash: Option<&'a str>,
+    pub role: Option<Role>,
 }
 
 /// Applies `changes`; `false` when there is no such user.
@@ -107,7 +116,32 @@ pub async fn update<C: ConnectionTrait>(
     if let Some(hash) = changes.password_hash {
         update = update.col_expr(user::Column::PasswordHash, Expr::value(hash));
     }
+    if let Some(role) = changes.role {
+        update = update.col_expr(user::Column::Role, Expr::value(role.as_str()));
+    }
     Ok(update.exec(conn).await?.rows_affected == 1)
+}
+
+/// Raises the user's token version by one and returns the new one; `None` when there is no
+/// such user. A write first, so on SQLite it takes the write lock before anything is read.
+pub async fn bump_token_version<C: ConnectionTrait>(
+    conn: &C,
+    id: UserId,
+) -> Result<Option<TokenVersion>, DbErr> {
+    let bumped = user::Entity::update_many()
+        .col_expr(
+            user::Column::TokenVersion,
+            Expr::col(user::Column::TokenVersion).add(1),
+        )
+        .filter(user::Column::Id.eq(id.as_uuid()))
+        .exec(conn)
+        .await?;
+    if bumped.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(find_by_id(conn, id)
+        .await?
+        .map(|stored| stored.token_version))
 }
 
 /// Deletes the user; `false` when there was none.

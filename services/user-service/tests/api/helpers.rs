@@ -98,6 +98,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `PUT /api/v1/users/{id}` with `body`.
+    pub async fn update_user(&self, id: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.put(&format!("/api/v1/users/{id}"), token, body).await
+    }
+
+    /// The status `GET /api/v1/users/me` answers `token` with.
+    pub async fn me_status(&self, token: &str) -> u16 {
+        self.get("/api/v1/users/me", token).await.status().as_u16()
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
         self.client
             .delete(self.url(path))
@@ -121,6 +131,19 @@ impl TestApp {
             &json!({"email": email, "password": password}),
         )
         .await
+    }
+
+    /// A login sent from a task of its own, so that many can be in flight at once.
+    pub fn login_in_background(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let request = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}));
+        tokio::spawn(request.send())
     }
 
     pub async fn login_ok(&self, email: &str, password: &str) -> Tokens {

@@ -92,9 +92,9 @@ platform_testing::backend_tests!(
     missing_login_fields_are_422,
 );
 
-async fn timed_401(app: &crate::helpers::TestApp, email: &str) -> Duration {
+async fn timed_401(app: &crate::helpers::TestApp, email: &str, password: &str) -> Duration {
     let started = Instant::now();
-    assert_eq!(app.login(email, "not the password").await.status(), 401);
+    assert_eq!(app.login(email, password).await.status(), 401);
     started.elapsed()
 }
 
@@ -104,30 +104,45 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 }
 
 /// No user enumeration by timing: an unknown email costs the same Argon2 work as a wrong
-/// password. Without the dummy verification an unknown email answers in about a millisecond,
-/// against tens of milliseconds for a real verification; the bounds below leave room for noise.
+/// password, and so does a locked account (even with its right password). Without the dummy
+/// verification an unknown email answers in about a millisecond, against tens of milliseconds
+/// for a real verification; the bounds below leave room for noise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_email_costs_as_much_as_a_wrong_password() {
+async fn unknown_emails_and_locked_accounts_cost_as_much_as_a_wrong_password() {
     let Some(app) = spawn_with(Backend::Sqlite, |config| {
         config.passwords = PasswordConfig::default();
+        config.throttle.max_failures = 3;
     })
     .await
     else {
         return;
     };
-    let email = unique_email();
-    app.register(&email, PASSWORD, "Timed").await;
-    // Interleaved, so both kinds see the same machine load.
-    timed_401(&app, &email).await;
-    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
-    for _ in 0..9 {
-        wrong.push(timed_401(&app, &email).await);
-        unknown.push(timed_401(&app, &unique_email()).await);
+    let locked = unique_email();
+    app.register(&locked, PASSWORD, "Locked").await;
+    for _ in 0..3 {
+        timed_401(&app, &locked, "not the password").await;
     }
-    let (wrong_password, unknown_email) = (median(wrong), median(unknown));
-    let ratio = unknown_email.as_secs_f64() / wrong_password.as_secs_f64();
-    assert!(
-        (0.5..2.0).contains(&ratio),
-        "unknown email {unknown_email:?} vs wrong password {wrong_password:?} (ratio {ratio:.2})"
-    );
+    // Wrong passwords each on a fresh account, so none of them is locked.
+    let mut fresh = Vec::new();
+    for _ in 0..9 {
+        let email = unique_email();
+        app.register(&email, PASSWORD, "Timed").await;
+        fresh.push(email);
+    }
+    // Interleaved, so every kind sees the same machine load.
+    let (mut wrong, mut unknown, mut throttled) = (Vec::new(), Vec::new(), Vec::new());
+    for email in &fresh {
+        wrong.push(timed_401(&app, email, "not the password").await);
+        unknown.push(timed_401(&app, &unique_email(), "not the password").await);
+        throttled.push(timed_401(&app, &locked, PASSWORD).await);
+    }
+    let wrong_password = median(wrong);
+    for (kind, samples) in [("unknown email", unknown), ("locked account", throttled)] {
+        let other = median(samples);
+        let ratio = other.as_secs_f64() / wrong_password.as_secs_f64();
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "{kind} {other:?} vs wrong password {wrong_password:?} (ratio {ratio:.2})"
+        );
+    }
 }

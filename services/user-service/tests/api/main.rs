@@ -4,11 +4,14 @@
 mod helpers;
 
 mod access_tokens;
+mod audit;
 mod blocking;
 mod grpc;
 mod login;
 mod ops;
 mod process;
 mod registration;
+mod revocation;
 mod sessions;
+mod throttling;
 mod users;

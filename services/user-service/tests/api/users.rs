@@ -212,8 +212,9 @@ async fn a_deleted_user_can_no_longer_log_in_or_refresh(backend: Backend) {
     )
     .await;
     problem(app.refresh(&tokens.refresh).await, 401).await;
-    problem(app.get("/api/v1/users/me", &tokens.access).await, 404).await;
-    problem(app.delete(&path, &tokens.access).await, 404).await;
+    // The deleted user's access tokens were revoked with the account.
+    problem(app.get("/api/v1/users/me", &tokens.access).await, 401).await;
+    problem(app.delete(&path, &tokens.access).await, 401).await;
 
     let (victim, _) = app.new_user().await;
     let admin = app.admin().await;
