@@ -8,7 +8,10 @@
 #
 # Usage: scripts/bench-gateway.sh [SECONDS_PER_RUN] [ROUNDS] [CONNECTIONS]
 # Installs wrk and nginx from Debian's packages when missing. BENCH_SKIP_BUILD=1 reuses the
-# release binaries already built. Everything runs on 127.0.0.1.
+# release binaries already built. BASELINE_GATEWAY=/path/to/api-gateway adds another build of
+# the gateway (an earlier commit, say) to every round, configured the same, and prints the
+# ratio to it: how a change moved the gateway, measured in one run. Everything runs on
+# 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -37,7 +40,11 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-UP=18500 NGX=18501 GW=18502 BARE=18503 GWH=18504
+UP=18500 NGX=18501 GW=18502 BARE=18503 GWH=18504 GWB=18505
+baseline=${BASELINE_GATEWAY:-}
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+    say "BASELINE_GATEWAY=$baseline is not an executable"; exit 2
+fi
 "$tools" serve $UP & pids+=($!)
 "$tools" bare-proxy $BARE $UP & pids+=($!)
 
@@ -79,9 +86,18 @@ pids+=($gateway_pid)
 PORT=$GWH HOST=127.0.0.1 GATEWAY_CONFIG="$work/gateway.toml" JWT_SECRET="$secret" GATEWAY_FAST_PATH=false \
     RATE_LIMIT_PER_MINUTE=1000000000 LOG_LEVEL=warn "$gateway_bin" > "$work/gateway-hyper.log" 2>&1 &
 pids+=($!)
+targets="direct nginx bare-hyper gateway gateway-hyper"
+ports="$UP $NGX $BARE $GW $GWH"
+if [ -n "$baseline" ]; then
+    PORT=$GWB HOST=127.0.0.1 GATEWAY_CONFIG="$work/gateway.toml" JWT_SECRET="$secret" \
+        RATE_LIMIT_PER_MINUTE=1000000000 LOG_LEVEL=warn "$baseline" > "$work/gateway-baseline.log" 2>&1 &
+    pids+=($!)
+    targets="$targets baseline"
+    ports="$ports $GWB"
+fi
 token=$("$tools" token "$secret")
 
-for port in $UP $NGX $BARE $GW $GWH; do
+for port in $ports; do
     for _ in $(seq 1 100); do curl -fs -o /dev/null -H "authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/bench" && break; sleep 0.1; done
 done
 
@@ -103,7 +119,7 @@ watch_rss & pids+=($!)
 # Warm-up, not measured: every target gets its connections, pools, caches and allocator
 # arenas in place before the first round, so round 1 does not pay for start-up.
 say "warm-up (3s each)"
-for port in $UP $NGX $BARE $GW $GWH; do
+for port in $ports; do
     wrk -t2 -c"$connections" -d3s -H "authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/bench" >/dev/null
 done
 
@@ -115,11 +131,14 @@ for round in $(seq 1 "$rounds"); do
     run bare-hyper "http://127.0.0.1:$BARE/api/v1/bench" >> "$results"
     run gateway "http://127.0.0.1:$GW/api/v1/bench" >> "$results"
     run gateway-hyper "http://127.0.0.1:$GWH/api/v1/bench" >> "$results"
+    if [ -n "$baseline" ]; then
+        run baseline "http://127.0.0.1:$GWB/api/v1/bench" >> "$results"
+    fi
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RPS P50 P99
-for name in direct nginx bare-hyper gateway gateway-hyper; do
+for name in $targets; do
     RPS[$name]=$(awk -v n=$name '$1==n {print $2}' "$results" | median)
     P50[$name]=$(awk -v n=$name '$1==n {print $3}' "$results" | median)
     P99[$name]=$(awk -v n=$name '$1==n {print $4}' "$results" | median)
@@ -128,7 +147,7 @@ rss_mb=$(awk '{printf "%.1f", $1/1024}' "$work/rss")
 echo
 echo "| target | requests/s | p50 (ms) | p99 (ms) |"
 echo "|---|---:|---:|---:|"
-for name in direct nginx bare-hyper gateway gateway-hyper; do
+for name in $targets; do
     printf "| %s | %.0f | %s | %s |\n" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}"
 done
 echo
@@ -138,5 +157,10 @@ awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v d="${RPS[direct]}" -v b="${RP
 
 # Each round's ratio too: the spread says how far to trust the median on a shared machine.
 echo "gateway/nginx throughput per round: $(paste <(awk '$1=="gateway" {print $2}' "$results") <(awk '$1=="nginx" {print $2}' "$results") | awk '{printf "%.2f ", $1/$2}')"
+if [ -n "$baseline" ]; then
+    awk -v g="${RPS[gateway]}" -v b="${RPS[baseline]}" -v gp="${P99[gateway]}" -v bp="${P99[baseline]}" \
+        'BEGIN { printf "gateway/baseline: throughput %.2f, p99 %.2f\n", g/b, gp/bp }'
+    echo "gateway/baseline throughput per round: $(paste <(awk '$1=="gateway" {print $2}' "$results") <(awk '$1=="baseline" {print $2}' "$results") | awk '{printf "%.2f ", $1/$2}')"
+fi
 echo "gateway peak RSS under load: ${rss_mb} MB"
 echo "(median of $rounds rounds; wrk -t2 -c$connections -d${duration}s; $(nproc) cores shared by wrk, proxy and upstream)"

@@ -471,6 +471,11 @@ async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
     let response = h2.get(format!("{https}/health")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_2, "h2 by ALPN");
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains",
+        "HTTPS answers carry HSTS"
+    );
     let h1 = reqwest::Client::builder()
         .add_root_certificate(root)
         .http1_only()
@@ -503,4 +508,37 @@ async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
         .await,
         "the changed certificate is served"
     );
+}
+
+async fn answers_carry_the_security_headers(fast_path: bool) {
+    let users = Fake::start("users").await;
+    let mut cfg = config(&[("user-service", &users.url)]);
+    cfg.fast_path = fast_path;
+    let gateway = TestGateway::start(cfg).await;
+    let client = &gateway.client;
+    // A proxied answer, one the gateway makes itself (401), and its own page.
+    let proxied = gateway.get("/api/v1/users/me").await;
+    let refused = client.get(gateway.url("/api/v1/users/me")).send().await.unwrap();
+    let own = client.get(gateway.url("/health")).send().await.unwrap();
+    for (what, response) in [("proxied", proxied), ("refused", refused), ("own", own)] {
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+        assert!(
+            headers.get("strict-transport-security").is_none(),
+            "{what}: no HSTS over plain HTTP"
+        );
+        if what != "proxied" {
+            assert_eq!(headers["cache-control"], "no-store", "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_carry_the_security_headers_on_the_fast_path() {
+    answers_carry_the_security_headers(true).await;
+}
+
+#[tokio::test]
+async fn answers_carry_the_security_headers_through_hyper() {
+    answers_carry_the_security_headers(false).await;
 }
