@@ -592,11 +592,25 @@ async fn send(
     Ok((connection, head, out))
 }
 
-/// Answers a request refused before anything acted on it, and ends the connection.
+/// Answers a request refused before anything acted on it, and ends the connection. What the
+/// client still sends is read briefly (and dropped), so that closing does not reset the
+/// connection under the answer.
 async fn refuse(stream: &mut TcpStream, refusal: Refusal) {
     tracing::debug!(%refusal, "request refused on the fast path");
-    let _ = stream.write_all(&refusal.response()).await;
-    let _ = stream.shutdown().await;
+    if stream.write_all(&refusal.response()).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// The response headers the gateway sets, replacing an upstream's (as the hyper path's

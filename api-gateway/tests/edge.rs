@@ -518,7 +518,11 @@ async fn answers_carry_the_security_headers(fast_path: bool) {
     let client = &gateway.client;
     // A proxied answer, one the gateway makes itself (401), and its own page.
     let proxied = gateway.get("/api/v1/users/me").await;
-    let refused = client.get(gateway.url("/api/v1/users/me")).send().await.unwrap();
+    let refused = client
+        .get(gateway.url("/api/v1/users/me"))
+        .send()
+        .await
+        .unwrap();
     let own = client.get(gateway.url("/health")).send().await.unwrap();
     for (what, response) in [("proxied", proxied), ("refused", refused), ("own", own)] {
         let headers = response.headers();

@@ -56,6 +56,9 @@ pub(crate) struct HttpListener {
     pub guard: GuardConfig,
     /// `MAX_CONNECTIONS` slots (shared by every socket of a thread-per-core port).
     pub slots: Arc<Semaphore>,
+    /// Connections being told "too many connections" at once: past this, a refused
+    /// connection is just closed (a flood must not turn into as many tasks).
+    pub refusals: Arc<Semaphore>,
     pub shutdown: CancellationToken,
 }
 
@@ -86,7 +89,9 @@ pub(crate) async fn serve_http(
         // Responses are small and latency matters: no Nagle delay.
         let _ = stream.set_nodelay(true);
         let Ok(slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
-            tokio::spawn(refuse(stream, shared.tls.is_none()));
+            if let Ok(refusing) = Arc::clone(&shared.refusals).try_acquire_owned() {
+                tokio::spawn(refuse(stream, shared.tls.is_none(), refusing));
+            }
             continue;
         };
         connections.spawn(serve_connection(
@@ -157,10 +162,13 @@ async fn serve_connection(
         .await;
 }
 
+/// Connections past the limit being answered at once, per listener.
+pub(crate) const MAX_REFUSING: usize = 256;
+
 /// Answers a connection over the limit: a `503` problem for plain HTTP, then close. The
 /// request is read briefly, unparsed, so that closing does not reset the connection under
 /// the answer.
-async fn refuse(mut stream: TcpStream, plain: bool) {
+async fn refuse(mut stream: TcpStream, plain: bool, _refusing: OwnedSemaphorePermit) {
     tracing::debug!("connection refused: MAX_CONNECTIONS reached");
     if !plain {
         return;

@@ -21,7 +21,7 @@ use crate::framing::{HeadLimits, MAX_REQUEST_LINE};
 use crate::front::Front;
 use crate::guard::GuardConfig;
 use crate::health::Readiness;
-use crate::serve::{HttpListener, LiveTls, grpc_incoming, serve_http};
+use crate::serve::{HttpListener, LiveTls, MAX_REFUSING, grpc_incoming, serve_http};
 use crate::tls::TlsConfig;
 use std::sync::Arc;
 
@@ -467,6 +467,7 @@ impl Server {
             tls: live_tls,
             guard: connections.guard(),
             slots: Arc::new(Semaphore::new(connections.max_connections)),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSING)),
             shutdown: shutdown.clone(),
         });
         let http = async {
@@ -487,6 +488,7 @@ impl Server {
                 tls: None,
                 guard: connections.guard(),
                 slots: Arc::new(Semaphore::new(connections.max_connections)),
+                refusals: Arc::new(Semaphore::new(MAX_REFUSING)),
                 shutdown: shutdown.clone(),
             });
             serve_http(listener, shared)
