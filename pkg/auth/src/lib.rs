@@ -10,6 +10,8 @@
 //! refresh tokens (those belong to user-service).
 #![forbid(unsafe_code)]
 
+pub mod service_identity;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

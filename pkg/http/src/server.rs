@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_ip::{INTERNAL_NETWORKS, TrustedProxies};
 use crate::front::Front;
+use crate::grpc_guard::{CallerAuthenticator, GrpcAccess, MutualTls};
 use crate::health::Readiness;
 use crate::tls::TlsConfig;
 use std::sync::Arc;
@@ -198,6 +199,10 @@ pub struct GrpcApi {
     pub file_descriptor_set: &'static [u8],
     /// Fully qualified service names, reported as SERVING by the health service.
     pub services: Vec<&'static str>,
+    /// Who is calling (a service credential on every call; see [`crate::grpc_guard`]).
+    pub authenticator: Arc<dyn CallerAuthenticator>,
+    /// Which callers may call which method; methods it does not name are refused.
+    pub access: GrpcAccess,
 }
 
 /// Everything a service hands the kit.
@@ -239,7 +244,7 @@ pub struct Server {
     name: String,
     http_listener: Listeners,
     router: Router,
-    grpc: Option<(TcpListener, tonic::service::Routes)>,
+    grpc: Option<(TcpListener, tonic::service::Routes, Option<MutualTls>)>,
     shutdown_timeout: Duration,
     metrics: Metrics,
     /// The certificate being served and where it comes from, when serving HTTPS.
@@ -320,7 +325,13 @@ impl Server {
         let grpc = match parts.grpc {
             Some(api) => {
                 let listener = listen(config.host, config.grpc_port).await?;
-                Some((listener, grpc_routes(api, config.grpc_reflection).await?))
+                let tls = api.authenticator.server_tls().map(|config_tls| MutualTls {
+                    config: config_tls,
+                    audit: parts.audit.clone(),
+                    handshake_timeout: config.connections.header_read_timeout,
+                });
+                let routes = grpc_routes(api, config.grpc_reflection, &parts.audit).await?;
+                Some((listener, routes, tls))
             }
             None => None,
         };
@@ -354,7 +365,7 @@ impl Server {
     }
 
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.grpc.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` fires, then drains in-flight requests for at most the
@@ -439,17 +450,23 @@ impl Server {
             }
         };
         let grpc = async {
-            match grpc {
-                Some((listener, routes)) => tonic::transport::Server::builder()
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener),
-                        shutdown.clone().cancelled_owned(),
-                    )
-                    .await
-                    .map_err(|e| ServerError::Serve(e.to_string())),
-                None => Ok(()),
+            let Some((listener, routes, tls)) = grpc else {
+                return Ok(());
+            };
+            let server = tonic::transport::Server::builder().add_routes(routes);
+            let stop = shutdown.clone().cancelled_owned();
+            match tls {
+                Some(tls) => {
+                    server
+                        .serve_with_incoming_shutdown(tls.incoming(listener), stop)
+                        .await
+                }
+                None => {
+                    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                    server.serve_with_incoming_shutdown(incoming, stop).await
+                }
             }
+            .map_err(|e| ServerError::Serve(e.to_string()))
         };
         let serving = async { tokio::try_join!(http, grpc).map(|_| ()) };
         let grace = async {
@@ -566,8 +583,23 @@ async fn serve_tls(
 }
 
 /// The service's gRPC routes plus the standard health service, and reflection when asked for
-/// (`GRPC_REFLECTION=true`: it lists every method to anyone who can connect).
-async fn grpc_routes(api: GrpcApi, reflect: bool) -> Result<tonic::service::Routes, ServerError> {
+/// (`GRPC_REFLECTION=true`: it lists every method to anyone who can connect), all behind the
+/// guard that authenticates and authorizes every call but health and reflection.
+async fn grpc_routes(
+    api: GrpcApi,
+    reflect: bool,
+    audit: &Audit,
+) -> Result<tonic::service::Routes, ServerError> {
+    let guard = Arc::new(crate::grpc_guard::Guard {
+        authenticator: api.authenticator,
+        access: api.access,
+        audit: audit.clone(),
+    });
+    let guarded = |routes: tonic::service::Routes| {
+        tonic::service::Routes::from(routes.into_axum_router().layer(
+            axum::middleware::from_fn_with_state(guard, crate::grpc_guard::guard),
+        ))
+    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     for service in &api.services {
         reporter
@@ -580,14 +612,14 @@ async fn grpc_routes(api: GrpcApi, reflect: bool) -> Result<tonic::service::Rout
         .await;
     let routes = api.routes.add_service(health_service);
     if !reflect {
-        return Ok(routes);
+        return Ok(guarded(routes));
     }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(api.file_descriptor_set)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
-    Ok(routes.add_service(reflection))
+    Ok(guarded(routes.add_service(reflection)))
 }
 
 /// A token cancelled on SIGINT (Ctrl-C) or SIGTERM: the stop signal of every binary.
