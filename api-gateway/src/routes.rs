@@ -83,6 +83,11 @@ auth = "user"
 prefix = "/api/v1/admin/events"
 service = "event-store"
 auth = "admin"
+
+[[routes]]
+prefix = "/api/v1/admin/audit"
+service = "event-store"
+auth = "admin"
 "#;
 
 /// Who may call a route.
@@ -384,6 +389,12 @@ mod tests {
             (
                 Method::GET,
                 "/api/v1/admin/events/dead-letters",
+                "event-store",
+                Auth::Admin,
+            ),
+            (
+                Method::GET,
+                "/api/v1/admin/audit",
                 "event-store",
                 Auth::Admin,
             ),

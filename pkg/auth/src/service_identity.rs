@@ -17,7 +17,7 @@
 //! its token's. [`ServiceIdentity`] is both sides: the kit's guard asks it who is calling
 //! (`platform_http::grpc_guard`), clients get their credentials from it.
 //!
-//! Identities are service names (`SERVICE_NAME`, a DNS label): tokens' `iss`/`aud`,
+//! Identities are service names (`SERVICE_NAME`, a DNS name): tokens' `iss`/`aud`,
 //! certificates' DNS names, and what services' access policies list.
 
 use std::fmt;
@@ -42,24 +42,31 @@ use crate::MIN_SECRET_BYTES;
 /// harmless).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// A service's name: a DNS label (lowercase letters, digits and `-`, at most 63), so it can
-/// be a certificate's DNS name and a Kubernetes service's name.
+/// A service's name: a lowercase DNS name (`order-service`, `orders.shop`), so it can be a
+/// certificate's DNS name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServiceName(Arc<str>);
 
-/// Not a DNS label.
+/// Not a DNS name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a service name (a DNS label: lowercase letters, digits and `-`)")]
+#[error(
+    "{0:?} is not a service name (a DNS name: dot-separated labels of lowercase letters, digits and `-`)"
+)]
 pub struct InvalidServiceName(String);
 
 impl ServiceName {
     pub fn parse(raw: &str) -> Result<Self, InvalidServiceName> {
-        let valid = (1..=63).contains(&raw.len())
+        let label = |label: &str| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        let valid = raw.len() <= 253
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && !raw.ends_with('-')
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && raw.split('.').all(label);
         if valid {
             Ok(Self(Arc::from(raw)))
         } else {
@@ -251,6 +258,12 @@ impl ServiceIdentity {
     /// stops start-up.
     pub fn new(name: &str, config: &ServiceAuthConfig) -> Result<Self, IdentityError> {
         let name = ServiceName::parse(name)?;
+        if config.generated {
+            tracing::warn!(
+                service = %name,
+                "INTERNAL_AUTH_SECRET is not set: using a random one, so no other process can call this service's gRPC methods or be called by it"
+            );
+        }
         let keys = config.secret.as_ref().map(|secret| {
             let secret = secret.expose_secret().as_bytes();
             // Pinned to HS256. Expiry and audience are checked by hand after the signature, so
@@ -585,11 +598,12 @@ mod tests {
     }
 
     #[test]
-    fn service_names_are_dns_labels() {
-        for good in ["order-service", "a", "svc2"] {
+    fn service_names_are_dns_names() {
+        for good in ["order-service", "a", "svc2", "test-1f.order-service"] {
             assert!(ServiceName::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "Order", "order_service", "-x", "x-", "2x", &"x".repeat(64)] {
+        let long = "x".repeat(64);
+        for bad in ["", "Order", "order_service", "-x", "x-", "2x", "a..b", "a.", &long] {
             assert!(ServiceName::parse(bad).is_err(), "{bad}");
         }
     }

@@ -11,10 +11,13 @@
 //!   PostgreSQL and Redis variants skip (and say so); with `TEST_REQUIRE_BACKENDS=1` (set by CI)
 //!   a missing server fails the test instead, so CI can never silently skip them.
 //! - [`http`]: assertions on problem documents and JSON bodies, polling, callers with tokens.
+//! - [`grpc`]: gRPC callers with or without a service credential, a CA for mutual TLS, and
+//!   the audit records a service published.
 #![forbid(unsafe_code)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
 
+pub mod grpc;
 pub mod http;
 
 use platform_db::DatabaseConfig;

@@ -3,6 +3,7 @@
 use platform_auth::Jwt;
 use platform_config::Env;
 use platform_db::DatabaseCheck;
+use platform_events::audit::AuditPublisher;
 use platform_events::catalogue::FAMILIES;
 use platform_events::{Consumer, ConsumerConfig, Envelope, HandlerError, store};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
@@ -26,6 +27,8 @@ pub struct EventStore {
     server: Server,
     db: DatabaseConnection,
     consumer: Consumer,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
 }
 
 impl EventStore {
@@ -35,6 +38,8 @@ impl EventStore {
         platform_db::migrate::<Migrator>(&db).await?;
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
 
         let mut consumer = Consumer::new(
             transport.clone(),
@@ -66,7 +71,7 @@ impl EventStore {
                 grpc: None,
                 readiness: Readiness::new().with("database", DatabaseCheck(db.clone())),
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
@@ -74,6 +79,7 @@ impl EventStore {
             server,
             db,
             consumer,
+            audit_publisher,
         })
     }
 }
@@ -104,8 +110,11 @@ impl platform_http::Service for EventStore {
 
     /// Serves and consumes until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let consumer = tokio::spawn(self.consumer.run(shutdown.clone()));
-        let served = self.server.run_with(shutdown, vec![consumer]).await;
+        let tasks = vec![
+            tokio::spawn(self.consumer.run(shutdown.clone())),
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
+        ];
+        let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)
     }

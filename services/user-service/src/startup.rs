@@ -1,9 +1,11 @@
 //! Wiring: builds the service from its configuration and runs it.
 
 use platform_auth::Jwt;
+use platform_auth::service_identity::ServiceIdentity;
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
+use platform_events::audit::AuditPublisher;
 use platform_events::Relay;
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
@@ -20,6 +22,8 @@ pub struct Application {
     db: DatabaseConnection,
     /// Publishes the outbox while the service runs.
     relay: Relay,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
 }
 
 impl Application {
@@ -41,6 +45,8 @@ impl Application {
         }
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
         tracing::info!(
             transport = config.events.transport_name(),
             "event bus configured"
@@ -60,6 +66,7 @@ impl Application {
                 .await?;
         }
 
+        let identity = ServiceIdentity::new(&name, &config.internal)?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
@@ -67,14 +74,19 @@ impl Application {
                     users: users.clone(),
                     jwt,
                 }),
-                grpc: Some(crate::grpc::api(users)),
+                grpc: Some(crate::grpc::api(users, identity)),
                 readiness,
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
-        Ok(Self { server, db, relay })
+        Ok(Self {
+            server,
+            db,
+            relay,
+            audit_publisher,
+        })
     }
 }
 
@@ -104,8 +116,11 @@ impl platform_http::Service for Application {
 
     /// Serves and relays events until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
-        let served = self.server.run_with(shutdown, vec![relay]).await;
+        let tasks = vec![
+            tokio::spawn(self.relay.run(shutdown.clone())),
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
+        ];
+        let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;
         Ok(served?)
     }

@@ -5,9 +5,11 @@
 use order_service::{Application, OrderServiceConfig};
 use payment_service::PaymentServiceConfig;
 use platform_auth::Role;
+use platform_auth::service_identity::ServiceAuthConfig;
 use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
+use platform_testing::grpc::Pki;
 use platform_testing::{Backend, Spawned, TestDatabase};
 use product_service::ProductServiceConfig;
 use serde_json::{Value, json};
@@ -31,7 +33,7 @@ pub struct TestApp {
     pub base: String,
     pub products_base: String,
     pub payments_base: String,
-    pub product_grpc: String,
+    pub product_grpc: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub config: OrderServiceConfig,
     pub db: TestDatabase,
@@ -52,6 +54,32 @@ pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut OrderServiceConfig),
 ) -> Option<TestApp> {
+    spawn_services(backend, None, customize).await
+}
+
+/// The services talking over mutual TLS with certificates from `pki`: the order service has
+/// no token secret, so only its certificate can get its calls through. (The product and
+/// payment services keep accepting tokens, which the tests' own checks use.)
+pub async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
+    spawn_services(backend, Some(pki), |orders| {
+        orders.internal = ServiceAuthConfig::with_tls(pki.service("order-service"));
+    })
+    .await
+}
+
+/// Mutual TLS for the service `name`, besides the test secret.
+fn with_tls(pki: Option<&Pki>, name: &str) -> ServiceAuthConfig {
+    ServiceAuthConfig {
+        tls: pki.map(|pki| pki.service(name)),
+        ..ServiceAuthConfig::with_secret(JWT_SECRET)
+    }
+}
+
+async fn spawn_services(
+    backend: Backend,
+    pki: Option<&Pki>,
+    customize: impl FnOnce(&mut OrderServiceConfig),
+) -> Option<TestApp> {
     let db = TestDatabase::create(backend).await?;
     let product_db = TestDatabase::create(backend).await?;
     let payment_db = TestDatabase::create(backend).await?;
@@ -59,21 +87,23 @@ pub async fn spawn_with(
 
     let mut products = ProductServiceConfig::for_tests(product_db.config.clone(), JWT_SECRET);
     products.events = EventsConfig::embedded(bus.path());
+    products.internal = with_tls(pki, "product-service");
     let products = platform_testing::spawn::<product_service::Application>(products).await;
 
     let mut payments = PaymentServiceConfig::for_tests(payment_db.config.clone(), JWT_SECRET);
     payments.events = EventsConfig::embedded(bus.path());
+    payments.internal = with_tls(pki, "payment-service");
     // Tests charge one card many times in a minute; the velocity rules are not under test.
     payments.fraud.max_payments_per_card = 100_000;
     payments.fraud.max_payments_per_user = 100_000;
     let payments = platform_testing::spawn::<payment_service::Application>(payments).await;
 
-    let product_grpc = format!("http://{}", products.grpc.unwrap());
+    let product_grpc = products.grpc.unwrap();
     let payment_grpc = format!("http://{}", payments.grpc.unwrap());
     let mut config = OrderServiceConfig::for_tests(
         db.config.clone(),
         JWT_SECRET,
-        product_grpc.clone(),
+        format!("http://{product_grpc}"),
         payment_grpc,
     );
     config.events = EventsConfig::embedded(bus.path());
@@ -216,9 +246,12 @@ impl TestApp {
 
     /// (stock, reserved, available) of a product, as stored.
     pub async fn stock(&self, id: &str) -> (i64, i64, i64) {
-        let mut client = ProductServiceClient::connect(self.product_grpc.clone())
-            .await
-            .unwrap();
+        let mut client = ProductServiceClient::new(platform_testing::grpc::as_service(
+            self.product_grpc,
+            "order-service",
+            "product-service",
+            JWT_SECRET,
+        ));
         let products = client
             .get_products(proto::GetProductsRequest {
                 ids: vec![id.to_owned()],
