@@ -97,10 +97,7 @@ impl Layout {
         Self {
             env: env.with_defaults([
                 ("JWT_SECRET", secret.expose_secret().to_owned()),
-                (
-                    "INTERNAL_AUTH_SECRET",
-                    internal.expose_secret().to_owned(),
-                ),
+                ("INTERNAL_AUTH_SECRET", internal.expose_secret().to_owned()),
             ]),
         }
     }

@@ -299,7 +299,11 @@ impl ServiceIdentity {
 
     /// A token valid for `lifetime` from now (tests make expired ones with a zero lifetime).
     #[doc(hidden)]
-    pub fn mint_valid_for(&self, audience: &str, lifetime: Duration) -> Result<String, IdentityError> {
+    pub fn mint_valid_for(
+        &self,
+        audience: &str,
+        lifetime: Duration,
+    ) -> Result<String, IdentityError> {
         let keys = self.inner.keys.as_ref().ok_or(IdentityError::NoSecret)?;
         let now = chrono::Utc::now().timestamp();
         let claims = ServiceClaims {
@@ -603,7 +607,17 @@ mod tests {
             assert!(ServiceName::parse(good).is_ok(), "{good}");
         }
         let long = "x".repeat(64);
-        for bad in ["", "Order", "order_service", "-x", "x-", "2x", "a..b", "a.", &long] {
+        for bad in [
+            "",
+            "Order",
+            "order_service",
+            "-x",
+            "x-",
+            "2x",
+            "a..b",
+            "a.",
+            &long,
+        ] {
             assert!(ServiceName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -697,9 +711,15 @@ mod tests {
         };
         let (_, vars) = issues(&[], Environment::Production);
         assert_eq!(vars, ["INTERNAL_AUTH_SECRET"]);
-        let (_, vars) = issues(&[("INTERNAL_AUTH_SECRET", "short")], Environment::Production);
+        let (_, vars) = issues(
+            &[("INTERNAL_AUTH_SECRET", "short")],
+            Environment::Production,
+        );
         assert_eq!(vars, ["INTERNAL_AUTH_SECRET"]);
-        let (_, vars) = issues(&[("INTERNAL_AUTH_SECRET", "short")], Environment::Development);
+        let (_, vars) = issues(
+            &[("INTERNAL_AUTH_SECRET", "short")],
+            Environment::Development,
+        );
         assert_eq!(vars, ["INTERNAL_AUTH_SECRET"], "short is refused anywhere");
         let (config, vars) = issues(&[("INTERNAL_AUTH_SECRET", SECRET)], Environment::Production);
         assert!(vars.is_empty() && !config.generated);
@@ -744,7 +764,10 @@ mod tests {
     #[test]
     fn a_certificate_names_the_service_by_its_first_dns_name_that_is_one() {
         let dir = tempfile::tempdir().unwrap();
-        let files = pki(dir.path(), &["Not_A_Service", "order-service", "payment-service"]);
+        let files = pki(
+            dir.path(),
+            &["Not_A_Service", "order-service", "payment-service"],
+        );
         let der = CertificateDer::from_pem_file(&files.cert).unwrap();
         assert_eq!(
             certificate_identity(&der).map(|n| n.to_string()).as_deref(),
@@ -755,9 +778,15 @@ mod tests {
         let caller = identity
             .authenticate(&axum::http::HeaderMap::new(), Some(&[der]))
             .unwrap();
-        assert_eq!(&*caller, "order-service", "the certificate wins, no token needed");
+        assert_eq!(
+            &*caller, "order-service",
+            "the certificate wins, no token needed"
+        );
         assert!(identity.server_tls().is_some());
-        assert!(identity.token_for("payment-service").header().is_none(), "no secret: no tokens");
+        assert!(
+            identity.token_for("payment-service").header().is_none(),
+            "no secret: no tokens"
+        );
     }
 
     #[test]

@@ -128,7 +128,8 @@ impl GrpcAccess {
 
     /// `service`'s `method` may be called by any authenticated service.
     pub fn allow_any_service(mut self, service: &str, method: &str) -> Self {
-        self.rules.push((path(service, method), Callers::AnyService));
+        self.rules
+            .push((path(service, method), Callers::AnyService));
         self
     }
 
@@ -165,7 +166,10 @@ pub(crate) struct Guard {
 /// The connection a call came over: the peer's address and, over TLS, its certificates.
 fn connection(
     extensions: &http::Extensions,
-) -> (Option<SocketAddr>, Option<Arc<Vec<CertificateDer<'static>>>>) {
+) -> (
+    Option<SocketAddr>,
+    Option<Arc<Vec<CertificateDer<'static>>>>,
+) {
     if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
         return (tls.get_ref().remote_addr(), tls.peer_certs());
     }
@@ -186,9 +190,10 @@ pub(crate) async fn guard(
         return next.run(request).await;
     }
     let (peer, certificates) = connection(request.extensions());
-    let outcome = guard
-        .authenticator
-        .authenticate(request.headers(), certificates.as_deref().map(Vec::as_slice));
+    let outcome = guard.authenticator.authenticate(
+        request.headers(),
+        certificates.as_deref().map(Vec::as_slice),
+    );
     let refusal = match outcome {
         Ok(caller) if guard.access.permits(path, &caller) => {
             request.extensions_mut().insert(GrpcCaller(caller));

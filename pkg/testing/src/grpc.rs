@@ -8,7 +8,7 @@ use platform_auth::service_identity::{
     InternalTlsFiles, ServiceAuthConfig, ServiceIdentity, ServiceToken,
 };
 use platform_events::EventsConfig;
-use platform_http::audit::AuditRecord;
+use platform_http::audit::{Action, AuditRecord};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
@@ -189,3 +189,37 @@ pub async fn audited(
     panic!("no audit record of {what}; the bus has: {seen:#?}");
 }
 
+/// The record of a refused gRPC call (`action` with `reason`, on the method at `target`, e.g.
+/// `platform.product.v1.ProductService/Reserve`) on the bus of `events`.
+pub async fn refusal_audited(
+    events: &EventsConfig,
+    action: Action,
+    reason: &str,
+    target: &str,
+) -> AuditRecord {
+    audited(
+        events,
+        &format!("{action} ({reason}) on {target}"),
+        |record| {
+            record.action == action
+                && record.reason.as_deref() == Some(reason)
+                && record.target.as_deref() == Some(target)
+        },
+    )
+    .await
+}
+
+/// Whether the standard health service behind `caller` reports `service` (`""`: the whole
+/// server) as serving.
+pub async fn serving(caller: Caller, service: &str) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let status = tonic_health::pb::health_client::HealthClient::new(caller)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .expect("a health answer")
+        .into_inner()
+        .status;
+    status == ServingStatus::Serving as i32
+}

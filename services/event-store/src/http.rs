@@ -10,9 +10,7 @@ use platform_events::store::{self, Filter};
 use platform_events::{DeadLetter, Transport};
 use platform_http::audit::{Action, Actor, AuditEvent, AuditRecord, Outcome};
 use platform_http::pagination::DEFAULT_PER_PAGE;
-use platform_http::{
-    Auditor, FieldErrors, HttpApi, Json, Page, PageRequest, Path, Problem, Query,
-};
+use platform_http::{Auditor, FieldErrors, HttpApi, Json, Page, PageRequest, Path, Problem, Query};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -290,7 +290,8 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
 async fn audit_trail_of(app: &App, events: Vec<(&str, AuditEvent)>) -> Vec<AuditRecord> {
     let mut records = Vec::new();
     for (service, event) in events {
-        let (audit, publisher) = platform_events::audit::bus_audit(service, app.transport.clone(), None);
+        let (audit, publisher) =
+            platform_events::audit::bus_audit(service, app.transport.clone(), None);
         let published = tokio::spawn(publisher.run(CancellationToken::new()));
         records.push(audit.record(&AuditContext::default(), event));
         drop(audit);
@@ -355,7 +356,10 @@ async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend
     assert_eq!(all["items"][0]["action"], "auth.token_rejected");
     assert_eq!(all["items"][0]["reason"], "missing");
     assert_eq!(all["items"][3]["actor"], admin.to_string());
-    assert_eq!((all["page"].as_u64(), all["per_page"].as_u64()), (Some(1), Some(20)));
+    assert_eq!(
+        (all["page"].as_u64(), all["per_page"].as_u64()),
+        (Some(1), Some(20))
+    );
 
     let by_admin = app.audit_until(&format!("?actor={admin}"), 2).await;
     assert_eq!(ids(&by_admin), [id(2), id(0)]);
@@ -404,7 +408,11 @@ async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
             .get(&format!("/api/v1/admin/audit{query}"), Some("admin"))
             .await;
         let problem = platform_testing::http::problem(response, 422).await;
-        assert_eq!(platform_testing::http::error_fields(&problem), fields, "{query}");
+        assert_eq!(
+            platform_testing::http::error_fields(&problem),
+            fields,
+            "{query}"
+        );
     }
 }
 

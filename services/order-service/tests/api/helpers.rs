@@ -33,7 +33,8 @@ pub struct TestApp {
     pub base: String,
     pub products_base: String,
     pub payments_base: String,
-    pub product_grpc: std::net::SocketAddr,
+    /// Calls the product service's gRPC API as the order service.
+    stock_reader: platform_testing::grpc::Caller,
     pub client: reqwest::Client,
     pub config: OrderServiceConfig,
     pub db: TestDatabase,
@@ -57,21 +58,17 @@ pub async fn spawn_with(
     spawn_services(backend, None, customize).await
 }
 
-/// The services talking over mutual TLS with certificates from `pki`: the order service has
-/// no token secret, so only its certificate can get its calls through. (The product and
-/// payment services keep accepting tokens, which the tests' own checks use.)
+/// The services talking over mutual TLS only (no token secret anywhere), with certificates
+/// from `pki`.
 pub async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
-    spawn_services(backend, Some(pki), |orders| {
-        orders.internal = ServiceAuthConfig::with_tls(pki.service("order-service"));
-    })
-    .await
+    spawn_services(backend, Some(pki), |_| {}).await
 }
 
-/// Mutual TLS for the service `name`, besides the test secret.
-fn with_tls(pki: Option<&Pki>, name: &str) -> ServiceAuthConfig {
-    ServiceAuthConfig {
-        tls: pki.map(|pki| pki.service(name)),
-        ..ServiceAuthConfig::with_secret(JWT_SECRET)
+/// How the service `name` authenticates: mutual TLS with `pki`, else the test secret.
+fn internal_auth(pki: Option<&Pki>, name: &str) -> ServiceAuthConfig {
+    match pki {
+        Some(pki) => ServiceAuthConfig::with_tls(pki.service(name)),
+        None => ServiceAuthConfig::with_secret(JWT_SECRET),
     }
 }
 
@@ -87,12 +84,12 @@ async fn spawn_services(
 
     let mut products = ProductServiceConfig::for_tests(product_db.config.clone(), JWT_SECRET);
     products.events = EventsConfig::embedded(bus.path());
-    products.internal = with_tls(pki, "product-service");
+    products.internal = internal_auth(pki, "product-service");
     let products = platform_testing::spawn::<product_service::Application>(products).await;
 
     let mut payments = PaymentServiceConfig::for_tests(payment_db.config.clone(), JWT_SECRET);
     payments.events = EventsConfig::embedded(bus.path());
-    payments.internal = with_tls(pki, "payment-service");
+    payments.internal = internal_auth(pki, "payment-service");
     // Tests charge one card many times in a minute; the velocity rules are not under test.
     payments.fraud.max_payments_per_card = 100_000;
     payments.fraud.max_payments_per_user = 100_000;
@@ -107,7 +104,23 @@ async fn spawn_services(
         payment_grpc,
     );
     config.events = EventsConfig::embedded(bus.path());
+    config.internal = internal_auth(pki, "order-service");
     customize(&mut config);
+    // The tests read stock levels as the order service does.
+    let stock_reader = match pki {
+        Some(pki) => platform_testing::grpc::over_mutual_tls(
+            product_grpc,
+            "order-service",
+            pki.service("order-service"),
+            "product-service",
+        ),
+        None => platform_testing::grpc::as_service(
+            product_grpc,
+            "order-service",
+            "product-service",
+            JWT_SECRET,
+        ),
+    };
     let orders = platform_testing::spawn::<Application>(config.clone()).await;
     Some(TestApp {
         base: orders.base.clone(),
@@ -116,7 +129,7 @@ async fn spawn_services(
         payments_base: payments.base.clone(),
         _products: products,
         _payments: payments,
-        product_grpc,
+        stock_reader,
         client: reqwest::Client::new(),
         config,
         db,
@@ -246,12 +259,7 @@ impl TestApp {
 
     /// (stock, reserved, available) of a product, as stored.
     pub async fn stock(&self, id: &str) -> (i64, i64, i64) {
-        let mut client = ProductServiceClient::new(platform_testing::grpc::as_service(
-            self.product_grpc,
-            "order-service",
-            "product-service",
-            JWT_SECRET,
-        ));
+        let mut client = ProductServiceClient::new(self.stock_reader.clone());
         let products = client
             .get_products(proto::GetProductsRequest {
                 ids: vec![id.to_owned()],

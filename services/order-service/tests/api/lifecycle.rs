@@ -249,7 +249,9 @@ async fn status_changes_by_administrators_are_audited(backend: Backend) {
     let records = platform_testing::grpc::audit_records(&app.config.events).await;
     let own = format!("order:{own}");
     assert!(
-        records.iter().all(|r| r.target.as_deref() != Some(own.as_str())),
+        records
+            .iter()
+            .all(|r| r.target.as_deref() != Some(own.as_str())),
         "{records:?}"
     );
 }

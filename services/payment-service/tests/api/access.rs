@@ -6,7 +6,9 @@ use platform_http::audit::{Action, Actor, AuditRecord, Outcome};
 use platform_proto::payment::v1 as proto;
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use platform_testing::Backend;
-use platform_testing::grpc::{Caller, Pki, anonymous, as_service, audited, over_mutual_tls};
+use platform_testing::grpc::{
+    Caller, Pki, anonymous, as_service, audited, over_mutual_tls, serving,
+};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -65,12 +67,7 @@ async fn captured(app: &TestApp) -> String {
 
 async fn refusal(app: &TestApp, action: Action, reason: &str, method: &str) -> AuditRecord {
     let target = format!("platform.payment.v1.PaymentService/{method}");
-    audited(&app.events, &format!("{reason} on {method}"), |record| {
-        record.action == action
-            && record.reason.as_deref() == Some(reason)
-            && record.target.as_deref() == Some(target.as_str())
-    })
-    .await
+    platform_testing::grpc::refusal_audited(&app.events, action, reason, &target).await
 }
 
 async fn only_the_order_service_may_charge_or_refund(backend: Backend) {
@@ -85,8 +82,11 @@ async fn only_the_order_service_may_charge_or_refund(backend: Backend) {
         "no credential"
     );
     assert_eq!(
-        charge_and_refund(as_service(app.grpc, ORDERS, "product-service", JWT_SECRET), &payment)
-            .await,
+        charge_and_refund(
+            as_service(app.grpc, ORDERS, "product-service", JWT_SECRET),
+            &payment
+        )
+        .await,
         unauthenticated,
         "a token for another service"
     );
@@ -96,7 +96,10 @@ async fn only_the_order_service_may_charge_or_refund(backend: Backend) {
         "a valid token of another service"
     );
     let nothing_yet = app.payment(&app.admin, &payment).await;
-    assert_eq!(nothing_yet["refunded_amount"], 0, "the refused refunds did nothing");
+    assert_eq!(
+        nothing_yet["refunded_amount"], 0,
+        "the refused refunds did nothing"
+    );
     assert_eq!(
         charge_and_refund(app.grpc_as(ORDERS), &payment).await,
         (Ok("captured".to_owned()), Ok("refunded".to_owned()))
@@ -171,7 +174,10 @@ async fn over_mutual_tls_the_certificate_names_the_caller(backend: Backend) {
     // TLS without a client certificate: the call has no credential.
     let (charged, refunded) =
         charge_and_refund(pki.without_certificate(app.grpc, PAYMENTS), &payment).await;
-    assert_eq!((charged, refunded), (Err(Code::Unauthenticated), Err(Code::Unauthenticated)));
+    assert_eq!(
+        (charged, refunded),
+        (Err(Code::Unauthenticated), Err(Code::Unauthenticated))
+    );
     refusal(&app, Action::TokenRejected, "missing", "Charge").await;
 
     // Another service's certificate from the same CA: known, but not allowed.
@@ -197,8 +203,11 @@ async fn over_mutual_tls_the_certificate_names_the_caller(backend: Backend) {
         ca: pki.ca(),
         ..rogue
     };
-    let (charged, _) =
-        charge_and_refund(over_mutual_tls(app.grpc, ORDERS, impostor, PAYMENTS), &payment).await;
+    let (charged, _) = charge_and_refund(
+        over_mutual_tls(app.grpc, ORDERS, impostor, PAYMENTS),
+        &payment,
+    )
+    .await;
     assert!(
         matches!(charged, Err(code) if code != Code::PermissionDenied),
         "{charged:?}"
@@ -211,20 +220,7 @@ async fn over_mutual_tls_the_certificate_names_the_caller(backend: Backend) {
     assert_eq!(handshake.reason.as_deref(), Some("invalid"));
 
     // Health probes over TLS need no certificate.
-    let mut health =
-        tonic_health::pb::health_client::HealthClient::new(pki.without_certificate(app.grpc, PAYMENTS));
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert!(serving(pki.without_certificate(app.grpc, PAYMENTS), "").await);
 }
 
 platform_testing::backend_tests!(

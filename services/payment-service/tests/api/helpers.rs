@@ -7,11 +7,11 @@ use std::sync::Arc;
 use payment_service::providers::sandbox::{self, SandboxProvider};
 use payment_service::{Application, PaymentServiceConfig};
 use platform_auth::Role;
+use platform_events::EventsConfig;
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use platform_testing::grpc::Caller;
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
-use platform_events::EventsConfig;
-use platform_testing::grpc::Caller;
 use uuid::Uuid;
 
 pub use platform_testing::http::{Actor, error_fields, json_of, problem};

@@ -8,7 +8,7 @@ use platform_http::audit::{Action, Actor, AuditRecord};
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
 use platform_testing::Backend;
-use platform_testing::grpc::{Caller, anonymous, as_service, audited, with_authorization};
+use platform_testing::grpc::{Caller, anonymous, as_service, serving, with_authorization};
 use tonic::Code;
 
 use crate::helpers::{JWT_SECRET, TestApp, spawn_app};
@@ -51,12 +51,7 @@ async fn call(
 /// A refusal of the kind given, for `method`, is on the service's bus.
 async fn refusal_audited(app: &TestApp, action: Action, reason: &str, method: &str) -> AuditRecord {
     let target = format!("platform.product.v1.ProductService/{method}");
-    audited(&app.events, &format!("{reason} on {method}"), |record| {
-        record.action == action
-            && record.reason.as_deref() == Some(reason)
-            && record.target.as_deref() == Some(target.as_str())
-    })
-    .await
+    platform_testing::grpc::refusal_audited(&app.events, action, reason, &target).await
 }
 
 async fn only_the_order_service_may_reserve_release_commit_or_restock(backend: Backend) {
@@ -154,9 +149,7 @@ async fn expired_and_forged_tokens_are_refused_and_audited(backend: Backend) {
     let forged = forger.mint("product-service").unwrap();
     for (token, reason) in [(expired, "expired"), (forged, "invalid")] {
         let caller = with_authorization(app.grpc, &format!("Bearer {token}"));
-        let refused = call(caller, "Release", &order(), "")
-            .await
-            .unwrap_err();
+        let refused = call(caller, "Release", &order(), "").await.unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated, "{reason}");
         let record = refusal_audited(&app, Action::TokenRejected, reason, "Release").await;
         let expected = (reason == "expired").then(|| Actor::Service("order-service".into()));
@@ -168,19 +161,7 @@ async fn health_probes_need_no_credential(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let mut health = tonic_health::pb::health_client::HealthClient::new(anonymous(app.grpc));
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "platform.product.v1.ProductService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(
-        status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    assert!(serving(anonymous(app.grpc), "platform.product.v1.ProductService").await);
 }
 
 platform_testing::backend_tests!(

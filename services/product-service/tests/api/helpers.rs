@@ -4,13 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
+use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
+use platform_testing::grpc::Caller;
 use platform_testing::{Backend, TestDatabase};
 use product_service::{Application, ProductServiceConfig};
 use serde_json::{Value, json};
-use platform_events::EventsConfig;
-use platform_testing::grpc::Caller;
 
 pub use platform_testing::http::{error_fields, problem, wait_until};
 

@@ -64,8 +64,14 @@ async fn get_user_is_only_for_the_services_that_act_for_users(backend: Backend) 
         ))
     };
     let found = caller("notification-service").get_user(request()).await;
-    assert_eq!(found.unwrap().into_inner().email, user["email"].as_str().unwrap());
-    let denied = caller("payment-service").get_user(request()).await.unwrap_err();
+    assert_eq!(
+        found.unwrap().into_inner().email,
+        user["email"].as_str().unwrap()
+    );
+    let denied = caller("payment-service")
+        .get_user(request())
+        .await
+        .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let anonymous = UserServiceClient::new(platform_testing::grpc::anonymous(app.grpc))
         .get_user(request())
@@ -129,19 +135,11 @@ async fn health_and_reflection_are_served() {
         .await
         .unwrap();
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["", "platform.user.v1.UserService"] {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        assert_eq!(
-            status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        let anyone = platform_testing::grpc::anonymous(app.grpc);
+        assert!(
+            platform_testing::grpc::serving(anyone, service).await,
+            "{service}"
         );
     }
 
