@@ -194,7 +194,7 @@ pub(crate) async fn guard(
         request.headers(),
         certificates.as_deref().map(Vec::as_slice),
     );
-    let refusal = match outcome {
+    let (status, event) = match outcome {
         Ok(caller) if guard.access.permits(path, &caller) => {
             request.extensions_mut().insert(GrpcCaller(caller));
             return next.run(request).await;
@@ -217,7 +217,6 @@ pub(crate) async fn guard(
             (status, event)
         }
     };
-    let (status, event) = refusal;
     let context = AuditContext {
         client_ip: peer.map(|addr| addr.ip()),
         request_id: request
