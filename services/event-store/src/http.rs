@@ -188,6 +188,7 @@ pub struct StoredAuditRecord(serde_json::Value);
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of audit records, newest first", body = Page<StoredAuditRecord>),
+        (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid parameter (named)", body = Problem, content_type = "application/problem+json"),

@@ -414,6 +414,10 @@ async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
             "{query}"
         );
     }
+    let twice = app
+        .get("/api/v1/admin/audit?actor=a&actor=b", Some("admin"))
+        .await;
+    platform_testing::http::problem(twice, 400).await;
 }
 
 async fn the_audit_endpoint_is_documented_with_every_status(backend: Backend) {
@@ -424,7 +428,7 @@ async fn the_audit_endpoint_is_documented_with_every_status(backend: Backend) {
     let operation = &document["paths"]["/api/v1/admin/audit"]["get"];
     let mut statuses: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
     statuses.sort();
-    assert_eq!(statuses, ["200", "401", "403", "422", "500"]);
+    assert_eq!(statuses, ["200", "400", "401", "403", "422", "500"]);
     let parameters: Vec<&str> = operation["parameters"]
         .as_array()
         .unwrap()
