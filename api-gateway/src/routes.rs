@@ -85,6 +85,11 @@ idempotent = true
 prefix = "/api/v1/admin/events"
 service = "event-store"
 auth = "admin"
+
+[[routes]]
+prefix = "/api/v1/admin/audit"
+service = "event-store"
+auth = "admin"
 "#;
 
 /// Who may call a route.
@@ -396,6 +401,12 @@ mod tests {
             (
                 Method::GET,
                 "/api/v1/admin/events/dead-letters",
+                "event-store",
+                Auth::Admin,
+            ),
+            (
+                Method::GET,
+                "/api/v1/admin/audit",
                 "event-store",
                 Auth::Admin,
             ),

@@ -90,10 +90,15 @@ struct Layout {
 impl Layout {
     fn new(env: &Env) -> Self {
         // One token secret for every service in the process, so they trust each other's
-        // tokens; generated (and warned about) when not configured.
+        // tokens; generated (and warned about) when not configured. Likewise one secret for
+        // the services' own tokens on gRPC (unless configured, or mutual TLS is).
         let secret = platform_auth::random_secret();
+        let internal = platform_auth::random_secret();
         Self {
-            env: env.with_defaults([("JWT_SECRET", secret.expose_secret().to_owned())]),
+            env: env.with_defaults([
+                ("JWT_SECRET", secret.expose_secret().to_owned()),
+                ("INTERNAL_AUTH_SECRET", internal.expose_secret().to_owned()),
+            ]),
         }
     }
 

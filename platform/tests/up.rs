@@ -97,6 +97,37 @@ async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
     panic!("user.registered for {user} never reached the event store: {everything}");
 }
 
+/// The audit record of an administrator's action reaches the event store: the service's
+/// sink → bus → the store's consumer → `GET /api/v1/admin/audit`, through the gateway.
+async fn audit_record_reaches_the_event_store(base: &str, action: &str, target: &str) {
+    let client = reqwest::Client::new();
+    let admin = admin_token(base).await;
+    let mut last = Value::Null;
+    for _ in 0..250 {
+        let response = client
+            .get(format!("{base}/api/v1/admin/audit?action={action}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        last = response.json().await.unwrap();
+        let found = last["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|record| record["target"] == target);
+        if let Some(record) = found {
+            assert_eq!(record["outcome"], "success");
+            assert!(record["actor"].is_string(), "{record}");
+            assert!(record["request_id"].is_string(), "{record}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    panic!("no {action} record of {target} reached the event store: {last}");
+}
+
 /// An administrator adds a product through the gateway; anyone can then find it by listing,
 /// by id and by search. Returns its id.
 async fn product_journey(base: &str) -> String {
@@ -275,6 +306,8 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     let user = main_journey(&base).await;
     registration_event_reaches_the_event_store(&base, &user).await;
     let product = product_journey(&base).await;
+    audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
+        .await;
     order_journey(&base, &product).await;
 
     if backend == Backend::Sqlite {
@@ -445,6 +478,9 @@ async fn events_flow_through_redis_streams_when_redis_is_configured() {
     let base = format!("http://{}", running.gateway().unwrap());
     let user = main_journey(&base).await;
     registration_event_reaches_the_event_store(&base, &user).await;
+    let product = product_journey(&base).await;
+    audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
+        .await;
     // The stream really is in Redis.
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();
@@ -453,6 +489,11 @@ async fn events_flow_through_redis_streams_when_redis_is_configured() {
         .query(&mut conn)
         .unwrap();
     assert!(length >= 2, "the admin's and the user's registrations");
+    let audited: u64 = redis::cmd("XLEN")
+        .arg(format!("{}.audit", redis.namespace))
+        .query(&mut conn)
+        .unwrap();
+    assert!(audited >= 1, "the product's creation");
     stop.cancel();
     running.wait().await.unwrap();
 }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 /// What was decided or done. The catalogue of audited actions; its names are the `action`
 /// field of records and, prefixed with `audit.`, the event types in the event store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Action {
     /// A login attempt (password check).
     #[serde(rename = "auth.login")]
@@ -125,7 +125,7 @@ impl fmt::Display for Action {
 }
 
 /// How it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// Allowed, and done.
@@ -243,7 +243,7 @@ impl AuditEvent {
 
 /// A complete audit record: the event plus when, where and by which service it was recorded.
 /// Its JSON is the payload of the `audit.*` event in the event store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: Uuid,
     pub time: DateTime<Utc>,
@@ -251,9 +251,12 @@ pub struct AuditRecord {
     pub service: String,
     pub action: Action,
     pub outcome: Outcome,
+    /// Who acted: a user id, or `service:<name>`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<String>)]
     pub actor: Option<Actor>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod revocation;
+pub mod service_identity;
 
 use std::fmt;
 use std::sync::Arc;

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Every event family (the part of a type before the dot); one stream each. A consumer of
-/// everything, such as the event store, subscribes to all of them.
-pub const FAMILIES: &[&str] = &["user", "product", "inventory", "payment", "order"];
+/// everything, such as the event store, subscribes to all of them. `audit` carries audit
+/// records (type `audit.<action>` for each `platform_audit::Action`, data an `AuditRecord`;
+/// see [`crate::audit`]), which have no payload type here.
+pub const FAMILIES: &[&str] = &["user", "product", "inventory", "payment", "order", "audit"];
 
 /// A typed event payload.
 pub trait Event: Serialize + DeserializeOwned {
@@ -311,6 +313,10 @@ mod tests {
             OrderDelivered::TYPE,
         ] {
             assert!(FAMILIES.contains(&family_of(event_type)), "{event_type}");
+        }
+        for action in platform_audit::Action::ALL {
+            let event_type = crate::audit::event_type(action);
+            assert!(FAMILIES.contains(&family_of(&event_type)), "{event_type}");
         }
     }
 }

@@ -13,12 +13,14 @@
 //! - [`consumer`]: the consumer runtime (handlers, retries with backoff and jitter, dead letters);
 //! - [`idempotency`]: processed-event records that make each effect happen once;
 //! - [`store`]: the append-only event store (audit trail);
-//! - [`config`]: `EVENTS_*` settings and the choice of transport.
+//! - [`config`]: `EVENTS_*` settings and the choice of transport;
+//! - [`audit`]: audit records published to the bus (family `audit`) from a bounded queue.
 //!
 //! Architecture invariant: a service sees only this crate's API; which transport runs
 //! underneath is configuration.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod catalogue;
 pub mod config;
 pub mod consumer;

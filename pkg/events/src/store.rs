@@ -58,13 +58,18 @@ pub async fn append<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Result
 pub struct Filter {
     pub subject: Option<String>,
     pub event_type: Option<String>,
+    /// Only events of this family (`audit`: types `audit.*`).
+    pub family: Option<String>,
     /// Inclusive lower bound of the event's time.
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound of the event's time.
     pub until: Option<DateTime<Utc>>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
 }
 
-/// One page of matching events in time order (oldest first), and the total count.
+/// One page of matching events in time order (oldest first unless asked otherwise), and the
+/// total count.
 pub async fn query<C: ConnectionTrait>(
     conn: &C,
     filter: &Filter,
@@ -78,6 +83,9 @@ pub async fn query<C: ConnectionTrait>(
     if let Some(event_type) = &filter.event_type {
         select = select.filter(entity::Column::EventType.eq(event_type.as_str()));
     }
+    if let Some(family) = &filter.family {
+        select = select.filter(entity::Column::EventType.starts_with(format!("{family}.")));
+    }
     if let Some(since) = filter.since {
         select = select.filter(entity::Column::OccurredAt.gte(since));
     }
@@ -85,9 +93,14 @@ pub async fn query<C: ConnectionTrait>(
         select = select.filter(entity::Column::OccurredAt.lt(until));
     }
     let total = select.clone().count(conn).await?;
+    let order = if filter.newest_first {
+        sea_orm::Order::Desc
+    } else {
+        sea_orm::Order::Asc
+    };
     let rows = select
-        .order_by_asc(entity::Column::OccurredAt)
-        .order_by_asc(entity::Column::EventId)
+        .order_by(entity::Column::OccurredAt, order.clone())
+        .order_by(entity::Column::EventId, order)
         .offset(offset)
         .limit(limit)
         .all(conn)

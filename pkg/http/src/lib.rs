@@ -9,6 +9,8 @@
 //! - [`middleware`] and [`router`]: request ids, spans, access logs, metrics, timeouts, body
 //!   limits, panics, 404/405 — assembled once by [`router::finish`];
 //! - [`server`]: HTTP + gRPC start-up in one call, graceful shutdown on SIGINT/SIGTERM;
+//! - [`grpc_guard`]: every gRPC call authenticated (a service credential) and authorized
+//!   (the service's policy), refusals audited;
 //! - [`service`]: the [`Service`] trait every service implements and the `main` they share.
 //!
 //! Architecture invariant: the kit knows no domain and no database. Services plug in by handing
@@ -20,6 +22,7 @@ pub mod client_ip;
 pub mod extract;
 pub mod framing;
 pub mod front;
+pub mod grpc_guard;
 pub mod guard;
 pub mod health;
 pub mod middleware;
@@ -36,6 +39,7 @@ pub use client_ip::TrustedProxies;
 pub use extract::{
     FieldErrors, IdempotencyKey, Json, Path, Query, fingerprint, idempotent_response,
 };
+pub use grpc_guard::{CallerAuthenticator, GrpcAccess, GrpcCaller};
 pub use health::{FnCheck, HealthCheck, Readiness, ReadinessReport};
 pub use middleware::RouteLabel;
 

@@ -196,6 +196,15 @@ pub struct GrpcConnection {
     _slot: OwnedSemaphorePermit,
 }
 
+impl GrpcConnection {
+    /// Who connected.
+    pub fn peer(&self) -> SocketAddr {
+        self.info
+            .remote_addr
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
 impl tonic::transport::server::Connected for GrpcConnection {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client_ip::{INTERNAL_NETWORKS, TrustedProxies};
 use crate::framing::{HeadLimits, MAX_REQUEST_LINE};
 use crate::front::Front;
+use crate::grpc_guard::{CallerAuthenticator, GrpcAccess, MutualTls};
 use crate::guard::GuardConfig;
 use crate::health::Readiness;
 use crate::serve::{HttpListener, LiveTls, MAX_REFUSING, grpc_incoming, serve_http};
@@ -221,6 +222,10 @@ pub struct GrpcApi {
     pub file_descriptor_set: &'static [u8],
     /// Fully qualified service names, reported as SERVING by the health service.
     pub services: Vec<&'static str>,
+    /// Who is calling (a service credential on every call; see [`crate::grpc_guard`]).
+    pub authenticator: Arc<dyn CallerAuthenticator>,
+    /// Which callers may call which method; methods it does not name are refused.
+    pub access: GrpcAccess,
 }
 
 /// Everything a service hands the kit.
@@ -262,7 +267,7 @@ pub struct Server {
     name: String,
     http_listener: Listeners,
     router: Router,
-    grpc: Option<(TcpListener, tonic::service::Routes)>,
+    grpc: Option<(TcpListener, tonic::service::Routes, Option<MutualTls>)>,
     /// `METRICS_PORT`: `/metrics` alone, on its own listener.
     metrics_listener: Option<(TcpListener, Router)>,
     shutdown_timeout: Duration,
@@ -349,7 +354,13 @@ impl Server {
         let grpc = match parts.grpc {
             Some(api) => {
                 let listener = listen(config.host, config.grpc_port).await?;
-                Some((listener, grpc_routes(api, config.grpc_reflection).await?))
+                let tls = api.authenticator.server_tls().map(|config_tls| MutualTls {
+                    config: config_tls,
+                    audit: parts.audit.clone(),
+                    handshake_timeout: config.connections.header_read_timeout,
+                });
+                let routes = grpc_routes(api, config.grpc_reflection, &parts.audit).await?;
+                Some((listener, routes, tls))
             }
             None => None,
         };
@@ -390,7 +401,7 @@ impl Server {
     }
 
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.grpc.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }
 
     /// Where `/metrics` is served when `METRICS_PORT` moved it off the main listener.
@@ -496,25 +507,27 @@ impl Server {
                 .map_err(|e| ServerError::Serve(e.to_string()))
         };
         let grpc = async {
-            match grpc {
-                Some((listener, routes)) => tonic::transport::Server::builder()
-                    .timeout(request_timeout)
-                    // Peers that vanish without closing are found and dropped.
-                    .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                    .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        grpc_incoming(
-                            listener,
-                            Arc::new(Semaphore::new(connections.max_connections)),
-                            connections.guard(),
-                        ),
-                        shutdown.clone().cancelled_owned(),
-                    )
-                    .await
-                    .map_err(|e| ServerError::Serve(e.to_string())),
-                None => Ok(()),
+            let Some((listener, routes, tls)) = grpc else {
+                return Ok(());
+            };
+            let server = tonic::transport::Server::builder()
+                .timeout(request_timeout)
+                // Peers that vanish without closing are found and dropped.
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .add_routes(routes);
+            let stop = shutdown.clone().cancelled_owned();
+            let slots = Arc::new(Semaphore::new(connections.max_connections));
+            let incoming = grpc_incoming(listener, slots, connections.guard());
+            match tls {
+                Some(tls) => {
+                    server
+                        .serve_with_incoming_shutdown(tls.incoming(incoming), stop)
+                        .await
+                }
+                None => server.serve_with_incoming_shutdown(incoming, stop).await,
             }
+            .map_err(|e| ServerError::Serve(e.to_string()))
         };
         let serving = async { tokio::try_join!(http, metrics_only, grpc).map(|_| ()) };
         let grace = async {
@@ -581,8 +594,23 @@ async fn serve_per_core(
 }
 
 /// The service's gRPC routes plus the standard health service, and reflection when asked for
-/// (`GRPC_REFLECTION=true`: it lists every method to anyone who can connect).
-async fn grpc_routes(api: GrpcApi, reflect: bool) -> Result<tonic::service::Routes, ServerError> {
+/// (`GRPC_REFLECTION=true`: it lists every method to anyone who can connect), all behind the
+/// guard that authenticates and authorizes every call but health and reflection.
+async fn grpc_routes(
+    api: GrpcApi,
+    reflect: bool,
+    audit: &Audit,
+) -> Result<tonic::service::Routes, ServerError> {
+    let guard = Arc::new(crate::grpc_guard::Guard {
+        authenticator: api.authenticator,
+        access: api.access,
+        audit: audit.clone(),
+    });
+    let guarded = |routes: tonic::service::Routes| {
+        tonic::service::Routes::from(routes.into_axum_router().layer(
+            axum::middleware::from_fn_with_state(guard, crate::grpc_guard::guard),
+        ))
+    };
     let (reporter, health_service) = tonic_health::server::health_reporter();
     for service in &api.services {
         reporter
@@ -595,14 +623,14 @@ async fn grpc_routes(api: GrpcApi, reflect: bool) -> Result<tonic::service::Rout
         .await;
     let routes = api.routes.add_service(health_service);
     if !reflect {
-        return Ok(routes);
+        return Ok(guarded(routes));
     }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(api.file_descriptor_set)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
-    Ok(routes.add_service(reflection))
+    Ok(guarded(routes.add_service(reflection)))
 }
 
 /// A token cancelled on SIGINT (Ctrl-C) or SIGTERM: the stop signal of every binary.

@@ -5,14 +5,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use platform_http::{GrpcApi, HttpApi, Metrics, Readiness, Server, ServerConfig, ServiceParts};
+use platform_http::grpc_guard::{CredentialError, Unauthenticated};
+use platform_http::{
+    CallerAuthenticator, GrpcAccess, GrpcApi, HttpApi, Metrics, Readiness, Server, ServerConfig,
+    ServiceParts,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+
+/// Recognises no caller (health, which these tests use, needs none).
+struct Nobody;
+
+impl CallerAuthenticator for Nobody {
+    fn authenticate(
+        &self,
+        _: &http::HeaderMap,
+        _: Option<&[rustls_pki_types::CertificateDer<'static>]>,
+    ) -> Result<Arc<str>, Unauthenticated> {
+        Err(Unauthenticated::new(CredentialError::Missing))
+    }
+
+    fn server_tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        None
+    }
+}
 
 struct Listeners {
     http: SocketAddr,
@@ -42,6 +64,8 @@ async fn start(configure: impl FnOnce(&mut ServerConfig)) -> Listeners {
             grpc: Some(GrpcApi {
                 // The kit adds the health service itself.
                 routes: tonic::service::RoutesBuilder::default().routes(),
+                authenticator: Arc::new(Nobody),
+                access: GrpcAccess::new(),
                 file_descriptor_set: tonic_health::pb::FILE_DESCRIPTOR_SET,
                 services: vec![],
             }),

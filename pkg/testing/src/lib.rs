@@ -12,11 +12,14 @@
 //!   a missing server fails the test instead, so CI can never silently skip them.
 //! - [`http`]: assertions on problem documents and JSON bodies, polling, callers with tokens.
 //! - [`audit`]: [`AuditCapture`], an audit sink that keeps what a service recorded.
+//! - [`grpc`]: gRPC callers with or without a service credential, a CA for mutual TLS, and
+//!   the audit records a service published.
 #![forbid(unsafe_code)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
 
 pub mod audit;
+pub mod grpc;
 pub mod http;
 
 pub use audit::AuditCapture;

@@ -5,9 +5,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use platform_auth::BearerSecurity;
 use platform_auth::{AuthUser, Jwt};
+use platform_events::audit;
 use platform_events::store::{self, Filter};
 use platform_events::{DeadLetter, Transport};
-use platform_http::{HttpApi, Json, Page, PageRequest, Path, Problem, Query};
+use platform_http::audit::{Action, Actor, AuditEvent, AuditRecord, Outcome};
+use platform_http::pagination::DEFAULT_PER_PAGE;
+use platform_http::{Auditor, FieldErrors, HttpApi, Json, Page, PageRequest, Path, Problem, Query};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -86,6 +89,7 @@ pub async fn list_events(
         event_type: query.event_type,
         since: query.since,
         until: query.until,
+        ..Filter::default()
     };
     let (events, total) = store::query(&state.db, &filter, page.offset(), page.per_page())
         .await
@@ -95,6 +99,125 @@ pub async fn list_events(
         .map(|e| serde_json::to_value(e).map(StoredEvent))
         .collect::<Result<_, _>>()
         .map_err(internal)?;
+    Ok(Json(page.into_page(items, total)))
+}
+
+/// Which audit records to list (all optional). Every parameter is checked: an invalid one is
+/// a 422 naming it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Who acted: a user id, or `service:<name>` (`service:order-service`).
+    pub actor: Option<String>,
+    /// An audited action, e.g. `product.create`, `auth.token_rejected`.
+    #[param(value_type = Option<Action>)]
+    pub action: Option<String>,
+    /// Records at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub since: Option<String>,
+    /// 1-based page number (default 1).
+    #[param(value_type = Option<u64>, minimum = 1)]
+    pub page: Option<String>,
+    /// Records per page (default 20, capped at 100).
+    #[param(value_type = Option<u64>, minimum = 1)]
+    pub per_page: Option<String>,
+}
+
+/// A parsed [`AuditQuery`].
+struct AuditFilter {
+    actor: Option<Actor>,
+    action: Option<Action>,
+    since: Option<DateTime<Utc>>,
+    page: PageRequest,
+}
+
+impl AuditQuery {
+    fn parse(self) -> Result<AuditFilter, Problem> {
+        let mut errors = FieldErrors::new();
+        let actor = self.actor.and_then(|raw| {
+            errors.check(
+                "actor",
+                Actor::parse(&raw).ok_or("must be a user id or service:<name>"),
+            )
+        });
+        let action = self.action.and_then(|raw| {
+            errors.check(
+                "action",
+                Action::parse(&raw).ok_or("must be an audited action such as product.create"),
+            )
+        });
+        let since = self.since.and_then(|raw| {
+            errors.check(
+                "since",
+                DateTime::parse_from_rfc3339(&raw)
+                    .map(|time| time.with_timezone(&Utc))
+                    .map_err(|_| "must be an RFC 3339 time such as 2026-01-31T12:00:00Z"),
+            )
+        });
+        let mut number = |field: &str, raw: Option<String>, default: u64| match raw {
+            None => Some(default),
+            Some(raw) => errors.check(
+                field,
+                raw.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or("must be a positive integer"),
+            ),
+        };
+        let page = number("page", self.page, 1);
+        let per_page = number("per_page", self.per_page, DEFAULT_PER_PAGE);
+        errors.finish()?;
+        Ok(AuditFilter {
+            actor,
+            action,
+            since,
+            page: PageRequest::new(page.unwrap_or(1), per_page.unwrap_or(DEFAULT_PER_PAGE))?,
+        })
+    }
+}
+
+/// An audit record as a service recorded it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = AuditRecord)]
+pub struct StoredAuditRecord(serde_json::Value);
+
+/// The audit trail: every authentication and authorization decision and administrative
+/// action the services recorded, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "audit",
+    params(AuditQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of audit records, newest first", body = Page<StoredAuditRecord>),
+        (status = 400, description = "Malformed query string (a parameter given twice)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid parameter (named)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "The store could not be read", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn audit_trail(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Page<StoredAuditRecord>>, Problem> {
+    admin_only(&caller)?;
+    let query = query.parse()?;
+    let filter = Filter {
+        // Audit events are about their actor (see platform_events::audit).
+        subject: query.actor.map(|actor| audit::subject(Some(&actor))),
+        event_type: query.action.map(audit::event_type),
+        family: Some(audit::FAMILY.to_owned()),
+        since: query.since,
+        until: None,
+        newest_first: true,
+    };
+    let page = query.page;
+    let (events, total) = store::query(&state.db, &filter, page.offset(), page.per_page())
+        .await
+        .map_err(internal)?;
+    let items = events
+        .into_iter()
+        .map(|event| StoredAuditRecord(event.data))
+        .collect();
     Ok(Json(page.into_page(items, total)))
 }
 
@@ -155,11 +278,16 @@ fn bus_down(error: platform_events::BusError) -> Problem {
 pub async fn replay(
     State(state): State<AppState>,
     caller: AuthUser,
+    auditor: Auditor,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
     admin_only(&caller)?;
     if state.transport.replay(&id).await.map_err(bus_down)? {
-        tracing::info!(dead_letter = %id, by = %caller.id, "dead letter replayed");
+        auditor.record(
+            AuditEvent::new(Action::EventReplay, Outcome::Success)
+                .user(caller.id.as_uuid())
+                .target(format!("dead_letter:{id}")),
+        );
         Ok(StatusCode::ACCEPTED)
     } else {
         Err(Problem::not_found(format!("No dead letter {id}.")))
@@ -170,7 +298,10 @@ pub async fn replay(
 #[openapi(
     info(title = "event-store", description = "The audit trail of every event, and dead letters."),
     modifiers(&BearerSecurity),
-    tags((name = "events", description = "Audit trail and dead letters (administrators)"))
+    tags(
+        (name = "events", description = "Every published event, and dead letters (administrators)"),
+        (name = "audit", description = "Who did what: authentication, authorization and administrative actions (administrators)"),
+    )
 )]
 struct ApiDoc;
 
@@ -178,6 +309,7 @@ pub fn api(state: AppState) -> HttpApi {
     HttpApi::from_openapi_router(
         OpenApiRouter::with_openapi(ApiDoc::openapi())
             .routes(routes!(list_events))
+            .routes(routes!(audit_trail))
             .routes(routes!(dead_letters))
             .routes(routes!(replay))
             .with_state(state),

@@ -3,6 +3,7 @@
 use platform_auth::{Jwt, Revocations};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
+use platform_events::audit::AuditPublisher;
 use platform_events::catalogue::FAMILIES;
 use platform_events::{Consumer, ConsumerConfig, Envelope, HandlerError, store};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
@@ -28,6 +29,8 @@ pub struct EventStore {
     consumer: Consumer,
     /// Applies the other services' token revocations while the service runs.
     revocations: Revocations,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
 }
 
 impl EventStore {
@@ -37,6 +40,8 @@ impl EventStore {
         platform_db::migrate::<Migrator>(&db).await?;
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
 
         let mut consumer = Consumer::new(
             transport.clone(),
@@ -69,7 +74,7 @@ impl EventStore {
                 grpc: None,
                 readiness: Readiness::new().with("database", DatabaseCheck(db.clone())),
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
@@ -78,6 +83,7 @@ impl EventStore {
             db,
             consumer,
             revocations: jwt.revocations().clone(),
+            audit_publisher,
         })
     }
 }
@@ -108,7 +114,10 @@ impl platform_http::Service for EventStore {
 
     /// Serves and consumes until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let mut tasks = vec![tokio::spawn(self.consumer.run(shutdown.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(self.consumer.run(shutdown.clone())),
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
+        ];
         tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;

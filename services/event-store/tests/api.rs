@@ -11,6 +11,8 @@ use platform_events::catalogue::{UserDeleted, UserRegistered};
 use platform_events::transport::embedded::EmbeddedTransport;
 use platform_events::transport::redis::RedisTransport;
 use platform_events::{Envelope, EventsConfig, Transport};
+use platform_http::CancellationToken;
+use platform_http::audit::{Action, Actor, AuditContext, AuditEvent, AuditRecord, Outcome};
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
 
@@ -62,9 +64,13 @@ async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>
 }
 
 fn token(role: &str) -> String {
+    token_of(uuid::Uuid::now_v7(), role)
+}
+
+fn token_of(user: uuid::Uuid, role: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
-        "sub": uuid::Uuid::now_v7(), "role": role, "iat": now, "exp": now + 600, "jti": "t",
+        "sub": user, "role": role, "iat": now, "exp": now + 600, "jti": "t",
         "iss": "microservices-platform", "aud": "microservices-platform",
     });
     jsonwebtoken::encode(
@@ -103,6 +109,22 @@ impl App {
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// `GET /api/v1/admin/audit{query}` as an administrator, once it lists `total` records.
+    async fn audit_until(&self, query: &str, total: u64) -> Value {
+        let path = format!("/api/v1/admin/audit{query}");
+        for _ in 0..250 {
+            let response = self.get(&path, Some("admin")).await;
+            assert_eq!(response.status(), 200);
+            let page: Value = response.json().await.unwrap();
+            if page["total"] == total {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seen = self.get(&path, Some("admin")).await.text().await.unwrap();
+        panic!("{path} never listed {total} records: {seen}");
     }
 
     async fn wait_for_total(&self, total: u64) {
@@ -230,8 +252,25 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
     };
     let id = dead["id"].as_str().unwrap().to_owned();
     assert_eq!(replay(id.clone(), "user").await, 403);
-    assert_eq!(replay(id.clone(), "admin").await, 202);
-    assert_eq!(replay(id, "admin").await, 404, "gone once replayed");
+    let admin = uuid::Uuid::now_v7();
+    let replayed = app
+        .client
+        .post(format!(
+            "{}/api/v1/admin/events/dead-letters/{id}/replay",
+            app.base
+        ))
+        .bearer_auth(token_of(admin, "admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 202);
+    assert_eq!(replay(id.clone(), "admin").await, 404, "gone once replayed");
+    // The replay is on the audit trail, by that administrator.
+    let trail = app
+        .audit_until(&format!("?action=events.replay&actor={admin}"), 1)
+        .await;
+    assert_eq!(trail["items"][0]["target"], format!("dead_letter:{id}"));
+    assert_eq!(trail["items"][0]["service"], "event-store");
     let again = app
         .transport
         .read(
@@ -246,10 +285,191 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
     assert_eq!(again.len(), 1, "the group receives the event again");
 }
 
+/// Records audit events the way a service does: through its sink and publisher, onto `app`'s
+/// bus. Returns the records, oldest first.
+async fn audit_trail_of(app: &App, events: Vec<(&str, AuditEvent)>) -> Vec<AuditRecord> {
+    let mut records = Vec::new();
+    for (service, event) in events {
+        let (audit, publisher) =
+            platform_events::audit::bus_audit(service, app.transport.clone(), None);
+        let published = tokio::spawn(publisher.run(CancellationToken::new()));
+        records.push(audit.record(&AuditContext::default(), event));
+        drop(audit);
+        published.await.unwrap();
+        // Distinct times on both backends (PostgreSQL keeps microseconds).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    records
+}
+
+async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend) {
+    let Some(app) = spawn(backend, None).await else {
+        return;
+    };
+    let admin = uuid::Uuid::now_v7();
+    let records = audit_trail_of(
+        &app,
+        vec![
+            (
+                "product-service",
+                AuditEvent::new(Action::ProductCreate, Outcome::Success)
+                    .user(admin)
+                    .target("product:1"),
+            ),
+            (
+                "payment-service",
+                AuditEvent::new(Action::PaymentRefund, Outcome::Success)
+                    .actor(Actor::Service("order-service".into()))
+                    .target("payment:1"),
+            ),
+            (
+                "product-service",
+                AuditEvent::new(Action::ProductDelete, Outcome::Success)
+                    .user(admin)
+                    .target("product:1"),
+            ),
+            (
+                "payment-service",
+                AuditEvent::new(Action::TokenRejected, Outcome::Denied).reason("missing"),
+            ),
+        ],
+    )
+    .await;
+    // Other events are not audit records.
+    app.transport
+        .publish(&registered(&admin.to_string()))
+        .await
+        .unwrap();
+    app.wait_for_total(5).await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let id = |i: usize| records[i].id.to_string();
+
+    let all = app.audit_until("", 4).await;
+    assert_eq!(ids(&all), [id(3), id(2), id(1), id(0)], "newest first");
+    assert_eq!(all["items"][0]["action"], "auth.token_rejected");
+    assert_eq!(all["items"][0]["reason"], "missing");
+    assert_eq!(all["items"][3]["actor"], admin.to_string());
+    assert_eq!(
+        (all["page"].as_u64(), all["per_page"].as_u64()),
+        (Some(1), Some(20))
+    );
+
+    let by_admin = app.audit_until(&format!("?actor={admin}"), 2).await;
+    assert_eq!(ids(&by_admin), [id(2), id(0)]);
+    let by_service = app.audit_until("?actor=service:order-service", 1).await;
+    assert_eq!(ids(&by_service), [id(1)]);
+    assert_eq!(by_service["items"][0]["actor"], "service:order-service");
+    let created = app.audit_until("?action=product.create", 1).await;
+    assert_eq!(ids(&created), [id(0)]);
+    let deleted_by_admin = app
+        .audit_until(&format!("?actor={admin}&action=product.delete"), 1)
+        .await;
+    assert_eq!(ids(&deleted_by_admin), [id(2)]);
+    let since = (records[1].time - chrono::Duration::milliseconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let recent = app.audit_until(&format!("?since={since}"), 3).await;
+    assert_eq!(ids(&recent), [id(3), id(2), id(1)]);
+    let second_page = app.audit_until("?per_page=3&page=2", 4).await;
+    assert_eq!(ids(&second_page), [id(0)]);
+    assert_eq!(second_page["page"], 2);
+    assert_eq!(second_page["per_page"], 3);
+
+    assert_eq!(app.get("/api/v1/admin/audit", None).await.status(), 401);
+    assert_eq!(
+        app.get("/api/v1/admin/audit", Some("user")).await.status(),
+        403
+    );
+}
+
+async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
+    let Some(app) = spawn(backend, None).await else {
+        return;
+    };
+    for (query, fields) in [
+        ("?actor=bob", vec!["actor"]),
+        ("?actor=service:", vec!["actor"]),
+        ("?action=product.explode", vec!["action"]),
+        ("?since=yesterday", vec!["since"]),
+        ("?page=0", vec!["page"]),
+        ("?per_page=lots", vec!["per_page"]),
+        (
+            "?actor=x&action=y&since=z&page=-1&per_page=0",
+            vec!["action", "actor", "page", "per_page", "since"],
+        ),
+    ] {
+        let response = app
+            .get(&format!("/api/v1/admin/audit{query}"), Some("admin"))
+            .await;
+        let problem = platform_testing::http::problem(response, 422).await;
+        assert_eq!(
+            platform_testing::http::error_fields(&problem),
+            fields,
+            "{query}"
+        );
+    }
+    let twice = app
+        .get("/api/v1/admin/audit?actor=a&actor=b", Some("admin"))
+        .await;
+    platform_testing::http::problem(twice, 400).await;
+}
+
+async fn the_audit_endpoint_is_documented_with_every_status(backend: Backend) {
+    let Some(app) = spawn(backend, None).await else {
+        return;
+    };
+    let document: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let operation = &document["paths"]["/api/v1/admin/audit"]["get"];
+    let mut statuses: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
+    statuses.sort();
+    assert_eq!(statuses, ["200", "400", "401", "403", "422", "500"]);
+    let parameters: Vec<&str> = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(parameters, ["actor", "action", "since", "page", "per_page"]);
+}
+
 platform_testing::backend_tests!(
     every_published_event_is_stored_once_and_queryable,
     dead_letters_are_listed_and_replayed_by_administrators,
+    the_audit_trail_is_filtered_paginated_and_newest_first,
+    invalid_audit_queries_name_every_bad_field,
+    the_audit_endpoint_is_documented_with_every_status,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_reach_the_audit_endpoint_through_redis_streams() {
+    let Some(redis) = platform_testing::RedisNamespace::create() else {
+        return;
+    };
+    let app = spawn(Backend::Sqlite, Some(redis)).await.unwrap();
+    let admin = uuid::Uuid::now_v7();
+    let records = audit_trail_of(
+        &app,
+        vec![(
+            "order-service",
+            AuditEvent::new(Action::OrderStatusChange, Outcome::Success)
+                .user(admin)
+                .target("order:1")
+                .reason("shipped"),
+        )],
+    )
+    .await;
+    let page = app
+        .audit_until(&format!("?actor={admin}&action=order.status_change"), 1)
+        .await;
+    assert_eq!(page["items"][0]["id"], records[0].id.to_string());
+    assert_eq!(page["items"][0]["reason"], "shipped");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_consumes_from_redis_streams_too() {

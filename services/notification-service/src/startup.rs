@@ -7,6 +7,7 @@ use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
+use platform_events::audit::AuditPublisher;
 use platform_events::catalogue::{
     InventoryLow, OrderConfirmed, OrderFailed, OrderShipped, PaymentRefunded, UserDeleted,
     UserRegistered,
@@ -38,6 +39,8 @@ pub struct Application {
     server: Server,
     db: DatabaseConnection,
     consumer: Consumer,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
     worker: Worker,
     /// Ends open SSE streams when the service stops.
     streams_stop: CancellationToken,
@@ -82,6 +85,8 @@ impl Application {
             &name,
         );
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
         let mut consumer = Consumer::new(transport, ConsumerConfig::new(&name, &config.events))
             .with_metrics(metrics.clone());
         for event_type in HANDLED {
@@ -114,11 +119,12 @@ impl Application {
                 grpc: None,
                 readiness,
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
         Ok(Self {
+            audit_publisher,
             server,
             db,
             consumer,
@@ -165,6 +171,7 @@ impl platform_http::Service for Application {
             })
         };
         let mut tasks = vec![
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
             tokio::spawn(self.consumer.run(shutdown.clone())),
             tokio::spawn(self.worker.run(shutdown.clone())),
             stop_streams,

@@ -3,6 +3,11 @@
 //! retried with backoff within a retry budget when it failed transiently. Every call the
 //! saga makes is idempotent (keyed by the order), so a retry can never do anything twice.
 //!
+//! Every call carries the order service's credential (`platform_auth::service_identity`):
+//! its client certificate over mutual TLS, or a service token whose audience is the called
+//! service. The product and payment services take these names as audiences and expect them in
+//! their server certificates.
+//!
 //! Failures are classified by what they say about the call's effect, which is what the saga
 //! needs to know: [`CallError::NotSent`] (it never reached the service), [`CallError::Refused`]
 //! (the service answered with an error: nothing was done), [`CallError::Unknown`] (it may or
@@ -12,6 +17,7 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform_auth::service_identity::ServiceIdentity;
 use platform_metrics::Metrics;
 use platform_proto::payment::v1 as payment;
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
@@ -21,7 +27,6 @@ use platform_proto::product::v1::product_service_client::ProductServiceClient;
 use platform_resilience::{
     Backoff, CircuitBreaker, CircuitBreakerLayer, Rejected, RetryBudget, observed_breaker,
 };
-use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 use tower::util::BoxCloneSyncService;
 
@@ -141,17 +146,30 @@ struct Client {
 }
 
 impl Client {
+    /// A client of the service `name` at `url`, calling as `identity` (over mutual TLS, or
+    /// with a service token on every call).
     fn new(
         name: &'static str,
         url: &str,
+        identity: &ServiceIdentity,
         config: &ClientsConfig,
         metrics: &Metrics,
     ) -> Result<Self, BoxError> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+        let channel = identity
+            .endpoint(url, name)?
             .connect_timeout(Duration::from_secs(1))
             .timeout(config.call_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
+        // Under the breaker, so every attempt (retries included) carries a live token.
+        let token = identity.token_for(name);
+        let channel = tower::ServiceExt::map_request(
+            channel,
+            move |mut request: http::Request<tonic::body::Body>| {
+                token.authorize(&mut request);
+                request
+            },
+        );
         let breaker = Arc::new(observed_breaker(config.breaker, metrics, name, url));
         let layer =
             CircuitBreakerLayer::new(Arc::clone(&breaker), is_failure as fn(&Outcome) -> bool);
@@ -189,10 +207,15 @@ const PRODUCT: &str = "product-service";
 const PAYMENT: &str = "payment-service";
 
 impl Clients {
-    pub fn new(config: &ClientsConfig, metrics: &Metrics) -> Result<Self, BoxError> {
+    /// The product and payment clients, calling as `identity` (the order service).
+    pub fn new(
+        config: &ClientsConfig,
+        identity: &ServiceIdentity,
+        metrics: &Metrics,
+    ) -> Result<Self, BoxError> {
         Ok(Self {
-            product: Client::new(PRODUCT, &config.product_url, config, metrics)?,
-            payment: Client::new(PAYMENT, &config.payment_url, config, metrics)?,
+            product: Client::new(PRODUCT, &config.product_url, identity, config, metrics)?,
+            payment: Client::new(PAYMENT, &config.payment_url, identity, config, metrics)?,
             attempts: config.attempts,
             timeout: config.call_timeout,
             backoff: Backoff {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
+use platform_auth::service_identity::ServiceAuthConfig;
 use platform_cache::RedisConfig;
 use platform_config::Env;
 use platform_db::DatabaseConfig;
@@ -69,6 +70,9 @@ pub struct OrderServiceConfig {
     pub redis: Option<RedisConfig>,
     pub events: EventsConfig,
     pub jwt: JwtConfig,
+    /// Who this service is to the others on gRPC, and how it checks who calls it
+    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
+    pub internal: ServiceAuthConfig,
     pub clients: ClientsConfig,
     pub saga: SagaConfig,
 }
@@ -77,6 +81,7 @@ impl OrderServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
         let server = ServerConfig::from_env(env, DEFAULTS);
         let jwt = JwtConfig::from_env(env, server.environment);
+        let internal = ServiceAuthConfig::from_env(env, server.environment);
         let redis = RedisConfig::from_env(env);
         let clients = ClientsConfig {
             product_url: env.or("PRODUCT_GRPC_URL", "http://127.0.0.1:9082".to_owned()),
@@ -97,6 +102,7 @@ impl OrderServiceConfig {
             events: EventsConfig::from_env(env, redis.clone()),
             redis,
             jwt,
+            internal,
             clients,
             saga,
             server,
@@ -117,6 +123,8 @@ impl OrderServiceConfig {
             database,
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
+            // Tests sign service tokens with the one test secret too.
+            internal: ServiceAuthConfig::with_secret(jwt_secret),
             clients: ClientsConfig {
                 product_url,
                 payment_url,

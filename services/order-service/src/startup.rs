@@ -1,10 +1,12 @@
 //! Wiring: builds the service from its configuration and runs it (HTTP, the outbox relay, the
 //! saga recovery task and the consumer of payment events).
 
+use platform_auth::service_identity::ServiceIdentity;
 use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
+use platform_events::audit::AuditPublisher;
 use platform_events::catalogue::PaymentRefunded;
 use platform_events::{Consumer, ConsumerConfig, Envelope, Event, HandlerError, Relay};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
@@ -22,6 +24,8 @@ pub struct Application {
     server: Server,
     db: DatabaseConnection,
     relay: Relay,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
     consumer: Consumer,
     saga: Saga,
     /// Applies the other services' token revocations while the service runs.
@@ -42,9 +46,12 @@ impl Application {
         }
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
         let relay =
             Relay::new(db.clone(), transport.clone(), &config.events).with_metrics(metrics.clone());
-        let clients = Clients::new(&config.clients, &metrics)?;
+        let identity = ServiceIdentity::new(&name, &config.internal)?;
+        let clients = Clients::new(&config.clients, &identity, &metrics)?;
         let saga = Saga::new(db.clone(), clients, config.saga.clone(), &metrics, &name);
         let orders = Orders::new(db.clone(), saga.clone(), &name);
 
@@ -78,7 +85,7 @@ impl Application {
                 grpc: None,
                 readiness,
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
@@ -86,6 +93,7 @@ impl Application {
             server,
             db,
             relay,
+            audit_publisher,
             consumer,
             saga,
             revocations: jwt.revocations().clone(),
@@ -122,6 +130,7 @@ impl platform_http::Service for Application {
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
         let mut tasks = vec![
             tokio::spawn(self.relay.run(shutdown.clone())),
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
             tokio::spawn(self.saga.recover(shutdown.clone())),
             tokio::spawn(self.consumer.run(shutdown.clone())),
         ];

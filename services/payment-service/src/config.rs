@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
+use platform_auth::service_identity::ServiceAuthConfig;
 use platform_cache::RedisConfig;
 use platform_config::{Env, Environment, ExposeSecret, SecretString};
 use platform_db::DatabaseConfig;
@@ -125,6 +126,9 @@ pub struct PaymentServiceConfig {
     pub redis: Option<RedisConfig>,
     pub events: EventsConfig,
     pub jwt: JwtConfig,
+    /// Who this service is to the others on gRPC, and how it checks who calls it
+    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
+    pub internal: ServiceAuthConfig,
     pub providers: ProvidersConfig,
     pub fraud: FraudConfig,
 }
@@ -133,12 +137,14 @@ impl PaymentServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
         let server = ServerConfig::from_env(env, DEFAULTS);
         let jwt = JwtConfig::from_env(env, server.environment);
+        let internal = ServiceAuthConfig::from_env(env, server.environment);
         let redis = RedisConfig::from_env(env);
         Self {
             database: DatabaseConfig::from_env(env),
             events: EventsConfig::from_env(env, redis.clone()),
             redis,
             jwt,
+            internal,
             providers: ProvidersConfig::from_env(env, server.environment),
             fraud: FraudConfig::from_env(env),
             server,
@@ -153,6 +159,8 @@ impl PaymentServiceConfig {
             database,
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
+            // Tests sign service tokens with the one test secret too.
+            internal: ServiceAuthConfig::with_secret(jwt_secret),
             providers: ProvidersConfig {
                 order: vec!["sandbox".to_owned()],
                 sandbox_secret: SecretString::from(sandbox::DEV_WEBHOOK_SECRET),

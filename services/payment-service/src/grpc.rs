@@ -1,7 +1,9 @@
 //! The gRPC API (`proto/payment.proto`) the order saga calls. Internal: its own port, never
 //! exposed through the gateway; the caller names the user it acts for.
 
-use platform_http::GrpcApi;
+use platform_auth::service_identity::ServiceIdentity;
+use platform_http::audit::{Action, Actor, Audit, AuditContext, AuditEvent, Outcome};
+use platform_http::{GrpcAccess, GrpcApi, GrpcCaller};
 use platform_money::{Currency, Money};
 use platform_proto::payment::v1 as proto;
 use platform_proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
@@ -16,6 +18,8 @@ use crate::view::PaymentView;
 /// The `PaymentService` gRPC server.
 pub struct PaymentGrpc {
     payments: Payments,
+    /// Refunds are audited, with the calling service as the actor.
+    audit: Audit,
 }
 
 impl From<PaymentError> for Status {
@@ -135,6 +139,14 @@ impl PaymentService for PaymentGrpc {
         &self,
         request: Request<proto::RefundRequest>,
     ) -> Result<Response<proto::Payment>, Status> {
+        let actor = request
+            .extensions()
+            .get::<GrpcCaller>()
+            .map(|caller| Actor::Service(caller.0.clone()));
+        let context = AuditContext {
+            client_ip: request.remote_addr().map(|addr| addr.ip()),
+            request_id: None,
+        };
         let request = request.into_inner();
         let payment_id = PaymentId::from_uuid(uuid("payment_id", &request.payment_id)?);
         let amount = request
@@ -159,6 +171,14 @@ impl PaymentService for PaymentGrpc {
                 },
             )
             .await?;
+        if !outcome.replayed {
+            self.audit.record(
+                &context,
+                AuditEvent::new(Action::PaymentRefund, Outcome::Success)
+                    .actor(actor)
+                    .target(format!("payment:{payment_id}")),
+            );
+        }
         Ok(Response::new(outcome.payment.into()))
     }
 
@@ -173,10 +193,26 @@ impl PaymentService for PaymentGrpc {
     }
 }
 
-/// The gRPC side of the service, for the kit to serve with health and reflection.
-pub fn api(payments: Payments) -> GrpcApi {
+/// Who may call what: charging, refunding and reading payments is the checkout saga's alone.
+pub fn access() -> GrpcAccess {
+    const SERVICE: &str = <PaymentServiceServer<PaymentGrpc> as tonic::server::NamedService>::NAME;
+    const SAGA: &[&str] = &["order-service"];
+    GrpcAccess::new()
+        .allow(SERVICE, "Charge", SAGA)
+        .allow(SERVICE, "Refund", SAGA)
+        .allow(SERVICE, "GetPayment", SAGA)
+}
+
+/// The gRPC side of the service, for the kit to serve with health and reflection behind its
+/// guard.
+pub fn api(payments: Payments, identity: ServiceIdentity, audit: Audit) -> GrpcApi {
     GrpcApi {
-        routes: tonic::service::Routes::new(PaymentServiceServer::new(PaymentGrpc { payments })),
+        authenticator: std::sync::Arc::new(identity),
+        access: access(),
+        routes: tonic::service::Routes::new(PaymentServiceServer::new(PaymentGrpc {
+            payments,
+            audit,
+        })),
         file_descriptor_set: platform_proto::FILE_DESCRIPTOR_SET,
         services: vec![<PaymentServiceServer<PaymentGrpc> as tonic::server::NamedService>::NAME],
     }

@@ -1,10 +1,12 @@
 //! Wiring: builds the service from its configuration and runs it.
 
+use platform_auth::service_identity::ServiceIdentity;
 use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::Relay;
+use platform_events::audit::AuditPublisher;
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
 
@@ -20,6 +22,8 @@ pub struct Application {
     relay: Relay,
     /// Applies the other services' token revocations while the service runs.
     revocations: Revocations,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
 }
 
 impl Application {
@@ -36,12 +40,15 @@ impl Application {
         }
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
         let providers = config.providers.build()?;
         tracing::info!(providers = ?providers.names(), "payment providers configured");
         let payments = Payments::new(db.clone(), providers, config.fraud, &metrics, &name);
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
+        let identity = ServiceIdentity::new(&name, &config.internal)?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
@@ -49,10 +56,10 @@ impl Application {
                     payments: payments.clone(),
                     jwt: jwt.clone(),
                 }),
-                grpc: Some(crate::grpc::api(payments)),
+                grpc: Some(crate::grpc::api(payments, identity, audit.clone())),
                 readiness,
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
@@ -61,6 +68,7 @@ impl Application {
             db,
             relay,
             revocations: jwt.revocations().clone(),
+            audit_publisher,
         })
     }
 }
@@ -91,7 +99,10 @@ impl platform_http::Service for Application {
 
     /// Serves and relays events until `shutdown`, then closes the pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let mut tasks = vec![tokio::spawn(self.relay.run(shutdown.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(self.relay.run(shutdown.clone())),
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
+        ];
         tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
+use platform_auth::service_identity::ServiceAuthConfig;
 use platform_cache::RedisConfig;
 use platform_config::Env;
 use platform_db::DatabaseConfig;
@@ -39,6 +40,9 @@ pub struct ProductServiceConfig {
     pub redis: Option<RedisConfig>,
     pub events: EventsConfig,
     pub jwt: JwtConfig,
+    /// Who this service is to the others on gRPC, and how it checks who calls it
+    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
+    pub internal: ServiceAuthConfig,
     pub cache: CacheSettings,
     /// `RESERVATION_TTL`: how long an uncommitted reservation holds stock (default 15m).
     pub reservation_ttl: Duration,
@@ -55,6 +59,7 @@ impl ProductServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
         let server = ServerConfig::from_env(env, DEFAULTS);
         let jwt = JwtConfig::from_env(env, server.environment);
+        let internal = ServiceAuthConfig::from_env(env, server.environment);
         let redis = RedisConfig::from_env(env);
         let database = DatabaseConfig::from_env(env);
         let seed_default = database.url.is_none();
@@ -62,6 +67,7 @@ impl ProductServiceConfig {
             events: EventsConfig::from_env(env, redis.clone()),
             redis,
             jwt,
+            internal,
             cache: CacheSettings {
                 enabled: env.or("CACHE_ENABLED", true),
                 product_ttl: env.or("CACHE_TTL", Duration::from_secs(300)),
@@ -85,6 +91,8 @@ impl ProductServiceConfig {
             database,
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
+            // Tests sign service tokens with the one test secret too.
+            internal: ServiceAuthConfig::with_secret(jwt_secret),
             cache: CacheSettings {
                 enabled: true,
                 product_ttl: Duration::from_secs(300),

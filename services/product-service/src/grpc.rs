@@ -1,7 +1,8 @@
 //! The gRPC API (`proto/product.proto`) the order saga calls: reservations and price lookup.
 //! Internal: it listens on its own port, never exposed through the gateway.
 
-use platform_http::GrpcApi;
+use platform_auth::service_identity::ServiceIdentity;
+use platform_http::{GrpcAccess, GrpcApi};
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_server::{ProductService, ProductServiceServer};
 use tonic::{Request, Response, Status};
@@ -165,11 +166,27 @@ impl ProductService for ProductGrpc {
     }
 }
 
-/// The gRPC side of the service, for the kit to serve with health and reflection.
-pub fn api(catalog: Catalog) -> GrpcApi {
+/// Who may call what: moving stock is the checkout saga's alone; prices and stock levels
+/// (public through the REST API anyway) are for any service of the platform.
+pub fn access() -> GrpcAccess {
+    const SERVICE: &str = <ProductServiceServer<ProductGrpc> as tonic::server::NamedService>::NAME;
+    const SAGA: &[&str] = &["order-service"];
+    GrpcAccess::new()
+        .allow(SERVICE, "Reserve", SAGA)
+        .allow(SERVICE, "Release", SAGA)
+        .allow(SERVICE, "Commit", SAGA)
+        .allow(SERVICE, "Restock", SAGA)
+        .allow_any_service(SERVICE, "GetProducts")
+}
+
+/// The gRPC side of the service, for the kit to serve with health and reflection behind its
+/// guard.
+pub fn api(catalog: Catalog, identity: ServiceIdentity) -> GrpcApi {
     GrpcApi {
         routes: tonic::service::Routes::new(ProductServiceServer::new(ProductGrpc { catalog })),
         file_descriptor_set: platform_proto::FILE_DESCRIPTOR_SET,
         services: vec![<ProductServiceServer<ProductGrpc> as tonic::server::NamedService>::NAME],
+        authenticator: std::sync::Arc::new(identity),
+        access: access(),
     }
 }

@@ -1,10 +1,12 @@
 //! Wiring: builds the service from its configuration and runs it.
 
+use platform_auth::service_identity::ServiceIdentity;
 use platform_auth::{Jwt, Revocations};
 use platform_cache::{CacheConfig, LayeredCache, RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::Relay;
+use platform_events::audit::AuditPublisher;
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
 
@@ -18,6 +20,8 @@ pub struct Application {
     server: Server,
     db: DatabaseConnection,
     relay: Relay,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
     catalog: Catalog,
     /// Applies the other services' token revocations while the service runs.
     revocations: Revocations,
@@ -57,6 +61,8 @@ impl Application {
             readiness.add_optional("cache", RedisCheck(redis.clone()));
         }
         let transport = config.events.connect().await?;
+        let (audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
         let catalog = Catalog::new(
             db.clone(),
@@ -75,6 +81,7 @@ impl Application {
         }
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
+        let identity = ServiceIdentity::new(&name, &config.internal)?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
@@ -82,10 +89,10 @@ impl Application {
                     catalog: catalog.clone(),
                     jwt: jwt.clone(),
                 }),
-                grpc: Some(crate::grpc::api(catalog.clone())),
+                grpc: Some(crate::grpc::api(catalog.clone(), identity)),
                 readiness,
                 metrics,
-                audit: platform_http::audit::Audit::new(&config.server.service_name),
+                audit,
             },
         )
         .await?;
@@ -93,6 +100,7 @@ impl Application {
             server,
             db,
             relay,
+            audit_publisher,
             catalog,
             sweep_interval: config.sweep_interval,
             revocations: jwt.revocations().clone(),
@@ -164,6 +172,7 @@ impl platform_http::Service for Application {
         .collect();
         tasks.push(tokio::spawn(self.relay.run(shutdown.clone())));
         tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
+        tasks.push(tokio::spawn(self.audit_publisher.run(shutdown.clone())));
         tasks.push(tokio::spawn(Self::sweep(
             self.catalog.clone(),
             self.sweep_interval,

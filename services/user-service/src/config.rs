@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
+use platform_auth::service_identity::ServiceAuthConfig;
 use platform_cache::RedisConfig;
 use platform_config::{Env, SecretString};
 use platform_db::DatabaseConfig;
@@ -40,6 +41,9 @@ pub struct UserServiceConfig {
     /// Where the outbox relay publishes `user.*` events.
     pub events: EventsConfig,
     pub jwt: JwtConfig,
+    /// Who this service is to the others on gRPC, and how it checks who calls it
+    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
+    pub internal: ServiceAuthConfig,
     pub passwords: PasswordConfig,
     /// `ARGON2_MAX_CONCURRENT`, `ARGON2_MAX_QUEUE`, `ARGON2_QUEUE_TIMEOUT`.
     pub hashing: HashingLimits,
@@ -57,12 +61,14 @@ impl UserServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
         let server = ServerConfig::from_env(env, DEFAULTS);
         let jwt = JwtConfig::from_env(env, server.environment);
+        let internal = ServiceAuthConfig::from_env(env, server.environment);
         let redis = RedisConfig::from_env(env);
         Self {
             database: DatabaseConfig::from_env(env),
             events: EventsConfig::from_env(env, redis.clone()),
             redis,
             jwt,
+            internal,
             passwords: PasswordConfig::from_env(env),
             hashing: HashingLimits::from_env(env),
             throttle: ThrottleConfig::from_env(env),
@@ -84,6 +90,8 @@ impl UserServiceConfig {
             database,
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
+            // Tests sign service tokens with the one test secret too.
+            internal: ServiceAuthConfig::with_secret(jwt_secret),
             passwords: PasswordConfig::fast_for_tests(),
             hashing: HashingLimits::default(),
             throttle: ThrottleConfig::default(),

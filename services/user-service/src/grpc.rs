@@ -1,7 +1,9 @@
 //! The gRPC API (`proto/user.proto`) other services call. It is internal: it listens on its
-//! own port, which is never exposed through the gateway (in Kubernetes, mesh mTLS guards it).
+//! own port, which is never exposed through the gateway, and every call carries a service
+//! credential the kit checks against [`access`].
 
-use platform_http::GrpcApi;
+use platform_auth::service_identity::ServiceIdentity;
+use platform_http::{GrpcAccess, GrpcApi};
 use platform_proto::user::v1::user_service_server::{UserService, UserServiceServer};
 use platform_proto::user::v1::{GetUserRequest, Role as ProtoRole, User as ProtoUser};
 use tonic::{Request, Response, Status};
@@ -61,11 +63,26 @@ impl UserService for UserGrpc {
     }
 }
 
-/// The gRPC side of the service, for the kit to serve with health and reflection.
-pub fn api(users: Users) -> GrpcApi {
+/// Who may call what. A user's record (email, role) is personal data: only the services that
+/// act for users (the order service, the notification service) may read it, though neither
+/// needs to today (each learns what it needs from events).
+pub fn access() -> GrpcAccess {
+    const SERVICE: &str = <UserServiceServer<UserGrpc> as tonic::server::NamedService>::NAME;
+    GrpcAccess::new().allow(
+        SERVICE,
+        "GetUser",
+        &["order-service", "notification-service"],
+    )
+}
+
+/// The gRPC side of the service, for the kit to serve with health and reflection behind its
+/// guard.
+pub fn api(users: Users, identity: ServiceIdentity) -> GrpcApi {
     GrpcApi {
         routes: tonic::service::Routes::new(UserServiceServer::new(UserGrpc { users })),
         file_descriptor_set: platform_proto::FILE_DESCRIPTOR_SET,
         services: vec![<UserServiceServer<UserGrpc> as tonic::server::NamedService>::NAME],
+        authenticator: std::sync::Arc::new(identity),
+        access: access(),
     }
 }

@@ -1,10 +1,12 @@
 //! Wiring: builds the service from its configuration and runs it.
 
+use platform_auth::service_identity::ServiceIdentity;
 use platform_auth::{Jwt, Revocations};
 use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::Relay;
+use platform_events::audit::AuditPublisher;
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
 
@@ -23,6 +25,8 @@ pub struct Application {
     relay: Relay,
     /// Where this service publishes revocations and learns other replicas'.
     revocations: Revocations,
+    /// Publishes the service's audit records to the event bus.
+    audit_publisher: AuditPublisher,
 }
 
 impl Application {
@@ -45,6 +49,8 @@ impl Application {
         }
         let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
+        let (bus_audit, audit_publisher) =
+            platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
         tracing::info!(
             transport = config.events.transport_name(),
             "event bus configured"
@@ -52,9 +58,8 @@ impl Application {
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let revocations = jwt.revocations().clone();
-        let audit = config
-            .audit
-            .unwrap_or_else(|| platform_http::audit::Audit::new(&name));
+        // Tests may capture the records instead of sending them to the bus.
+        let audit = config.audit.unwrap_or(bus_audit);
         let users = Users::new(
             db.clone(),
             UsersParts {
@@ -72,6 +77,7 @@ impl Application {
                 .await?;
         }
 
+        let identity = ServiceIdentity::new(&name, &config.internal)?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
@@ -79,7 +85,7 @@ impl Application {
                     users: users.clone(),
                     jwt,
                 }),
-                grpc: Some(crate::grpc::api(users)),
+                grpc: Some(crate::grpc::api(users, identity)),
                 readiness,
                 metrics,
                 audit,
@@ -91,6 +97,7 @@ impl Application {
             db,
             relay,
             revocations,
+            audit_publisher,
         })
     }
 }
@@ -122,7 +129,10 @@ impl platform_http::Service for Application {
     /// Serves, relays events and listens for revocations until `shutdown`, then closes the
     /// pool.
     async fn run(self, shutdown: CancellationToken) -> Result<(), BoxError> {
-        let mut tasks = vec![tokio::spawn(self.relay.run(shutdown.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(self.relay.run(shutdown.clone())),
+            tokio::spawn(self.audit_publisher.run(shutdown.clone())),
+        ];
         tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         let served = self.server.run_with(shutdown, tasks).await;
         platform_db::close(self.db).await;

@@ -4,16 +4,27 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use platform_auth::{AdminUser, AuthUser};
+use platform_http::audit::{Action, AuditEvent, Outcome};
 use platform_http::{
-    IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
+    Auditor, IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
 };
 use uuid::Uuid;
 
 use super::AppState;
 use super::dto::{ListQuery, OrderInput, StatusInput};
-use crate::domain::OrderId;
+use crate::domain::{OrderId, OrderStatus};
 use crate::service::PlaceOrder;
 use crate::view::OrderView;
+
+/// Records an administrator moving an order to `to`.
+fn audit(auditor: &Auditor, admin: AuthUser, order: Uuid, to: OrderStatus) {
+    auditor.record(
+        AuditEvent::new(Action::OrderStatusChange, Outcome::Success)
+            .user(admin.id.as_uuid())
+            .target(format!("order:{order}"))
+            .reason(to.as_str()),
+    );
+}
 
 /// `201` once checkout is over (confirmed or failed), `202` while it still runs.
 fn respond(order: OrderView, replayed: bool) -> Response {
@@ -109,14 +120,15 @@ pub async fn list(
     ))]
 pub async fn set_status(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    AdminUser(admin): AdminUser,
+    auditor: Auditor,
     Path(id): Path<Uuid>,
     Json(input): Json<StatusInput>,
 ) -> Result<Json<OrderView>, Problem> {
     let to = input.parse()?;
-    Ok(Json(
-        state.orders.set_status(OrderId::from_uuid(id), to).await?,
-    ))
+    let order = state.orders.set_status(OrderId::from_uuid(id), to).await?;
+    audit(&auditor, admin, id, order.status);
+    Ok(Json(order))
 }
 
 /// Cancel an order that has not shipped (its owner or an administrator): the stock goes back
@@ -133,9 +145,14 @@ pub async fn set_status(
 pub async fn cancel(
     State(state): State<AppState>,
     user: AuthUser,
+    auditor: Auditor,
     Path(id): Path<Uuid>,
 ) -> Result<Response, Problem> {
     let order = state.orders.cancel(user, OrderId::from_uuid(id)).await?;
+    // An owner cancelling their own order is no administrative act.
+    if user.is_admin() {
+        audit(&auditor, user, id, OrderStatus::Cancelled);
+    }
     let status = if order.settled() {
         StatusCode::OK
     } else {

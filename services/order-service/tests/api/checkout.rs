@@ -6,7 +6,11 @@ use platform_auth::Role;
 use platform_testing::Backend;
 use serde_json::json;
 
-use crate::helpers::{actor, error_fields, new_key, order_body, problem, spawn_app, spawn_with};
+use platform_testing::grpc::Pki;
+
+use crate::helpers::{
+    actor, error_fields, new_key, order_body, problem, spawn_app, spawn_over_mutual_tls, spawn_with,
+};
 
 async fn an_order_is_priced_reserved_charged_and_confirmed(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
@@ -277,7 +281,25 @@ async fn bad_orders_are_refused_with_the_field_named(backend: Backend) {
     assert_eq!(app.payment_count().await, 0);
 }
 
+async fn checkout_works_over_mutual_tls_with_the_order_services_certificate(backend: Backend) {
+    let pki = Pki::new();
+    let Some(app) = spawn_over_mutual_tls(backend, &pki).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 5).await;
+    let order = app
+        .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
+        .await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(app.stock(&mug).await, (3, 0, 3));
+    let id = order["id"].as_str().unwrap();
+    let cancelled = crate::helpers::json_of(app.cancel(&app.user, id).await, 200).await;
+    assert_eq!(cancelled["refunded"], 2500, "refunded over mutual TLS too");
+    assert_eq!(app.stock(&mug).await, (5, 0, 5));
+}
+
 platform_testing::backend_tests!(
+    checkout_works_over_mutual_tls_with_the_order_services_certificate,
     an_order_is_priced_reserved_charged_and_confirmed,
     a_declined_card_fails_the_order_and_releases_the_stock,
     a_payment_service_that_is_down_opens_the_breaker_and_charges_nothing,

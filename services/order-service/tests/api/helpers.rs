@@ -5,9 +5,11 @@
 use order_service::{Application, OrderServiceConfig};
 use payment_service::PaymentServiceConfig;
 use platform_auth::Role;
+use platform_auth::service_identity::ServiceAuthConfig;
 use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
+use platform_testing::grpc::Pki;
 use platform_testing::{Backend, Spawned, TestDatabase};
 use product_service::ProductServiceConfig;
 use serde_json::{Value, json};
@@ -31,7 +33,8 @@ pub struct TestApp {
     pub base: String,
     pub products_base: String,
     pub payments_base: String,
-    pub product_grpc: String,
+    /// Calls the product service's gRPC API as the order service.
+    stock_reader: platform_testing::grpc::Caller,
     pub client: reqwest::Client,
     pub config: OrderServiceConfig,
     pub db: TestDatabase,
@@ -52,6 +55,28 @@ pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut OrderServiceConfig),
 ) -> Option<TestApp> {
+    spawn_services(backend, None, customize).await
+}
+
+/// The services talking over mutual TLS only (no token secret anywhere), with certificates
+/// from `pki`.
+pub async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
+    spawn_services(backend, Some(pki), |_| {}).await
+}
+
+/// How the service `name` authenticates: mutual TLS with `pki`, else the test secret.
+fn internal_auth(pki: Option<&Pki>, name: &str) -> ServiceAuthConfig {
+    match pki {
+        Some(pki) => ServiceAuthConfig::with_tls(pki.service(name)),
+        None => ServiceAuthConfig::with_secret(JWT_SECRET),
+    }
+}
+
+async fn spawn_services(
+    backend: Backend,
+    pki: Option<&Pki>,
+    customize: impl FnOnce(&mut OrderServiceConfig),
+) -> Option<TestApp> {
     let db = TestDatabase::create(backend).await?;
     let product_db = TestDatabase::create(backend).await?;
     let payment_db = TestDatabase::create(backend).await?;
@@ -59,25 +84,43 @@ pub async fn spawn_with(
 
     let mut products = ProductServiceConfig::for_tests(product_db.config.clone(), JWT_SECRET);
     products.events = EventsConfig::embedded(bus.path());
+    products.internal = internal_auth(pki, "product-service");
     let products = platform_testing::spawn::<product_service::Application>(products).await;
 
     let mut payments = PaymentServiceConfig::for_tests(payment_db.config.clone(), JWT_SECRET);
     payments.events = EventsConfig::embedded(bus.path());
+    payments.internal = internal_auth(pki, "payment-service");
     // Tests charge one card many times in a minute; the velocity rules are not under test.
     payments.fraud.max_payments_per_card = 100_000;
     payments.fraud.max_payments_per_user = 100_000;
     let payments = platform_testing::spawn::<payment_service::Application>(payments).await;
 
-    let product_grpc = format!("http://{}", products.grpc.unwrap());
+    let product_grpc = products.grpc.unwrap();
     let payment_grpc = format!("http://{}", payments.grpc.unwrap());
     let mut config = OrderServiceConfig::for_tests(
         db.config.clone(),
         JWT_SECRET,
-        product_grpc.clone(),
+        format!("http://{product_grpc}"),
         payment_grpc,
     );
     config.events = EventsConfig::embedded(bus.path());
+    config.internal = internal_auth(pki, "order-service");
     customize(&mut config);
+    // The tests read stock levels as the order service does.
+    let stock_reader = match pki {
+        Some(pki) => platform_testing::grpc::over_mutual_tls(
+            product_grpc,
+            "order-service",
+            pki.service("order-service"),
+            "product-service",
+        ),
+        None => platform_testing::grpc::as_service(
+            product_grpc,
+            "order-service",
+            "product-service",
+            JWT_SECRET,
+        ),
+    };
     let orders = platform_testing::spawn::<Application>(config.clone()).await;
     Some(TestApp {
         base: orders.base.clone(),
@@ -86,7 +129,7 @@ pub async fn spawn_with(
         payments_base: payments.base.clone(),
         _products: products,
         _payments: payments,
-        product_grpc,
+        stock_reader,
         client: reqwest::Client::new(),
         config,
         db,
@@ -216,9 +259,7 @@ impl TestApp {
 
     /// (stock, reserved, available) of a product, as stored.
     pub async fn stock(&self, id: &str) -> (i64, i64, i64) {
-        let mut client = ProductServiceClient::connect(self.product_grpc.clone())
-            .await
-            .unwrap();
+        let mut client = ProductServiceClient::new(self.stock_reader.clone());
         let products = client
             .get_products(proto::GetProductsRequest {
                 ids: vec![id.to_owned()],

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use platform_auth::Role;
+use platform_http::audit::{Action, Actor};
 use platform_testing::Backend;
+use platform_testing::grpc::audited;
 use serde_json::json;
 
 use crate::helpers::{actor, json_of, order_body, problem, spawn_app, wait_until};
@@ -212,7 +214,50 @@ async fn every_change_is_announced_through_the_outbox(backend: Backend) {
     assert_eq!(of(&cancelled)[2].1["refunded"], 2000);
 }
 
+async fn status_changes_by_administrators_are_audited(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 5).await;
+    let body = order_body(&[(&mug, 1)], "tok_visa");
+    let place = || app.place(&app.user, &body);
+    let shipped = place().await["id"].as_str().unwrap().to_owned();
+    let cancelled = place().await["id"].as_str().unwrap().to_owned();
+    let own = place().await["id"].as_str().unwrap().to_owned();
+    json_of(app.set_status(&app.admin, &shipped, "shipped").await, 200).await;
+    json_of(app.set_status(&app.admin, &shipped, "delivered").await, 200).await;
+    json_of(app.cancel(&app.admin, &cancelled).await, 200).await;
+    json_of(app.cancel(&app.user, &own).await, 200).await;
+
+    for (order, to) in [
+        (&shipped, "shipped"),
+        (&shipped, "delivered"),
+        (&cancelled, "cancelled"),
+    ] {
+        let target = format!("order:{order}");
+        let record = audited(&app.config.events, to, |record| {
+            record.action == Action::OrderStatusChange
+                && record.target.as_deref() == Some(&target)
+                && record.reason.as_deref() == Some(to)
+        })
+        .await;
+        assert_eq!(record.actor, Some(Actor::User(app.admin.id)), "{to}");
+        assert_eq!(record.service, "order-service");
+        assert!(record.client_ip.is_some() && record.request_id.is_some());
+    }
+    // The owner cancelling their own order is no administrative act.
+    let records = platform_testing::grpc::audit_records(&app.config.events).await;
+    let own = format!("order:{own}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r.target.as_deref() != Some(own.as_str())),
+        "{records:?}"
+    );
+}
+
 platform_testing::backend_tests!(
+    status_changes_by_administrators_are_audited,
     every_change_is_announced_through_the_outbox,
     cancelling_a_confirmed_order_restocks_and_refunds,
     administrators_ship_and_deliver_along_the_allowed_path,

@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use platform_auth::AuthUser;
+use platform_http::audit::{Action, AuditEvent, Outcome as Audited};
 use platform_http::{
-    IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
+    Auditor, IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
 };
 use uuid::Uuid;
 
@@ -122,11 +123,13 @@ pub async fn list(
 pub async fn refund(
     State(state): State<AppState>,
     user: AuthUser,
+    auditor: Auditor,
     Path(id): Path<Uuid>,
     IdempotencyKey(key): IdempotencyKey,
     Json(input): Json<RefundInput>,
 ) -> Result<Response, Problem> {
     let (amount, reason) = input.parse()?;
+    let actor = user.id.as_uuid();
     let outcome = state
         .payments
         .refund(
@@ -139,6 +142,14 @@ pub async fn refund(
             },
         )
         .await?;
+    // A replay repeats the answer, not the refund.
+    if !outcome.replayed {
+        auditor.record(
+            AuditEvent::new(Action::PaymentRefund, Audited::Success)
+                .user(actor)
+                .target(format!("payment:{id}")),
+        );
+    }
     Ok(respond(StatusCode::OK, outcome))
 }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use payment_service::providers::sandbox::{self, SandboxProvider};
 use payment_service::{Application, PaymentServiceConfig};
 use platform_auth::Role;
+use platform_events::EventsConfig;
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use platform_testing::grpc::Caller;
 use platform_testing::{Backend, TestDatabase};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 pub use platform_testing::http::{Actor, error_fields, json_of, problem};
@@ -27,6 +28,8 @@ pub struct TestApp {
     _service: platform_testing::Spawned,
     pub base: String,
     pub grpc: SocketAddr,
+    /// The service's event bus (its audit records are there).
+    pub events: EventsConfig,
     pub client: reqwest::Client,
     pub db: Arc<TestDatabase>,
     pub service_name: String,
@@ -48,12 +51,14 @@ pub async fn spawn_with(
     let mut config = PaymentServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     customize(&mut config);
     let service_name = config.server.service_name.clone();
+    let events = config.events.clone();
     let service = platform_testing::spawn::<Application>(config).await;
     let base = service.base.clone();
     let grpc = service.grpc.expect("gRPC is served");
     Some(TestApp {
         base,
         grpc,
+        events,
         client: reqwest::Client::new(),
         db,
         service_name,
@@ -206,10 +211,14 @@ impl TestApp {
         self.webhook_raw("sandbox", body, Some(&signature)).await
     }
 
-    pub async fn grpc_client(&self) -> PaymentServiceClient<Channel> {
-        PaymentServiceClient::connect(format!("http://{}", self.grpc))
-            .await
-            .unwrap()
+    /// A gRPC client calling as the order service, the one caller of the saga's methods.
+    pub async fn grpc_client(&self) -> PaymentServiceClient<Caller> {
+        PaymentServiceClient::new(self.grpc_as("order-service"))
+    }
+
+    /// A gRPC channel calling as `service`, with tokens meant for this service (its name).
+    pub fn grpc_as(&self, service: &str) -> Caller {
+        platform_testing::grpc::as_service(self.grpc, service, &self.service_name, JWT_SECRET)
     }
 
     /// The Prometheus text of `/metrics`.

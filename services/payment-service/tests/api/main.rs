@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod access;
 mod charges;
 mod events;
 mod failover;

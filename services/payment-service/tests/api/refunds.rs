@@ -1,6 +1,7 @@
 //! `POST /api/v1/payments/{id}/refund`: partial and full refunds of captured payments, never
 //! more than was captured, idempotent per key, even under concurrency.
 
+use platform_http::audit::{Action, Actor, Outcome};
 use platform_testing::Backend;
 use serde_json::{Value, json};
 
@@ -257,7 +258,39 @@ async fn concurrent_refunds_are_all_counted(backend: Backend) {
     }
 }
 
+async fn a_refund_is_audited_once_however_often_it_is_repeated(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let payment = app.charge(&app.user, "tok_visa", 1000).await;
+    let id = payment["id"].as_str().unwrap();
+    let key = new_key();
+    for _ in 0..2 {
+        let response = app
+            .refund_raw(&app.admin, id, &key, &refund_of(400, "EUR"))
+            .await;
+        json_of(response, 200).await;
+    }
+    let target = format!("payment:{id}");
+    let record = platform_testing::grpc::audited(&app.events, "the refund", |record| {
+        record.action == Action::PaymentRefund && record.target.as_deref() == Some(&target)
+    })
+    .await;
+    assert_eq!(record.actor, Some(Actor::User(app.admin.id)));
+    assert_eq!(record.outcome, Outcome::Success);
+    assert!(record.client_ip.is_some() && record.request_id.is_some());
+    // The replay under the same key repeated the answer, not the refund.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let refunds = platform_testing::grpc::audit_records(&app.events)
+        .await
+        .into_iter()
+        .filter(|record| record.action == Action::PaymentRefund)
+        .count();
+    assert_eq!(refunds, 1);
+}
+
 platform_testing::backend_tests!(
+    a_refund_is_audited_once_however_often_it_is_repeated,
     concurrent_refunds_are_all_counted,
     partial_then_full_refund,
     only_captured_payments_can_be_refunded,

@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use platform_auth::AdminUser;
-use platform_http::{Json, Page, PageRequest, Path, Problem, Query};
+use platform_http::audit::{Action, AuditEvent, Outcome};
+use platform_http::{Auditor, Json, Page, PageRequest, Path, Problem, Query};
 use uuid::Uuid;
 
 use super::AppState;
@@ -12,6 +13,15 @@ use super::dto::{
 };
 use crate::domain::ProductId;
 use crate::view::ProductView;
+
+/// Records an administrator's change to the catalog.
+fn audit(auditor: &Auditor, admin: AdminUser, action: Action, product: Uuid) {
+    auditor.record(
+        AuditEvent::new(action, Outcome::Success)
+            .user(admin.0.id.as_uuid())
+            .target(format!("product:{product}")),
+    );
+}
 
 /// Browse the catalog.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",
@@ -73,10 +83,12 @@ pub async fn get(
     ))]
 pub async fn create(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
+    auditor: Auditor,
     Json(request): Json<CreateProductRequest>,
 ) -> Result<(StatusCode, Json<ProductView>), Problem> {
     let product = state.catalog.create(request.parse()?).await?;
+    audit(&auditor, admin, Action::ProductCreate, product.id);
     Ok((StatusCode::CREATED, Json(product)))
 }
 
@@ -94,17 +106,18 @@ pub async fn create(
     ))]
 pub async fn update(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
+    auditor: Auditor,
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateProductRequest>,
 ) -> Result<Json<ProductView>, Problem> {
     let change = request.parse()?;
-    Ok(Json(
-        state
-            .catalog
-            .update(ProductId::from_uuid(id), change)
-            .await?,
-    ))
+    let product = state
+        .catalog
+        .update(ProductId::from_uuid(id), change)
+        .await?;
+    audit(&auditor, admin, Action::ProductUpdate, id);
+    Ok(Json(product))
 }
 
 /// Archive a product: it leaves the catalog and can no longer be reserved (administrators).
@@ -118,10 +131,12 @@ pub async fn update(
     ))]
 pub async fn archive(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
+    auditor: Auditor,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, Problem> {
     state.catalog.archive(ProductId::from_uuid(id)).await?;
+    audit(&auditor, admin, Action::ProductDelete, id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,15 +155,16 @@ pub async fn archive(
     ))]
 pub async fn inventory(
     State(state): State<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
+    auditor: Auditor,
     Path(id): Path<Uuid>,
     Json(request): Json<InventoryRequest>,
 ) -> Result<Json<ProductView>, Problem> {
     let change = request.parse()?;
-    Ok(Json(
-        state
-            .catalog
-            .change_stock(ProductId::from_uuid(id), change)
-            .await?,
-    ))
+    let product = state
+        .catalog
+        .change_stock(ProductId::from_uuid(id), change)
+        .await?;
+    audit(&auditor, admin, Action::InventoryUpdate, id);
+    Ok(Json(product))
 }

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
+use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
+use platform_testing::grpc::Caller;
 use platform_testing::{Backend, TestDatabase};
 use product_service::{Application, ProductServiceConfig};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 pub use platform_testing::http::{error_fields, problem, wait_until};
 
@@ -20,6 +21,8 @@ pub struct TestApp {
     _service: platform_testing::Spawned,
     pub base: String,
     pub grpc: SocketAddr,
+    /// The service's event bus (its audit records are there).
+    pub events: EventsConfig,
     pub client: reqwest::Client,
     /// Shared by every instance spawned over it (see [`spawn_on`]).
     pub db: Arc<TestDatabase>,
@@ -52,12 +55,14 @@ pub async fn spawn_on(
     let mut config = ProductServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     customize(&mut config);
     let service_name = config.server.service_name.clone();
+    let events = config.events.clone();
     let service = platform_testing::spawn::<Application>(config).await;
     let base = service.base.clone();
     let grpc = service.grpc.expect("gRPC is served");
     TestApp {
         base,
         grpc,
+        events,
         client: reqwest::Client::new(),
         db: Arc::clone(db),
         service_name,
@@ -187,10 +192,14 @@ impl TestApp {
             .await
     }
 
-    pub async fn grpc_client(&self) -> ProductServiceClient<Channel> {
-        ProductServiceClient::connect(format!("http://{}", self.grpc))
-            .await
-            .unwrap()
+    /// A gRPC client calling as the order service, the one caller of the saga's methods.
+    pub async fn grpc_client(&self) -> ProductServiceClient<Caller> {
+        ProductServiceClient::new(self.grpc_as("order-service"))
+    }
+
+    /// A gRPC channel calling as `service`, with tokens meant for this service (its name).
+    pub fn grpc_as(&self, service: &str) -> Caller {
+        platform_testing::grpc::as_service(self.grpc, service, &self.service_name, JWT_SECRET)
     }
 
     /// `Reserve` of one line per `(product id, quantity)`.

@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod access;
+mod audit;
 mod cache;
 mod catalog;
 mod events;

@@ -5,16 +5,19 @@ use platform_proto::user::v1::{GetUserRequest, Role};
 use platform_testing::Backend;
 use tonic::Code;
 
-use crate::helpers::{spawn_app, spawn_with};
+use crate::helpers::{JWT_SECRET, spawn_app, spawn_with};
 
 async fn get_user_returns_the_user_or_not_found(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
     let (user, _) = app.new_user().await;
-    let mut client = UserServiceClient::connect(format!("http://{}", app.grpc))
-        .await
-        .unwrap();
+    let mut client = UserServiceClient::new(platform_testing::grpc::as_service(
+        app.grpc,
+        "order-service",
+        "user-service",
+        JWT_SECRET,
+    ));
     let found = client
         .get_user(GetUserRequest {
             id: user["id"].as_str().unwrap().to_owned(),
@@ -44,7 +47,43 @@ async fn get_user_returns_the_user_or_not_found(backend: Backend) {
     assert_eq!(malformed.code(), Code::InvalidArgument);
 }
 
-platform_testing::backend_tests!(get_user_returns_the_user_or_not_found);
+async fn get_user_is_only_for_the_services_that_act_for_users(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (user, _) = app.new_user().await;
+    let request = || GetUserRequest {
+        id: user["id"].as_str().unwrap().to_owned(),
+    };
+    let caller = |service| {
+        UserServiceClient::new(platform_testing::grpc::as_service(
+            app.grpc,
+            service,
+            "user-service",
+            JWT_SECRET,
+        ))
+    };
+    let found = caller("notification-service").get_user(request()).await;
+    assert_eq!(
+        found.unwrap().into_inner().email,
+        user["email"].as_str().unwrap()
+    );
+    let denied = caller("payment-service")
+        .get_user(request())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let anonymous = UserServiceClient::new(platform_testing::grpc::anonymous(app.grpc))
+        .get_user(request())
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+}
+
+platform_testing::backend_tests!(
+    get_user_returns_the_user_or_not_found,
+    get_user_is_only_for_the_services_that_act_for_users,
+);
 
 async fn list_services(channel: tonic::transport::Channel) -> Result<Vec<String>, tonic::Status> {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
@@ -96,19 +135,11 @@ async fn health_and_reflection_are_served() {
         .await
         .unwrap();
 
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["", "platform.user.v1.UserService"] {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        assert_eq!(
-            status,
-            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        let anyone = platform_testing::grpc::anonymous(app.grpc);
+        assert!(
+            platform_testing::grpc::serving(anyone, service).await,
+            "{service}"
         );
     }
 
