@@ -6,6 +6,7 @@ use std::time::Duration;
 use platform_auth::JwtConfig;
 use platform_cache::RedisConfig;
 use platform_config::Env;
+use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
 use platform_middleware::CorsConfig;
 use platform_proxy::ProxyConfig;
@@ -59,9 +60,13 @@ pub struct GatewayConfig {
     pub redis: Option<RedisConfig>,
     /// Verifies access tokens at the edge.
     pub jwt: JwtConfig,
-    /// The audit trail edge refusals go to; a log-only one when `None` (tests pass one with a
-    /// capturing sink).
+    /// The audit trail edge refusals go to, when a test passes one with a capturing sink;
+    /// otherwise the event bus (`events`), or the log alone when that is `None`.
     pub audit: Option<platform_http::audit::Audit>,
+    /// The event bus the gateway's audit records go to (so the event store keeps the edge's
+    /// refusals with everyone else's): Redis Streams with `REDIS_URL`, else the embedded bus
+    /// under `DATA_DIR`.
+    pub events: Option<EventsConfig>,
     pub cors: CorsConfig,
     /// `GATEWAY_MAX_CONCURRENT_REQUESTS`: beyond, requests are shed with 503.
     pub max_concurrent_requests: usize,
@@ -158,6 +163,7 @@ impl GatewayConfig {
         let breaker_defaults = BreakerConfig::default();
         let retry_defaults = RetryConfig::default();
         let redis = RedisConfig::from_env(env);
+        let events = EventsConfig::from_env(env, redis.clone());
         let jwt = JwtConfig::from_env(env, server.environment);
         Self {
             services,
@@ -171,6 +177,7 @@ impl GatewayConfig {
             redis,
             jwt,
             audit: None,
+            events: Some(events),
             cors: CorsConfig::from_env(env),
             max_concurrent_requests: env.in_range(
                 "GATEWAY_MAX_CONCURRENT_REQUESTS",
@@ -244,6 +251,7 @@ impl GatewayConfig {
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
             audit: None,
+            events: None,
             cors: CorsConfig::from_env(&mut Env::from_pairs::<[(&str, &str); 0], &str, &str>([])),
             max_concurrent_requests: 1024,
             health_detail: false,

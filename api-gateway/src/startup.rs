@@ -30,6 +30,8 @@ pub struct Gateway {
     limiter: RateLimiter,
     /// Receives the services' revocations (through Redis) while the gateway runs.
     revocations: Revocations,
+    /// Sends the edge's audit records to the event bus.
+    audit_publisher: Option<platform_events::audit::AuditPublisher>,
     health_check_interval: std::time::Duration,
 }
 
@@ -96,10 +98,17 @@ impl Gateway {
         let upstreams = Upstreams(Arc::new(pools.clone()));
         let jwt = Jwt::connect(config.jwt.clone(), config.redis.as_ref())?;
         let revocations = jwt.revocations().clone();
-        let audit = config
-            .audit
-            .clone()
-            .unwrap_or_else(|| platform_http::audit::Audit::new(&name));
+        // Edge refusals go where every service's audit records go: the event bus.
+        let (audit, audit_publisher) = match (&config.audit, &config.events) {
+            (Some(audit), _) => (audit.clone(), None),
+            (None, Some(events)) => {
+                let transport = events.connect().await?;
+                let (audit, publisher) =
+                    platform_events::audit::bus_audit(&name, transport, Some(metrics.clone()));
+                (audit, Some(publisher))
+            }
+            (None, None) => (platform_http::audit::Audit::new(&name), None),
+        };
         let state = Arc::new(State {
             routes: config.routes.clone(),
             pools: pools.clone(),
@@ -176,6 +185,7 @@ impl Gateway {
             proxy,
             limiter,
             revocations,
+            audit_publisher,
             health_check_interval: config.health_check_interval,
         })
     }
@@ -207,6 +217,9 @@ impl platform_http::Service for Gateway {
             ));
         }
         self.revocations.start(shutdown.clone().cancelled_owned());
+        if let Some(publisher) = self.audit_publisher {
+            tokio::spawn(publisher.run(shutdown.clone()));
+        }
         let limiter = self.limiter.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -128,6 +128,49 @@ async fn audit_record_reaches_the_event_store(base: &str, action: &str, target: 
     panic!("no {action} record of {target} reached the event store: {last}");
 }
 
+/// A token the gateway refuses at the edge is an audit record in the event store too, with
+/// the client's address and the request id.
+async fn edge_refusal_reaches_the_event_store(base: &str) {
+    let client = reqwest::Client::new();
+    let refused = client
+        .get(format!("{base}/api/v1/orders"))
+        .bearer_auth("not.a.token")
+        .header("x-request-id", "edge-refusal-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let admin = admin_token(base).await;
+    let mut last = Value::Null;
+    for _ in 0..250 {
+        last = client
+            .get(format!(
+                "{base}/api/v1/admin/audit?action=auth.token_rejected"
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = last["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|record| record["request_id"] == "edge-refusal-1");
+        if let Some(record) = found {
+            assert_eq!(record["service"], "api-gateway", "{record}");
+            assert_eq!(record["outcome"], "denied", "{record}");
+            assert_eq!(record["client_ip"], "127.0.0.1", "{record}");
+            assert!(record["reason"].is_string(), "{record}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    panic!("the edge's refusal did not reach the event store: {last}");
+}
+
 /// An administrator adds a product through the gateway; anyone can then find it by listing,
 /// by id and by search. Returns its id.
 async fn product_journey(base: &str) -> String {
@@ -308,6 +351,7 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     let product = product_journey(&base).await;
     audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
         .await;
+    edge_refusal_reaches_the_event_store(&base).await;
     order_journey(&base, &product).await;
 
     if backend == Backend::Sqlite {
@@ -481,6 +525,7 @@ async fn events_flow_through_redis_streams_when_redis_is_configured() {
     let product = product_journey(&base).await;
     audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
         .await;
+    edge_refusal_reaches_the_event_store(&base).await;
     // The stream really is in Redis.
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();
