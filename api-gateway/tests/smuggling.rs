@@ -30,6 +30,19 @@ struct Received {
     body: Vec<u8>,
 }
 
+/// Parsed header fields as owned name-value pairs.
+fn owned(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The first value of `name` among `headers`.
 fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -76,16 +89,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Recei
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut request = httparse::Request::new(&mut headers);
         if let Ok(httparse::Status::Complete(head_len)) = request.parse(buf) {
-            let headers: Vec<(String, String)> = request
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = owned(request.headers);
             let method = request.method.unwrap_or("").to_owned();
             let path = request.path.unwrap_or("").to_owned();
             let get = |name: &str| {
@@ -237,16 +241,7 @@ async fn read_answers(stream: &mut TcpStream, head_only: bool) -> (Vec<Answer>, 
         let mut response = httparse::Response::new(&mut headers);
         if let Ok(httparse::Status::Complete(head_len)) = response.parse(&buf) {
             let status = response.code.unwrap_or(0);
-            let headers: Vec<(String, String)> = response
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
+            let headers = owned(response.headers);
             let length: usize = headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
