@@ -4,7 +4,7 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use platform_auth::BearerSecurity;
-use platform_auth::{AuthUser, Jwt};
+use platform_auth::{AdminUser, Jwt};
 use platform_events::audit;
 use platform_events::store::{self, Filter};
 use platform_events::{DeadLetter, Transport};
@@ -28,16 +28,6 @@ pub struct AppState {
 impl FromRef<AppState> for Jwt {
     fn from_ref(state: &AppState) -> Jwt {
         state.jwt.clone()
-    }
-}
-
-fn admin_only(caller: &AuthUser) -> Result<(), Problem> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(Problem::forbidden(
-            "Only administrators may read the event store.",
-        ))
     }
 }
 
@@ -79,11 +69,10 @@ pub struct StoredEvent(serde_json::Value);
     ))]
 pub async fn list_events(
     State(state): State<AppState>,
-    caller: AuthUser,
+    _admin: AdminUser,
     Query(query): Query<EventQuery>,
     page: PageRequest,
 ) -> Result<Json<Page<StoredEvent>>, Problem> {
-    admin_only(&caller)?;
     let filter = Filter {
         subject: query.subject,
         event_type: query.event_type,
@@ -196,10 +185,9 @@ pub struct StoredAuditRecord(serde_json::Value);
     ))]
 pub async fn audit_trail(
     State(state): State<AppState>,
-    caller: AuthUser,
+    _admin: AdminUser,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Page<StoredAuditRecord>>, Problem> {
-    admin_only(&caller)?;
     let query = query.parse()?;
     let filter = Filter {
         // Audit events are about their actor (see platform_events::audit).
@@ -247,10 +235,9 @@ pub struct DeadLetters {
     ))]
 pub async fn dead_letters(
     State(state): State<AppState>,
-    caller: AuthUser,
+    _admin: AdminUser,
     Query(query): Query<DeadLetterQuery>,
 ) -> Result<Json<DeadLetters>, Problem> {
-    admin_only(&caller)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let items = state
         .transport
@@ -277,11 +264,10 @@ fn bus_down(error: platform_events::BusError) -> Problem {
     ))]
 pub async fn replay(
     State(state): State<AppState>,
-    caller: AuthUser,
+    AdminUser(caller): AdminUser,
     auditor: Auditor,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    admin_only(&caller)?;
     if state.transport.replay(&id).await.map_err(bus_down)? {
         auditor.record(
             AuditEvent::new(Action::EventReplay, Outcome::Success)

@@ -386,6 +386,22 @@ async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend
         app.get("/api/v1/admin/audit", Some("user")).await.status(),
         403
     );
+
+    // That refusal is itself in the trail, under the user who was refused.
+    let user = uuid::Uuid::now_v7();
+    let refused = app
+        .client
+        .get(format!("{}/api/v1/admin/events/dead-letters", app.base))
+        .bearer_auth(token_of(user, "user"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let denied = app
+        .audit_until(&format!("?actor={user}&action=auth.access_denied"), 1)
+        .await;
+    assert_eq!(denied["items"][0]["service"], "event-store");
+    assert_eq!(denied["items"][0]["outcome"], "denied");
 }
 
 async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
