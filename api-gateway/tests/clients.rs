@@ -130,13 +130,14 @@ async fn event_streams_hold_a_slot_while_they_last(fast_path: bool) {
     cfg.max_concurrent_requests = 2;
     let gateway = TestGateway::start(cfg).await;
     let token = support::user_token();
-    let open = || {
+    let get = |path: &str| {
         gateway
             .client
-            .get(gateway.url("/api/v1/notifications/stream"))
+            .get(gateway.url(path))
             .bearer_auth(&token)
             .send()
     };
+    let open = || get("/api/v1/notifications/stream");
     let mut first = open().await.unwrap();
     let mut second = open().await.unwrap();
     assert_eq!(
@@ -147,26 +148,14 @@ async fn event_streams_hold_a_slot_while_they_last(fast_path: bool) {
     assert!(first.chunk().await.unwrap().is_some());
     assert!(second.chunk().await.unwrap().is_some());
     // ...so a third request of any kind is shed.
-    let third = gateway
-        .client
-        .get(gateway.url("/api/v1/notifications"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let third = get("/api/v1/notifications").await.unwrap();
     assert_eq!(third.status(), 503);
     // A stream that ends gives its slot back.
     drop(first);
     let mut served = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let next = gateway
-            .client
-            .get(gateway.url("/api/v1/notifications"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let next = get("/api/v1/notifications").await.unwrap();
         if next.status() == 200 {
             served = true;
             break;

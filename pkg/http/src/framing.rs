@@ -21,6 +21,10 @@
 
 use std::fmt;
 
+use http::StatusCode;
+
+use crate::problem::{PROBLEM_JSON, Problem};
+
 /// Longest request line accepted (nginx's default buffer for one line).
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
 /// Most header fields in one head (hyper's own limit).
@@ -60,38 +64,49 @@ impl Refusal {
         }
     }
 
-    /// The whole response: a problem document, and the connection closes after it (after a
-    /// framing error nothing that follows on the connection can be trusted).
-    pub fn response(&self) -> Vec<u8> {
-        let (title, kind) = match self.status {
-            405 => ("Method Not Allowed", "method-not-allowed"),
-            408 => ("Request Timeout", "request-timeout"),
-            414 => ("URI Too Long", "uri-too-long"),
-            431 => ("Request Header Fields Too Large", "headers-too-large"),
-            503 => ("Service Unavailable", "unavailable"),
-            _ => ("Bad Request", "bad-request"),
+    /// The refusal as the platform's one error body.
+    pub fn problem(&self) -> Problem {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let kind = match self.status {
+            405 => "method-not-allowed",
+            408 => "request-timeout",
+            414 => "uri-too-long",
+            431 => "headers-too-large",
+            503 => "too-many-connections",
+            _ => "malformed-request",
         };
-        let body = serde_json::json!({
-            "type": format!("https://microservices-platform.dev/problems/{kind}"),
-            "title": title,
-            "status": self.status,
-            "detail": self.reason,
-        })
-        .to_string();
-        let mut out = format!(
-            "HTTP/1.1 {} {title}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n",
-            self.status,
-            body.len()
-        );
-        if self.status == 405 {
-            out.push_str("allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
-        }
+        let problem = Problem::new(status)
+            .with_type(kind)
+            .with_detail(self.reason);
         if self.status == 503 {
-            out.push_str("retry-after: 1\r\n");
+            problem.with_retry_after(1)
+        } else {
+            problem
         }
-        out.push_str("\r\n");
-        out.push_str(&body);
-        out.into_bytes()
+    }
+
+    /// The whole response, written straight to a socket (no hyper behind it): the problem,
+    /// and the connection closes after it (after a framing error nothing that follows on the
+    /// connection can be trusted).
+    pub fn response(&self) -> Vec<u8> {
+        let problem = self.problem();
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n",
+            problem.status,
+            problem.title,
+            body.len()
+        )
+        .into_bytes();
+        if let Some(seconds) = problem.retry_after {
+            out.extend_from_slice(format!("retry-after: {seconds}\r\n").as_bytes());
+        }
+        if self.status == 405 {
+            out.extend_from_slice(b"allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+        out
     }
 }
 
