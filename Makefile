@@ -6,8 +6,8 @@ CARGO ?= cargo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-dev-up: ## Run the whole platform in one process on embedded defaults (gateway on :8080)
-	$(CARGO) run --release
+dev-up: ## The whole platform in one process (gateway on :8080): embedded defaults, or the Compose servers when they run
+	CARGO=$(CARGO) scripts/dev-up.sh
 
 build: ## Build every binary in release mode
 	$(CARGO) build --release --workspace
@@ -32,3 +32,36 @@ lint: ## Formatting check and clippy with warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+# ---- Containers and deployment (see docs/DEPLOYMENT.md) ----
+.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy
+
+DOCKER_REGISTRY ?= localhost/microservices-platform
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
+SERVICES := api-gateway user-service product-service order-service payment-service notification-service event-store
+CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker)
+
+proto-gen: ## Regenerate the gRPC code from proto/ (protox in pkg/proto/build.rs: no protoc needed)
+	$(CARGO) build -p platform-proto
+
+base-image: ## Build the Debian base image locally with debootstrap (no registry needed)
+	scripts/build-base-image.sh
+
+docker-build: ## Build every service's image from one release binary: $(DOCKER_REGISTRY)/<service>:$(VERSION)
+	DOCKER_REGISTRY=$(DOCKER_REGISTRY) VERSION=$(VERSION) scripts/docker-build.sh
+
+docker-push: ## Push every image to $(DOCKER_REGISTRY)
+	@case "$(DOCKER_REGISTRY)" in localhost*) echo "docker-push: set DOCKER_REGISTRY to your registry (it is $(DOCKER_REGISTRY))" >&2; exit 2;; esac
+	@for service in $(SERVICES); do \
+		echo "pushing $(DOCKER_REGISTRY)/$$service:$(VERSION)"; \
+		$(CONTAINER_ENGINE) push $(DOCKER_REGISTRY)/$$service:$(VERSION) || exit 1; \
+	done
+
+compose-images: ## Build PostgreSQL, Redis and Prometheus images from Debian packages (docker-compose.ci.yml)
+	scripts/compose-images.sh
+
+compose-smoke: ## Images, then the whole platform on Compose: main journey, Prometheus targets, teardown
+	scripts/compose-smoke.sh
+
+validate-deploy: ## Lint and validate Dockerfiles, Compose files, shell scripts, Kubernetes and Istio
+	scripts/validate-deploy.sh

@@ -82,7 +82,7 @@ TOML
 PORT=$GW HOST=127.0.0.1 GATEWAY_CONFIG="$work/gateway.toml" JWT_SECRET="$secret" \
     RATE_LIMIT_PER_MINUTE=1000000000 LOG_LEVEL=warn "$gateway_bin" > "$work/gateway.log" 2>&1 &
 gateway_pid=$!
-pids+=($gateway_pid)
+pids+=("$gateway_pid")
 PORT=$GWH HOST=127.0.0.1 GATEWAY_CONFIG="$work/gateway.toml" JWT_SECRET="$secret" GATEWAY_FAST_PATH=false \
     RATE_LIMIT_PER_MINUTE=1000000000 LOG_LEVEL=warn "$gateway_bin" > "$work/gateway-hyper.log" 2>&1 &
 pids+=($!)
@@ -111,7 +111,6 @@ run() { # name url
     p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
     echo "$1 $rps $p50 $p99"
 }
-peak_rss=0
 watch_rss() { while kill -0 "$gateway_pid" 2>/dev/null; do r=$(awk '/VmRSS/ {print $2}' /proc/$gateway_pid/status 2>/dev/null || echo 0); [ "$r" -gt "$(cat "$work/rss")" ] && echo "$r" > "$work/rss"; sleep 0.2; done; }
 echo 0 > "$work/rss"
 watch_rss & pids+=($!)
@@ -126,11 +125,13 @@ done
 results="$work/results"
 for round in $(seq 1 "$rounds"); do
     say "round $round/$rounds (${duration}s each, $connections connections)"
-    run direct "http://127.0.0.1:$UP/api/v1/bench" >> "$results"
-    run nginx "http://127.0.0.1:$NGX/api/v1/bench" >> "$results"
-    run bare-hyper "http://127.0.0.1:$BARE/api/v1/bench" >> "$results"
-    run gateway "http://127.0.0.1:$GW/api/v1/bench" >> "$results"
-    run gateway-hyper "http://127.0.0.1:$GWH/api/v1/bench" >> "$results"
+    {
+        run direct "http://127.0.0.1:$UP/api/v1/bench"
+        run nginx "http://127.0.0.1:$NGX/api/v1/bench"
+        run bare-hyper "http://127.0.0.1:$BARE/api/v1/bench"
+        run gateway "http://127.0.0.1:$GW/api/v1/bench"
+        run gateway-hyper "http://127.0.0.1:$GWH/api/v1/bench"
+    } >> "$results"
     if [ -n "$baseline" ]; then
         run baseline "http://127.0.0.1:$GWB/api/v1/bench" >> "$results"
     fi
@@ -139,9 +140,9 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RPS P50 P99
 for name in $targets; do
-    RPS[$name]=$(awk -v n=$name '$1==n {print $2}' "$results" | median)
-    P50[$name]=$(awk -v n=$name '$1==n {print $3}' "$results" | median)
-    P99[$name]=$(awk -v n=$name '$1==n {print $4}' "$results" | median)
+    RPS[$name]=$(awk -v n="$name" '$1==n {print $2}' "$results" | median)
+    P50[$name]=$(awk -v n="$name" '$1==n {print $3}' "$results" | median)
+    P99[$name]=$(awk -v n="$name" '$1==n {print $4}' "$results" | median)
 done
 rss_mb=$(awk '{printf "%.1f", $1/1024}' "$work/rss")
 echo

@@ -134,9 +134,11 @@ run() { # name kind port token product
 results="$work/results"
 for round in $(seq 1 "$rounds"); do
     say "round $round/$rounds (${duration}s each, $connections connections)"
-    run orders orders 18710 "$token" "$product" >> "$results"
-    run orders-pool25 orders 18720 "$token25" "$product25" >> "$results"
-    run payments payments 18710 "$token" "$product" >> "$results"
+    {
+        run orders orders 18710 "$token" "$product"
+        run orders-pool25 orders 18720 "$token25" "$product25"
+        run payments payments 18710 "$token" "$product"
+    } >> "$results"
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -80,10 +80,12 @@ miss0=$(( $(counter cache_misses_total products) + $(counter cache_misses_total 
 results="$work/results"
 for round in $(seq 1 "$rounds"); do
     say "round $round/$rounds (${duration}s each, $connections connections)"
-    run item-cached "http://127.0.0.1:18610/api/v1/products/$id" >> "$results"
-    run item-uncached "http://127.0.0.1:18620/api/v1/products/$id_uncached" >> "$results"
-    run list-cached "http://127.0.0.1:18610/api/v1/products?page=1&per_page=20" >> "$results"
-    run list-uncached "http://127.0.0.1:18620/api/v1/products?page=1&per_page=20" >> "$results"
+    {
+        run item-cached "http://127.0.0.1:18610/api/v1/products/$id"
+        run item-uncached "http://127.0.0.1:18620/api/v1/products/$id_uncached"
+        run list-cached "http://127.0.0.1:18610/api/v1/products?page=1&per_page=20"
+        run list-uncached "http://127.0.0.1:18620/api/v1/products?page=1&per_page=20"
+    } >> "$results"
 done
 hits=$(( $(counter cache_hits_total products) + $(counter cache_hits_total product_lists) - hits0 ))
 misses=$(( $(counter cache_misses_total products) + $(counter cache_misses_total product_lists) - miss0 ))

@@ -2,10 +2,13 @@
 # Makes sure the PostgreSQL and Redis servers the integration suites use are up on 127.0.0.1:
 # starts them when they are down, installs them from Debian's packages when they are missing.
 # Prints the TEST_DATABASE_URL and TEST_REDIS_URL to use.
+#
+# TEST_POSTGRES_PORT / TEST_REDIS_PORT point it at servers on other ports, such as those of
+# `docker-compose -f docker-compose.test.yml up -d`; it then only waits for them.
 set -euo pipefail
 
-PG_PORT=5432
-REDIS_PORT=6379
+PG_PORT=${TEST_POSTGRES_PORT:-5432}
+REDIS_PORT=${TEST_REDIS_PORT:-6379}
 
 say() { echo "[test-services] $*" >&2; }
 
@@ -28,6 +31,7 @@ wait_for() {
 
 ensure_postgres() {
     if command -v pg_isready >/dev/null && pg_up; then say "PostgreSQL is up"; return; fi
+    if [ "$PG_PORT" != 5432 ]; then wait_for "PostgreSQL on port $PG_PORT" pg_up; return; fi
     if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
         say "PostgreSQL is not installed: installing it from Debian's packages"
         as_root apt-get update -qq
@@ -38,7 +42,7 @@ ensure_postgres() {
         done
     fi
     local version
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -V | tail -n 1)
     say "starting PostgreSQL $version"
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
     wait_for PostgreSQL pg_up
@@ -46,6 +50,7 @@ ensure_postgres() {
 
 ensure_redis() {
     if command -v redis-cli >/dev/null && redis_up; then say "Redis is up"; return; fi
+    if [ "$REDIS_PORT" != 6379 ]; then wait_for "Redis on port $REDIS_PORT" redis_up; return; fi
     if ! command -v redis-server >/dev/null; then
         say "Redis is not installed: installing it from Debian's packages"
         as_root apt-get update -qq

@@ -25,6 +25,8 @@ use platform_http::{BoxError, CancellationToken, Service};
 use product_service::Application as ProductService;
 use user_service::Application as UserService;
 
+pub mod probe;
+
 /// Variables that identify one process and so are never read bare for a hosted service.
 const PER_SERVICE: &[&str] = &["PORT", "GRPC_PORT", "SERVICE_NAME"];
 
@@ -303,6 +305,61 @@ pub async fn migrate(env: &Env) -> Result<Vec<&'static str>, PlatformError> {
         NotificationService::NAME,
         EventStore::NAME,
     ])
+}
+
+/// One part of the platform, as `platform serve <name>` and `platform migrate <name>` name it:
+/// the multi-call binary every container image runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Gateway,
+    Users,
+    Products,
+    Orders,
+    Payments,
+    Notifications,
+    EventStore,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] = [
+        Part::Gateway,
+        Part::Users,
+        Part::Products,
+        Part::Orders,
+        Part::Payments,
+        Part::Notifications,
+        Part::EventStore,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Gateway => Gateway::NAME,
+            Part::Users => UserService::NAME,
+            Part::Products => ProductService::NAME,
+            Part::Orders => OrderService::NAME,
+            Part::Payments => PaymentService::NAME,
+            Part::Notifications => NotificationService::NAME,
+            Part::EventStore => EventStore::NAME,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|part| part.name() == name)
+    }
+
+    /// Runs this part alone as the process, configured from the environment unprefixed,
+    /// exactly as its own binary would (`serve` until a signal, or `migrate` and exit).
+    pub fn run(self, command: platform_http::Command) -> std::process::ExitCode {
+        match self {
+            Part::Gateway => platform_http::run::<Gateway>(command),
+            Part::Users => platform_http::run::<UserService>(command),
+            Part::Products => platform_http::run::<ProductService>(command),
+            Part::Orders => platform_http::run::<OrderService>(command),
+            Part::Payments => platform_http::run::<PaymentService>(command),
+            Part::Notifications => platform_http::run::<NotificationService>(command),
+            Part::EventStore => platform_http::run::<EventStore>(command),
+        }
+    }
 }
 
 /// The event bus the services of this environment use (`REDIS_URL`, else `DATA_DIR`).

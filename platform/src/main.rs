@@ -1,9 +1,12 @@
 //! `platform`: `up` (the default) runs the whole platform in this process; `migrate` applies
 //! every service's migrations; `events dead-letters` and `events replay` operate on the bus.
+//! `serve <service>` and `migrate <service>` run one part alone: the multi-call binary every
+//! container image holds. `probe URL` is the images' health check (they have no shell).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use platform::Part;
 use platform_config::Env;
 use platform_telemetry::TelemetryConfig;
 
@@ -22,13 +25,39 @@ struct Cli {
 enum Command {
     /// Start the gateway and every service (the default).
     Up,
-    /// Apply every service's database migrations, then exit.
-    Migrate,
+    /// Run one service alone, configured from the environment unprefixed (PORT, DATABASE_URL…).
+    Serve {
+        /// api-gateway, user-service, product-service, order-service, payment-service,
+        /// notification-service or event-store (each image sets PLATFORM_SERVICE to its own).
+        #[arg(value_parser = part, env = "PLATFORM_SERVICE")]
+        service: Part,
+    },
+    /// Apply every service's database migrations (or one service's), then exit.
+    Migrate {
+        /// Only this service, configured from the environment unprefixed, as `serve` reads it.
+        #[arg(value_parser = part)]
+        service: Option<Part>,
+    },
+    /// GET an http:// URL; exit 0 on a 2xx status, 1 otherwise (the images' health check).
+    Probe {
+        /// Default: this container's own service, http://127.0.0.1:$PORT/health.
+        url: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Operate on the event bus.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
     },
+}
+
+/// The commands that operate on the whole platform.
+enum Whole {
+    Up,
+    Migrate,
+    Events(EventsCommand),
 }
 
 #[derive(Subcommand)]
@@ -54,8 +83,42 @@ enum EventsCommand {
     },
 }
 
+fn part(name: &str) -> Result<Part, String> {
+    Part::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Part::ALL.iter().map(|p| p.name()).collect();
+        format!("no such service; one of: {}", names.join(", "))
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One part alone gets its own runtime, telemetry and configuration, as its own binary has.
+    let whole = match cli.command.unwrap_or(Command::Up) {
+        Command::Serve { service } => return service.run(platform_http::Command::Serve),
+        Command::Migrate {
+            service: Some(service),
+        } => return service.run(platform_http::Command::Migrate),
+        Command::Probe { url, timeout } => {
+            let Some(url) = url.or_else(|| {
+                std::env::var("PORT")
+                    .ok()
+                    .map(|port| format!("http://127.0.0.1:{port}/health"))
+            }) else {
+                eprintln!("probe: give a URL, or set PORT to probe http://127.0.0.1:$PORT/health");
+                return ExitCode::from(platform_http::service::EXIT_CONFIG);
+            };
+            return match platform::probe::probe(&url, std::time::Duration::from_secs(timeout)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("probe {url}: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Up => Whole::Up,
+        Command::Migrate { service: None } => Whole::Migrate,
+        Command::Events { command } => Whole::Events(command),
+    };
     let env = Env::from_process().with_defaults([("LOG_FORMAT", "compact")]);
     let mut telemetry_env = env.reader();
     let telemetry = TelemetryConfig::from_env(&mut telemetry_env);
@@ -81,8 +144,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match cli.command.unwrap_or(Command::Up) {
-            Command::Up => {
+        match whole {
+            Whole::Up => {
                 let shutdown = platform_http::shutdown_on_signal();
                 let running = match platform::up(&env, shutdown).await {
                     Ok(running) => running,
@@ -100,8 +163,8 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Command::Events { command } => events(&env, command).await,
-            Command::Migrate => match platform::migrate(&env).await {
+            Whole::Events(command) => events(&env, command).await,
+            Whole::Migrate => match platform::migrate(&env).await {
                 Ok(services) => {
                     for service in services {
                         println!("{service}: migrations applied");

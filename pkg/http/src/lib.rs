@@ -50,7 +50,7 @@ pub use router::HttpApi;
 pub use server::{
     GrpcApi, Server, ServerConfig, ServerDefaults, ServerError, ServiceParts, shutdown_on_signal,
 };
-pub use service::{BoxError, Service, run_main};
+pub use service::{BoxError, Command, Service, run, run_main};
 pub use tokio_util::sync::CancellationToken;
 
 // Every binary linking the kit gets the platform's allocator (mimalloc, tuned) from here.

@@ -61,13 +61,21 @@ pub trait Service: Sized + Send + 'static {
     fn run(self, shutdown: CancellationToken) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
 
+/// What a service process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Serve until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending migrations, then exit.
+    Migrate,
+}
+
 /// The whole `main` of a service binary: `<binary>` serves, `<binary> migrate` applies
 /// migrations and exits.
 pub fn run_main<S: Service>() -> ExitCode {
-    let migrate_only = match std::env::args().nth(1).as_deref() {
-        None => false,
-        Some("migrate") => true,
-        Some("serve") => false,
+    let command = match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => Command::Serve,
+        Some("migrate") => Command::Migrate,
         Some(other) => {
             eprintln!(
                 "{}: unknown command {other:?}; expected `serve` (default) or `migrate`",
@@ -76,6 +84,13 @@ pub fn run_main<S: Service>() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    run::<S>(command)
+}
+
+/// Runs one service as this process, configured from the environment unprefixed (`PORT`,
+/// `DATABASE_URL`): what a service binary does, and `platform serve <service>` in a container.
+pub fn run<S: Service>(command: Command) -> ExitCode {
+    let migrate_only = command == Command::Migrate;
     let mut env = Env::from_process();
     let telemetry = TelemetryConfig::from_env(&mut env);
     let config = S::config_from_env(&mut env);

@@ -14,6 +14,7 @@
 //! - [`audit`]: [`AuditCapture`], an audit sink that keeps what a service recorded.
 //! - [`grpc`]: gRPC callers with or without a service credential, a CA for mutual TLS, and
 //!   the audit records a service published.
+//! - [`process`]: stopping a binary under test with a signal, as an orchestrator would.
 #![forbid(unsafe_code)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
@@ -21,6 +22,7 @@
 pub mod audit;
 pub mod grpc;
 pub mod http;
+pub mod process;
 
 pub use audit::AuditCapture;
 
