@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The platform in real containers: build the images, start PostgreSQL, Redis, Prometheus, every
 # service and the gateway with Compose (on podman here), run the main journey through the
-# gateway's port on 127.0.0.1, check that Prometheus scrapes every part, then tear everything
-# down, leaving no container, network or volume behind. Exits non-zero on any failure.
+# gateway's port on 127.0.0.1, check that Prometheus scrapes every part and answers the Grafana
+# dashboards' queries, run a PostgreSQL suite against the integration environment
+# (docker-compose.test.yml), then tear everything down, leaving no container, network or volume
+# behind. Exits non-zero on any failure.
 #
 #   scripts/compose-smoke.sh              (make compose-smoke; root, as it may install podman)
 #
@@ -48,6 +50,7 @@ for service in api-gateway user-service product-service order-service payment-se
 done
 
 healthchecks_pid=""
+test_project=""
 teardown() {
     local status=$?
     if [ -n "$healthchecks_pid" ]; then kill "$healthchecks_pid" 2>/dev/null || true; fi
@@ -65,6 +68,9 @@ teardown() {
     fi
     say "tearing down"
     compose down --volumes --remove-orphans --timeout 40 >/dev/null 2>&1 || true
+    if [ -n "$test_project" ]; then
+        docker-compose -p "$test_project" -f docker-compose.test.yml down --volumes --remove-orphans >/dev/null 2>&1 || true
+    fi
     local left
     left=$(podman ps -a -q --filter "label=com.docker.compose.project=$project" | wc -l)
     left=$((left + $(podman network ls -q --filter "label=com.docker.compose.project=$project" | wc -l)))
@@ -82,7 +88,8 @@ trap teardown EXIT
 # starting or running container's check every 2 s instead, as the timer would.
 drive_healthchecks() {
     while true; do
-        for id in $(podman ps -q --filter "label=com.docker.compose.project=$project"); do
+        for id in $(podman ps -q --filter "label=com.docker.compose.project=$project" \
+            --filter "label=com.docker.compose.project=$project-test"); do
             podman healthcheck run "$id" >/dev/null 2>&1 || true
         done
         sleep 2
@@ -152,4 +159,21 @@ for name, title, ok in results:
     print(f"  {'ok ' if ok else 'BAD'} {name}: {title}", file=sys.stderr)
 sys.exit(0 if all(ok for _, _, ok in results) else 1)
 PY
+say "the integration environment (docker-compose.test.yml): servers up, found, used by a suite"
+test_project="$project-test"
+TEST_POSTGRES_PORT=$(free_port)
+TEST_REDIS_PORT=$(free_port)
+export TEST_POSTGRES_PORT TEST_REDIS_PORT
+test_compose() {
+    POSTGRES_IMAGE=localhost/microservices-platform/postgres:15 REDIS_IMAGE=localhost/microservices-platform/redis:7 \
+        docker-compose -p "$test_project" -f docker-compose.test.yml "$@"
+}
+test_compose up -d --wait >&2
+mapfile -t urls < <(scripts/test-services.sh)
+env "${urls[@]}" TEST_REQUIRE_BACKENDS=1 cargo test --locked -q -p platform-db >&2
+test_compose down --volumes --remove-orphans >/dev/null 2>&1
+if [ -n "$(podman ps -a -q --filter "label=com.docker.compose.project=$test_project")" ]; then
+    say "docker-compose.test.yml left containers behind"
+    exit 1
+fi
 say "passed"
