@@ -97,9 +97,14 @@ async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
     panic!("user.registered for {user} never reached the event store: {everything}");
 }
 
-/// The audit record of an administrator's action reaches the event store: the service's
-/// sink → bus → the store's consumer → `GET /api/v1/admin/audit`, through the gateway.
-async fn audit_record_reaches_the_event_store(base: &str, action: &str, target: &str) {
+/// Polls the event store's audit trail (through the gateway, as an administrator) for a
+/// record of `action` that `wanted` picks, and returns it; `what` names it if it never comes.
+async fn audit_record(
+    base: &str,
+    action: &str,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
     let client = reqwest::Client::new();
     let admin = admin_token(base).await;
     let mut last = Value::Null;
@@ -110,29 +115,29 @@ async fn audit_record_reaches_the_event_store(base: &str, action: &str, target: 
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200);
-        last = response.json().await.unwrap();
-        let found = last["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|record| record["target"] == target);
-        if let Some(record) = found {
-            assert_eq!(record["outcome"], "success");
-            assert!(record["actor"].is_string(), "{record}");
-            assert!(record["request_id"].is_string(), "{record}");
-            return;
+        last = platform_testing::http::json_of(response, 200).await;
+        if let Some(record) = last["items"].as_array().unwrap().iter().find(|r| wanted(r)) {
+            return record.clone();
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    panic!("no {action} record of {target} reached the event store: {last}");
+    panic!("{what} did not reach the event store: {last}");
+}
+
+/// The audit record of an administrator's action reaches the event store: the service's
+/// sink → bus → the store's consumer → `GET /api/v1/admin/audit`, through the gateway.
+async fn audit_record_reaches_the_event_store(base: &str, action: &str, target: &str) {
+    let what = format!("the {action} record of {target}");
+    let record = audit_record(base, action, &what, |r| r["target"] == target).await;
+    assert_eq!(record["outcome"], "success");
+    assert!(record["actor"].is_string(), "{record}");
+    assert!(record["request_id"].is_string(), "{record}");
 }
 
 /// A token the gateway refuses at the edge is an audit record in the event store too, with
 /// the client's address and the request id.
 async fn edge_refusal_reaches_the_event_store(base: &str) {
-    let client = reqwest::Client::new();
-    let refused = client
+    let refused = reqwest::Client::new()
         .get(format!("{base}/api/v1/orders"))
         .bearer_auth("not.a.token")
         .header("x-request-id", "edge-refusal-1")
@@ -140,35 +145,14 @@ async fn edge_refusal_reaches_the_event_store(base: &str) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
-    let admin = admin_token(base).await;
-    let mut last = Value::Null;
-    for _ in 0..250 {
-        last = client
-            .get(format!(
-                "{base}/api/v1/admin/audit?action=auth.token_rejected"
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let found = last["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|record| record["request_id"] == "edge-refusal-1");
-        if let Some(record) = found {
-            assert_eq!(record["service"], "api-gateway", "{record}");
-            assert_eq!(record["outcome"], "denied", "{record}");
-            assert_eq!(record["client_ip"], "127.0.0.1", "{record}");
-            assert!(record["reason"].is_string(), "{record}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-    panic!("the edge's refusal did not reach the event store: {last}");
+    let record = audit_record(base, "auth.token_rejected", "the edge's refusal", |r| {
+        r["request_id"] == "edge-refusal-1"
+    })
+    .await;
+    assert_eq!(record["service"], "api-gateway", "{record}");
+    assert_eq!(record["outcome"], "denied", "{record}");
+    assert_eq!(record["client_ip"], "127.0.0.1", "{record}");
+    assert!(record["reason"].is_string(), "{record}");
 }
 
 /// An administrator adds a product through the gateway; anyone can then find it by listing,
