@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.."
 
 started=$(date +%s)
 say() { echo "compose-smoke [$(( $(date +%s) - started ))s]: $*" >&2; }
+# Every podman and Compose call is bounded: a wedged container engine fails the run, never hangs it.
+bounded() { local limit=$1; shift; timeout --kill-after=10 "$limit" "$@"; }
 
 eval "$(scripts/container-tools.sh --env)"
 export DOCKER_HOST
@@ -24,7 +26,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 GATEWAY_PORT=$(free_port)
 PROMETHEUS_PORT=$(free_port)
 export GATEWAY_PORT PROMETHEUS_PORT
-compose() { docker-compose -p "$project" -f docker-compose.yml -f docker-compose.ci.yml "$@"; }
+# COMPOSE_LIMIT=N before a call bounds it more tightly than the default 10 minutes.
+compose() { bounded "${COMPOSE_LIMIT:-600}" docker-compose -p "$project" -f docker-compose.yml -f docker-compose.ci.yml "$@"; }
 
 say "images: base, PostgreSQL, Redis, Prometheus (local), and the platform's"
 scripts/compose-images.sh
@@ -49,6 +52,20 @@ for service in api-gateway user-service product-service order-service payment-se
     done
 done
 
+# Removes the project's containers, networks and volumes with podman directly (no Compose).
+remove_project() {
+    local label kind ids
+    for label in "$project" "$project-test"; do
+        for kind in container network volume; do
+            ids=$(bounded 30 podman "$kind" ls -a -q --filter "label=com.docker.compose.project=$label" 2>/dev/null ||
+                bounded 30 podman "$kind" ls -q --filter "label=com.docker.compose.project=$label" 2>/dev/null || true)
+            if [ -n "$ids" ]; then
+                # shellcheck disable=SC2086 # one id per word
+                bounded 60 podman "$kind" rm -f $ids >/dev/null 2>&1 || true
+            fi
+        done
+    done
+}
 healthchecks_pid=""
 test_project=""
 teardown() {
@@ -56,10 +73,10 @@ teardown() {
     if [ -n "$healthchecks_pid" ]; then kill "$healthchecks_pid" 2>/dev/null || true; fi
     if [ "$status" -ne 0 ]; then
         say "FAILED: every container's status, then the last lines of each one's log"
-        compose ps -a >&2 || true
+        COMPOSE_LIMIT=30 compose ps -a >&2 || true
         for service in $(compose config --services 2>/dev/null); do
             echo "--- $service" >&2
-            compose logs --no-color --tail 25 "$service" 2>&1 | cut -c1-600 >&2 || true
+            COMPOSE_LIMIT=30 compose logs --no-color --tail 25 "$service" 2>&1 | cut -c1-600 >&2 || true
         done
     fi
     if [ "${SMOKE_KEEP:-0}" = 1 ]; then
@@ -67,14 +84,16 @@ teardown() {
         exit "$status"
     fi
     say "tearing down"
-    compose down --volumes --remove-orphans --timeout 40 >/dev/null 2>&1 || true
+    COMPOSE_LIMIT=120 compose down --volumes --remove-orphans --timeout 40 >/dev/null 2>&1 || true
     if [ -n "$test_project" ]; then
-        docker-compose -p "$test_project" -f docker-compose.test.yml down --volumes --remove-orphans >/dev/null 2>&1 || true
+        bounded 120 docker-compose -p "$test_project" -f docker-compose.test.yml down --volumes --remove-orphans >/dev/null 2>&1 || true
     fi
+    # What Compose could not remove (a wedged API service) goes by podman itself.
+    remove_project
     local left
-    left=$(podman ps -a -q --filter "label=com.docker.compose.project=$project" | wc -l)
-    left=$((left + $(podman network ls -q --filter "label=com.docker.compose.project=$project" | wc -l)))
-    left=$((left + $(podman volume ls -q --filter "label=com.docker.compose.project=$project" | wc -l)))
+    left=$(bounded 30 podman ps -a -q --filter "label=com.docker.compose.project=$project" | wc -l)
+    left=$((left + $(bounded 30 podman network ls -q --filter "label=com.docker.compose.project=$project" | wc -l)))
+    left=$((left + $(bounded 30 podman volume ls -q --filter "label=com.docker.compose.project=$project" | wc -l)))
     if [ "$left" -ne 0 ]; then
         say "teardown left $left containers, networks or volumes of $project behind"
         status=1
@@ -83,14 +102,20 @@ teardown() {
     exit "$status"
 }
 trap teardown EXIT
+# A bound from outside (timeout in .ci/run) still tears down.
+trap 'exit 143' TERM INT
 
 # Podman runs health checks from systemd timers, and this machine has no systemd: run each
 # starting or running container's check every 2 s instead, as the timer would.
+# (One `podman ps` per project: podman ANDs repeated label filters, so one call naming both
+# projects matches nothing, and nothing would ever turn healthy.)
 drive_healthchecks() {
+    local label id
     while true; do
-        for id in $(podman ps -q --filter "label=com.docker.compose.project=$project" \
-            --filter "label=com.docker.compose.project=$project-test"); do
-            podman healthcheck run "$id" >/dev/null 2>&1 || true
+        for label in "$project" "$project-test"; do
+            for id in $(bounded 20 podman ps -q --filter "label=com.docker.compose.project=$label"); do
+                bounded 20 podman healthcheck run "$id" >/dev/null 2>&1 || true
+            done
         done
         sleep 2
     done
@@ -101,7 +126,18 @@ if ! pidof systemd >/dev/null 2>&1; then
 fi
 
 say "docker-compose up: PostgreSQL, Redis, every service, the gateway, Prometheus"
-compose up -d --quiet-pull api-gateway prometheus >&2
+# Podman 4.3's API service can wedge while several containers start at once (seen once in CI:
+# five `Starting` that never returned). Start one container at a time, bound the wait, and on a
+# wedge restart the API service and try once more rather than hang the whole run.
+export COMPOSE_PARALLEL_LIMIT=1
+if ! COMPOSE_LIMIT="${SMOKE_UP_TIMEOUT:-300}" compose up -d --quiet-pull api-gateway prometheus >&2; then
+    say "docker-compose up did not finish within ${SMOKE_UP_TIMEOUT:-300} s: container states, then a restart of the podman API service and one more try"
+    bounded 30 podman ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}} {{.Status}}' >&2 || true
+    remove_project
+    scripts/container-tools.sh --restart-service >&2
+    COMPOSE_LIMIT="${SMOKE_UP_TIMEOUT:-300}" compose up -d --quiet-pull api-gateway prometheus >&2 ||
+        { say "docker-compose up failed twice"; exit 1; }
+fi
 gateway="http://127.0.0.1:$GATEWAY_PORT"
 for _ in $(seq 120); do
     curl -sf "$gateway/ready" >/dev/null 2>&1 && break
@@ -133,7 +169,7 @@ sys.exit(0 if not missing else 1)' "$expected"; then
     sleep 2
 done
 say "Grafana's provisioned dashboards: every query valid, and answered from the live metrics"
-python3 - "$prometheus" monitoring/grafana/dashboards/*.json <<'PY'
+python3 - "$prometheus" monitoring/grafana/dashboards/platform-overview.json <<'PY'
 import json, sys, time, urllib.parse, urllib.request
 prometheus = sys.argv[1]
 queries = [(path.rsplit("/", 1)[-1], panel["title"], target["expr"])
@@ -166,12 +202,12 @@ TEST_REDIS_PORT=$(free_port)
 export TEST_POSTGRES_PORT TEST_REDIS_PORT
 test_compose() {
     POSTGRES_IMAGE=localhost/microservices-platform/postgres:15 REDIS_IMAGE=localhost/microservices-platform/redis:7 \
-        docker-compose -p "$test_project" -f docker-compose.test.yml "$@"
+        bounded "${COMPOSE_LIMIT:-300}" docker-compose -p "$test_project" -f docker-compose.test.yml "$@"
 }
 test_compose up -d --wait >&2
 mapfile -t urls < <(scripts/test-services.sh)
 env "${urls[@]}" TEST_REQUIRE_BACKENDS=1 cargo test --locked -q -p platform-db >&2
-test_compose down --volumes --remove-orphans >/dev/null 2>&1
+COMPOSE_LIMIT=120 test_compose down --volumes --remove-orphans >/dev/null 2>&1
 if [ -n "$(podman ps -a -q --filter "label=com.docker.compose.project=$test_project")" ]; then
     say "docker-compose.test.yml left containers behind"
     exit 1

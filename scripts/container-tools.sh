@@ -5,6 +5,7 @@
 #
 #   scripts/container-tools.sh          # install and configure, then start the podman socket
 #   eval "$(scripts/container-tools.sh --env)"   # also: export DOCKER_HOST for docker-compose
+#   scripts/container-tools.sh --restart-service # stop a wedged API service, start a fresh one
 set -euo pipefail
 
 socket=/run/podman/podman.sock
@@ -54,7 +55,18 @@ runtime = "runc"
 CONF
 fi
 
-if ! curl -sf --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
+if [ "${1:-}" = "--restart-service" ]; then
+    log "stopping the podman API service at $socket"
+    pkill -f "podman system service --time=0 unix://$socket" || true
+    for _ in $(seq 50); do
+        pgrep -f "podman system service --time=0 unix://$socket" >/dev/null || break
+        sleep 0.2
+    done
+    pkill -KILL -f "podman system service --time=0 unix://$socket" || true
+    rm -f "$socket"
+fi
+
+if ! curl -sf --max-time 5 --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
     log "starting the podman API socket at $socket"
     mkdir -p "$(dirname "$socket")"
     nohup podman system service --time=0 "unix://$socket" >/tmp/podman-service.log 2>&1 &

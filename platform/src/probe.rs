@@ -82,11 +82,13 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
         .max(Duration::from_millis(1));
     stream.set_read_timeout(Some(left))?;
     stream.set_write_timeout(Some(left))?;
-    write!(
-        stream,
+    // One write: `write!` on a bare socket sends each piece as a segment of its own, and a
+    // server that answers after the first may reset the connection over the unread rest.
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: platform-probe\r\nConnection: close\r\n\r\n",
         target.path, target.authority
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     // The status line is all we need: "HTTP/1.1 200 OK".
     let mut head = [0u8; 32];
     let mut read = 0;
@@ -119,8 +121,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             if let Ok((mut socket, _)) = listener.accept() {
-                let mut request = [0u8; 512];
-                let _ = socket.read(&mut request);
+                // The whole request first: closing over unread bytes resets the connection.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 512];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
                 let _ = socket.write_all(answer);
             }
         });
