@@ -266,7 +266,7 @@ impl FastPath {
             }
             _ => new_request_id(),
         };
-        let span = request_span(&self.service, &method, &request_id);
+        let span = request_span(&self.service, &method, &request_id, "http", header("host"));
         // With spans on, the trace context is re-issued for the next hop (a child of the
         // caller's); with spans off, the caller's own passes through untouched.
         let mut trace = HeaderMap::new();

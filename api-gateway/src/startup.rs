@@ -72,7 +72,7 @@ fn upstream_counters(
                     metrics.record(|| {
                         counter!(
                             "upstream_requests_total",
-                            "service" => Arc::clone(&service),
+                            "upstream" => Arc::clone(&service),
                             "endpoint" => endpoint.url_label(),
                             "outcome" => *outcome,
                         )

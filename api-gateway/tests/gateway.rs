@@ -460,14 +460,14 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
     );
     assert!(
         metrics.contains(
-            r#"upstream_requests_total{service="user-service",endpoint="http://127.0.0.1:"#
+            r#"upstream_requests_total{service="api-gateway",upstream="user-service",endpoint="http://127.0.0.1:"#
         ),
         "{metrics}"
     );
     assert!(metrics.contains(r#"outcome="4xx"} 1"#), "{metrics}");
     assert!(
         metrics.contains(
-            r#"circuit_breaker_state{service="user-service",endpoint="http://127.0.0.1:"#
+            r#"circuit_breaker_state{service="api-gateway",upstream="user-service",endpoint="http://127.0.0.1:"#
         ),
         "{metrics}"
     );

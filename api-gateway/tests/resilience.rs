@@ -144,11 +144,14 @@ async fn a_failing_endpoint_opens_its_breaker_and_it_closes_after_recovery() {
         .text()
         .await
         .unwrap();
+    let endpoint = format!("endpoint=\"{}\"", broken.url);
     assert!(
-        metrics.contains(&format!(
-            "circuit_breaker_state{{service=\"users\",endpoint=\"{}\"}} 1",
-            broken.url
-        )),
+        metrics
+            .lines()
+            .any(|line| line.starts_with("circuit_breaker_state{")
+                && line.contains("upstream=\"users\"")
+                && line.contains(&endpoint)
+                && line.ends_with(" 1")),
         "{metrics}"
     );
 

@@ -230,6 +230,8 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
             format!("http://{}", notifications_endpoint.http),
         ),
         ("EVENT_STORE_URL", format!("http://{}", store_endpoint.http)),
+        // One scrape of the gateway covers every service in this process.
+        ("METRICS_FEDERATE", "true".to_owned()),
     ]);
     let gateway_config = Gateway::config_from_env(&mut gateway_env);
     gateway_env.finish()?;

@@ -137,7 +137,8 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let _telemetry = match platform_telemetry::init("platform", &telemetry) {
+        let services = Part::ALL.map(Part::name);
+        let _telemetry = match platform_telemetry::init_for("platform", &services, &telemetry) {
             Ok(guard) => guard,
             Err(error) => {
                 eprintln!("platform: {error}");

@@ -217,22 +217,7 @@ async fn product_journey(base: &str) -> String {
 async fn order_journey(base: &str, product: &str) {
     let client = reqwest::Client::new();
     let buyer = admin_token(base).await;
-    let response = client
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(&buyer)
-        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({
-            "items": [{"product_id": product, "quantity": 2}],
-            "payment": {"token": "tok_visa"},
-            "shipping_address": {"name": "Journey", "line1": "1 Road", "city": "Town",
-                "postal_code": "12345", "country": "DE"},
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let order: Value = response.json().await.unwrap();
-    assert_eq!(order["status"], "confirmed", "{order}");
+    let order = place_order(base, &buyer, product, 2, None).await;
     assert_eq!(order["total"]["amount"], 5000);
     let product: Value = client
         .get(format!("{base}/api/v1/products/{product}"))
@@ -245,11 +230,49 @@ async fn order_journey(base: &str, product: &str) {
     assert_eq!(product["stock"], 5, "two of seven sold: {product}");
 
     // order.confirmed travels outbox → bus → notification service → the buyer's inbox.
+    confirmation_reaches_the_inbox(base, &buyer, order["id"].as_str().unwrap()).await;
+}
+
+/// Checks out `quantity` of `product` with the sandbox card (and the caller's `traceparent`,
+/// when given); returns the order, confirmed.
+async fn place_order(
+    base: &str,
+    token: &str,
+    product: &str,
+    quantity: u32,
+    traceparent: Option<&str>,
+) -> Value {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = request
+        .json(&json!({
+            "items": [{"product_id": product, "quantity": quantity}],
+            "payment": {"token": "tok_visa"},
+            "shipping_address": {"name": "Journey", "line1": "1 Road", "city": "Town",
+                "postal_code": "12345", "country": "DE"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["status"], "confirmed", "{order}");
+    order
+}
+
+/// Waits (15 s at most) until the `order.confirmed` notification of `order_id` is in the inbox
+/// of the holder of `token`.
+async fn confirmation_reaches_the_inbox(base: &str, token: &str, order_id: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let inbox: Value = client
+        let inbox: Value = reqwest::Client::new()
             .get(format!("{base}/api/v1/notifications?per_page=100"))
-            .bearer_auth(&buyer)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap()
@@ -257,9 +280,9 @@ async fn order_journey(base: &str, product: &str) {
             .await
             .unwrap();
         let told = inbox["items"].as_array().is_some_and(|items| {
-            items.iter().any(|n| {
-                n["event_type"] == "order.confirmed" && n["data"]["order_id"] == order["id"]
-            })
+            items
+                .iter()
+                .any(|n| n["event_type"] == "order.confirmed" && n["data"]["order_id"] == order_id)
         });
         if told {
             break;
@@ -582,47 +605,13 @@ fn a_bare_port_sets_the_gateway_port_only() {
 #[test]
 fn the_binary_starts_serves_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_platform"))
-        .env_clear()
-        .envs([
-            ("PORT", "0"),
-            ("USER_SERVICE_PORT", "0"),
-            ("USER_SERVICE_GRPC_PORT", "0"),
-            ("PRODUCT_SERVICE_PORT", "0"),
-            ("PRODUCT_SERVICE_GRPC_PORT", "0"),
-            ("PAYMENT_SERVICE_PORT", "0"),
-            ("PAYMENT_SERVICE_GRPC_PORT", "0"),
-            ("ORDER_SERVICE_PORT", "0"),
-            ("NOTIFICATION_SERVICE_PORT", "0"),
-            ("EVENT_STORE_PORT", "0"),
-            ("ARGON2_MEMORY_KIB", "1024"),
-            ("ARGON2_ITERATIONS", "1"),
-            ("RUST_LOG", "warn"),
-        ])
-        .env("DATA_DIR", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut gateway = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("api-gateway") {
-            gateway = Some(rest.trim().to_owned());
-        }
-        if line.contains("Press Ctrl-C") {
-            break;
-        }
-    }
-    let gateway = gateway.expect("the banner names the gateway");
+    let (mut child, gateway, rest) = spawn_platform(dir.path(), &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(main_journey(&gateway));
 
     let status = platform_testing::process::stop(&mut child, "INT", Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = rest.join().unwrap();
     assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
     assert!(
         dir.path().join("user-service.db").exists(),
@@ -760,4 +749,252 @@ fn dead_letters_are_listed_and_replayed_from_the_command_line() {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].envelope.as_ref().unwrap().id, event.id);
     });
+}
+
+/// Starts the `platform` binary on free ports with `extra` variables; returns the child, the
+/// gateway's base URL from the banner, and the rest of its output once it has stopped.
+fn spawn_platform(
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_platform"))
+        .env_clear()
+        .envs([
+            ("PORT", "0"),
+            ("USER_SERVICE_PORT", "0"),
+            ("USER_SERVICE_GRPC_PORT", "0"),
+            ("PRODUCT_SERVICE_PORT", "0"),
+            ("PRODUCT_SERVICE_GRPC_PORT", "0"),
+            ("PAYMENT_SERVICE_PORT", "0"),
+            ("PAYMENT_SERVICE_GRPC_PORT", "0"),
+            ("ORDER_SERVICE_PORT", "0"),
+            ("NOTIFICATION_SERVICE_PORT", "0"),
+            ("EVENT_STORE_PORT", "0"),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+            ("RATE_LIMIT_PER_MINUTE", "100000"),
+            ("ADMIN_EMAIL", ADMIN_EMAIL),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("RUST_LOG", "warn"),
+        ])
+        .envs(extra.iter().copied())
+        .env("DATA_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut gateway = None;
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("api-gateway") {
+            gateway = Some(rest.trim().to_owned());
+        }
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    // Keep reading: a closed pipe would fail the platform's last words ("stopped").
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+    (child, gateway.expect("the banner names the gateway"), rest)
+}
+
+/// One checkout with the client's own `traceparent` gives one trace through every service:
+/// the gateway, the order service and its saga steps, the product and payment services over
+/// gRPC, the outbox relay, and the notification service's consumer, each span parented, named
+/// and described as the OpenTelemetry conventions say, under its own service's name.
+#[test]
+fn one_checkout_is_one_trace_through_every_service() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let collector = runtime
+        .block_on(platform_testing::otlp::Collector::start())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, gateway, _) = spawn_platform(
+        dir.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str())],
+    );
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let client_span = "00f067aa0ba902b7";
+    let order_id = runtime.block_on(async {
+        let product = product_journey(&gateway).await;
+        let buyer = admin_token(&gateway).await;
+        let traceparent = format!("00-{trace_id}-{client_span}-01");
+        let order = place_order(&gateway, &buyer, &product, 1, Some(&traceparent)).await;
+        let order_id = order["id"].as_str().unwrap().to_owned();
+        // The confirmation's notification is the trace's last hop.
+        confirmation_reaches_the_inbox(&gateway, &buyer, &order_id).await;
+        order_id
+    });
+    // A graceful stop flushes every span still batched.
+    let status = platform_testing::process::stop(&mut child, "TERM", Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+    );
+    let spans = runtime.block_on(async {
+        for _ in 0..50 {
+            let spans = collector.trace(&trace_id);
+            if spans.iter().any(|s| s.name == "process order") {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        collector.trace(&trace_id)
+    });
+    // The tree, for a reader of `--nocapture` output.
+    fn print_tree(spans: &[platform_testing::otlp::Span], parent: &str, depth: usize) {
+        for span in spans.iter().filter(|s| s.parent_span_id == parent) {
+            eprintln!("{}{} [{}]", "  ".repeat(depth), span.name, span.service);
+            print_tree(spans, &span.span_id, depth + 1);
+        }
+    }
+    print_tree(&spans, client_span, 0);
+    let described: Vec<String> = spans
+        .iter()
+        .map(|s| format!("{} {:?} <- {}", s.service, s.name, s.parent_span_id))
+        .collect();
+
+    // Every span hangs off another of the trace, or off the client's own span.
+    let ids: std::collections::HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    for span in &spans {
+        assert!(
+            span.parent_span_id == client_span || ids.contains(span.parent_span_id.as_str()),
+            "{} {:?} has a parent outside the trace: {described:#?}",
+            span.service,
+            span.name
+        );
+    }
+    let find = |service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|s| s.service == service && s.name == name)
+            .unwrap_or_else(|| panic!("no {service} span {name:?}: {described:#?}"))
+    };
+    let parent_of = |span: &platform_testing::otlp::Span| {
+        spans
+            .iter()
+            .find(|s| s.span_id == span.parent_span_id)
+            .unwrap_or_else(|| panic!("{:?} has no parent in the trace", span.name))
+    };
+
+    // HTTP: the gateway's server span is the client's child, the order service's is under it.
+    // The gateway names its span after its own route pattern, the order service after its.
+    let edge = spans
+        .iter()
+        .find(|s| s.service == "api-gateway" && s.kind == 2)
+        .unwrap_or_else(|| panic!("no gateway server span: {described:#?}"));
+    let route = edge.attribute("http.route").unwrap_or_default();
+    assert!(route.starts_with("/api/v1/orders"), "{route}");
+    assert_eq!(edge.name, format!("POST {route}"));
+    assert_eq!(edge.parent_span_id, client_span);
+    assert_eq!(edge.kind, 2, "server");
+    assert_eq!(edge.attribute("http.request.method"), Some("POST"));
+    assert_eq!(edge.attribute("http.response.status_code"), Some("201"));
+    assert_eq!(edge.attribute("url.scheme"), Some("http"));
+    let host = gateway
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .map_or("", |(host, _)| host);
+    assert_eq!(edge.attribute("server.address"), Some(host));
+    let order = find("order-service", "POST /api/v1/orders");
+    assert_eq!(order.attribute("http.route"), Some("/api/v1/orders"));
+
+    // The saga, one span per step, each calling out over gRPC.
+    for step in ["saga reserve", "saga charge", "saga commit"] {
+        let span = find("order-service", step);
+        assert_eq!(span.attribute("saga.outcome"), Some("advanced"), "{step}");
+    }
+    for (service, rpc_service, method, step) in [
+        (
+            "product-service",
+            "platform.product.v1.ProductService",
+            "Reserve",
+            "saga reserve",
+        ),
+        (
+            "payment-service",
+            "platform.payment.v1.PaymentService",
+            "Charge",
+            "saga charge",
+        ),
+        (
+            "product-service",
+            "platform.product.v1.ProductService",
+            "Commit",
+            "saga commit",
+        ),
+    ] {
+        let name = format!("{rpc_service}/{method}");
+        let call = find("order-service", &name);
+        assert_eq!(call.kind, 3, "client");
+        assert_eq!(parent_of(call).name, step);
+        let served = find(service, &name);
+        assert_eq!(served.kind, 2, "server");
+        assert_eq!(served.parent_span_id, call.span_id, "{name}");
+        assert_eq!(served.attribute("rpc.system"), Some("grpc"));
+        assert_eq!(served.attribute("rpc.service"), Some(rpc_service));
+        assert_eq!(served.attribute("rpc.method"), Some(method));
+        assert_eq!(served.attribute("rpc.grpc.status_code"), Some("0"));
+    }
+    // The card was charged with a provider, in a client span of its own.
+    let provider = find("payment-service", "charge sandbox");
+    assert_eq!(provider.kind, 3);
+
+    // Database work shows, named by operation and table, without parameter values.
+    let queries: Vec<_> = spans
+        .iter()
+        .filter(|s| s.attributes.contains_key("db.system.name"))
+        .collect();
+    assert!(
+        queries.iter().any(|q| q.service == "order-service"
+            && q.attribute("db.operation.name") == Some("insert")
+            && q.attribute("db.collection.name") == Some("orders")),
+        "no insert into orders: {described:#?}"
+    );
+    assert!(
+        queries
+            .iter()
+            .all(|q| !q.attributes.contains_key("db.query.text")),
+        "no statement text (it could carry values)"
+    );
+
+    // Events: published from the outbox, processed by the notification service.
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "publish order" && s.attribute("event_type") == Some("order.confirmed"))
+        .unwrap_or_else(|| panic!("no publish of order.confirmed: {described:#?}"));
+    assert_eq!(publish.service, "order-service");
+    assert_eq!(publish.kind, 4, "producer");
+    assert_eq!(
+        publish.attribute("messaging.operation.type"),
+        Some("publish")
+    );
+    assert_eq!(
+        publish.attribute("messaging.destination.name"),
+        Some("order")
+    );
+    let processed = spans
+        .iter()
+        .find(|s| {
+            s.service == "notification-service"
+                && s.name == "process order"
+                && s.parent_span_id == publish.span_id
+        })
+        .unwrap_or_else(|| {
+            panic!("the notification service did not process it in the trace: {described:#?}")
+        });
+    assert_eq!(processed.kind, 5, "consumer");
+    assert_eq!(processed.attribute("messaging.system"), Some("embedded"));
+    assert_eq!(
+        processed.attribute("messaging.consumer.group.name"),
+        Some("notification-service")
+    );
+    assert!(!order_id.is_empty());
 }

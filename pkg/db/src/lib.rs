@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use platform_config::{Env, ExposeSecret, SecretString};
+use platform_metrics::Metrics;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
@@ -171,6 +172,97 @@ pub enum DbError {
 /// Opens the pool for `service`: PostgreSQL when a URL is configured, else the service's
 /// SQLite file (created on first use, in WAL mode so readers never wait for the writer).
 /// Retries for a few seconds so that a service started together with its database comes up.
+/// Times every statement on `db` (transactions included) into
+/// `db_query_duration_seconds{operation}` of `metrics`, and records each as a client span
+/// (`db.system.name`, `db.operation.name`, `db.collection.name`; never the parameters)
+/// under the span that ran it, when spans are exported.
+pub fn observe(db: &mut DatabaseConnection, metrics: &Metrics) {
+    let metrics = metrics.clone();
+    db.set_metric_callback(move |info| {
+        let sql = info.statement.sql.as_str();
+        let operation = operation_of(sql);
+        let elapsed = info.elapsed;
+        metrics.record(|| {
+            platform_metrics::histogram!("db_query_duration_seconds", "operation" => operation)
+                .record(elapsed.as_secs_f64())
+        });
+        let collection = collection_of(sql);
+        let name = match collection {
+            Some(table) => format!("{operation} {table}"),
+            None => operation.to_owned(),
+        };
+        platform_telemetry::record_finished(name, elapsed, info.failed, || {
+            use platform_telemetry::KeyValue;
+            let system = match info.statement.db_backend {
+                sea_orm::DatabaseBackend::Postgres => "postgresql",
+                sea_orm::DatabaseBackend::Sqlite => "sqlite",
+                _ => "other_sql",
+            };
+            let mut attributes = vec![
+                KeyValue::new(
+                    platform_telemetry::SERVICE_FIELD,
+                    metrics.service().to_owned(),
+                ),
+                KeyValue::new("db.system.name", system),
+                KeyValue::new("db.operation.name", operation),
+            ];
+            if let Some(table) = collection {
+                attributes.push(KeyValue::new("db.collection.name", table.to_owned()));
+            }
+            attributes
+        });
+    });
+}
+
+/// The statement's operation as a low-cardinality label: its first keyword.
+fn operation_of(sql: &str) -> &'static str {
+    let first = sql
+        .trim_start()
+        .split_ascii_whitespace()
+        .next()
+        .unwrap_or("");
+    for op in [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "ROLLBACK",
+    ] {
+        if first.eq_ignore_ascii_case(op) {
+            return match op {
+                "SELECT" | "WITH" => "select",
+                "INSERT" => "insert",
+                "UPDATE" => "update",
+                "DELETE" => "delete",
+                _ => "transaction",
+            };
+        }
+    }
+    "other"
+}
+
+/// The table a statement works on, when it names one plainly (`FROM "t"`, `INTO "t"`,
+/// `UPDATE "t"`): the first one, unquoted.
+fn collection_of(sql: &str) -> Option<&str> {
+    let mut words = sql.split_ascii_whitespace();
+    while let Some(word) = words.next() {
+        if ["FROM", "INTO", "UPDATE"]
+            .iter()
+            .any(|k| word.eq_ignore_ascii_case(k))
+        {
+            let table = words.next()?;
+            if table.starts_with('(') {
+                // A subquery: no one table.
+                return None;
+            }
+            let table = table.trim_matches(|c| c == '"' || c == '`');
+            let table = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+            return (!table.is_empty()
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .then_some(table);
+        }
+    }
+    None
+}
+
 pub async fn connect(
     config: &DatabaseConfig,
     service: &str,
@@ -351,6 +443,40 @@ impl platform_http::HealthCheck for DatabaseCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_are_named_by_operation_and_table_only() {
+        let cases = [
+            (
+                r#"SELECT "orders"."id" FROM "orders" WHERE "id" = $1"#,
+                "select",
+                Some("orders"),
+            ),
+            (
+                r#"INSERT INTO "outbox" ("seq") VALUES ($1)"#,
+                "insert",
+                Some("outbox"),
+            ),
+            (
+                r#"UPDATE "s"."products" SET "stock" = $1"#,
+                "update",
+                Some("products"),
+            ),
+            (
+                "DELETE FROM idempotency WHERE key = ?",
+                "delete",
+                Some("idempotency"),
+            ),
+            ("BEGIN", "transaction", None),
+            ("SELECT 1", "select", None),
+            ("SELECT COUNT(*) FROM (SELECT 1) AS x", "select", None),
+            ("VACUUM", "other", None),
+        ];
+        for (sql, operation, table) in cases {
+            assert_eq!(operation_of(sql), operation, "{sql}");
+            assert_eq!(collection_of(sql), table, "{sql}");
+        }
+    }
 
     #[test]
     fn pool_size_defaults_to_the_backend_and_can_be_set() {

@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 use platform_metrics::{Metrics, counter, gauge};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::EventsConfig;
 use crate::envelope::Envelope;
@@ -294,6 +295,42 @@ impl Consumer {
                 .await;
             return Outcome::Handled;
         };
+        let span = self.process_span(delivery, &envelope);
+        self.handle(handler, delivery, envelope, shutdown)
+            .instrument(span)
+            .await
+    }
+
+    /// The consumer span of handling `envelope` (OpenTelemetry messaging conventions), a
+    /// child of the publish, so the effect of a change shows in the change's own trace.
+    fn process_span(&self, delivery: &Delivery, envelope: &Envelope) -> tracing::Span {
+        let group = &self.config.group;
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format_args!("process {}", delivery.family),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            service = %group,
+            messaging.system = self.transport.system(),
+            messaging.destination.name = %delivery.family,
+            messaging.consumer.group.name = %group,
+            messaging.operation.type = "process",
+            messaging.message.id = %envelope.id,
+            event_type = %envelope.event_type,
+        );
+        platform_telemetry::join_traceparent(&span, envelope.traceparent.as_deref());
+        span
+    }
+
+    /// Runs `handler` on one decoded delivery, retrying, to its end.
+    async fn handle(
+        &self,
+        handler: Arc<dyn Handler>,
+        delivery: &Delivery,
+        envelope: Envelope,
+        shutdown: &CancellationToken,
+    ) -> Outcome {
+        let group = &self.config.group;
         let mut attempt = delivery.deliveries.max(1);
         loop {
             let result = AssertUnwindSafe(handler.handle(envelope.clone()))
@@ -315,6 +352,7 @@ impl Consumer {
                 ),
             };
             if attempt >= self.config.max_attempts {
+                tracing::Span::current().record("otel.status_code", "error");
                 tracing::error!(%group, id = %envelope.id, r#type = %envelope.event_type, attempt, %error, "handler failed for the last time; dead-lettering the event");
                 self.settle_dead(delivery, &error, attempt, &envelope.event_type)
                     .await;

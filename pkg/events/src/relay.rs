@@ -10,10 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform_metrics::{Metrics, counter, gauge};
+use platform_metrics::{Metrics, counter, gauge, histogram};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::EventsConfig;
 use crate::envelope::Envelope;
@@ -78,7 +79,7 @@ impl Relay {
         let mut published = Vec::with_capacity(claimed.len());
         let mut failure = None;
         for row in &claimed {
-            let envelope: Envelope = match serde_json::from_value(row.envelope.clone()) {
+            let mut envelope: Envelope = match serde_json::from_value(row.envelope.clone()) {
                 Ok(envelope) => envelope,
                 Err(error) => {
                     // Written by this code base, so this is a bug; keep the row for inspection
@@ -87,17 +88,33 @@ impl Relay {
                     break;
                 }
             };
-            match self.transport.publish(&envelope).await {
+            let span = self.publish_span(&envelope);
+            // Consumers continue the trace from the publish, itself a child of the change.
+            if let Some(traceparent) = platform_telemetry::traceparent_of(&span) {
+                envelope.traceparent = Some(traceparent);
+            }
+            match self
+                .transport
+                .publish(&envelope)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(_) => {
                     published.push(row.seq);
                     if let Some(metrics) = &self.metrics {
+                        let lag = (chrono::Utc::now() - envelope.time)
+                            .to_std()
+                            .unwrap_or_default();
                         metrics.record(|| {
                             counter!("events_published_total", "type" => row.event_type.clone())
-                                .increment(1)
+                                .increment(1);
+                            histogram!("outbox_relay_lag_seconds").record(lag.as_secs_f64());
                         });
                     }
                 }
                 Err(error) => {
+                    span.record("otel.status_code", "error");
+                    span.in_scope(|| tracing::warn!(%error, "publishing failed"));
                     failure = Some((row.seq, error.into()));
                     break;
                 }
@@ -112,6 +129,26 @@ impl Relay {
             Some((_, error)) => Err(error),
             None => Ok(published.len()),
         }
+    }
+
+    /// The producer span of publishing `envelope` (OpenTelemetry messaging conventions), a
+    /// child of the trace that wrote it.
+    fn publish_span(&self, envelope: &Envelope) -> tracing::Span {
+        let family = crate::transport::family_of(&envelope.event_type);
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("publish {family}"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            service = self.metrics.as_ref().map_or("", Metrics::service),
+            messaging.system = self.transport.system(),
+            messaging.destination.name = family,
+            messaging.operation.type = "publish",
+            messaging.message.id = %envelope.id,
+            event_type = %envelope.event_type,
+        );
+        platform_telemetry::join_traceparent(&span, envelope.traceparent.as_deref());
+        span
     }
 
     /// Publishes until `shutdown` fires: at once while rows keep coming, every

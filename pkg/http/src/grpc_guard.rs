@@ -29,6 +29,7 @@ use rustls_pki_types::CertificateDer;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tracing::Instrument;
 
 use crate::audit::{Action, Actor, Audit, AuditContext, AuditEvent, Outcome};
 use crate::middleware::REQUEST_ID;
@@ -159,6 +160,8 @@ const OPEN: [&str; 3] = [
 
 /// What the guard needs for every call.
 pub(crate) struct Guard {
+    /// The serving service, named on each call's span.
+    pub service: Arc<str>,
     pub authenticator: Arc<dyn CallerAuthenticator>,
     pub access: GrpcAccess,
     pub audit: Audit,
@@ -183,13 +186,24 @@ fn connection(
 /// The axum middleware the kit wraps around every gRPC router.
 pub(crate) async fn guard(
     State(guard): State<Arc<Guard>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path();
     if OPEN.iter().any(|open| path.starts_with(open)) {
         return next.run(request).await;
     }
+    let span = crate::grpc_trace::server_span(&guard.service, path, request.headers());
+    let response = checked(&guard, request, next)
+        .instrument(span.clone())
+        .await;
+    crate::grpc_trace::record_status(&span, false, response.status(), response.headers());
+    response
+}
+
+/// Authenticates and authorizes one call, then serves or refuses it.
+async fn checked(guard: &Guard, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
     let (peer, certificates) = connection(request.extensions());
     let outcome = guard.authenticator.authenticate(
         request.headers(),

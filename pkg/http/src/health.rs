@@ -172,6 +172,8 @@ pub struct OpsState {
     pub version: &'static str,
     pub readiness: Readiness,
     pub metrics: platform_metrics::Metrics,
+    /// Render every registry in the process, not only this service's.
+    pub federate_metrics: bool,
 }
 
 /// Liveness: the process is up and serving requests.
@@ -210,7 +212,11 @@ pub async fn metrics(State(state): State<OpsState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        if state.federate_metrics {
+            state.metrics.render_process()
+        } else {
+            state.metrics.render()
+        },
     )
         .into_response()
 }

@@ -23,6 +23,7 @@ pub mod extract;
 pub mod framing;
 pub mod front;
 pub mod grpc_guard;
+pub mod grpc_trace;
 pub mod guard;
 pub mod health;
 pub mod middleware;

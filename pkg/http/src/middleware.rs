@@ -98,7 +98,17 @@ pub async fn pipeline(
     let secure = request.extensions().get::<Secure>().is_some();
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
-    let span = request_span(&state.service, &method, &request_id);
+    let span = request_span(
+        &state.service,
+        &method,
+        &request_id,
+        if secure { "https" } else { "http" },
+        request
+            .headers()
+            .get(axum::http::header::HOST)
+            .map(HeaderValue::as_bytes)
+            .or_else(|| request.uri().host().map(str::as_bytes)),
+    );
     join_trace(&span, request.headers());
 
     let handled = AssertUnwindSafe(next.run(request))
@@ -159,16 +169,42 @@ pub fn security_headers(headers: &mut http::HeaderMap, secure: bool) {
     }
 }
 
-/// The span of one request: every log line inside carries its request id and trace id.
-pub fn request_span(service: &str, method: &Method, request_id: &HeaderValue) -> tracing::Span {
-    tracing::info_span!(
+/// The span of one request: every log line inside carries its request id and trace id. Its
+/// fields follow the OpenTelemetry HTTP server conventions; [`served`] names it
+/// `{method} {route}` once the route is known (a span named after a raw path would make one
+/// operation per id).
+pub fn request_span(
+    service: &str,
+    method: &Method,
+    request_id: &HeaderValue,
+    scheme: &'static str,
+    host: Option<&[u8]>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
         "request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = field::Empty,
         service = %service,
-        method = %method,
-        route = field::Empty,
+        http.request.method = %method,
+        http.route = field::Empty,
+        http.response.status_code = field::Empty,
+        url.scheme = scheme,
+        server.address = field::Empty,
         request_id = request_id.to_str().unwrap_or_default(),
         trace_id = field::Empty,
-    )
+    );
+    if !span.is_disabled()
+        && let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok())
+    {
+        // Host names the server; its port is `server.port`'s business, not the address's.
+        let address = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        span.record("server.address", address);
+    }
+    span
 }
 
 /// Joins `span` to the caller's W3C trace in `headers`, when spans are on.
@@ -192,16 +228,28 @@ pub fn served(
 ) {
     metrics.record_request(method_label(method), route, status_label(status), elapsed);
     if !span.is_disabled() {
-        span.record("route", route);
+        span.record("http.route", route);
+        platform_telemetry::rename(span, format!("{method} {route}"));
+        span.record("http.response.status_code", status.as_u16());
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         span.in_scope(|| {
             if status.is_server_error() {
+                // A server error is the span's failure; a 4xx is the client's (semconv).
+                span.record("otel.status_code", "error");
                 tracing::error!(status = status.as_u16(), latency_ms, "request failed");
+            } else if is_probe(route) {
+                // Probes arrive every few seconds: the console of an idle platform stays quiet.
+                tracing::debug!(status = status.as_u16(), latency_ms, "request served");
             } else {
                 tracing::info!(status = status.as_u16(), latency_ms, "request served");
             }
         });
     }
+}
+
+/// Liveness, readiness and scrape routes: polled by machines, logged at debug.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/health" | "/ready" | "/metrics")
 }
 
 /// A method as a metric label, without allocating for the standard ones.

@@ -69,6 +69,8 @@ pub struct RequestContext {
     pub trusted_proxies: TrustedProxies,
     /// `/metrics` goes on a router of its own (`METRICS_PORT`), not on the main one.
     pub separate_metrics: bool,
+    /// `/metrics` renders every registry of the process (`METRICS_FEDERATE`).
+    pub federate_metrics: bool,
 }
 
 /// The service's routers: the main one, and `/metrics` alone when it is served apart.
@@ -93,6 +95,7 @@ pub fn finish(
         version: env!("CARGO_PKG_VERSION"),
         readiness,
         metrics: metrics.clone(),
+        federate_metrics: context.federate_metrics,
     };
     let mut ops_router = Router::new();
     if !api.own_health {

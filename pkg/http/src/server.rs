@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// `METRICS_PORT`: serve `/metrics` on its own listener (same host) instead of the main
     /// one, so that it can stay internal while the API is public.
     pub metrics_port: Option<u16>,
+    /// `METRICS_FEDERATE`: `/metrics` serves every service's registry in this process, not
+    /// only this one's (`platform up` turns it on for the gateway, so that one scrape of
+    /// `:8080/metrics` covers the whole platform).
+    pub metrics_federate: bool,
     /// `GRPC_REFLECTION`: serve gRPC server reflection (off: it tells a caller every method).
     pub grpc_reflection: bool,
 }
@@ -182,6 +186,7 @@ impl ServerConfig {
                 if defaults.edge { "" } else { INTERNAL_NETWORKS },
             ),
             metrics_port: env.optional("METRICS_PORT"),
+            metrics_federate: env.or("METRICS_FEDERATE", false),
             grpc_reflection: env.or("GRPC_REFLECTION", false),
         }
     }
@@ -202,6 +207,7 @@ impl ServerConfig {
             connections: ConnectionLimits::default(),
             trusted_proxies: TrustedProxies::default(),
             metrics_port: None,
+            metrics_federate: false,
             grpc_reflection: false,
         }
     }
@@ -329,6 +335,7 @@ impl Server {
                 audit: parts.audit.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
                 separate_metrics: config.metrics_port.is_some(),
+                federate_metrics: config.metrics_federate,
             },
         );
         // Load the certificate before binding: a bad one stops start-up.
@@ -359,7 +366,13 @@ impl Server {
                     audit: parts.audit.clone(),
                     handshake_timeout: config.connections.header_read_timeout,
                 });
-                let routes = grpc_routes(api, config.grpc_reflection, &parts.audit).await?;
+                let routes = grpc_routes(
+                    &config.service_name,
+                    api,
+                    config.grpc_reflection,
+                    &parts.audit,
+                )
+                .await?;
                 Some((listener, routes, tls))
             }
             None => None,
@@ -597,11 +610,13 @@ async fn serve_per_core(
 /// (`GRPC_REFLECTION=true`: it lists every method to anyone who can connect), all behind the
 /// guard that authenticates and authorizes every call but health and reflection.
 async fn grpc_routes(
+    service: &str,
     api: GrpcApi,
     reflect: bool,
     audit: &Audit,
 ) -> Result<tonic::service::Routes, ServerError> {
     let guard = Arc::new(crate::grpc_guard::Guard {
+        service: Arc::from(service),
         authenticator: api.authenticator,
         access: api.access,
         audit: audit.clone(),

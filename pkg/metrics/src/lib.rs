@@ -10,6 +10,8 @@
 //! `http_request_duration_seconds`, and later `circuit_breaker_state`, `cache_hits_total`, …
 #![forbid(unsafe_code)]
 
+mod process;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// Tells registries apart in the per-thread cache of request series.
     id: u64,
+    /// The service whose registry this is (its `service` label).
+    service: Arc<str>,
     /// Receives the `metrics` macros while inside [`Metrics::record`].
     recorder: Arc<PrometheusRecorder>,
     /// Renders the registry in the Prometheus text format.
@@ -53,12 +57,17 @@ impl Metrics {
         let builder = labelled()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
             .unwrap_or_else(|_| labelled());
-        let recorder = builder.build_recorder();
+        let recorder = Arc::new(builder.build_recorder());
         let handle = recorder.handle();
+        live()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::downgrade(&recorder));
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
-            recorder: Arc::new(recorder),
+            service: Arc::from(service),
+            recorder,
             handle,
         }
     }
@@ -119,9 +128,52 @@ impl Metrics {
         });
     }
 
-    /// The registry in the Prometheus text exposition format.
+    /// The service whose registry this is.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The registry in Prometheus' text format, with the process's resource use as of now.
     pub fn render(&self) -> String {
+        let usage = process::read();
+        self.record(|| {
+            let set = |name: &'static str, value: Option<f64>| {
+                if let Some(value) = value {
+                    gauge!(name).set(value);
+                }
+            };
+            set("process_resident_memory_bytes", usage.resident_bytes);
+            set("process_open_fds", usage.open_fds);
+            set("process_memory_limit_bytes", usage.memory_limit_bytes);
+            // A gauge, not a counter: the exporter's counters are integers, and CPU time
+            // needs its fractions for rate() over a few seconds. It only ever grows.
+            set("process_cpu_seconds_total", usage.cpu_seconds);
+        });
+        self.render_registry()
+    }
+
+    fn render_registry(&self) -> String {
         self.handle.render()
+    }
+
+    /// Every registry alive in this process in one exposition (each series keeps its
+    /// `service` label): what the gateway serves under `platform up`, where all services share
+    /// the process, so that its `/metrics` answers for the whole platform.
+    pub fn render_process(&self) -> String {
+        let recorders: Vec<Arc<PrometheusRecorder>> = {
+            let mut live = live()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            live.retain(|weak| weak.strong_count() > 0);
+            live.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        // This registry's own process gauges, once: the others' would repeat them.
+        let own = self.render();
+        let others = recorders
+            .iter()
+            .filter(|recorder| !Arc::ptr_eq(recorder, &self.recorder))
+            .map(|recorder| recorder.handle().render());
+        merge_expositions(std::iter::once(own).chain(others))
     }
 
     /// Drains histogram samples into buckets; call periodically so memory stays bounded even
@@ -131,9 +183,105 @@ impl Metrics {
     }
 }
 
+/// Every registry created in this process (weakly: dropping a service drops its registry).
+fn live() -> &'static std::sync::Mutex<Vec<std::sync::Weak<PrometheusRecorder>>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<std::sync::Weak<PrometheusRecorder>>>> =
+        std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Joins expositions into one, each metric family once (its `# HELP`/`# TYPE` header, then
+/// every exposition's samples of it): Prometheus rejects a family declared twice.
+fn merge_expositions(texts: impl Iterator<Item = String>) -> String {
+    // family name → (header lines, sample lines), in order of first appearance
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for text in texts {
+        let mut current: Option<usize> = None;
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            let declared = line
+                .strip_prefix("# TYPE ")
+                .or_else(|| line.strip_prefix("# HELP "))
+                .and_then(|rest| rest.split_ascii_whitespace().next());
+            let index = |families: &mut Vec<(String, Vec<String>, Vec<String>)>, name: &str| {
+                families
+                    .iter()
+                    .position(|(n, _, _)| n == name)
+                    .unwrap_or_else(|| {
+                        families.push((name.to_owned(), Vec::new(), Vec::new()));
+                        families.len() - 1
+                    })
+            };
+            if let Some(name) = declared {
+                let at = index(&mut families, name);
+                if !families[at].1.iter().any(|l| l == line) {
+                    families[at].1.push(line.to_owned());
+                }
+                current = Some(at);
+            } else if line.starts_with('#') {
+                continue;
+            } else {
+                let at = match current {
+                    Some(at) => at,
+                    None => {
+                        let name = line.split(['{', ' ']).next().unwrap_or(line);
+                        index(&mut families, name)
+                    }
+                };
+                families[at].2.push(line.to_owned());
+            }
+        }
+    }
+    let mut out = String::new();
+    for (_, headers, samples) in families {
+        for line in headers.iter().chain(&samples) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expositions_merge_each_family_once() {
+        let a = "# TYPE cache_hits_total counter\ncache_hits_total{service=\"product-service\"} 3\n\n# TYPE up gauge\nup{service=\"product-service\"} 1\n";
+        let b = "# TYPE cache_hits_total counter\ncache_hits_total{service=\"api-gateway\"} 0\n";
+        let merged = merge_expositions([a.to_owned(), b.to_owned()].into_iter());
+        assert_eq!(
+            merged.matches("# TYPE cache_hits_total").count(),
+            1,
+            "{merged}"
+        );
+        assert!(merged.contains("cache_hits_total{service=\"product-service\"} 3"));
+        assert!(merged.contains("cache_hits_total{service=\"api-gateway\"} 0"));
+        assert!(merged.contains("up{service=\"product-service\"} 1"));
+    }
+
+    #[test]
+    fn a_registry_renders_the_whole_process_when_asked() {
+        let product = Metrics::new("product-service-fed");
+        let gateway = Metrics::new("api-gateway-fed");
+        product.record(|| counter!("cache_hits_total").increment(7));
+        let all = gateway.render_process();
+        assert!(
+            all.contains(r#"cache_hits_total{service="product-service-fed"} 7"#),
+            "{all}"
+        );
+        assert!(!gateway.render().contains("cache_hits_total"));
+        assert!(
+            all.contains(r#"process_resident_memory_bytes{service="api-gateway-fed"}"#)
+                || !cfg!(target_os = "linux")
+        );
+        drop(product);
+        assert!(!gateway.render_process().contains("product-service-fed"));
+    }
 
     #[test]
     fn registries_are_separate_and_labelled() {

@@ -7,10 +7,12 @@
 //! repeating it cannot help). Each service maps these onto its own error type.
 #![forbid(unsafe_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use platform_config::Env;
+use platform_metrics::{Metrics, histogram};
 pub use reqwest::StatusCode;
+use tracing::Instrument;
 
 pub mod sign;
 
@@ -31,6 +33,53 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
+}
+
+/// One call to a provider (`operation`, e.g. `charge`, on `provider`, e.g. `stripe`) made by
+/// `metrics`' service: a client span named `{operation} {provider}` around it, and its time in
+/// `provider_request_duration_seconds{provider, operation, outcome}`, where `outcome` names
+/// how it ended (`ok`, or the caller's class of failure).
+pub async fn observed<T, E: std::fmt::Display>(
+    metrics: Option<&Metrics>,
+    provider: &'static str,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, E>>,
+    outcome: impl FnOnce(&E) -> &'static str,
+) -> Result<T, E> {
+    let span = tracing::info_span!(
+        "provider call",
+        otel.name = %format_args!("{operation} {provider}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        service = metrics.map_or("", Metrics::service),
+        provider,
+        operation,
+        outcome = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let result = call.instrument(span.clone()).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let ended = match &result {
+        Ok(_) => "ok",
+        Err(error) => {
+            span.record("otel.status_code", "error");
+            span.in_scope(|| tracing::debug!(%error, "provider call failed"));
+            outcome(error)
+        }
+    };
+    span.record("outcome", ended);
+    if let Some(metrics) = metrics {
+        metrics.record(|| {
+            histogram!(
+                "provider_request_duration_seconds",
+                "provider" => provider,
+                "operation" => operation,
+                "outcome" => ended,
+            )
+            .record(elapsed)
+        });
+    }
+    result
 }
 
 /// Sends `request` and reads the whole answer, whatever its status.

@@ -1,5 +1,5 @@
 //! Breakers that report themselves: every state change is logged and exported as the
-//! `circuit_breaker_state{service,endpoint}` gauge (0 closed, 1 open, 2 half-open), the one
+//! `circuit_breaker_state{upstream,endpoint}` gauge (`service` is the caller, as on every series) (0 closed, 1 open, 2 half-open), the one
 //! way the gateway and the services' gRPC clients expose their breakers.
 
 use platform_metrics::{Metrics, gauge};
@@ -16,7 +16,7 @@ pub fn observed_breaker(
     let labels = (service.to_owned(), endpoint.to_owned());
     let set = move |metrics: &Metrics, state: BreakerState| {
         metrics.record(|| {
-            gauge!("circuit_breaker_state", "service" => labels.0.clone(), "endpoint" => labels.1.clone())
+            gauge!("circuit_breaker_state", "upstream" => labels.0.clone(), "endpoint" => labels.1.clone())
                 .set(state.gauge());
         });
     };

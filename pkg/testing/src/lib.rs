@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod grpc;
 pub mod http;
+pub mod otlp;
 pub mod process;
 
 pub use audit::AuditCapture;

@@ -36,9 +36,10 @@ pub struct EventStore {
 impl EventStore {
     pub async fn build(config: EventStoreConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
-        let db = platform_db::connect(&config.database, &name).await?;
-        platform_db::migrate::<Migrator>(&db).await?;
+        let mut db = platform_db::connect(&config.database, &name).await?;
         let metrics = Metrics::new(&name);
+        platform_db::observe(&mut db, &metrics);
+        platform_db::migrate::<Migrator>(&db).await?;
         let transport = config.events.connect().await?;
         let (audit, audit_publisher) =
             platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));

@@ -52,7 +52,9 @@ impl Application {
     /// Connects and migrates the database, builds the senders, binds HTTP.
     pub async fn build(config: NotificationServiceConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
-        let db = platform_db::connect(&config.database, &name).await?;
+        let mut db = platform_db::connect(&config.database, &name).await?;
+        let metrics = Metrics::new(&name);
+        platform_db::observe(&mut db, &metrics);
         platform_db::migrate::<Migrator>(&db).await?;
 
         let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
@@ -60,7 +62,6 @@ impl Application {
             // Only the event bus uses Redis here: events wait in the streams while it is down.
             readiness.add_optional("redis", RedisCheck(RedisPool::new(redis)?));
         }
-        let metrics = Metrics::new(&name);
         let senders = match config.senders.clone() {
             Some(senders) => senders,
             None => config.channels.build()?,
@@ -101,7 +102,7 @@ impl Application {
                 }
             });
         }
-        let worker = Worker::new(notifications.clone(), senders);
+        let worker = Worker::new(notifications.clone(), senders.with_metrics(metrics.clone()));
         let streams_stop = CancellationToken::new();
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;

@@ -161,6 +161,8 @@ impl Client {
             .timeout(config.call_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
+        // Each attempt (retries included) is a client span whose context the call carries.
+        let channel = platform_http::grpc_trace::ClientSpans::new(channel, SERVICE, name);
         // Under the breaker, so every attempt (retries included) carries a live token.
         let token = identity.token_for(name);
         let channel = tower::ServiceExt::map_request(
@@ -203,6 +205,8 @@ impl std::fmt::Debug for Clients {
     }
 }
 
+/// The caller every client span names.
+const SERVICE: &str = crate::config::DEFAULTS.name;
 const PRODUCT: &str = "product-service";
 const PAYMENT: &str = "payment-service";
 

@@ -27,11 +27,12 @@ use futures::StreamExt;
 use platform_events::catalogue::{OrderCancelled, OrderConfirmed, OrderFacts, OrderFailed};
 use platform_events::{Envelope, Event, outbox};
 use platform_http::CancellationToken;
-use platform_metrics::{Counter, Metrics, counter};
+use platform_metrics::{Counter, Histogram, Metrics, counter, histogram};
 use platform_proto::payment::v1 as payment;
 use platform_proto::product::v1 as product;
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::Code;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::clients::{CallError, Clients};
@@ -68,10 +69,38 @@ enum Progress {
     Halted,
 }
 
+/// `order_sagas_total` and `saga_duration_seconds` (order placed → final state) per outcome.
 struct Counters {
-    confirmed: Counter,
-    failed: Counter,
-    cancelled: Counter,
+    confirmed: (Counter, Histogram),
+    failed: (Counter, Histogram),
+    cancelled: (Counter, Histogram),
+}
+
+impl Counters {
+    fn new(metrics: &Metrics) -> Self {
+        let outcome = |outcome: &'static str| {
+            (
+                counter!("order_sagas_total", "outcome" => outcome),
+                histogram!("saga_duration_seconds", "outcome" => outcome),
+            )
+        };
+        metrics.record(|| Counters {
+            confirmed: outcome("confirmed"),
+            failed: outcome("failed"),
+            cancelled: outcome("cancelled"),
+        })
+    }
+}
+
+/// Counts a saga that ended, and how long it took since the order was placed.
+fn finished((count, duration): &(Counter, Histogram), created_at: DateTime<Utc>) {
+    count.increment(1);
+    duration.record(
+        (now() - created_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64(),
+    );
 }
 
 /// Drives checkout sagas. Cheap to clone.
@@ -88,6 +117,7 @@ struct Inner {
     owner: String,
     source: String,
     counters: Counters,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Saga {
@@ -119,11 +149,7 @@ impl Saga {
         metrics: &Metrics,
         source: &str,
     ) -> Self {
-        let counters = metrics.record(|| Counters {
-            confirmed: counter!("order_sagas_total", "outcome" => "confirmed"),
-            failed: counter!("order_sagas_total", "outcome" => "failed"),
-            cancelled: counter!("order_sagas_total", "outcome" => "cancelled"),
-        });
+        let counters = Counters::new(metrics);
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -132,6 +158,7 @@ impl Saga {
                 owner: format!("{source}/{}", Uuid::new_v4()),
                 source: source.to_owned(),
                 counters,
+                metrics: metrics.clone(),
             }),
         }
     }
@@ -190,13 +217,16 @@ impl Saga {
             } else {
                 match step {
                     Step::Reserve => {
-                        let progress = self.reserve(row).await?;
+                        let progress = self.traced(step, id, self.reserve(row)).await?;
                         fresh_charge = matches!(progress, Progress::Next);
                         progress
                     }
-                    Step::Charge => self.charge(row, fresh_charge).await?,
-                    Step::Commit => self.commit(row).await?,
-                    Step::Compensate => self.compensate(row).await?,
+                    Step::Charge => {
+                        self.traced(step, id, self.charge(row, fresh_charge))
+                            .await?
+                    }
+                    Step::Commit => self.traced(step, id, self.commit(row)).await?,
+                    Step::Compensate => self.traced(step, id, self.compensate(row)).await?,
                     Step::Done => {
                         repo::release(&inner.db, id, &inner.owner, None).await?;
                         return Ok(true);
@@ -212,6 +242,46 @@ impl Saga {
                 Progress::Lost | Progress::Halted => return Ok(true),
             }
         }
+    }
+
+    /// Runs one step of the saga of `id` in a span of its own (`saga reserve`, `saga charge`,
+    /// `saga commit`, `saga compensate`) that records how the step ended, and times it into
+    /// `saga_step_duration_seconds{step, outcome}`.
+    async fn traced(
+        &self,
+        step: Step,
+        id: OrderId,
+        work: impl Future<Output = Result<Progress, SagaError>>,
+    ) -> Result<Progress, SagaError> {
+        let span = tracing::info_span!(
+            "saga step",
+            otel.name = %format_args!("saga {}", step.as_str()),
+            otel.status_code = tracing::field::Empty,
+            service = crate::config::DEFAULTS.name,
+            saga.step = step.as_str(),
+            saga.outcome = tracing::field::Empty,
+            order_id = %id,
+        );
+        let started = std::time::Instant::now();
+        let result = work.instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(Progress::Next) => "advanced",
+            Ok(Progress::Later(_)) => "retry_later",
+            Ok(Progress::Lost) => "lost",
+            Ok(Progress::Halted) => "halted",
+            Err(_) => "error",
+        };
+        span.record("saga.outcome", outcome);
+        if let Err(error) = &result {
+            span.record("otel.status_code", "error");
+            span.in_scope(|| tracing::error!(%error, "saga step failed"));
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        self.inner.metrics.record(|| {
+            histogram!("saga_step_duration_seconds", "step" => step.as_str(), "outcome" => outcome)
+                .record(elapsed)
+        });
+        result
     }
 
     /// Saves `row` (and `events`) as the saga's new state, unless a cancellation arrived
@@ -446,9 +516,10 @@ impl Saga {
                     order: facts(&row),
                     payment_id,
                 })?;
+                let created_at = row.created_at;
                 let progress = self.advance(row, vec![confirmed]).await?;
                 if matches!(progress, Progress::Next) {
-                    self.inner.counters.confirmed.increment(1);
+                    finished(&self.inner.counters.confirmed, created_at);
                 }
                 Ok(progress)
             }
@@ -565,7 +636,7 @@ impl Saga {
         }
         outbox::enqueue(&txn, &event).await?;
         txn.commit().await?;
-        counter.increment(1);
+        finished(counter, row.created_at);
         tracing::info!(order_id = %row.id, status = %end, refunded = row.refunded, "order compensated");
         Ok(Progress::Next)
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use tracing::Instrument;
 
 use platform_auth::{AuthUser, UserId};
 use platform_events::catalogue::{
@@ -287,7 +288,9 @@ impl Orders {
     async fn settle(&self, id: OrderId) -> Result<OrderView, OrderError> {
         let wait = self.saga.config().checkout_wait;
         let saga = self.saga.clone();
-        let driving = tokio::spawn(async move { saga.drive(id).await });
+        // The saga goes on in the request's trace even if the client stops waiting.
+        let driving =
+            tokio::spawn(async move { saga.drive(id).await }.instrument(tracing::Span::current()));
         let deadline = tokio::time::Instant::now() + wait;
         match tokio::time::timeout_at(deadline, driving).await {
             Ok(Ok(Ok(true))) | Err(_) => {}

@@ -179,7 +179,7 @@ impl Payments {
     ) -> Self {
         Self {
             db,
-            providers,
+            providers: providers.with_metrics(metrics.clone()),
             fraud: Arc::new(fraud),
             counters: Arc::new(Counters::new(metrics)),
             source: Arc::from(source),
@@ -581,13 +581,17 @@ impl Payments {
         let currency = platform_money::Currency::parse(&row.currency)
             .map_err(|_| CorruptRow(row.id, "currency"))?;
         let money = Money::new(amount, currency).map_err(|_| CorruptRow(row.id, "amount"))?;
-        let refunded = provider
-            .refund(&RefundRequest {
-                provider_payment_id: row.provider_payment_id.clone().unwrap_or_default(),
-                amount: money,
-                idempotency_key: format!("{id}:{}", command.idempotency_key),
-                reason: command.reason.clone(),
-            })
+        let refunded = self
+            .providers
+            .refund(
+                &provider,
+                &RefundRequest {
+                    provider_payment_id: row.provider_payment_id.clone().unwrap_or_default(),
+                    amount: money,
+                    idempotency_key: format!("{id}:{}", command.idempotency_key),
+                    reason: command.reason.clone(),
+                },
+            )
             .await;
         let refund = match refunded {
             Ok(refund) => refund,

@@ -30,7 +30,9 @@ impl Application {
     /// Connects and migrates the database, builds the providers, binds HTTP and gRPC.
     pub async fn build(config: PaymentServiceConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
-        let db = platform_db::connect(&config.database, &name).await?;
+        let mut db = platform_db::connect(&config.database, &name).await?;
+        let metrics = Metrics::new(&name);
+        platform_db::observe(&mut db, &metrics);
         platform_db::migrate::<Migrator>(&db).await?;
 
         let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
@@ -38,7 +40,6 @@ impl Application {
             // Only the event bus uses Redis here: the outbox holds events while it is down.
             readiness.add_optional("redis", RedisCheck(RedisPool::new(redis)?));
         }
-        let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
         let (audit, audit_publisher) =
             platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));

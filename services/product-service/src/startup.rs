@@ -49,10 +49,11 @@ impl Application {
     /// gRPC.
     pub async fn build(config: ProductServiceConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
-        let db = platform_db::connect(&config.database, &name).await?;
+        let mut db = platform_db::connect(&config.database, &name).await?;
+        let metrics = Metrics::new(&name);
+        platform_db::observe(&mut db, &metrics);
         platform_db::migrate::<Migrator>(&db).await?;
 
-        let metrics = Metrics::new(&name);
         let redis = config.redis.as_ref().map(RedisPool::new).transpose()?;
         let caches = caches(&config, redis.as_ref(), &metrics);
         let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));

@@ -39,7 +39,9 @@ impl Application {
                  and other processes cannot verify them"
             );
         }
-        let db = platform_db::connect(&config.database, &name).await?;
+        let mut db = platform_db::connect(&config.database, &name).await?;
+        let metrics = Metrics::new(&name);
+        platform_db::observe(&mut db, &metrics);
         platform_db::migrate::<Migrator>(&db).await?;
 
         let mut readiness = Readiness::new().with("database", DatabaseCheck(db.clone()));
@@ -47,7 +49,6 @@ impl Application {
         if let Some(pool) = &redis {
             readiness.add("redis", RedisCheck(pool.clone()));
         }
-        let metrics = Metrics::new(&name);
         let transport = config.events.connect().await?;
         let (bus_audit, audit_publisher) =
             platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));

@@ -174,6 +174,10 @@ fn seq_of(id: &str) -> Result<i64, BusError> {
 }
 
 impl Transport for EmbeddedTransport {
+    fn system(&self) -> &'static str {
+        "embedded"
+    }
+
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, BusError>> {
         Box::pin(async move {
             let family = family_of(&envelope.event_type);

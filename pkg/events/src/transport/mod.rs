@@ -80,6 +80,11 @@ pub enum BusError {
 
 /// Where events travel from producers to consumer groups.
 pub trait Transport: Send + Sync + 'static {
+    /// The bus, as spans' `messaging.system` names it.
+    fn system(&self) -> &'static str {
+        "platform"
+    }
+
     /// Appends `envelope` to its family's stream; returns the message id.
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, BusError>>;
 

@@ -128,6 +128,10 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl Transport for RedisTransport {
+    fn system(&self) -> &'static str {
+        "redis"
+    }
+
     fn publish<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<String, BusError>> {
         Box::pin(async move {
             let json = serde_json::to_string(envelope)?;

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use platform_metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -227,6 +228,8 @@ pub struct Senders {
     /// Shared by the log senders this was created with, so everything they swallowed can be
     /// read in one place.
     sent_log: SentLog,
+    /// Times every send (`provider_request_duration_seconds`).
+    metrics: Option<Metrics>,
 }
 
 impl fmt::Debug for Senders {
@@ -257,7 +260,14 @@ impl Senders {
             sms: log(Channel::Sms),
             push: log(Channel::Push),
             sent_log,
+            metrics: None,
         }
+    }
+
+    /// Times every send into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn with_email(mut self, sender: Arc<dyn Sender>) -> Self {
@@ -318,7 +328,13 @@ impl Senders {
             Recipient::Sms(_) => &self.sms,
             Recipient::Push(_) => &self.push,
         };
-        sender.send(message).await
+        let outcome = |error: &SendError| match error {
+            SendError::Transient(_) => "transient",
+            SendError::Permanent(_) => "permanent",
+        };
+        let call = sender.send(message);
+        platform_outbound::observed(self.metrics.as_ref(), sender.name(), "send", call, outcome)
+            .await
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 use http::HeaderMap;
+use platform_metrics::Metrics;
 use platform_money::Money;
 
 use crate::domain::{CardInfo, CardToken, PaymentId};
@@ -158,6 +159,8 @@ pub trait PaymentProvider: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Providers {
     ordered: Arc<[Arc<dyn PaymentProvider>]>,
+    /// Times every call (`provider_request_duration_seconds`).
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -173,7 +176,40 @@ impl Providers {
     pub fn new(ordered: Vec<Arc<dyn PaymentProvider>>) -> Self {
         Self {
             ordered: ordered.into(),
+            metrics: None,
         }
+    }
+
+    /// Times every provider call into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// How a provider call failed, as the `outcome` label names it.
+    fn outcome(error: &ProviderError) -> &'static str {
+        match error {
+            ProviderError::Unavailable(_) => "unavailable",
+            ProviderError::Declined { .. } => "declined",
+            ProviderError::Rejected(_) => "rejected",
+        }
+    }
+
+    /// Refunds with `provider` (the one that took the charge).
+    pub async fn refund(
+        &self,
+        provider: &Arc<dyn PaymentProvider>,
+        request: &RefundRequest,
+    ) -> Result<ProviderRefund, ProviderError> {
+        let call = provider.refund(request);
+        platform_outbound::observed(
+            self.metrics.as_ref(),
+            provider.name(),
+            "refund",
+            call,
+            Self::outcome,
+        )
+        .await
     }
 
     /// The provider called `name`, for refunds and webhooks.
@@ -193,7 +229,15 @@ impl Providers {
     ) -> Result<(&'static str, ProviderCharge), ProviderError> {
         let mut last = ProviderError::Unavailable("no payment provider is configured".into());
         for provider in self.ordered.iter() {
-            match provider.charge(request).await {
+            let call = provider.charge(request);
+            let charged = platform_outbound::observed(
+                self.metrics.as_ref(),
+                provider.name(),
+                "charge",
+                call,
+                Self::outcome,
+            );
+            match charged.await {
                 Ok(charge) => return Ok((provider.name(), charge)),
                 Err(ProviderError::Unavailable(reason)) => {
                     tracing::warn!(provider = provider.name(), %reason, "provider unavailable; trying the next");

@@ -183,7 +183,14 @@ fn request_log_lines_carry_the_request_id_and_the_callers_trace_id() {
     };
     assert_eq!(line["span"]["request_id"], "log-test-42", "{line}");
     assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
-    assert_eq!(line["span"]["route"], "/api/v1/users/me", "{line}");
+    assert_eq!(line["span"]["http.route"], "/api/v1/users/me", "{line}");
+    // Every line inside a span says which trace and span it belongs to.
+    assert_eq!(line["trace_id"], trace_id, "{line}");
+    let span_id = line["span_id"].as_str().unwrap_or_default();
+    assert!(
+        span_id.len() == 16 && span_id != "00f067aa0ba902b7",
+        "the line names the service's own span, a child of the caller's: {line}"
+    );
     assert_eq!(line["status"], 401, "{line}");
     assert!(
         !line.to_string().contains("secret-token-value"),
@@ -191,55 +198,15 @@ fn request_log_lines_carry_the_request_id_and_the_callers_trace_id() {
     );
 }
 
-/// A stand-in OTLP collector that hands every exported batch to the test.
-struct Collector(tokio::sync::mpsc::UnboundedSender<Vec<Vec<u8>>>);
-
-#[tonic::async_trait]
-impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
-    for Collector
-{
-    async fn export(
-        &self,
-        request: tonic::Request<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-        >,
-    ) -> Result<
-        tonic::Response<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        >,
-        tonic::Status,
-    > {
-        let trace_ids = request
-            .into_inner()
-            .resource_spans
-            .into_iter()
-            .flat_map(|r| r.scope_spans)
-            .flat_map(|s| s.spans)
-            .map(|span| span.trace_id)
-            .collect();
-        let _ = self.0.send(trace_ids);
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
 #[test]
 fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
-
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (tx, mut exported) = tokio::sync::mpsc::unbounded_channel();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+    let collector = runtime
+        .block_on(platform_testing::otlp::Collector::start())
         .unwrap();
-    let collector = listener.local_addr().unwrap();
-    runtime.spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Collector(tx)))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
 
     let mut service =
-        RunningBinary::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))]);
+        RunningBinary::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.clone())]);
     let address = service.address.clone();
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     runtime.block_on(async {
@@ -253,20 +220,20 @@ fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
     // SIGTERM: the service stops gracefully and flushes the spans it still holds.
     assert!(service.terminate(), "the service exits 0 on SIGTERM");
 
-    let wanted: Vec<u8> = (0..16)
-        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
     let found = runtime.block_on(async {
-        tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while let Some(batch) = exported.recv().await {
-                if batch.contains(&wanted) {
-                    return true;
-                }
+        for _ in 0..100 {
+            let spans = collector.trace(trace_id);
+            if let Some(span) = spans.first() {
+                return Some(span.clone());
             }
-            false
-        })
-        .await
-        .unwrap_or(false)
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        None
     });
-    assert!(found, "a span of the caller's trace reached the collector");
+    let span = found.expect("a span of the caller's trace reached the collector");
+    assert_eq!(
+        span.service, "user-service",
+        "exported under the service's own name"
+    );
+    assert_eq!(span.name, "GET /health");
 }
