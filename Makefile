@@ -34,7 +34,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 # ---- Containers and deployment (see docs/DEPLOYMENT.md) ----
-.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy
+.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring
 
 DOCKER_REGISTRY ?= localhost/microservices-platform
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
@@ -65,3 +65,6 @@ compose-smoke: ## Images, then the whole platform on Compose: main journey, Prom
 
 validate-deploy: ## Lint and validate Dockerfiles, Compose files, shell scripts, Kubernetes and Istio
 	scripts/validate-deploy.sh
+
+check-monitoring: ## Prometheus rules and alert tests, Grafana dashboards, and every query against a live platform up
+	scripts/check-monitoring.sh

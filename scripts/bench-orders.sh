@@ -23,12 +23,9 @@ connections=${3:-16}
 target=${CARGO_TARGET_DIR:-target}
 say() { echo "[bench] $*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-    say "installing wrk (Debian package)"
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-    $sudo_cmd apt-get update -qq
-    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+# shellcheck source=scripts/lib/wrk.sh
+source scripts/lib/wrk.sh
+need_wrk
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     say "building the release binary"
     cargo build --release -q -p platform
@@ -37,41 +34,9 @@ platform_bin="$target/release/platform"
 
 work=$(mktemp -d)
 
-admin_email=bench-admin@example.com
-admin_password="bench admin password 123"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
-# start NAME PORT [VAR=VALUE...]: a platform on PORT with its data under $work/NAME.
-start() {
-    local name=$1 port=$2; shift 2
-    mkdir -p "$work/$name"
-    env -i PATH="$PATH" HOME="$HOME" DATA_DIR="$work/$name" PORT="$port" HOST=127.0.0.1 \
-        USER_SERVICE_PORT=0 USER_SERVICE_GRPC_PORT=0 PRODUCT_SERVICE_PORT=0 PRODUCT_SERVICE_GRPC_PORT=0 \
-        PAYMENT_SERVICE_PORT=0 PAYMENT_SERVICE_GRPC_PORT=0 ORDER_SERVICE_PORT=0 NOTIFICATION_SERVICE_PORT=0 EVENT_STORE_PORT=0 \
-        RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn \
-        ADMIN_EMAIL="$admin_email" ADMIN_PASSWORD="$admin_password" \
-        FRAUD_VELOCITY_WINDOW=1m FRAUD_MAX_PAYMENTS_PER_USER=100000 FRAUD_MAX_PAYMENTS_PER_CARD=100000 \
-        JWT_SECRET=bench-secret-bench-secret-bench-secret-0123 "$@" \
-        "$platform_bin" > "$work/$name.log" 2>&1 &
-    pids+=($!)
-}
-# prepare PORT: waits for the platform, prints "TOKEN PRODUCT" (an admin token, a product with
-# stock for any run).
-prepare() {
-    local base="http://127.0.0.1:$1" token product
-    for _ in $(seq 1 300); do
-        curl -fs -o /dev/null "$base/api/v1/products" && break
-        sleep 0.1
-    done
-    token=$(curl -fs "$base/api/v1/auth/login" -H 'content-type: application/json' \
-        -d "{\"email\":\"$admin_email\",\"password\":\"$admin_password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-    product=$(curl -fs "$base/api/v1/admin/products" -H "authorization: Bearer $token" -H 'content-type: application/json' \
-        -d '{"sku":"BENCH-1","name":"Bench mug","category":"kitchen","price":{"amount":1250,"currency":"EUR"},"stock":100000000}' |
-        sed -E 's/.*"id":"([^"]+)".*/\1/')
-    echo "$token $product"
-}
 say "starting two platforms"
 start default 18710
 start pool25 18720 DB_MAX_CONNECTIONS=25
@@ -80,56 +45,7 @@ read -r token25 product25 < <(prepare 18720)
 base="http://127.0.0.1:18710"
 say "platforms up; product $product"
 
-cat > "$work/post.lua" <<'LUA'
--- A fresh Idempotency-Key (and order id) per request; KIND is "orders" or "payments".
-local counter = 0
-local kind = os.getenv("KIND")
-local token = os.getenv("TOKEN")
-local product = os.getenv("PRODUCT")
-local threads = 0
-function setup(thread)
-    threads = threads + 1
-    thread:set("seed", threads * 7919 + os.time())
-end
-function init(args)
-    math.randomseed(seed or os.time())
-end
-local function uuid()
-    return (string.gsub("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", "[xy]", function(c)
-        local v = (c == "x") and math.random(0, 15) or math.random(8, 11)
-        return string.format("%x", v)
-    end))
-end
-function request()
-    counter = counter + 1
-    local headers = {
-        ["Content-Type"] = "application/json",
-        ["Authorization"] = "Bearer " .. token,
-        ["Idempotency-Key"] = uuid(),
-    }
-    local body
-    if kind == "orders" then
-        body = '{"items":[{"product_id":"' .. product .. '","quantity":1}],"payment":{"token":"tok_visa"},'
-            .. '"shipping_address":{"name":"Bench","line1":"1 Road","city":"Town","postal_code":"1","country":"DE"}}'
-    else
-        body = '{"order_id":"' .. uuid() .. '","amount":{"amount":1250,"currency":"EUR"},'
-            .. '"method":{"type":"card","token":"tok_visa"}}'
-    end
-    return wrk.format("POST", "/api/v1/" .. kind, headers, body)
-end
-LUA
-
-to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
-run() { # name kind port token product
-    local out rps p50 p99 bad
-    out=$(KIND="$2" TOKEN="$4" PRODUCT="$5" \
-        wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/post.lua" "http://127.0.0.1:$3")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
-    bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    echo "$1 $rps $p50 $p99 ${bad:-0}"
-}
+write_post_lua
 
 results="$work/results"
 for round in $(seq 1 "$rounds"); do
@@ -141,7 +57,6 @@ for round in $(seq 1 "$rounds"); do
     } >> "$results"
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A RPS P50 P99 BAD
 for kind in orders orders-pool25 payments; do
     RPS[$kind]=$(awk -v k=$kind '$1==k {print $2}' "$results" | median)

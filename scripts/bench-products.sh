@@ -16,12 +16,9 @@ connections=${3:-32}
 target=${CARGO_TARGET_DIR:-target}
 say() { echo "[bench] $*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-    say "installing wrk (Debian package)"
-    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd=sudo
-    $sudo_cmd apt-get update -qq
-    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
+# shellcheck source=scripts/lib/wrk.sh
+source scripts/lib/wrk.sh
+need_wrk
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     say "building the release binary"
     cargo build --release -q -p platform

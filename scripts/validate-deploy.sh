@@ -2,9 +2,11 @@
 # Lints and validates everything that deploys the platform, offline (no container engine or
 # cluster needed), and runs the deployment tooling's own tests:
 #   Dockerfiles (hadolint), Compose files (docker-compose config -q, plus a policy check),
-#   shell scripts (shellcheck), the Prometheus config (promtool), the Kubernetes manifests
-#   (scripts/validate-k8s.sh) and Istio resources (scripts/validate-istio.sh), and the tests of
-#   the policy and of scripts/deploy.sh (tests/deploy). Installs pinned tools when missing.
+#   shell scripts (shellcheck), monitoring/ (scripts/check-monitoring.sh static schema: promtool
+#   check config, check rules and test rules, the dashboards against Grafana's schema), the
+#   Kubernetes manifests (scripts/validate-k8s.sh) and Istio resources (scripts/validate-istio.sh),
+#   and the tests of the policy and of scripts/deploy.sh (tests/deploy). Installs pinned tools
+#   when missing.
 #
 #   scripts/validate-deploy.sh          (make validate-deploy; part of .ci/run)
 set -euo pipefail
@@ -79,11 +81,11 @@ sys.exit(1 if problems else 0)
 '
 
 step "shellcheck"
-shellcheck scripts/*.sh deploy/images/*/entrypoint.sh tests/deploy/run.sh tests/deploy/k8s/run.sh tests/deploy/fake-bin/*
+shellcheck -x scripts/*.sh deploy/images/*/entrypoint.sh tests/deploy/run.sh tests/deploy/k8s/run.sh tests/deploy/fake-bin/*
 echo "ok"
 
-step "promtool check config"
-promtool check config monitoring/prometheus/prometheus.yml
+step "monitoring: Prometheus configs, rules and their unit tests, Grafana dashboards (scripts/check-monitoring.sh)"
+scripts/check-monitoring.sh static schema
 
 step "Kubernetes manifests"
 scripts/validate-k8s.sh
