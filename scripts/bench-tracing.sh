@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Tracing overhead: two identical platforms (release build, embedded SQLite), one exporting
+# Tracing overhead: three identical platforms (release build, embedded SQLite): one exporting
 # every span over OTLP (sampler always on) to a receiver that counts and drops them
-# (platform/examples/otlp_sink.rs), one exporting nothing, measured interleaved in one run:
+# (platform/examples/otlp_sink.rs), one sampling a tenth of the traces it starts
+# (parentbased_traceidratio 0.1, a usual production setting) to the same receiver, and one
+# exporting nothing, measured interleaved in one run:
 #   - product: GET /api/v1/products/{id} through the gateway (gateway + product service);
 #   - orders:  POST /api/v1/orders, the whole checkout saga (gRPC calls, database, events).
 # Prints requests/s, p50 and p99 for each, the traced/untraced ratios, and the spans received.
@@ -35,11 +37,14 @@ SINK=18750
 "$sink_bin" "127.0.0.1:$SINK" > "$work/sink.count" 2> "$work/sink.log" &
 sink_pid=$!
 pids+=("$sink_pid")
-say "starting two platforms (one exporting spans to 127.0.0.1:$SINK)"
+say "starting three platforms (two exporting spans to 127.0.0.1:$SINK)"
 start untraced 18730
 start traced 18740 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" OTEL_TRACES_SAMPLER=always_on
+start sampled 18760 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" \
+    OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1
 read -r token product < <(prepare 18730)
 read -r token_t product_t < <(prepare 18740)
+read -r token_s product_s < <(prepare 18760)
 write_post_lua
 
 results="$work/results"
@@ -48,8 +53,10 @@ for round in $(seq 1 "$rounds"); do
     {
         run_get product-untraced "http://127.0.0.1:18730/api/v1/products/$product"
         run_get product-traced "http://127.0.0.1:18740/api/v1/products/$product_t"
+        run_get product-sampled "http://127.0.0.1:18760/api/v1/products/$product_s"
         run orders-untraced orders 18730 "$token" "$product"
         run orders-traced orders 18740 "$token_t" "$product_t"
+        run orders-sampled orders 18760 "$token_s" "$product_s"
     } >> "$results"
 done
 
@@ -58,16 +65,17 @@ wait "$sink_pid" 2>/dev/null || true
 spans=$(cat "$work/sink.count")
 
 declare -A RPS P50 P99 BAD
-for kind in product-untraced product-traced orders-untraced orders-traced; do
-    RPS[$kind]=$(awk -v k=$kind '$1==k {print $2}' "$results" | median)
-    P50[$kind]=$(awk -v k=$kind '$1==k {print $3}' "$results" | median)
-    P99[$kind]=$(awk -v k=$kind '$1==k {print $4}' "$results" | median)
-    BAD[$kind]=$(awk -v k=$kind '$1==k {s+=$5} END {print s+0}' "$results")
+kinds="product-untraced product-traced product-sampled orders-untraced orders-traced orders-sampled"
+for kind in $kinds; do
+    RPS[$kind]=$(awk -v k="$kind" '$1==k {print $2}' "$results" | median)
+    P50[$kind]=$(awk -v k="$kind" '$1==k {print $3}' "$results" | median)
+    P99[$kind]=$(awk -v k="$kind" '$1==k {print $4}' "$results" | median)
+    BAD[$kind]=$(awk -v k="$kind" '$1==k {s+=$5} END {print s+0}' "$results")
 done
 echo
 echo "| request | spans | requests/s | p50 (ms) | p99 (ms) | non-2xx |"
 echo "|---|---|---:|---:|---:|---:|"
-for kind in product-untraced product-traced orders-untraced orders-traced; do
+for kind in $kinds; do
     case $kind in
         product-*) what="GET /api/v1/products/{id}" ;;
         *) what="POST /api/v1/orders (checkout saga)" ;;
@@ -76,6 +84,7 @@ for kind in product-untraced product-traced orders-untraced orders-traced; do
 done
 echo
 awk -v a="${RPS[product-traced]}" -v b="${RPS[product-untraced]}" -v c="${RPS[orders-traced]}" -v d="${RPS[orders-untraced]}" \
-    'BEGIN { printf "throughput traced/untraced: product %.2f, checkout %.2f\n", a/b, c/d }'
+    -v e="${RPS[product-sampled]}" -v f="${RPS[orders-sampled]}" \
+    'BEGIN { printf "throughput traced (all) / untraced: product %.2f, checkout %.2f\nthroughput sampled (10%%) / untraced: product %.2f, checkout %.2f\n", a/b, c/d, e/b, f/d }'
 echo "spans received by the sink: $spans"
-echo "(median of $rounds rounds; wrk -t2 -c$connections -d${duration}s through the gateway; embedded SQLite; $(nproc) cores shared by wrk, both platforms and the sink)"
+echo "(median of $rounds rounds; wrk -t2 -c$connections -d${duration}s through the gateway; embedded SQLite; $(nproc) cores shared by wrk, the platforms and the sink)"

@@ -820,6 +820,7 @@ fn one_checkout_is_one_trace_through_every_service() {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str())],
     );
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let declined_trace = uuid::Uuid::new_v4().simple().to_string();
     let client_span = "00f067aa0ba902b7";
     let order_id = runtime.block_on(async {
         let product = product_journey(&gateway).await;
@@ -829,6 +830,25 @@ fn one_checkout_is_one_trace_through_every_service() {
         let order_id = order["id"].as_str().unwrap().to_owned();
         // The confirmation's notification is the trace's last hop.
         confirmation_reaches_the_inbox(&gateway, &buyer, &order_id).await;
+        // A declined card: the failure shows in the trace where it happened.
+        let declined = reqwest::Client::new()
+            .post(format!("{gateway}/api/v1/orders"))
+            .bearer_auth(&buyer)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .header(
+                "traceparent",
+                format!("00-{declined_trace}-{client_span}-01"),
+            )
+            .json(&json!({
+                "items": [{"product_id": product, "quantity": 1}],
+                "payment": {"token": "tok_decline"},
+                "shipping_address": {"name": "Journey", "line1": "1 Road", "city": "Town",
+                    "postal_code": "12345", "country": "DE"},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(declined.status().is_client_error() || declined.status().is_success());
         order_id
     });
     // A graceful stop flushes every span still batched.
@@ -997,4 +1017,17 @@ fn one_checkout_is_one_trace_through_every_service() {
         Some("notification-service")
     );
     assert!(!order_id.is_empty());
+
+    // The declined charge: an error span with an exception event, and the saga compensating.
+    let declined = collector.trace(&declined_trace);
+    let charge = declined
+        .iter()
+        .find(|s| s.name == "charge sandbox")
+        .unwrap_or_else(|| panic!("no charge span in the declined trace: {declined:#?}"));
+    assert_eq!(charge.status, 2, "error status");
+    assert!(charge.events.iter().any(|e| e == "exception"), "{charge:?}");
+    assert!(
+        declined.iter().any(|s| s.name == "saga compensate"),
+        "the saga compensates in the same trace: {declined:#?}"
+    );
 }

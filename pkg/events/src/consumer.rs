@@ -352,7 +352,11 @@ impl Consumer {
                 ),
             };
             if attempt >= self.config.max_attempts {
-                tracing::Span::current().record("otel.status_code", "error");
+                platform_telemetry::record_error(
+                    &tracing::Span::current(),
+                    "dead_lettered",
+                    &error,
+                );
                 tracing::error!(%group, id = %envelope.id, r#type = %envelope.event_type, attempt, %error, "handler failed for the last time; dead-lettering the event");
                 self.settle_dead(delivery, &error, attempt, &envelope.event_type)
                     .await;

@@ -113,8 +113,7 @@ impl Relay {
                     }
                 }
                 Err(error) => {
-                    span.record("otel.status_code", "error");
-                    span.in_scope(|| tracing::warn!(%error, "publishing failed"));
+                    platform_telemetry::record_error(&span, "BusError", &error.to_string());
                     failure = Some((row.seq, error.into()));
                     break;
                 }

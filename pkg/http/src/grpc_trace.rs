@@ -125,8 +125,7 @@ where
                     Err(error) => {
                         // Never reached the service: no gRPC code; UNAVAILABLE says as much.
                         traced.record("rpc.grpc.status_code", 14);
-                        traced.record("otel.status_code", "error");
-                        traced.in_scope(|| tracing::debug!(%error, "call not completed"));
+                        platform_telemetry::record_error(&traced, "transport", &error.to_string());
                     }
                 }
                 result

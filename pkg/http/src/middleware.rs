@@ -189,6 +189,7 @@ pub fn request_span(
         http.request.method = %method,
         http.route = field::Empty,
         http.response.status_code = field::Empty,
+        error.r#type = field::Empty,
         url.scheme = scheme,
         server.address = field::Empty,
         request_id = request_id.to_str().unwrap_or_default(),
@@ -235,7 +236,9 @@ pub fn served(
         span.in_scope(|| {
             if status.is_server_error() {
                 // A server error is the span's failure; a 4xx is the client's (semconv).
+                // The conventions' error.type of a 5xx answer is its status code.
                 span.record("otel.status_code", "error");
+                span.record("error.type", status.as_str());
                 tracing::error!(status = status.as_u16(), latency_ms, "request failed");
             } else if is_probe(route) {
                 // Probes arrive every few seconds: the console of an idle platform stays quiet.

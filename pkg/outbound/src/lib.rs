@@ -62,9 +62,10 @@ pub async fn observed<T, E: std::fmt::Display>(
     let ended = match &result {
         Ok(_) => "ok",
         Err(error) => {
-            span.record("otel.status_code", "error");
+            let class = outcome(error);
+            platform_telemetry::record_error(&span, class, &error.to_string());
             span.in_scope(|| tracing::debug!(%error, "provider call failed"));
-            outcome(error)
+            class
         }
     };
     span.record("outcome", ended);

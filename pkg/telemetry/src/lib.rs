@@ -428,6 +428,23 @@ pub fn rename(span: &tracing::Span, name: String) {
     span.context().span().update_name(name);
 }
 
+/// Marks `span` failed with an OpenTelemetry `exception` event (`exception.type`,
+/// `exception.message`) and an error status, as the conventions ask of a failed operation.
+/// `kind` is a short class of the failure (a type or an outcome), `message` says what failed.
+pub fn record_error(span: &tracing::Span, kind: &str, message: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    span.set_status(opentelemetry::trace::Status::error(message.to_owned()));
+    span.context().span().add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", kind.to_owned()),
+            KeyValue::new("exception.message", message.to_owned()),
+        ],
+    );
+}
+
 /// Writes the trace context of `span` into `headers` for an outgoing call.
 pub fn inject_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
     // No span (logging filtered it out): nothing to propagate beyond what the caller sent.
@@ -622,6 +639,57 @@ mod tests {
             "{text}"
         );
         assert_eq!(lines[1]["message"], "inside");
+    }
+
+    #[test]
+    fn an_error_inside_a_span_marks_it_failed_with_an_exception_event() {
+        use opentelemetry_sdk::error::OTelSdkResult;
+        use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+        use std::sync::Mutex;
+
+        #[derive(Debug, Clone, Default)]
+        struct Kept(Arc<Mutex<Vec<SpanData>>>);
+        impl SpanExporter for Kept {
+            async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+                self.0.lock().unwrap().extend(batch);
+                Ok(())
+            }
+        }
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("saga step");
+            record_error(&span, "SagaError", "payment service unavailable");
+        });
+        let spans = kept.0.lock().unwrap().clone();
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert!(
+            matches!(span.status, opentelemetry::trace::Status::Error { .. }),
+            "{:?}",
+            span.status
+        );
+        let event = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .expect("an exception event");
+        let attribute = |key: &str| {
+            event
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(
+            attribute("exception.message").as_deref(),
+            Some("payment service unavailable")
+        );
+        assert_eq!(attribute("exception.type").as_deref(), Some("SagaError"));
     }
 
     #[test]

@@ -273,7 +273,7 @@ impl Saga {
         };
         span.record("saga.outcome", outcome);
         if let Err(error) = &result {
-            span.record("otel.status_code", "error");
+            platform_telemetry::record_error(&span, "SagaError", &error.to_string());
             span.in_scope(|| tracing::error!(%error, "saga step failed"));
         }
         let elapsed = started.elapsed().as_secs_f64();
