@@ -126,7 +126,7 @@ impl Gateway {
             max_body_bytes: config.server.max_body_bytes,
             max_header_bytes: MaxHeaderBytes(config.server.connections.max_header_bytes),
             trusted_proxies: config.server.trusted_proxies.clone(),
-            shed: LoadShed::new(config.max_concurrent_requests),
+            shed: LoadShed::new(config.max_concurrent_requests).counted(&metrics),
             upstream_counters: upstream_counters(&pools, &metrics),
             metrics: metrics.clone(),
         });

@@ -339,6 +339,10 @@ def gateway():
         [target(f'sum by (route) (rate(http_requests_total{{{gw},status="503"}}[{RI}]))', "{{route}}")],
         "reqps", links=[GATEWAY_TRACES]), w=8)
     d.add(timeseries(
+        "Requests shed", "Requests refused at once with 503 because GATEWAY_MAX_CONCURRENT_REQUESTS were in flight.",
+        [target(f'sum(rate(requests_shed_total{{service="api-gateway"}}[{RI}]))', "shed")],
+        "reqps", links=[GATEWAY_TRACES]), w=8)
+    d.add(timeseries(
         "Upstream attempts per request", "Attempts sent upstream per API request: above 1, the gateway retried.",
         [target(f"sum(rate(upstream_requests_total[{RI}])) "
                 f'/ sum(rate(http_requests_total{{service="api-gateway",route=~"/api/.*"}}[{RI}]))', "attempts")],
@@ -369,6 +373,11 @@ def business():
                 "confirmed")], "percentunit",
         thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 0.8},
                     {"color": "green", "value": 0.95}]), w=4)
+    d.add(timeseries(
+        "Money captured and refunded per hour", "Amounts the payment service captured and refunded, per currency, "
+        "in the currency's minor units (cents), counted once their transaction committed.",
+        [target(f"sum by (currency, kind) (rate(payment_amount_total[{RI}])) * 3600", "{{kind}} {{currency}}")],
+        "none", links=[jaeger_search("payment-service", "Traces of payment-service in Jaeger")]), w=12)
     d.add(timeseries(
         "Checkout request latency", "POST /api/v1/orders at the order service: it answers once the checkout ended, "
         "or 202 after ORDER_CHECKOUT_WAIT.",
@@ -500,6 +509,11 @@ def runtime():
         "Database query latency (p99)", "99th percentile of one query's time, per service and operation.",
         [target(f"histogram_quantile(0.99, sum by (service, operation, le) (rate(db_query_duration_seconds_bucket[{RI}])))",
                 "{{service}} {{operation}}", exemplar=True)], "s", links=[SERVICE_TRACES]))
+    d.add(timeseries(
+        "Database connections in use", "Connections of each service's pool that run a statement now, and the pool's "
+        "size limit (DB_MAX_CONNECTIONS): in use at the limit means requests wait for a connection.",
+        [target('sum by (service) (db_pool_connections{state="in_use"})', "{{service}} in use"),
+         target("max by (service) (db_pool_max_connections)", "{{service}} max", ref="B")], "none"))
     d.add(timeseries(
         "Targets up", "1 while Prometheus scrapes the service, 0 when it cannot.",
         [target('up{job="platform"}', "{{instance}}")], "none", max_value=1))

@@ -175,8 +175,28 @@ pub enum DbError {
 /// Times every statement on `db` (transactions included) into
 /// `db_query_duration_seconds{operation}` of `metrics`, and records each as a client span
 /// (`db.system.name`, `db.operation.name`, `db.collection.name`; never the parameters)
-/// under the span that ran it, when spans are exported.
+/// under the span that ran it, when spans are exported. At each scrape, the pool's use:
+/// `db_pool_connections{state="in_use"|"idle"}` and `db_pool_max_connections`.
 pub fn observe(db: &mut DatabaseConnection, metrics: &Metrics) {
+    let pool = db.clone();
+    metrics.on_render(move || {
+        let (size, idle, max) = match pool.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                let p = pool.get_postgres_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            sea_orm::DatabaseBackend::Sqlite => {
+                let p = pool.get_sqlite_connection_pool();
+                (p.size(), p.num_idle(), p.options().get_max_connections())
+            }
+            _ => return,
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        platform_metrics::gauge!("db_pool_connections", "state" => "in_use")
+            .set(f64::from(size - idle));
+        platform_metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+        platform_metrics::gauge!("db_pool_max_connections").set(f64::from(max));
+    });
     let metrics = metrics.clone();
     db.set_metric_callback(move |info| {
         let sql = info.statement.sql.as_str();

@@ -29,6 +29,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A gauge-setting closure run before each render ([`Metrics::on_render`]).
+type RenderHook = Box<dyn Fn() + Send + Sync>;
+
 /// A service's metric registry. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +39,8 @@ pub struct Metrics {
     id: u64,
     /// The service whose registry this is (its `service` label).
     service: Arc<str>,
+    /// Run before each render: gauges read from their source at scrape time.
+    on_render: Arc<std::sync::Mutex<Vec<RenderHook>>>,
     /// Receives the `metrics` macros while inside [`Metrics::record`].
     recorder: Arc<PrometheusRecorder>,
     /// Renders the registry in the Prometheus text format.
@@ -67,6 +72,7 @@ impl Metrics {
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             service: Arc::from(service),
+            on_render: Arc::default(),
             recorder,
             handle,
         }
@@ -133,8 +139,24 @@ impl Metrics {
         &self.service
     }
 
+    /// Runs `hook` inside this registry before every render, for gauges whose value is read
+    /// from elsewhere when scraped (a connection pool's size, say).
+    pub fn on_render(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.on_render
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(hook));
+    }
+
     /// The registry in Prometheus' text format, with the process's resource use as of now.
     pub fn render(&self) -> String {
+        {
+            let hooks = self
+                .on_render
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.record(|| hooks.iter().for_each(|hook| hook()));
+        }
         let usage = process::read();
         self.record(|| {
             let set = |name: &'static str, value: Option<f64>| {
@@ -248,6 +270,27 @@ fn merge_expositions(texts: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn render_hooks_set_gauges_at_scrape_time() {
+        let metrics = Metrics::new("hooked");
+        let size = Arc::new(AtomicU64::new(3));
+        let seen = Arc::clone(&size);
+        metrics.on_render(move || {
+            gauge!("db_pool_max_connections").set(seen.load(Ordering::Relaxed) as f64)
+        });
+        assert!(
+            metrics
+                .render()
+                .contains(r#"db_pool_max_connections{service="hooked"} 3"#)
+        );
+        size.store(5, Ordering::Relaxed);
+        assert!(
+            metrics
+                .render()
+                .contains(r#"db_pool_max_connections{service="hooked"} 5"#)
+        );
+    }
 
     #[test]
     fn expositions_merge_each_family_once() {

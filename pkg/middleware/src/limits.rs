@@ -7,21 +7,38 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use platform_http::Problem;
+use platform_metrics::{Counter, Metrics, counter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// At most this many requests in flight; beyond, 503 at once (with `Retry-After`), so that
 /// overload sheds requests instead of letting latency climb for everyone.
 #[derive(Clone, Debug)]
-pub struct LoadShed(pub Arc<Semaphore>);
+pub struct LoadShed {
+    slots: Arc<Semaphore>,
+    /// Counts the requests shed (`requests_shed_total`), when given.
+    shed: Option<Counter>,
+}
 
 impl LoadShed {
     pub fn new(max_in_flight: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max_in_flight)))
+        Self {
+            slots: Arc::new(Semaphore::new(max_in_flight)),
+            shed: None,
+        }
+    }
+
+    /// Counts every request shed into `metrics` as `requests_shed_total`.
+    pub fn counted(mut self, metrics: &Metrics) -> Self {
+        self.shed = Some(metrics.record(|| counter!("requests_shed_total")));
+        self
     }
 
     /// A slot for one request, held until the permit drops; the 503 to send when full.
     pub fn try_enter(&self) -> Result<OwnedSemaphorePermit, Problem> {
-        Arc::clone(&self.0).try_acquire_owned().map_err(|_| {
+        Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            if let Some(shed) = &self.shed {
+                shed.increment(1);
+            }
             Problem::unavailable("The gateway is at capacity; retry shortly.")
                 .with_type("overloaded")
                 .with_retry_after(1)
@@ -84,7 +101,8 @@ mod tests {
 
     #[tokio::test]
     async fn requests_beyond_the_concurrency_cap_are_shed_with_503() {
-        let shed = LoadShed::new(1);
+        let metrics = Metrics::new("shed-test");
+        let shed = LoadShed::new(1).counted(&metrics);
         let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
         let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
         let entered = Arc::new(std::sync::Mutex::new(Some((entered_tx, release_rx))));
@@ -123,6 +141,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(after.status(), StatusCode::OK, "capacity is back");
+        assert!(
+            metrics
+                .render()
+                .contains(r#"requests_shed_total{service="shed-test"} 1"#),
+            "the shed request is counted, the others are not"
+        );
     }
 
     #[tokio::test]

@@ -119,6 +119,8 @@ pub struct Outcome {
 struct Counters {
     decisions: [(Decision, Counter); 3],
     rules: Vec<(&'static str, Counter)>,
+    /// For `payment_amount_total{currency, kind}`, whose currencies are not known up front.
+    metrics: Metrics,
 }
 
 impl Counters {
@@ -134,7 +136,21 @@ impl Counters {
                 .iter()
                 .map(|rule| (*rule, counter!("fraud_rules_fired_total", "rule" => *rule)))
                 .collect(),
+            metrics: metrics.clone(),
         })
+    }
+
+    /// Money that moved, once its transaction committed: `kind` is `captured` or `refunded`,
+    /// `amount` in the currency's minor units.
+    fn money(&self, kind: &'static str, currency: &str, amount: i64) {
+        let Ok(amount) = u64::try_from(amount) else {
+            return;
+        };
+        let currency = currency.to_owned();
+        self.metrics.record(|| {
+            counter!("payment_amount_total", "currency" => currency, "kind" => kind)
+                .increment(amount)
+        });
     }
 
     fn record(&self, risk: &RiskAssessment) {
@@ -477,6 +493,9 @@ impl Payments {
         )
         .await?;
         txn.commit().await?;
+        if status == PaymentStatus::Captured {
+            self.counters.money("captured", &row.currency, row.amount);
+        }
         tracing::info!(payment_id = %row.id, provider = %row.provider, status = %row.status, "payment processed");
         Ok(view)
     }
@@ -655,6 +674,7 @@ impl Payments {
         )
         .await?;
         txn.commit().await?;
+        self.counters.money("refunded", &row.currency, amount);
         tracing::info!(payment_id = %id, amount, "payment refunded");
         Ok(Outcome {
             payment: view,
@@ -714,11 +734,19 @@ impl Payments {
                 return Err(PaymentError::WebhookTooEarly);
             };
             let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
+            // What the event moved, counted once its transaction has committed.
+            let mut moved_money = None;
             let changed = match &event.kind {
                 WebhookKind::Authorized => {
                     self.move_to(&mut row, status, PaymentStatus::Authorized)
                 }
-                WebhookKind::Captured => self.move_to(&mut row, status, PaymentStatus::Captured),
+                WebhookKind::Captured => {
+                    let moved = self.move_to(&mut row, status, PaymentStatus::Captured);
+                    if moved {
+                        moved_money = Some(("captured", row.amount));
+                    }
+                    moved
+                }
                 WebhookKind::Failed { reason } => {
                     let moved = self.move_to(&mut row, status, PaymentStatus::Failed);
                     if moved {
@@ -740,6 +768,7 @@ impl Payments {
                     let total = row.refunded_amount.max(row.provider_refunded);
                     if status.is_captured() && total > row.refunded_amount {
                         let refund_amount = total - row.refunded_amount;
+                        moved_money = Some(("refunded", refund_amount));
                         row.refunded_amount = total;
                         row.status = if total >= row.amount {
                             PaymentStatus::Refunded
@@ -774,6 +803,9 @@ impl Payments {
                 }
             }
             txn.commit().await?;
+            if let Some((kind, amount)) = moved_money {
+                self.counters.money(kind, &row.currency, amount);
+            }
             applied += 1;
         }
         Ok(applied)

@@ -80,6 +80,19 @@ async fn charge_refund_and_read(backend: Backend) {
     let events = app.events_of("payment.refunded", &payment.id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["reason"], "order cancelled", "the default reason");
+    // Money that moved is counted once, replays aside (minor units).
+    let moved = |kind: &'static str| {
+        let app = &app;
+        async move {
+            app.metric(
+                "payment_amount_total",
+                &[r#"currency="EUR""#, &format!(r#"kind="{kind}""#)],
+            )
+            .await
+        }
+    };
+    assert_eq!(moved("captured").await, 3000);
+    assert_eq!(moved("refunded").await, 1000);
 
     // More than is left, then the rest (no amount).
     let too_much = client
