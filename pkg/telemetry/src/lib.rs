@@ -296,8 +296,15 @@ pub fn init_for(
         EnvFilter::try_new(format!("{},audit=info", config.filter))
     }
     .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    // Per-span work the platform has no use for, measured on the hot path
+    // (scripts/bench-tracing.sh): busy/idle timing on every poll, the thread's name and id on
+    // every span, and activating an OpenTelemetry context on every poll (nothing here reads
+    // OpenTelemetry's current context; parents come from the tracing span).
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("microservices-platform"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_context_activation(false)
         .with_filter(trace_filter);
 
     let dispatch = logs::DispatchSlot::default();
