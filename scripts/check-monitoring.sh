@@ -117,19 +117,12 @@ fi
 
 if wants schema; then
     step "schema: dashboards against @grafana/schema (tsc --noEmit --strict)"
-    command -v node >/dev/null || die "node is not installed (Node 18 or later is needed)"
-    command -v npm >/dev/null || die "npm is not installed"
     tool="$root/tools/grafana-validate"
-    lock_hash="$(sha256sum "$tool/package-lock.json" | cut -c1-16)"
-    cache="${GRAFANA_VALIDATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/grafana-validate}/$lock_hash"
-    if [ ! -f "$cache/.installed" ]; then
-        echo "installing the validator's npm packages into $cache (npm ci, once)"
-        rm -rf "$cache"
-        mkdir -p "$cache"
-        cp "$tool/package.json" "$tool/package-lock.json" "$cache/"
-        long 300 npm ci --prefix "$cache" --no-audit --no-fund --loglevel=error || die "npm ci failed in $cache"
-        touch "$cache/.installed"
-    fi
+    # shellcheck source=scripts/lib/npm-tool.sh
+    source "$root/scripts/lib/npm-tool.sh"
+    cache=$(npm_tool_install "$tool" \
+        "${GRAFANA_VALIDATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/grafana-validate}") ||
+        die "cannot install the validator's packages"
     NODE_PATH="$cache/node_modules" long 300 node "$tool/validate.js" monitoring/grafana/dashboards/*.json
 
     step "schema: the validator rejects invalid dashboards (tests/monitoring/invalid-dashboards)"

@@ -19,21 +19,11 @@ tool="$root/tools/istio-validate"
 log() { echo "validate-istio: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-command -v node >/dev/null || die "node is not installed (Node 18 or later is needed)"
-command -v npm >/dev/null || die "npm is not installed"
-
-# Install the pinned packages once per lockfile.
-lock_hash="$(sha256sum "$tool/package-lock.json" | cut -c1-16)"
-cache="${ISTIO_VALIDATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/istio-validate}/$lock_hash"
-if [ ! -f "$cache/.installed" ]; then
-    log "installing the validator's npm packages into $cache (npm ci, once)"
-    rm -rf "$cache"
-    mkdir -p "$cache"
-    cp "$tool/package.json" "$tool/package-lock.json" "$cache/"
-    (cd "$cache" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >&2) ||
-        die "npm ci failed in $cache"
-    touch "$cache/.installed"
-fi
+# shellcheck source=scripts/lib/npm-tool.sh
+source "$root/scripts/lib/npm-tool.sh"
+cache=$(npm_tool_install "$tool" \
+    "${ISTIO_VALIDATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/istio-validate}") ||
+    die "cannot install the validator's packages"
 
 validate() { NODE_PATH="$cache/node_modules" node "$tool/validate.js" "$@"; }
 

@@ -519,8 +519,9 @@ case_ "validate-istio rejects a file in istio/ left out of the kustomization"
 cp -R "$root/istio" "$tmp/istio-extra"
 # The default mode checks the repository's istio/; run that check on a copy through a copy of
 # the script's tree layout.
-mkdir -p "$tmp/tree/scripts" "$tmp/tree/tools"
+mkdir -p "$tmp/tree/scripts/lib" "$tmp/tree/tools"
 cp "$root/scripts/validate-istio.sh" "$tmp/tree/scripts/"
+cp "$root/scripts/lib/npm-tool.sh" "$tmp/tree/scripts/lib/"
 cp -R "$root/tools/istio-validate" "$tmp/tree/tools/"
 rm -rf "$tmp/tree/tools/istio-validate/node_modules"
 cp -R "$tmp/istio-extra" "$tmp/tree/istio"
@@ -533,7 +534,8 @@ fi
 
 case_ "shellcheck of the deploy scripts and the fakes"
 if command -v shellcheck >/dev/null; then
-    if shellcheck "$deploy" "$root/scripts/validate-istio.sh" "$here/run.sh" "$here"/fake-bin/* >"$tmp/out.txt" 2>&1; then ok; else
+    # -x from the repository root: validate-istio.sh sources scripts/lib/npm-tool.sh.
+    if (cd "$root" && shellcheck -x "$deploy" scripts/validate-istio.sh "$here/run.sh" "$here"/fake-bin/*) >"$tmp/out.txt" 2>&1; then ok; else
         show_output
         bad "shellcheck"
     fi
