@@ -360,6 +360,30 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
         .await;
     edge_refusal_reaches_the_event_store(&base).await;
     order_journey(&base, &product).await;
+    // The seed's `curl :8080/metrics | grep cache_hits_total`: under platform up the gateway's
+    // scrape covers every service, database pools included (each backend's pool is read).
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for wanted in [
+        r#"cache_hits_total{service="product-service""#,
+        r#"db_pool_max_connections{service="order-service"}"#,
+        r#"db_query_duration_seconds_count{service="payment-service""#,
+        r#"saga_duration_seconds_count{service="order-service",outcome="confirmed"} 1"#,
+    ] {
+        assert!(
+            metrics.contains(wanted),
+            "{wanted} missing from the gateway's /metrics"
+        );
+    }
+    assert_eq!(
+        metrics.matches("# TYPE cache_hits_total ").count(),
+        1,
+        "each family declared once"
+    );
 
     if backend == Backend::Sqlite {
         // Embedded mode loads the demo catalog.

@@ -31,6 +31,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 
 /// A gauge-setting closure run before each render ([`Metrics::on_render`]).
 type RenderHook = Box<dyn Fn() + Send + Sync>;
+type Hooks = std::sync::Mutex<Vec<RenderHook>>;
 
 /// A service's metric registry. Cheap to clone.
 #[derive(Clone)]
@@ -64,15 +65,16 @@ impl Metrics {
             .unwrap_or_else(|_| labelled());
         let recorder = Arc::new(builder.build_recorder());
         let handle = recorder.handle();
+        let on_render: Arc<std::sync::Mutex<Vec<RenderHook>>> = Arc::default();
         live()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Arc::downgrade(&recorder));
+            .push((Arc::downgrade(&recorder), Arc::downgrade(&on_render)));
         static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             service: Arc::from(service),
-            on_render: Arc::default(),
+            on_render,
             recorder,
             handle,
         }
@@ -182,19 +184,30 @@ impl Metrics {
     /// `service` label): what the gateway serves under `platform up`, where all services share
     /// the process, so that its `/metrics` answers for the whole platform.
     pub fn render_process(&self) -> String {
-        let recorders: Vec<Arc<PrometheusRecorder>> = {
+        let registries: Vec<(Arc<PrometheusRecorder>, Arc<Hooks>)> = {
             let mut live = live()
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            live.retain(|weak| weak.strong_count() > 0);
-            live.iter().filter_map(std::sync::Weak::upgrade).collect()
+            live.retain(|(recorder, _)| recorder.strong_count() > 0);
+            live.iter()
+                .filter_map(|(recorder, hooks)| Some((recorder.upgrade()?, hooks.upgrade()?)))
+                .collect()
         };
-        // This registry's own process gauges, once: the others' would repeat them.
+        // This registry's own process gauges, once: the others' would repeat them. The others'
+        // scrape-time hooks (pool gauges) run as their own render would run them.
         let own = self.render();
-        let others = recorders
+        let others = registries
             .iter()
-            .filter(|recorder| !Arc::ptr_eq(recorder, &self.recorder))
-            .map(|recorder| recorder.handle().render());
+            .filter(|(recorder, _)| !Arc::ptr_eq(recorder, &self.recorder))
+            .map(|(recorder, hooks)| {
+                let hooks = hooks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                metrics::with_local_recorder(recorder.as_ref(), || {
+                    hooks.iter().for_each(|hook| hook())
+                });
+                recorder.handle().render()
+            });
         merge_expositions(std::iter::once(own).chain(others))
     }
 
@@ -205,9 +218,15 @@ impl Metrics {
     }
 }
 
+/// A registry as the process-wide list keeps it: its recorder and its render hooks.
+type LiveRegistry = (
+    std::sync::Weak<PrometheusRecorder>,
+    std::sync::Weak<std::sync::Mutex<Vec<RenderHook>>>,
+);
+
 /// Every registry created in this process (weakly: dropping a service drops its registry).
-fn live() -> &'static std::sync::Mutex<Vec<std::sync::Weak<PrometheusRecorder>>> {
-    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<std::sync::Weak<PrometheusRecorder>>>> =
+fn live() -> &'static std::sync::Mutex<Vec<LiveRegistry>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<LiveRegistry>>> =
         std::sync::OnceLock::new();
     LIVE.get_or_init(Default::default)
 }
@@ -312,10 +331,15 @@ mod tests {
         let product = Metrics::new("product-service-fed");
         let gateway = Metrics::new("api-gateway-fed");
         product.record(|| counter!("cache_hits_total").increment(7));
+        product.on_render(|| gauge!("db_pool_max_connections").set(4.0));
         let all = gateway.render_process();
         assert!(
             all.contains(r#"cache_hits_total{service="product-service-fed"} 7"#),
             "{all}"
+        );
+        assert!(
+            all.contains(r#"db_pool_max_connections{service="product-service-fed"} 4"#),
+            "another registry's scrape-time hooks run too: {all}"
         );
         assert!(!gateway.render().contains("cache_hits_total"));
         assert!(
