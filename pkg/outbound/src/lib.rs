@@ -2,9 +2,11 @@
 //! the client, to classify what went wrong, to read a provider's base URL and timeout from the
 //! environment, and to sign and check webhooks ([`sign`]).
 //!
-//! Every failure is either [`Failure::Transient`] (no answer, or an answer that says "not
-//! now": retry later or elsewhere) or [`Failure::Permanent`] (the request itself is wrong;
-//! repeating it cannot help). Each service maps these onto its own error type.
+//! Every failure is [`Failure::NotSent`] (no connection was made: the provider saw nothing),
+//! [`Failure::Transient`] (no answer after the request may have left: a timeout, a broken
+//! connection; it may have taken effect) or [`Failure::Permanent`] (the request itself is
+//! wrong; repeating it cannot help). Each service maps these onto its own error type: a
+//! notification can be sent again after either of the first two, money only after the first.
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -19,7 +21,11 @@ pub mod sign;
 /// Why an exchange with a provider did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// Not reached, timed out, or the connection broke: the request may be retried.
+    /// No connection could be made (refused, unreachable, DNS, the TLS handshake): not one
+    /// byte of the request reached the provider.
+    NotSent(String),
+    /// Timed out or the connection broke after the request may have been sent: the provider
+    /// may have acted on it.
     Transient(String),
     /// The request could not even be built: our bug, not the provider's state.
     Permanent(String),
@@ -95,10 +101,12 @@ fn transport_failure(error: reqwest::Error) -> Failure {
     if error.is_builder() {
         return Failure::Permanent(format!("invalid request: {}", error.without_url()));
     }
+    // A connect error (a connect timeout included) happens before the request is written.
+    if error.is_connect() {
+        return Failure::NotSent(format!("could not connect: {}", error.without_url()));
+    }
     let what = if error.is_timeout() {
         "timed out"
-    } else if error.is_connect() {
-        "could not connect"
     } else {
         "request failed"
     };
@@ -191,11 +199,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nothing_listening_is_transient() {
+    async fn nothing_listening_is_not_sent() {
         let client = client(Duration::from_millis(500)).unwrap();
         let failure = exchange(client.get("http://127.0.0.1:1/"))
             .await
             .unwrap_err();
+        assert!(matches!(failure, Failure::NotSent(_)), "{failure:?}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_after_sending_is_transient_not_unsent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // Accepts and reads, never answers: the request left, its outcome is unknown.
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buffer = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let client = client(Duration::from_millis(300)).unwrap();
+        let failure = exchange(client.post(format!("http://{address}/")).body("x"))
+            .await
+            .unwrap_err();
         assert!(matches!(failure, Failure::Transient(_)), "{failure:?}");
+        server.abort();
     }
 }

@@ -175,10 +175,14 @@ impl Saga {
         now() + chrono(self.inner.config.lease)
     }
 
-    /// When a saga that could not go on is tried again: sooner first, then backing off.
+    /// When a saga that could not go on is tried again: sooner first, then backing off
+    /// (250 ms doubling to 16 s), with full jitter over the upper half so the sagas an outage
+    /// stopped do not all come back at once.
     fn retry_at(row: &OrderRow) -> DateTime<Utc> {
         let exponent = u32::try_from(row.attempts.clamp(1, 7) - 1).unwrap_or(0);
-        now() + chrono::Duration::milliseconds(250 * (1 << exponent))
+        let ceiling = 250i64 * (1 << exponent);
+        let jitter = i64::from(Uuid::new_v4().as_u128() as u16) % (ceiling / 2 + 1);
+        now() + chrono::Duration::milliseconds(ceiling / 2 + jitter)
     }
 
     /// Drives the saga of `id` as far as it can go now. `false` when another process holds
@@ -212,7 +216,12 @@ impl Saga {
             let progress = if forward && row.cancel_requested {
                 self.compensate_from_here(row, None).await?
             } else if forward && late {
-                let reason = "checkout did not complete in time".to_owned();
+                // Customers are told nothing was charged only when that is known.
+                let reason = if step == Step::Commit || row.charge_unresolved {
+                    "checkout did not complete in time".to_owned()
+                } else {
+                    "checkout did not complete in time; nothing was charged".to_owned()
+                };
                 self.compensate_from_here(row, Some(reason)).await?
             } else {
                 match step {
@@ -390,6 +399,12 @@ impl Saga {
                 row.charge_unresolved = true;
                 self.advance(row, Vec::new()).await
             }
+            Err(error) if Self::nothing_definite(&error) && now() < row.deadline => {
+                // The product service is restarting or overloaded: the reservation is keyed by
+                // the order, so trying again later reserves once. Only the deadline ends it.
+                tracing::warn!(order_id = %row.id, %error, "cannot reserve yet; will retry");
+                Self::wait(self, row).await
+            }
             Err(error) => {
                 let reason = match (&error, error.refused_code()) {
                     (CallError::Refused { status, .. }, Some(Code::FailedPrecondition)) => {
@@ -408,8 +423,39 @@ impl Saga {
         }
     }
 
+    /// Whether a failed call said nothing final: it never arrived (refused connection, open
+    /// breaker), its answer was lost, or the service said "not now". Worth another try while
+    /// the checkout has time; a definite answer (out of stock, declined) is not.
+    fn nothing_definite(error: &CallError) -> bool {
+        match error {
+            CallError::NotSent { .. } | CallError::Unknown { .. } => true,
+            CallError::Refused { status, .. } => matches!(
+                status.code(),
+                Code::Unavailable
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+                    | Code::DeadlineExceeded
+            ),
+        }
+    }
+
+    /// Saves `row` and gives the saga up until its next try, backing off with jitter.
+    async fn wait(&self, row: OrderRow) -> Result<Progress, SagaError> {
+        let retry_at = Self::retry_at(&row);
+        match self.save(row).await? {
+            Progress::Next => Ok(Progress::Later(retry_at)),
+            other => Ok(other),
+        }
+    }
+
     fn charge_request(row: &OrderRow) -> payment::ChargeRequest {
+        let shipping_country =
+            serde_json::from_str::<crate::domain::ShippingAddress>(&row.shipping_address)
+                .map(|address| address.country)
+                .unwrap_or_default();
         payment::ChargeRequest {
+            shipping_country,
+            card_bin: String::new(),
             order_id: row.id.to_string(),
             user_id: row.user_id.to_string(),
             amount: Some(payment::Money {
@@ -425,6 +471,17 @@ impl Saga {
         if row.payment_token.is_none() {
             let reason = "the payment details are no longer available".to_owned();
             return self.compensate_from_here(row, Some(reason)).await;
+        }
+        // Whether a charge may have reached the payment service before this attempt.
+        let sent_before = row.charge_unresolved && !fresh;
+        if !row.charge_unresolved {
+            // Written ahead, as when the saga first came here: a crash after sending must
+            // not leave the row saying nothing was sent.
+            row.charge_unresolved = true;
+            row.updated_at = now();
+            if !matches!(self.save(row.clone()).await?, Progress::Next) {
+                return Ok(Progress::Lost);
+            }
         }
         let result = self.inner.clients.charge(Self::charge_request(&row)).await;
         if self.inner.config.halt_at == Some(HaltAt::AfterChargeCall) && result.is_ok() {
@@ -447,14 +504,12 @@ impl Saga {
                         Self::move_to(&mut row, OrderStatus::PaymentAuthorized, Step::Commit)?;
                         self.advance(row, Vec::new()).await
                     }
-                    "pending" => {
-                        // The payment service is still at it: ask again shortly.
+                    "pending" | "unknown" => {
+                        // The provider has not said yet (or its answer was lost and the
+                        // payment service is asking it again): ask again shortly. Past the
+                        // deadline, compensation waits for the answer before refunding.
                         row.charge_unresolved = true;
-                        let retry_at = Self::retry_at(&row);
-                        match self.save(row).await? {
-                            Progress::Next => Ok(Progress::Later(retry_at)),
-                            other => Ok(other),
-                        }
+                        self.wait(row).await
                     }
                     "failed" => {
                         self.compensate_from_here(row, Some(declined("payment declined")))
@@ -482,9 +537,21 @@ impl Saga {
                 let reason = format!("payment failed: {error}");
                 self.compensate_from_here(row, Some(reason)).await
             }
-            Err(error @ CallError::NotSent { .. }) if fresh => {
-                row.charge_unresolved = false;
-                let reason = format!("{error}; nothing was charged");
+            Err(error @ CallError::NotSent { .. }) => {
+                if !sent_before {
+                    // Neither this attempt nor any before reached the payment service.
+                    row.charge_unresolved = false;
+                }
+                if now() < row.deadline {
+                    // A restart or an open breaker: wait it out within the deadline.
+                    tracing::warn!(order_id = %row.id, %error, "cannot charge yet; will retry");
+                    return self.wait(row).await;
+                }
+                let reason = if row.charge_unresolved {
+                    format!("payment could not be completed: {error}")
+                } else {
+                    format!("{error}; nothing was charged")
+                };
                 self.compensate_from_here(row, Some(reason)).await
             }
             Err(error) => {
@@ -495,7 +562,7 @@ impl Saga {
                     let reason = format!("payment could not be completed: {error}");
                     self.compensate_from_here(row, Some(reason)).await
                 } else {
-                    Ok(Progress::Later(Self::retry_at(&row)))
+                    self.wait(row).await
                 }
             }
         }
@@ -562,6 +629,12 @@ impl Saga {
         // A charge whose outcome is unknown: ask again under the same key.
         if row.charge_unresolved {
             match clients.charge(Self::charge_request(&row)).await {
+                Ok(paid) if matches!(paid.status.as_str(), "pending" | "unknown") => {
+                    // Not settled at the provider yet: what to give back is not known.
+                    row.payment_id = Uuid::parse_str(&paid.id).ok();
+                    tracing::warn!(order_id = %row.id, status = %paid.status, "waiting for the charge to settle before compensating");
+                    return self.wait(row).await;
+                }
                 Ok(paid) => {
                     row.payment_id = Uuid::parse_str(&paid.id).ok();
                     row.charge_unresolved = false;

@@ -131,6 +131,9 @@ pub struct PaymentServiceConfig {
     pub internal: ServiceAuthConfig,
     pub providers: ProvidersConfig,
     pub fraud: FraudConfig,
+    /// `PAYMENT_RECONCILE_INTERVAL` (default 5s): how often the reconciler looks for charges
+    /// whose outcome is unknown and refunds left unfinished.
+    pub reconcile_interval: Duration,
 }
 
 impl PaymentServiceConfig {
@@ -147,6 +150,7 @@ impl PaymentServiceConfig {
             internal,
             providers: ProvidersConfig::from_env(env, server.environment),
             fraud: FraudConfig::from_env(env),
+            reconcile_interval: env.or("PAYMENT_RECONCILE_INTERVAL", Duration::from_secs(5)),
             server,
         }
     }
@@ -168,6 +172,7 @@ impl PaymentServiceConfig {
                 adyen: None,
             },
             fraud: FraudConfig::default(),
+            reconcile_interval: Duration::from_millis(200),
         }
     }
 }

@@ -99,10 +99,14 @@ pub enum PaymentStatus {
     Blocked,
     /// Held by the fraud rules or the provider for a human to decide.
     RequiresReview,
+    /// Sent to a provider whose answer never arrived (a timeout, a broken connection): the
+    /// money may or may not be taken. Resolved by asking that provider again under the same
+    /// key, by its webhook, or by the reconciler; never by charging elsewhere.
+    Unknown,
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 8] = [
+    pub const ALL: [PaymentStatus; 9] = [
         Self::Pending,
         Self::Authorized,
         Self::Captured,
@@ -111,6 +115,7 @@ impl PaymentStatus {
         Self::Failed,
         Self::Blocked,
         Self::RequiresReview,
+        Self::Unknown,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -123,6 +128,7 @@ impl PaymentStatus {
             Self::Failed => "failed",
             Self::Blocked => "blocked",
             Self::RequiresReview => "requires_review",
+            Self::Unknown => "unknown",
         }
     }
 
@@ -132,14 +138,19 @@ impl PaymentStatus {
 
     /// The state machine: `pending → authorized → captured → (partially_)refunded`;
     /// `pending`/`authorized`/`requires_review` may fail; review resolves to authorized,
-    /// captured or failed; `blocked`, `failed` and `refunded` are final.
+    /// captured or failed; `pending → unknown` when the provider's answer is lost, and
+    /// `unknown` resolves to whatever the provider says; `blocked`, `failed` and `refunded`
+    /// are final.
     pub fn can_become(self, to: PaymentStatus) -> bool {
         use PaymentStatus::*;
         matches!(
             (self, to),
             (
                 Pending,
-                Authorized | Captured | Failed | Blocked | RequiresReview
+                Authorized | Captured | Failed | Blocked | RequiresReview | Unknown
+            ) | (
+                Unknown,
+                Pending | Authorized | Captured | Failed | RequiresReview
             ) | (Authorized, Captured | Failed)
                 | (RequiresReview, Authorized | Captured | Failed)
                 | (Captured, PartiallyRefunded | Refunded)
@@ -189,6 +200,12 @@ mod tests {
         assert!(Captured.can_become(PartiallyRefunded));
         assert!(PartiallyRefunded.can_become(Refunded));
         assert!(RequiresReview.can_become(Captured));
+        assert!(Pending.can_become(Unknown));
+        assert!(Unknown.can_become(Captured));
+        assert!(Unknown.can_become(Failed));
+        assert!(!Unknown.can_become(Refunded));
+        assert!(!Unknown.can_become(Blocked));
+        assert!(!Captured.can_become(Unknown));
         for final_state in [Failed, Blocked, Refunded] {
             for to in PaymentStatus::ALL {
                 assert!(!final_state.can_become(to), "{final_state:?} -> {to:?}");

@@ -36,7 +36,8 @@ impl From<PaymentError> for Status {
             PaymentError::UnknownProvider(_)
             | PaymentError::Webhook(_)
             | PaymentError::WebhookTooEarly => Status::failed_precondition(error.to_string()),
-            PaymentError::Provider(ProviderError::Unavailable(_)) => {
+            // Asked again under the same key, a refund whose answer never came is finished.
+            PaymentError::Provider(ProviderError::NotSent(_) | ProviderError::Unknown(_)) => {
                 Status::unavailable(error.to_string())
             }
             PaymentError::Provider(_) => Status::failed_precondition(error.to_string()),
@@ -60,6 +61,19 @@ fn money(field: &str, raw: Option<&proto::Money>) -> Result<Money, Status> {
         .map_err(|e| Status::invalid_argument(format!("{field}.currency {e}")))?;
     Money::new(raw.amount, currency)
         .map_err(|e| Status::invalid_argument(format!("{field}.amount {e}")))
+}
+
+/// An optional field: empty is absent, anything else must pass `valid`.
+fn optional_text(
+    field: &str,
+    raw: &str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<Option<String>, Status> {
+    match raw.trim() {
+        "" => Ok(None),
+        value if valid(value) => Ok(Some(value.to_owned())),
+        _ => Err(Status::invalid_argument(format!("{field} is malformed"))),
+    }
 }
 
 fn key(raw: &str) -> Result<String, Status> {
@@ -122,8 +136,13 @@ impl PaymentService for PaymentGrpc {
             amount: money("amount", request.amount.as_ref())?,
             token: CardToken::parse(&request.token)
                 .map_err(|e| Status::invalid_argument(format!("token {e}")))?,
-            card_bin: None,
+            card_bin: optional_text("card_bin", &request.card_bin, |b| {
+                (6..=8).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_digit())
+            })?,
             card_country: None,
+            shipping_country: optional_text("shipping_country", &request.shipping_country, |c| {
+                c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
+            })?,
             idempotency_key: key(&request.idempotency_key)?,
         };
         // Charged as the user (whose history the fraud rules read), not as an admin.

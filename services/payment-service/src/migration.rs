@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreatePayments),
             Box::new(platform_events::outbox::migration::CreateOutbox),
+            Box::new(UnknownOutcomes),
         ]
     }
 }
@@ -135,6 +136,80 @@ impl MigrationTrait for CreatePayments {
         for table in ["webhook_events", "idempotency_keys", "refunds", "payments"] {
             manager
                 .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Charges whose outcome is unknown and the refunds under way: what the reconciler needs to
+/// finish them after a timeout or a crash.
+struct UnknownOutcomes;
+
+impl MigrationName for UnknownOutcomes {
+    fn name(&self) -> &str {
+        "m20261205_000001_unknown_outcomes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for UnknownOutcomes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one at a time.
+        let payments: [ColumnDef; 3] = [
+            // When the reconciler next asks the provider about an unknown outcome.
+            timestamp_with_time_zone_null("next_check_at"),
+            // How often it asked (the backoff grows with it).
+            integer("checks").default(0).to_owned(),
+            // The card token, kept only while the outcome is unknown: asking the provider
+            // again means repeating the request exactly. Cleared once resolved.
+            string_null("retry_token"),
+        ];
+        for column in payments {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("payments")
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        let refunds: [ColumnDef; 2] = [
+            // The refund's idempotency key (`{payment id}:{key}` at the provider): a refund
+            // whose answer was lost is asked for again under it.
+            string_null("idempotency_key"),
+            timestamp_with_time_zone_null("updated_at"),
+        ];
+        for column in refunds {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("refunds")
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        platform_db::create_indexes(
+            manager,
+            "payments",
+            &[("payments_checks", &["status", "next_check_at"], false)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for (table, column) in [
+            ("payments", "next_check_at"),
+            ("payments", "checks"),
+            ("payments", "retry_token"),
+            ("refunds", "idempotency_key"),
+            ("refunds", "updated_at"),
+        ] {
+            manager
+                .alter_table(Table::alter().table(table).drop_column(column).to_owned())
                 .await?;
         }
         Ok(())

@@ -40,6 +40,9 @@ pub mod entities {
             pub failure_reason: Option<String>,
             pub created_at: DateTimeUtc,
             pub updated_at: DateTimeUtc,
+            pub next_check_at: Option<DateTimeUtc>,
+            pub checks: i32,
+            pub retry_token: Option<String>,
         }
 
         impl ActiveModelBehavior for ActiveModel {}
@@ -60,6 +63,8 @@ pub mod entities {
             pub status: String,
             pub provider_refund_id: Option<String>,
             pub created_at: DateTimeUtc,
+            pub idempotency_key: Option<String>,
+            pub updated_at: Option<DateTimeUtc>,
         }
 
         impl ActiveModelBehavior for ActiveModel {}
@@ -300,6 +305,61 @@ pub async fn insert_refund<C: ConnectionTrait>(conn: &C, row: refund::Model) -> 
 
 pub use refund::Model as RefundRow;
 
+/// Records what became of a refund (its status, and the provider's id once it has one).
+pub async fn mark_refund<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    status: &str,
+    provider_refund_id: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut update = refund::Entity::update_many()
+        .col_expr(refund::Column::Status, Expr::value(status))
+        .col_expr(refund::Column::UpdatedAt, Expr::value(Some(at)));
+    if let Some(provider_refund_id) = provider_refund_id {
+        update = update.col_expr(
+            refund::Column::ProviderRefundId,
+            Expr::value(Some(provider_refund_id)),
+        );
+    }
+    update.filter(refund::Column::Id.eq(id)).exec(conn).await?;
+    Ok(())
+}
+
+/// Forgets a refund the provider definitely did not make.
+pub async fn delete_refund<C: ConnectionTrait>(conn: &C, id: Uuid) -> Result<(), DbErr> {
+    refund::Entity::delete_by_id(id).exec(conn).await?;
+    Ok(())
+}
+
+/// The refund asked for under a provider idempotency key.
+pub async fn find_refund_by_key<C: ConnectionTrait>(
+    conn: &C,
+    payment: PaymentId,
+    provider_key: &str,
+) -> Result<Option<RefundRow>, DbErr> {
+    refund::Entity::find()
+        .filter(refund::Column::PaymentId.eq(payment.as_uuid()))
+        .filter(refund::Column::IdempotencyKey.eq(provider_key))
+        .one(conn)
+        .await
+}
+
+/// Refunds still waiting for their provider's answer since before `before`.
+pub async fn stale_refunds<C: ConnectionTrait>(
+    conn: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<RefundRow>, DbErr> {
+    refund::Entity::find()
+        .filter(refund::Column::Status.is_in(["requested", "unknown"]))
+        .filter(refund::Column::UpdatedAt.lte(before))
+        .order_by_asc(refund::Column::UpdatedAt)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
 /// Claims an idempotency key for a request; `Err` with a unique violation when it exists.
 pub async fn claim_key<C: ConnectionTrait>(
     conn: &C,
@@ -377,4 +437,19 @@ pub async fn record_webhook_event<C: ConnectionTrait>(
     .insert(conn)
     .await?;
     Ok(())
+}
+
+/// Payments whose outcome is unknown and due for another question to their provider.
+pub async fn due_checks<C: ConnectionTrait>(
+    conn: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<PaymentRow>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Status.eq(PaymentStatus::Unknown.as_str()))
+        .filter(payment::Column::NextCheckAt.lte(now))
+        .order_by_asc(payment::Column::NextCheckAt)
+        .limit(limit)
+        .all(conn)
+        .await
 }

@@ -22,7 +22,7 @@ use platform_events::catalogue::{
     PaymentRefunded,
 };
 use platform_events::{Envelope, Event, outbox};
-use platform_http::{Page, PageRequest, fingerprint};
+use platform_http::{CancellationToken, Page, PageRequest, fingerprint};
 use platform_metrics::{Counter, Metrics, counter};
 use platform_money::Money;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
@@ -31,8 +31,8 @@ use uuid::Uuid;
 use crate::domain::{CardToken, PaymentId, PaymentStatus, now};
 use crate::fraud::{self, Decision, FraudConfig, History, RiskAssessment, RiskInput};
 use crate::providers::{
-    ChargeOutcome, ChargeRequest, ProviderError, Providers, RefundRequest, WebhookError,
-    WebhookKind,
+    CardDetails, ChargeOutcome, ChargeRequest, ProviderCharge, ProviderError, Providers,
+    RefundRequest, WebhookError, WebhookKind,
 };
 use crate::repo::{self, Activity, KeyRow, PaymentRow, RefundRow};
 use crate::view::{CorruptRow, PaymentView};
@@ -40,6 +40,21 @@ use crate::view::{CorruptRow, PaymentView};
 /// A key whose request has not finished after this long is presumed abandoned (the process
 /// died mid-request): a repeat takes it over and completes the payment.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// How long to wait before asking a provider again about an unknown outcome, after `checks`
+/// questions: 2 s doubling to 10 min, jittered so a provider's outage does not end in a
+/// thundering herd.
+fn check_backoff(checks: i32) -> chrono::Duration {
+    let exponent = u32::try_from(checks.clamp(0, 9)).unwrap_or(0);
+    let base = (2_000i64 << exponent).min(600_000);
+    let jitter = i64::from(Uuid::new_v4().as_u128() as u16) % (base / 4 + 1);
+    chrono::Duration::milliseconds(base - base / 8 + jitter)
+}
+
+/// A refund row's status while the provider has not answered yet.
+const REFUND_REQUESTED: &str = "requested";
+/// A refund row's status after its answer was lost (a timeout): asked again.
+const REFUND_UNKNOWN: &str = "unknown";
 
 /// Everything a use case can fail with. The HTTP and gRPC layers map these to statuses.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +110,9 @@ pub struct ChargeCommand {
     /// First digits of the card, when the client's tokenization reported them.
     pub card_bin: Option<String>,
     pub card_country: Option<String>,
+    /// Where the order ships (ISO 3166 alpha-2): the country rule's fallback when neither
+    /// the client nor the provider names the card's.
+    pub shipping_country: Option<String>,
     pub idempotency_key: String,
 }
 
@@ -291,15 +309,26 @@ impl Payments {
             // The fraud rules read these: another BIN or country is another request.
             command.card_bin.as_deref().unwrap_or(""),
             command.card_country.as_deref().unwrap_or(""),
+            command.shipping_country.as_deref().unwrap_or(""),
         ]);
         if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
             return self.replay_charge(key, &request_hash, &command).await;
         }
 
-        let token_hash = fingerprint(&[command.token.as_str()]);
+        // Velocity counts per card: the provider's fingerprint of it when it has one (so a
+        // sandbox test token is one card per shopper, and one card is one card under any
+        // token), else the token itself.
+        let details = self
+            .providers
+            .card_details(&command.token, &caller.user_id.to_string())
+            .await;
+        let token_hash = match &details.fingerprint {
+            Some(card) => fingerprint(&["card", card]),
+            None => fingerprint(&[command.token.as_str()]),
+        };
         let at = now();
         let risk = self
-            .assess(caller.user_id, &token_hash, &command, at)
+            .assess(caller.user_id, &token_hash, &command, &details, at)
             .await?;
         self.counters.record(&risk);
         let status = match risk.decision {
@@ -328,6 +357,9 @@ impl Payments {
             failure_reason: None,
             created_at: at,
             updated_at: at,
+            next_check_at: None,
+            checks: 0,
+            retry_token: None,
         };
 
         let txn = match self
@@ -401,6 +433,7 @@ impl Payments {
         user: Uuid,
         token_hash: &str,
         command: &ChargeCommand,
+        details: &CardDetails,
         at: DateTime<Utc>,
     ) -> Result<RiskAssessment, PaymentError> {
         let window = chrono::Duration::from_std(self.fraud.velocity_window)
@@ -431,55 +464,57 @@ impl Payments {
                     count: clamp(history_count),
                     average_amount: history_average,
                 }),
-                card_bin: command.card_bin.clone(),
-                card_country: command.card_country.clone(),
+                // What the provider knows of the card beats what the client claims.
+                card_bin: details.bin.clone().or_else(|| command.card_bin.clone()),
+                card_country: details
+                    .country
+                    .clone()
+                    .or_else(|| command.card_country.clone())
+                    .or_else(|| command.shipping_country.clone()),
             },
         ))
     }
 
-    /// Calls the providers for a pending payment and records what they said. Our payment id
-    /// is the providers' idempotency key: calling again for the same payment (a takeover
-    /// after a crash) returns the first call's result instead of charging twice.
+    /// The provider request of `row`'s charge with `token`: our payment id is the provider's
+    /// idempotency key, so any repeat (a takeover after a crash, a question about an unknown
+    /// outcome) gets the first call's result instead of a second charge.
+    fn provider_request(row: &PaymentRow, token: CardToken) -> Result<ChargeRequest, PaymentError> {
+        let currency = platform_money::Currency::parse(&row.currency)
+            .map_err(|_| CorruptRow(row.id, "currency"))?;
+        Ok(ChargeRequest {
+            payment_id: PaymentId::from_uuid(row.id),
+            amount: Money::new(row.amount, currency).map_err(|_| CorruptRow(row.id, "amount"))?,
+            token,
+            customer: row.user_id.to_string(),
+            idempotency_key: row.id.to_string(),
+            description: format!("order {}", row.order_id),
+        })
+    }
+
+    /// Calls the providers for a pending payment and records what they said.
     async fn drive(
         &self,
         mut row: PaymentRow,
         scope: &str,
         command: &ChargeCommand,
     ) -> Result<PaymentView, PaymentError> {
-        let request = ChargeRequest {
-            payment_id: PaymentId::from_uuid(row.id),
-            amount: command.amount,
-            token: command.token.clone(),
-            customer: row.user_id.to_string(),
-            idempotency_key: row.id.to_string(),
-            description: format!("order {}", row.order_id),
+        let request = Self::provider_request(&row, command.token.clone())?;
+        let (provider, result) = if row.provider.is_empty() {
+            self.providers.charge(&request).await
+        } else {
+            // Taking over a charge a provider was already asked for: only that one may be
+            // asked again.
+            let provider = self.providers.get(&row.provider).map(|p| p.name());
+            (
+                provider,
+                self.providers.resolve(&row.provider, &request).await,
+            )
         };
-        let status = match self.providers.charge(&request).await {
-            Ok((provider, charge)) => {
-                row.provider = provider.to_owned();
-                row.provider_payment_id = Some(charge.provider_payment_id);
-                if let Some(card) = charge.card {
-                    row.card_brand = Some(card.brand);
-                    row.card_last4 = Some(card.last4);
-                }
-                match charge.outcome {
-                    ChargeOutcome::Captured => PaymentStatus::Captured,
-                    ChargeOutcome::Authorized => PaymentStatus::Authorized,
-                    ChargeOutcome::RequiresReview => PaymentStatus::RequiresReview,
-                    ChargeOutcome::Pending => PaymentStatus::Pending,
-                }
-            }
-            Err(error) => {
-                row.failure_reason = Some(match &error {
-                    ProviderError::Declined { code, message } => format!("{code}: {message}"),
-                    ProviderError::Unavailable(_) => "payment providers unavailable".to_owned(),
-                    ProviderError::Rejected(_) => "rejected by the payment provider".to_owned(),
-                });
-                tracing::info!(payment_id = %row.id, %error, "charge did not succeed");
-                PaymentStatus::Failed
-            }
-        };
-        row.status = status.as_str().to_owned();
+        if let Some(provider) = provider {
+            row.provider = provider.to_owned();
+        }
+        Self::record_answer(&mut row, result, &command.token);
+        let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
         row.updated_at = now();
         let view = PaymentView::try_from(&row)?;
         let txn = platform_db::begin_write(&self.db).await?;
@@ -500,6 +535,129 @@ impl Payments {
         Ok(view)
     }
 
+    /// Writes a provider's answer (to a first charge or to a repeat) into `row`: the status it
+    /// means, the provider's ids and card. An answer that never came leaves the payment
+    /// `unknown`, with the token kept to ask again and the next question scheduled.
+    fn record_answer(
+        row: &mut PaymentRow,
+        result: Result<ProviderCharge, ProviderError>,
+        token: &CardToken,
+    ) {
+        let status = match result {
+            Ok(charge) => {
+                row.provider_payment_id = Some(charge.provider_payment_id);
+                if let Some(card) = charge.card {
+                    row.card_brand = Some(card.brand);
+                    row.card_last4 = Some(card.last4);
+                }
+                match charge.outcome {
+                    ChargeOutcome::Captured => PaymentStatus::Captured,
+                    ChargeOutcome::Authorized => PaymentStatus::Authorized,
+                    ChargeOutcome::RequiresReview => PaymentStatus::RequiresReview,
+                    ChargeOutcome::Pending => PaymentStatus::Pending,
+                }
+            }
+            Err(ProviderError::Unknown(reason)) => {
+                tracing::warn!(payment_id = %row.id, provider = %row.provider, %reason, "charge outcome unknown; the provider will be asked again");
+                PaymentStatus::Unknown
+            }
+            Err(ProviderError::Rejected(reason))
+                if PaymentStatus::parse(&row.status) == Some(PaymentStatus::Unknown) =>
+            {
+                // A repeat the provider refused says nothing about the first request.
+                tracing::error!(payment_id = %row.id, provider = %row.provider, %reason, "a question about an unknown charge was refused; it stays unknown");
+                PaymentStatus::Unknown
+            }
+            Err(error) => {
+                row.failure_reason = Some(match &error {
+                    ProviderError::Declined { code, message } => format!("{code}: {message}"),
+                    ProviderError::NotSent(_) | ProviderError::Unknown(_) => {
+                        "payment providers unavailable; nothing was charged".to_owned()
+                    }
+                    ProviderError::Rejected(_) => "rejected by the payment provider".to_owned(),
+                });
+                tracing::info!(payment_id = %row.id, %error, "charge did not succeed");
+                PaymentStatus::Failed
+            }
+        };
+        if status == PaymentStatus::Unknown {
+            row.retry_token = Some(token.as_str().to_owned());
+            row.next_check_at = Some(now() + check_backoff(row.checks));
+            row.checks = row.checks.saturating_add(1);
+        } else {
+            row.retry_token = None;
+            row.next_check_at = None;
+        }
+        row.status = status.as_str().to_owned();
+    }
+
+    /// Asks the provider again about a payment whose outcome is unknown, and records the
+    /// answer if the payment is still unknown when it arrives (a webhook may have settled it
+    /// meanwhile). Returns the payment as it stands.
+    pub async fn resolve(&self, id: PaymentId) -> Result<PaymentRow, PaymentError> {
+        let row = repo::find_payment(&self.db, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        if row.status != PaymentStatus::Unknown.as_str() {
+            return Ok(row);
+        }
+        let Some(token) = row
+            .retry_token
+            .as_deref()
+            .and_then(|t| CardToken::parse(t).ok())
+        else {
+            return Err(CorruptRow(row.id, "retry_token").into());
+        };
+        let request = Self::provider_request(&row, token.clone())?;
+        let result = self.providers.resolve(&row.provider, &request).await;
+        let txn = platform_db::begin_write(&self.db).await?;
+        let mut current = repo::lock_payment(&txn, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        if current.status != PaymentStatus::Unknown.as_str() {
+            return Ok(current);
+        }
+        Self::record_answer(&mut current, result, &token);
+        current.updated_at = now();
+        repo::save_payment(&txn, &current).await?;
+        self.announce(&txn, &current).await?;
+        txn.commit().await?;
+        if current.status == PaymentStatus::Captured.as_str() {
+            self.counters
+                .money("captured", &current.currency, current.amount);
+        }
+        if current.status != PaymentStatus::Unknown.as_str() {
+            tracing::info!(payment_id = %id, status = %current.status, checks = current.checks, "unknown charge outcome resolved");
+        }
+        Ok(current)
+    }
+
+    /// Asks the providers about every unknown outcome that is due, until `shutdown`: the
+    /// backstop for a charge nobody asks about again (the order service normally does).
+    pub async fn reconcile(self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            let due = match repo::due_checks(&self.db, now(), 32).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot look for unknown charge outcomes");
+                    continue;
+                }
+            };
+            for row in due {
+                if let Err(error) = self.resolve(PaymentId::from_uuid(row.id)).await {
+                    tracing::warn!(payment_id = %row.id, %error, "cannot resolve an unknown charge outcome yet");
+                }
+            }
+            if let Err(error) = self.finish_stale_refunds().await {
+                tracing::warn!(%error, "cannot look for unfinished refunds");
+            }
+        }
+    }
+
     async fn replay_charge(
         &self,
         key: KeyRow,
@@ -509,9 +667,19 @@ impl Payments {
         if key.request_hash != request_hash {
             return Err(PaymentError::KeyReused);
         }
-        if let Some(response) = &key.response {
+        if key.response.is_some() {
+            // The payment as it stands now (a webhook may have moved it on since); an unknown
+            // outcome is asked about again first.
+            let id = PaymentId::from_uuid(key.payment_id);
+            let row = match repo::find_payment(&self.db, id).await? {
+                Some(row) if row.status == PaymentStatus::Unknown.as_str() => {
+                    self.resolve(id).await?
+                }
+                Some(row) => row,
+                None => return Err(PaymentError::NotFound),
+            };
             return Ok(Outcome {
-                payment: serde_json::from_str(response)?,
+                payment: PaymentView::try_from(&row)?,
                 replayed: true,
             });
         }
@@ -555,7 +723,7 @@ impl Payments {
             &command.reason,
         ]);
         if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
-            return Self::replay_refund(key, &request_hash);
+            return self.replay_refund(key, &request_hash).await;
         }
         let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
         if !matches!(
@@ -574,11 +742,9 @@ impl Payments {
         if amount <= 0 || amount > left {
             return Err(PaymentError::ExceedsRefundable(left));
         }
-        let provider = self
-            .providers
-            .get(&row.provider)
-            .cloned()
-            .ok_or_else(|| PaymentError::UnknownProvider(row.provider.clone()))?;
+        if self.providers.get(&row.provider).is_none() {
+            return Err(PaymentError::UnknownProvider(row.provider.clone()));
+        }
 
         let at = now();
         let txn = match self
@@ -586,7 +752,7 @@ impl Payments {
             .await?
         {
             Ok(txn) => txn,
-            Err(key) => return Self::replay_refund(key, &request_hash),
+            Err(key) => return self.replay_refund(key, &request_hash).await,
         };
         if !repo::reserve_refund(&txn, id, amount, at).await? {
             // Another refund took it meanwhile; the key is released with the rollback.
@@ -595,11 +761,57 @@ impl Payments {
             let left = current.map_or(0, |r| r.amount - r.refunded_amount);
             return Err(PaymentError::ExceedsRefundable(left));
         }
+        // Written with the reservation: whoever finds the key unfinished (a repeat after a
+        // crash, the reconciler) knows what was asked and finishes it.
+        let refund = RefundRow {
+            id: Uuid::now_v7(),
+            payment_id: row.id,
+            amount,
+            reason: command.reason.clone(),
+            status: REFUND_REQUESTED.to_owned(),
+            provider_refund_id: None,
+            created_at: at,
+            idempotency_key: Some(format!("{id}:{}", command.idempotency_key)),
+            updated_at: Some(at),
+        };
+        repo::insert_refund(&txn, refund.clone()).await?;
         txn.commit().await?;
+        let payment = self
+            .finish_refund(refund, &scope, &command.idempotency_key)
+            .await?;
+        Ok(Outcome {
+            payment,
+            replayed: false,
+        })
+    }
 
+    /// Asks the payment's provider for a reserved refund and records its answer. Repeating it
+    /// (after a crash, or an answer that never came) is safe: the provider gets the same
+    /// idempotency key. A definite "no" gives the amount back and frees the client's key; an
+    /// unknown outcome keeps both, to be asked again.
+    async fn finish_refund(
+        &self,
+        refund: RefundRow,
+        scope: &str,
+        key: &str,
+    ) -> Result<PaymentView, PaymentError> {
+        let id = PaymentId::from_uuid(refund.payment_id);
+        let row = repo::find_payment(&self.db, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        let provider = self
+            .providers
+            .get(&row.provider)
+            .cloned()
+            .ok_or_else(|| PaymentError::UnknownProvider(row.provider.clone()))?;
         let currency = platform_money::Currency::parse(&row.currency)
             .map_err(|_| CorruptRow(row.id, "currency"))?;
-        let money = Money::new(amount, currency).map_err(|_| CorruptRow(row.id, "amount"))?;
+        let money =
+            Money::new(refund.amount, currency).map_err(|_| CorruptRow(row.id, "amount"))?;
+        let provider_key = refund
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| format!("{id}:{key}"));
         let refunded = self
             .providers
             .refund(
@@ -607,18 +819,26 @@ impl Payments {
                 &RefundRequest {
                     provider_payment_id: row.provider_payment_id.clone().unwrap_or_default(),
                     amount: money,
-                    idempotency_key: format!("{id}:{}", command.idempotency_key),
-                    reason: command.reason.clone(),
+                    idempotency_key: provider_key,
+                    reason: refund.reason.clone(),
                 },
             )
             .await;
-        let refund = match refunded {
-            Ok(refund) => refund,
+        let answer = match refunded {
+            Ok(answer) => answer,
+            Err(ProviderError::Unknown(reason)) => {
+                // It may have gone through: keep the reservation and the key; the next
+                // repeat or the reconciler asks again under the same provider key.
+                tracing::warn!(payment_id = %id, %reason, "refund outcome unknown; will ask again");
+                repo::mark_refund(&self.db, refund.id, REFUND_UNKNOWN, None, now()).await?;
+                return Err(PaymentError::Provider(ProviderError::Unknown(reason)));
+            }
             Err(error) => {
                 // Nothing was refunded: give the amount back and let the key be used again.
                 let txn = platform_db::begin_write(&self.db).await?;
-                repo::unreserve_refund(&txn, id, amount).await?;
-                repo::release_key(&txn, &scope, &command.idempotency_key).await?;
+                repo::unreserve_refund(&txn, id, refund.amount).await?;
+                repo::delete_refund(&txn, refund.id).await?;
+                repo::release_key(&txn, scope, key).await?;
                 txn.commit().await?;
                 return Err(PaymentError::Provider(error));
             }
@@ -638,61 +858,88 @@ impl Payments {
         .to_owned();
         row.updated_at = now();
         repo::save_payment(&txn, &row).await?;
-        repo::insert_refund(
+        let status = match answer.outcome {
+            crate::providers::RefundOutcome::Succeeded => "succeeded",
+            crate::providers::RefundOutcome::Pending => "pending",
+        };
+        repo::mark_refund(
             &txn,
-            RefundRow {
-                id: Uuid::now_v7(),
-                payment_id: row.id,
-                amount,
-                reason: command.reason.clone(),
-                status: match refund.outcome {
-                    crate::providers::RefundOutcome::Succeeded => "succeeded",
-                    crate::providers::RefundOutcome::Pending => "pending",
-                }
-                .to_owned(),
-                provider_refund_id: Some(refund.provider_refund_id),
-                created_at: at,
-            },
+            refund.id,
+            status,
+            Some(answer.provider_refund_id),
+            now(),
         )
         .await?;
         self.emit(
             &txn,
             &PaymentRefunded {
                 payment: Self::facts(&row),
-                refund_amount: amount,
+                refund_amount: refund.amount,
                 refunded_total: row.refunded_amount,
-                reason: command.reason.clone(),
+                reason: refund.reason.clone(),
             },
         )
         .await?;
         let view = PaymentView::try_from(&row)?;
-        repo::complete_key(
-            &txn,
-            &scope,
-            &command.idempotency_key,
-            &serde_json::to_string(&view)?,
-        )
-        .await?;
+        repo::complete_key(&txn, scope, key, &serde_json::to_string(&view)?).await?;
         txn.commit().await?;
-        self.counters.money("refunded", &row.currency, amount);
-        tracing::info!(payment_id = %id, amount, "payment refunded");
-        Ok(Outcome {
-            payment: view,
-            replayed: false,
-        })
+        self.counters
+            .money("refunded", &row.currency, refund.amount);
+        tracing::info!(payment_id = %id, amount = refund.amount, "payment refunded");
+        Ok(view)
     }
 
-    fn replay_refund(key: KeyRow, request_hash: &str) -> Result<Outcome, PaymentError> {
+    /// A repeat of a refund request: the stored answer, or, for a refund whose answer never
+    /// came (or whose process died mid-way), the provider asked again under the same key.
+    async fn replay_refund(
+        &self,
+        key: KeyRow,
+        request_hash: &str,
+    ) -> Result<Outcome, PaymentError> {
         if key.request_hash != request_hash {
             return Err(PaymentError::KeyReused);
         }
-        match key.response {
-            Some(response) => Ok(Outcome {
+        if let Some(response) = key.response {
+            return Ok(Outcome {
                 payment: serde_json::from_str(&response)?,
                 replayed: true,
-            }),
-            None => Err(PaymentError::KeyInProgress),
+            });
         }
+        let payment_id = PaymentId::from_uuid(key.payment_id);
+        let refund =
+            repo::find_refund_by_key(&self.db, payment_id, &format!("{payment_id}:{}", key.key))
+                .await?;
+        let abandoned = (now() - key.created_at).to_std().unwrap_or_default() >= ABANDONED_AFTER;
+        match refund {
+            Some(refund) if refund.status == REFUND_UNKNOWN || abandoned => {
+                tracing::warn!(payment_id = %payment_id, "taking over an unfinished refund");
+                let payment = self.finish_refund(refund, &key.scope, &key.key).await?;
+                Ok(Outcome {
+                    payment,
+                    replayed: true,
+                })
+            }
+            _ => Err(PaymentError::KeyInProgress),
+        }
+    }
+
+    /// Finishes refunds left unfinished (an answer that never came, a process that died
+    /// between reserving and asking), the backstop when their caller does not repeat them.
+    async fn finish_stale_refunds(&self) -> Result<(), PaymentError> {
+        let before = now() - chrono::Duration::from_std(ABANDONED_AFTER).unwrap_or_default();
+        for refund in repo::stale_refunds(&self.db, before, 32).await? {
+            let Some(provider_key) = refund.idempotency_key.clone() else {
+                continue;
+            };
+            let Some((_, key)) = provider_key.split_once(':') else {
+                continue;
+            };
+            let scope = format!("refund:{}", refund.payment_id);
+            if let Err(error) = self.finish_refund(refund.clone(), &scope, key).await {
+                tracing::warn!(payment_id = %refund.payment_id, %error, "cannot finish a refund yet");
+            }
+        }
+        Ok(())
     }
 
     // --- webhooks ---
@@ -723,10 +970,32 @@ impl Payments {
                 }
                 return Err(error.into());
             }
-            let Some(mut row) =
+            let mut found =
                 repo::find_by_provider_id(&txn, provider.name(), &event.provider_payment_id)
-                    .await?
-            else {
+                    .await?;
+            if found.is_none()
+                && let Some(reference) = event.reference
+            {
+                // Our payment id, echoed by the provider: matches a charge whose answer we
+                // never got (so its provider id was never recorded).
+                found = repo::lock_payment(&txn, reference).await?;
+                if let Some(row) = &found {
+                    if row.provider != provider.name() {
+                        // Money taken by a provider this payment never went to. Cannot
+                        // happen unless a charge failed over after reaching a provider:
+                        // acknowledged (retries would not help) and shouted about.
+                        tracing::error!(payment_id = %row.id, provider = provider.name(), charged_with = %row.provider, event = %event.id, "webhook from a provider this payment was not sent to; needs reconciliation");
+                        txn.commit().await?;
+                        continue;
+                    }
+                    if row.provider_payment_id.is_none() {
+                        let mut row = row.clone();
+                        row.provider_payment_id = Some(event.provider_payment_id.clone());
+                        found = Some(row);
+                    }
+                }
+            }
+            let Some(mut row) = found else {
                 // Not recorded: the event may describe a charge whose provider id is not saved
                 // yet (the webhook overtook the provider's answer). Refusing it makes the
                 // provider deliver it again later instead of it being lost.
@@ -814,6 +1083,9 @@ impl Payments {
     fn move_to(&self, row: &mut PaymentRow, from: PaymentStatus, to: PaymentStatus) -> bool {
         if from.can_become(to) {
             row.status = to.as_str().to_owned();
+            // Settled: nothing left to ask the provider.
+            row.retry_token = None;
+            row.next_check_at = None;
             true
         } else {
             tracing::info!(payment_id = %row.id, from = from.as_str(), to = to.as_str(), "webhook transition not allowed; ignored");

@@ -24,6 +24,9 @@ pub struct Application {
     revocations: Revocations,
     /// Publishes the service's audit records to the event bus.
     audit_publisher: AuditPublisher,
+    /// Resolves unknown charge outcomes and finishes refunds left unfinished.
+    payments: Payments,
+    reconcile_interval: std::time::Duration,
 }
 
 impl Application {
@@ -57,7 +60,7 @@ impl Application {
                     payments: payments.clone(),
                     jwt: jwt.clone(),
                 }),
-                grpc: Some(crate::grpc::api(payments, identity, audit.clone())),
+                grpc: Some(crate::grpc::api(payments.clone(), identity, audit.clone())),
                 readiness,
                 metrics,
                 audit,
@@ -70,6 +73,8 @@ impl Application {
             relay,
             revocations: jwt.revocations().clone(),
             audit_publisher,
+            payments,
+            reconcile_interval: config.reconcile_interval,
         })
     }
 }
@@ -103,6 +108,10 @@ impl platform_http::Service for Application {
         let mut tasks = vec![
             tokio::spawn(self.relay.run(shutdown.clone())),
             tokio::spawn(self.audit_publisher.run(shutdown.clone())),
+            tokio::spawn(
+                self.payments
+                    .reconcile(self.reconcile_interval, shutdown.clone()),
+            ),
         ];
         tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));
         let served = self.server.run_with(shutdown, tasks).await;

@@ -34,7 +34,8 @@ pub struct PaymentView {
     pub user_id: Uuid,
     pub amount: Money,
     /// `pending`, `authorized`, `captured`, `partially_refunded`, `refunded`, `failed`,
-    /// `blocked` or `requires_review`.
+    /// `blocked`, `requires_review` or `unknown` (the provider's answer was lost; it is asked
+    /// again, and the payment moves on by itself).
     #[schema(example = "captured")]
     pub status: String,
     /// The provider that handled it (`sandbox`, `stripe`, `adyen`); empty when none did.

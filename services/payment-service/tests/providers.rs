@@ -76,8 +76,23 @@ fn declined(code: &str) -> impl Fn(&ProviderError) -> bool + '_ {
     move |error| matches!(error, ProviderError::Declined { code: c, .. } if c == code)
 }
 
-fn is_unavailable(result: &Result<ProviderCharge, ProviderError>) -> bool {
-    matches!(result, Err(ProviderError::Unavailable(_)))
+/// Nothing reached the provider: another may be tried.
+fn is_not_sent(result: &Result<ProviderCharge, ProviderError>) -> bool {
+    matches!(result, Err(ProviderError::NotSent(_)))
+}
+
+/// The provider may have acted: only it may be asked again.
+fn is_unknown(result: &Result<ProviderCharge, ProviderError>) -> bool {
+    matches!(result, Err(ProviderError::Unknown(_)))
+}
+
+/// The failover's answer as a plain result: which provider answered, or the last error.
+async fn charge_via(
+    providers: &Providers,
+    request: &ChargeRequest,
+) -> Result<(&'static str, ProviderCharge), ProviderError> {
+    let (name, result) = providers.charge(request).await;
+    result.map(|charge| (name.unwrap(), charge))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,6 +238,8 @@ impl Seen {
 #[derive(Clone, Default)]
 struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Idempotency keys under which a charge was made, as Stripe remembers them.
+    charged: Arc<Mutex<Vec<String>>>,
 }
 
 impl Fake {
@@ -236,6 +253,9 @@ impl Fake {
     }
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+    fn captures(&self) -> usize {
+        self.charged.lock().unwrap().len()
     }
 }
 
@@ -266,6 +286,11 @@ async fn stripe_payment_intents(
         .find(|(k, _)| k == "payment_method")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     fake.record("/v1/payment_intents".into(), headers, form, Value::Null);
     let intent = |status: &str, extra: Value| {
         let mut body = json!({
@@ -325,6 +350,22 @@ async fn stripe_payment_intents(
             tokio::time::sleep(Duration::from_secs(3)).await;
             intent("succeeded", json!({}))
         }
+        // Captures at once, but the first answer under a key comes too late; a repeat of the
+        // key gets the same PaymentIntent at once (Stripe's idempotent replay).
+        "pm_timeout_once" => {
+            let first = {
+                let mut charged = fake.charged.lock().unwrap();
+                let first = !charged.contains(&key);
+                if first {
+                    charged.push(key);
+                }
+                first
+            };
+            if first {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            intent("succeeded", json!({"id": "pi_timeout_once"}))
+        }
         _ => error(
             StatusCode::BAD_REQUEST,
             json!({"type": "invalid_request_error", "message": "unknown test method"}),
@@ -360,11 +401,30 @@ async fn stripe_refunds(
     )
 }
 
+async fn stripe_payment_method(Path(id): Path<String>) -> Reply {
+    match id.as_str() {
+        "pm_card_visa" => (
+            StatusCode::OK,
+            Json(json!({"id": id, "object": "payment_method", "type": "card",
+                "card": {"brand": "visa", "last4": "4242", "country": "us",
+                    "fingerprint": "fp_Visa4242"}})),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}})),
+        ),
+    }
+}
+
 async fn fake_stripe() -> (Fake, String) {
     let fake = Fake::default();
     let router = Router::new()
         .route("/v1/payment_intents", post(stripe_payment_intents))
         .route("/v1/refunds", post(stripe_refunds))
+        .route(
+            "/v1/payment_methods/{id}",
+            axum::routing::get(stripe_payment_method),
+        )
         .with_state(fake.clone());
     (fake, serve(router).await)
 }
@@ -520,6 +580,8 @@ async fn sandbox_token_table_is_complete() {
         ("tok_insufficient_funds", Err("insufficient_funds")),
         ("tok_expired", Err("expired_card")),
         ("tok_network_error", Err("unavailable")),
+        ("tok_timeout", Err("unknown")),
+        ("tok_no_answer", Err("unknown")),
     ];
     for (token, expected) in table {
         let result = provider.charge(&charge_request(token)).await;
@@ -532,7 +594,8 @@ async fn sandbox_token_table_is_complete() {
                 assert_eq!(hex.len(), 32, "{id}");
                 assert!(hex.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
             }
-            (Err("unavailable"), Err(ProviderError::Unavailable(_))) => {}
+            (Err("unavailable"), Err(ProviderError::NotSent(_))) => {}
+            (Err("unknown"), Err(ProviderError::Unknown(_))) => {}
             (Err(code), Err(error)) => assert!(declined(code)(&error), "{token}: {error:?}"),
             (expected, got) => panic!("{token}: expected {expected:?}, got {got:?}"),
         }
@@ -540,11 +603,16 @@ async fn sandbox_token_table_is_complete() {
 }
 
 #[tokio::test]
-async fn sandbox_ids_are_unique_and_refunds_succeed() {
+async fn sandbox_ids_are_unique_per_key_and_refunds_succeed() {
     let provider = SandboxProvider::default();
     let a = provider.charge(&charge_request("tok_visa")).await.unwrap();
-    let b = provider.charge(&charge_request("tok_visa")).await.unwrap();
+    let mut other = charge_request("tok_visa");
+    other.idempotency_key = "idem-another".into();
+    let b = provider.charge(&other).await.unwrap();
     assert_ne!(a.provider_payment_id, b.provider_payment_id);
+    // A repeated key is answered with the first answer, as a real provider does.
+    let again = provider.charge(&charge_request("tok_visa")).await.unwrap();
+    assert_eq!(again, a);
     let refund = provider
         .refund(&refund_request(&a.provider_payment_id))
         .await
@@ -600,6 +668,7 @@ fn sandbox_webhooks_map_every_event_type() {
             vec![WebhookEvent {
                 id: value["id"].as_str().unwrap().into(),
                 provider_payment_id: "sbx_1".into(),
+                reference: None,
                 kind,
             }]
         );
@@ -786,13 +855,15 @@ async fn stripe_402_is_a_decline_with_the_most_specific_code() {
 }
 
 #[tokio::test]
-async fn stripe_failures_on_its_side_are_unavailable_and_ours_rejected() {
+async fn stripe_failures_on_its_side_are_unknown_rate_limits_unsent_and_ours_rejected() {
     let (_fake, base) = fake_stripe().await;
     let provider = stripe_at(&base);
-    assert!(is_unavailable(
+    // A 500 may come after the charge went through.
+    assert!(is_unknown(
         &provider.charge(&charge_request("pm_server_error")).await
     ));
-    assert!(is_unavailable(
+    // A 429 is documented as not processed.
+    assert!(is_not_sent(
         &provider.charge(&charge_request("pm_rate_limited")).await
     ));
     let rejected = provider.charge(&charge_request("pm_bad_request")).await;
@@ -803,20 +874,98 @@ async fn stripe_failures_on_its_side_are_unavailable_and_ours_rejected() {
 }
 
 #[tokio::test]
-async fn stripe_unreachable_is_unavailable() {
+async fn stripe_unreachable_is_not_sent() {
     let provider = stripe_at(&closed_port_url().await);
     let result = provider.charge(&charge_request("pm_card_visa")).await;
-    assert!(is_unavailable(&result), "{result:?}");
+    assert!(is_not_sent(&result), "{result:?}");
 }
 
 #[tokio::test]
-async fn stripe_timeout_is_unavailable() {
+async fn stripe_timeout_is_an_unknown_outcome() {
     let (_fake, base) = fake_stripe().await;
     let provider = stripe_at(&base);
     let started = Instant::now();
     let result = provider.charge(&charge_request("pm_slow")).await;
-    assert!(is_unavailable(&result), "{result:?}");
+    assert!(is_unknown(&result), "{result:?}");
     assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+/// Stripe captures, the answer is lost to a timeout, and the charge is asked about again under
+/// the same key: one capture, found by the repeat, and the next provider never called.
+#[tokio::test]
+async fn a_timeout_after_capture_is_resolved_at_the_same_provider_never_failed_over() {
+    let (fake, base) = fake_stripe().await;
+    let counting = Arc::new(Counting::default());
+    let providers = chain(Arc::new(stripe_at(&base)), &counting);
+    let request = charge_request("pm_timeout_once");
+    let (name, first) = providers.charge(&request).await;
+    assert_eq!(name, Some("stripe"));
+    assert!(is_unknown(&first), "{first:?}");
+    assert_eq!(counting.charges.load(Ordering::SeqCst), 0, "no failover");
+
+    let resolved = providers.resolve("stripe", &request).await.unwrap();
+    assert_eq!(resolved.outcome, ChargeOutcome::Captured);
+    assert_eq!(resolved.provider_payment_id, "pi_timeout_once");
+    assert_eq!(fake.captures(), 1, "one capture for two requests");
+    let keys: Vec<_> = fake
+        .seen()
+        .iter()
+        .filter(|seen| seen.path == "/v1/payment_intents")
+        .map(|seen| seen.header("idempotency-key").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [request.idempotency_key.clone(), request.idempotency_key]
+    );
+    assert_eq!(counting.charges.load(Ordering::SeqCst), 0);
+
+    // The sandbox behaves the same (`tok_timeout`), and remembers by key.
+    let sandbox = chain(Arc::new(SandboxProvider::default()), &counting);
+    let request = charge_request("tok_timeout");
+    let (name, first) = sandbox.charge(&request).await;
+    assert_eq!(name, Some("sandbox"));
+    assert!(is_unknown(&first), "{first:?}");
+    let again = sandbox.resolve("sandbox", &request).await.unwrap();
+    let once_more = sandbox.resolve("sandbox", &request).await.unwrap();
+    assert_eq!(again.outcome, ChargeOutcome::Captured);
+    assert_eq!(again.provider_payment_id, once_more.provider_payment_id);
+    assert_eq!(counting.charges.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn card_details_come_from_the_provider() {
+    let (_fake, base) = fake_stripe().await;
+    let stripe = stripe_at(&base);
+    let token = CardToken::parse("pm_card_visa").unwrap();
+    let details = stripe.card_details(&token, "user-1").await;
+    assert_eq!(details.fingerprint.as_deref(), Some("fp_Visa4242"));
+    assert_eq!(details.country.as_deref(), Some("US"));
+    // Unknown to Stripe: nothing, and the charge is not stopped by it.
+    let unknown = CardToken::parse("pm_missing").unwrap();
+    assert_eq!(
+        stripe.card_details(&unknown, "user-1").await.fingerprint,
+        None
+    );
+
+    // The sandbox's test tokens are one card per shopper; other tokens one card for all.
+    let sandbox = SandboxProvider::default();
+    let visa = CardToken::parse("tok_visa").unwrap();
+    let a = sandbox.card_details(&visa, "shopper-a").await;
+    let b = sandbox.card_details(&visa, "shopper-b").await;
+    assert_ne!(a.fingerprint, b.fingerprint);
+    assert_eq!(
+        a.fingerprint,
+        sandbox.card_details(&visa, "shopper-a").await.fingerprint
+    );
+    assert_eq!(
+        (a.bin.as_deref(), a.country.as_deref()),
+        (Some("424242"), Some("US"))
+    );
+    let own = CardToken::parse("tok_my_own_card").unwrap();
+    assert_eq!(
+        sandbox.card_details(&own, "shopper-a").await.fingerprint,
+        sandbox.card_details(&own, "shopper-b").await.fingerprint
+    );
 }
 
 #[tokio::test]
@@ -852,8 +1001,9 @@ async fn stripe_refund_keeps_free_text_in_metadata() {
         .unwrap();
     assert_eq!(pending.outcome, RefundOutcome::Pending);
     let broken = provider.refund(&refund_request("pi_broken")).await;
+    // A 502 may come after the refund was made.
     assert!(
-        matches!(broken, Err(ProviderError::Unavailable(_))),
+        matches!(broken, Err(ProviderError::Unknown(_))),
         "{broken:?}"
     );
 }
@@ -911,6 +1061,7 @@ fn stripe_webhooks_map_payment_intent_events() {
             vec![WebhookEvent {
                 id: "evt_1Pfake".into(),
                 provider_payment_id: "pi_1".into(),
+                reference: None,
                 kind,
             }],
             "{kind_name}"
@@ -938,6 +1089,7 @@ fn stripe_charge_refunded_reports_this_refunds_amount() {
         vec![WebhookEvent {
             id: "evt_r".into(),
             provider_payment_id: "pi_1".into(),
+            reference: None,
             kind: WebhookKind::Refunded { amount: eur(500) },
         }]
     );
@@ -1181,21 +1333,21 @@ async fn adyen_result_codes_map_to_outcomes() {
 }
 
 #[tokio::test]
-async fn adyen_outages_are_unavailable() {
+async fn adyen_outages_leave_the_outcome_unknown_unless_nothing_was_sent() {
     let (_fake, base) = fake_adyen().await;
     let provider = adyen_at(&base);
     let server_error = provider.charge(&charge_request("tok_adyen_500")).await;
-    assert!(is_unavailable(&server_error), "{server_error:?}");
+    assert!(is_unknown(&server_error), "{server_error:?}");
 
     let started = Instant::now();
     let slow = provider.charge(&charge_request("tok_adyen_slow")).await;
-    assert!(is_unavailable(&slow), "{slow:?}");
+    assert!(is_unknown(&slow), "{slow:?}");
     assert!(started.elapsed() < Duration::from_millis(1500));
 
     let closed = adyen_at(&closed_port_url().await)
         .charge(&charge_request("tok_adyen_ok"))
         .await;
-    assert!(is_unavailable(&closed), "{closed:?}");
+    assert!(is_not_sent(&closed), "{closed:?}");
 }
 
 #[tokio::test]
@@ -1262,11 +1414,13 @@ fn adyen_notifications_map_authorisations_and_refunds() {
             WebhookEvent {
                 id: "NC6HT9CRT65ZGN82:AUTHORISATION:true".into(),
                 provider_payment_id: "NC6HT9CRT65ZGN82".into(),
+                reference: None,
                 kind: WebhookKind::Captured,
             },
             WebhookEvent {
                 id: "QJ5H8K2S7LP4QZ91:AUTHORISATION:false".into(),
                 provider_payment_id: "QJ5H8K2S7LP4QZ91".into(),
+                reference: None,
                 kind: WebhookKind::Failed {
                     reason: "Not enough balance".into(),
                 },
@@ -1274,6 +1428,7 @@ fn adyen_notifications_map_authorisations_and_refunds() {
             WebhookEvent {
                 id: "KHQC5N7G84BLNK43:REFUND:true".into(),
                 provider_payment_id: "NC6HT9CRT65ZGN82".into(),
+                reference: None,
                 kind: WebhookKind::Refunded { amount: eur(500) },
             },
         ]
@@ -1526,8 +1681,7 @@ async fn unavailability_fails_over_to_the_next_provider() {
     let counting = Arc::new(Counting::default());
     let providers = chain(Arc::new(SandboxProvider::default()), &counting);
     assert_eq!(providers.names(), ["sandbox", "counting"]);
-    let (name, charge) = providers
-        .charge(&charge_request("tok_network_error"))
+    let (name, charge) = charge_via(&providers, &charge_request("tok_network_error"))
         .await
         .unwrap();
     assert_eq!(
@@ -1538,8 +1692,7 @@ async fn unavailability_fails_over_to_the_next_provider() {
 
     // The same over a real transport: Stripe cannot be reached.
     let stripe = Arc::new(stripe_at(&closed_port_url().await));
-    let (name, _) = chain(stripe, &counting)
-        .charge(&charge_request("pm_card_visa"))
+    let (name, _) = charge_via(&chain(stripe, &counting), &charge_request("pm_card_visa"))
         .await
         .unwrap();
     assert_eq!(name, "counting");
@@ -1551,20 +1704,36 @@ async fn a_decline_never_reaches_the_next_provider() {
     let counting = Arc::new(Counting::default());
     let providers = chain(Arc::new(SandboxProvider::default()), &counting);
     for token in ["tok_decline", "tok_insufficient_funds", "tok_expired"] {
-        let error = providers.charge(&charge_request(token)).await.unwrap_err();
+        let error = charge_via(&providers, &charge_request(token))
+            .await
+            .unwrap_err();
         assert!(matches!(error, ProviderError::Declined { .. }), "{error:?}");
     }
-    let (name, _) = providers.charge(&charge_request("tok_visa")).await.unwrap();
+    let (name, _) = charge_via(&providers, &charge_request("tok_visa"))
+        .await
+        .unwrap();
     assert_eq!(name, "sandbox");
 
     let (_fake, base) = fake_stripe().await;
     let stripe = chain(Arc::new(stripe_at(&base)), &counting);
-    let error = stripe
-        .charge(&charge_request("pm_card_funds"))
+    let error = charge_via(&stripe, &charge_request("pm_card_funds"))
         .await
         .unwrap_err();
     assert!(declined("insufficient_funds")(&error), "{error:?}");
-    let rejected = stripe.charge(&charge_request("pm_bad_request")).await;
+    let rejected = charge_via(&stripe, &charge_request("pm_bad_request")).await;
+    assert!(
+        matches!(rejected, Err(ProviderError::Rejected(_))),
+        "{rejected:?}"
+    );
+    // Nor does an unknown outcome: the money may be at Stripe already.
+    let unknown = charge_via(&stripe, &charge_request("pm_server_error")).await;
+    assert!(
+        matches!(unknown, Err(ProviderError::Unknown(_))),
+        "{unknown:?}"
+    );
+    let slow = charge_via(&stripe, &charge_request("pm_slow")).await;
+    assert!(matches!(slow, Err(ProviderError::Unknown(_))), "{slow:?}");
+    let rejected = charge_via(&stripe, &charge_request("pm_bad_request")).await;
     assert!(
         matches!(rejected, Err(ProviderError::Rejected(_))),
         "{rejected:?}"
@@ -1575,12 +1744,11 @@ async fn a_decline_never_reaches_the_next_provider() {
 #[tokio::test]
 async fn when_every_provider_is_unavailable_the_last_reason_is_kept() {
     let providers = Providers::new(vec![Arc::new(SandboxProvider::default())]);
-    let error = providers
-        .charge(&charge_request("tok_network_error"))
+    let error = charge_via(&providers, &charge_request("tok_network_error"))
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, ProviderError::Unavailable(m) if m.starts_with("sandbox:")),
+        matches!(&error, ProviderError::NotSent(m) if m.starts_with("sandbox:")),
         "{error:?}"
     );
 }

@@ -16,7 +16,7 @@ pub(super) async fn exchange(
     platform_outbound::exchange(request)
         .await
         .map_err(|failure| match failure {
-            Failure::Transient(reason) => SendError::Transient(reason),
+            Failure::NotSent(reason) | Failure::Transient(reason) => SendError::Transient(reason),
             Failure::Permanent(reason) => SendError::Permanent(reason),
         })
 }

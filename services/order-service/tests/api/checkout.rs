@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use platform_auth::Role;
 use platform_testing::Backend;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use platform_testing::grpc::Pki;
 
@@ -134,35 +134,41 @@ async fn a_declined_card_fails_the_order_and_releases_the_stock(backend: Backend
     );
 }
 
-async fn a_payment_service_that_is_down_opens_the_breaker_and_charges_nothing(backend: Backend) {
+async fn a_payment_service_that_stays_down_fails_the_order_at_its_deadline_charging_nothing(
+    backend: Backend,
+) {
     // Nothing listens on this port.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
+    let deadline = Duration::from_secs(2);
     let Some(app) = spawn_with(backend, |config| {
         config.clients.payment_url = dead_url.clone();
+        config.saga.deadline = deadline;
     })
     .await
     else {
         return;
     };
     let mug = app.new_product("Mug", 1250, 10).await;
-    for round in 0..3 {
+    for round in 0..2 {
         let started = std::time::Instant::now();
-        let order = app
-            .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
-            .await;
+        // Accepted (202) while it waits for the payment service.
+        let id = place_running(&app, &mug, 2, "tok_visa").await;
+        let order = settle(&app, &id).await;
         assert_eq!(order["status"], "failed", "{order}");
         let reason = order["failure_reason"].as_str().unwrap();
         assert!(
-            reason.contains("payment-service is unavailable")
-                && reason.contains("nothing was charged"),
+            reason.contains("did not complete in time") && reason.contains("nothing was charged"),
             "round {round}: {reason}"
         );
         assert_eq!(app.stock(&mug).await, (10, 0, 10), "stock released");
+        // It waited for the service to come back, until the deadline and not much longer.
+        let took = started.elapsed();
+        assert!(took >= deadline, "round {round}: gave up after {took:?}");
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "failing is quick"
+            took < deadline + Duration::from_secs(5),
+            "round {round}: {took:?}"
         );
     }
     let metrics = app.metrics().await;
@@ -171,17 +177,183 @@ async fn a_payment_service_that_is_down_opens_the_breaker_and_charges_nothing(ba
         .find(|l| l.starts_with("circuit_breaker_state{") && l.contains("payment-service"))
         .unwrap_or_default();
     assert!(state.ends_with(" 1"), "the breaker is open: {state:?}");
-    let open = app
-        .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
-        .await;
+    assert_eq!(app.payment_count().await, 0);
+}
+
+/// The payment's answer is lost after the money was taken (`tok_timeout`): the saga waits,
+/// the payment service asks the same provider again, and the order is confirmed with one
+/// capture.
+async fn a_lost_payment_answer_is_waited_for_and_the_order_confirmed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 10).await;
+    let id = &place_running(&app, &mug, 1, "tok_timeout").await;
+    let order = settle(&app, id).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let payments = app.payments_for(id).await;
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["status"], "captured");
+    assert_eq!(app.stock(&mug).await, (9, 0, 9));
+}
+
+/// The provider never answers (`tok_no_answer`) and captures after the checkout's deadline:
+/// compensation waits for the answer, refunds the late capture, and the order fails saying so.
+async fn a_capture_after_the_deadline_is_refunded_and_the_order_failed(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.saga.deadline = Duration::from_secs(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 10).await;
+    let id = place_running(&app, &mug, 2, "tok_no_answer").await;
+    // Past the deadline compensation starts: the stock goes back, but the order cannot end
+    // while the charge's outcome is not known.
+    for _ in 0..150 {
+        if app.stock(&mug).await == (10, 0, 10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = app.order(&app.user, &id).await;
     assert!(
-        open["failure_reason"]
+        !["failed", "cancelled", "confirmed"].contains(&waiting["status"].as_str().unwrap()),
+        "must not end before the charge is settled: {waiting}"
+    );
+    assert_eq!(
+        app.stock(&mug).await,
+        (10, 0, 10),
+        "stock given back already"
+    );
+
+    // The provider's webhook: captured, naming our payment id.
+    let payment = app.payments_for(&id).await.remove(0);
+    assert_eq!(payment["status"], "unknown");
+    let event = serde_json::to_vec(&json!({
+        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "type": "payment.captured",
+        "payment_id": "sbx_captured_late",
+        "reference": payment["id"],
+        "timestamp": chrono::Utc::now().timestamp(),
+    }))
+    .unwrap();
+    let signature = payment_service::providers::sandbox::SandboxProvider::default().sign(&event);
+    let delivered = app
+        .client
+        .post(format!(
+            "{}/api/v1/webhooks/payments/sandbox",
+            app.payments_base
+        ))
+        .header("content-type", "application/json")
+        .header(
+            payment_service::providers::sandbox::SIGNATURE_HEADER,
+            signature,
+        )
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status(), 200);
+
+    let order = settle(&app, &id).await;
+    assert_eq!(order["status"], "failed", "{order}");
+    assert_eq!(order["refunded"], 2500, "{order}");
+    assert!(
+        order["failure_reason"]
             .as_str()
             .unwrap()
-            .contains("circuit open"),
-        "{open}"
+            .contains("did not complete in time"),
+        "{order}"
     );
-    assert_eq!(app.payment_count().await, 0);
+    let payment = app.payments_for(&id).await.remove(0);
+    assert_eq!(payment["status"], "refunded", "{payment}");
+}
+
+/// Places an order of `quantity` of `product` paid with `token`, which may still be running
+/// (201 or 202); its id.
+async fn place_running(
+    app: &crate::helpers::TestApp,
+    product: &str,
+    quantity: i64,
+    token: &str,
+) -> String {
+    let placed = app
+        .place_raw(
+            &app.user,
+            Some(&new_key()),
+            &order_body(&[(product, quantity)], token),
+        )
+        .await;
+    assert!(
+        [201, 202].contains(&placed.status().as_u16()),
+        "{}",
+        placed.status()
+    );
+    let placed: Value = placed.json().await.unwrap();
+    placed["id"].as_str().unwrap().to_owned()
+}
+
+/// Order `id` once its saga ended (at most 20 s).
+async fn settle(app: &crate::helpers::TestApp, id: &str) -> Value {
+    for _ in 0..200 {
+        let order = app.order(&app.user, id).await;
+        if ["confirmed", "failed", "cancelled"].contains(&order["status"].as_str().unwrap()) {
+            return order;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("order {id} never settled");
+}
+
+/// Forwards connections on `listener` to `target` once `open` is set; until then the port is
+/// closed (connections refused), as while a service restarts.
+async fn gate(port: u16, target: String, opens_after: Duration) {
+    tokio::time::sleep(opens_after).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+async fn a_payment_service_restarted_within_the_deadline_confirms_the_order(backend: Backend) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut real = String::new();
+    let Some(app) = spawn_with(backend, |config| {
+        real = config
+            .clients
+            .payment_url
+            .trim_start_matches("http://")
+            .to_owned();
+        config.clients.payment_url = format!("http://127.0.0.1:{port}");
+    })
+    .await
+    else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 10).await;
+    // Down for 3 s: refused connections, then the breaker opens; the saga waits it out.
+    let gate = tokio::spawn(gate(port, real, Duration::from_secs(3)));
+    let id = &place_running(&app, &mug, 2, "tok_visa").await;
+    let settled = settle(&app, id).await;
+    assert_eq!(settled["status"], "confirmed", "{settled}");
+    assert_eq!(app.stock(&mug).await, (8, 0, 8));
+    assert_eq!(app.payment_count().await, 1, "charged once");
+    gate.abort();
 }
 
 async fn bad_orders_are_refused_with_the_field_named(backend: Backend) {
@@ -302,6 +474,9 @@ platform_testing::backend_tests!(
     checkout_works_over_mutual_tls_with_the_order_services_certificate,
     an_order_is_priced_reserved_charged_and_confirmed,
     a_declined_card_fails_the_order_and_releases_the_stock,
-    a_payment_service_that_is_down_opens_the_breaker_and_charges_nothing,
+    a_payment_service_that_stays_down_fails_the_order_at_its_deadline_charging_nothing,
+    a_payment_service_restarted_within_the_deadline_confirms_the_order,
+    a_lost_payment_answer_is_waited_for_and_the_order_confirmed,
+    a_capture_after_the_deadline_is_refunded_and_the_order_failed,
     bad_orders_are_refused_with_the_field_named,
 );

@@ -150,7 +150,7 @@ impl ListQuery {
                 PaymentStatus::parse(&raw).ok_or_else(|| {
                     Problem::invalid_field(
                         "status",
-                        "must be pending, authorized, captured, partially_refunded, refunded, failed, blocked or requires_review",
+                        "must be pending, authorized, captured, partially_refunded, refunded, failed, blocked, requires_review or unknown",
                     )
                 })
             })

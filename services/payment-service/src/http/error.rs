@@ -43,10 +43,18 @@ impl From<PaymentError> for Problem {
                 tracing::warn!(%error, "webhook refused");
                 Problem::unauthorized("The webhook signature is missing, invalid or too old.")
             }
-            PaymentError::Provider(ProviderError::Unavailable(reason)) => {
+            PaymentError::Provider(ProviderError::NotSent(reason)) => {
                 tracing::warn!(%reason, "refund failed: provider unavailable");
                 Problem::unavailable(
                     "The payment provider is not available right now; nothing was refunded.",
+                )
+                .with_retry_after(5)
+            }
+            PaymentError::Provider(ProviderError::Unknown(reason)) => {
+                tracing::warn!(%reason, "refund outcome unknown");
+                Problem::unavailable(
+                    "The payment provider did not answer, so the refund may or may not have been \
+                     made. Repeat the request with the same Idempotency-Key to learn its outcome.",
                 )
                 .with_retry_after(5)
             }

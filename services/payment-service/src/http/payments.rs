@@ -59,6 +59,7 @@ pub async fn charge(
                 token: parsed.token,
                 card_bin: parsed.bin,
                 card_country: parsed.country,
+                shipping_country: None,
                 idempotency_key: key,
             },
         )

@@ -6,8 +6,9 @@
 //! money is taken. `resultCode` maps to the outcome: `Authorised` → captured, `Refused` →
 //! declined (code: Adyen's numeric `refusalReasonCode`, e.g. `"2"`), `Pending`/`Received` →
 //! pending, `IdentifyShopper`/`ChallengeShopper`/`RedirectShopper` → requires review, `Error`
-//! → rejected. 429, 5xx, connect errors and timeouts are unavailability; any other 4xx is a
-//! rejection. Refunds are always pending: Adyen confirms them with a `REFUND` notification.
+//! → rejected. A connect error or a 429 is "not sent"; a timeout, a 5xx or an unreadable
+//! answer is an unknown outcome (asked again under the same `Idempotency-Key`, which Adyen
+//! answers with the first request's result); any other 4xx is a rejection. Refunds are always pending: Adyen confirms them with a `REFUND` notification.
 //!
 //! Notifications carry no event id and no timestamp. Each item is signed on its own:
 //! base64(HMAC-SHA256(hex-decoded HMAC key, the item's `pspReference`, `originalReference`,
@@ -32,14 +33,12 @@ use platform_money::{Currency, Money};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::support::{
-    self, build_client, exchange, from_hex, hmac_sha256, is_unavailable_status, same,
-};
+use super::support::{self, build_client, exchange, from_hex, hmac_sha256, same, status_error};
 use super::{
     ChargeOutcome, ChargeRequest, PaymentProvider, ProviderCharge, ProviderError, ProviderRefund,
     RefundOutcome, RefundRequest, WebhookError, WebhookEvent, WebhookKind,
 };
-use crate::domain::CardInfo;
+use crate::domain::{CardInfo, PaymentId};
 
 pub const NAME: &str = "adyen";
 /// Adyen's test environment. Live endpoints carry a per-merchant prefix
@@ -150,10 +149,9 @@ impl AdyenProvider {
         if !status.is_success() {
             return Err(error_from(status, &body));
         }
-        // The call may have taken effect: an answer we cannot read is not a reason to try
-        // another provider.
+        // The call may have taken effect: an answer we cannot read leaves it unknown.
         serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Rejected(format!("unreadable Adyen answer: {e}")))
+            .map_err(|e| ProviderError::Unknown(format!("unreadable Adyen answer: {e}")))
     }
 
     async fn make_payment(&self, request: &ChargeRequest) -> Result<ProviderCharge, ProviderError> {
@@ -198,7 +196,7 @@ impl AdyenProvider {
             }
         };
         let provider_payment_id = str_at(&answer, "/pspReference")
-            .ok_or_else(|| ProviderError::Rejected("payment without a pspReference".into()))?
+            .ok_or_else(|| ProviderError::Unknown("payment without a pspReference".into()))?
             .to_owned();
         let card = str_at(&answer, "/additionalData/cardSummary").map(|last4| CardInfo {
             brand: str_at(&answer, "/paymentMethod/brand")
@@ -306,11 +304,7 @@ fn error_from(status: StatusCode, body: &[u8]) -> ProviderError {
         str_at(&answer, "/errorCode").unwrap_or("-"),
         str_at(&answer, "/message").unwrap_or("no error message"),
     );
-    if is_unavailable_status(status) {
-        ProviderError::Unavailable(what)
-    } else {
-        ProviderError::Rejected(what)
-    }
+    status_error(status, what)
 }
 
 #[derive(Deserialize)]
@@ -361,6 +355,11 @@ impl NotificationItem {
             self.psp_reference, self.event_code, self.success
         );
         let success = self.success == "true";
+        // A payment's `merchantReference` is our payment id (a refund's is its own key).
+        let reference = (self.event_code == "AUTHORISATION")
+            .then(|| uuid::Uuid::parse_str(&self.merchant_reference).ok())
+            .flatten()
+            .map(PaymentId::from_uuid);
         let (provider_payment_id, kind) = match (self.event_code.as_str(), success) {
             ("AUTHORISATION", true) => (self.psp_reference, WebhookKind::Captured),
             ("AUTHORISATION", false) => (
@@ -391,6 +390,7 @@ impl NotificationItem {
         Ok(Some(WebhookEvent {
             id,
             provider_payment_id,
+            reference,
             kind,
         }))
     }

@@ -1,9 +1,13 @@
 //! Payment providers behind one trait, and the failover between them.
 //!
 //! A provider charges a card token, refunds a charge, and verifies its own webhooks. The
-//! service holds them in priority order ([`Providers`]): a charge goes to the first; when it is
-//! *unavailable* (connect error, timeout, 5xx) the next is tried; a *decline* is an answer
-//! and never fails over (the same card would be charged twice).
+//! service holds them in priority order ([`Providers`]): a charge goes to the first; only when
+//! it was *not sent* (no connection could be made, or an answer the provider documents as "not
+//! processed", such as a rate limit) is the next tried. A timeout, a broken connection or any
+//! other 5xx leaves the outcome *unknown*: the provider may have taken the money, so another
+//! provider is never charged; the same provider is asked again under the same idempotency key
+//! ([`Providers::resolve`]) until it says what happened. A *decline* is an answer and never
+//! fails over either.
 //!
 //! Implementations: [`sandbox`] (built in, deterministic test tokens), [`stripe`]
 //! (PaymentIntents and Refunds over Stripe's REST API, `Stripe-Signature` webhooks) and
@@ -86,9 +90,15 @@ pub struct ProviderRefund {
 /// Why a provider call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// Could not be reached, timed out, or failed on its side (5xx): try the next provider.
+    /// Nothing reached the provider (connection refused, unreachable), or it answered that it
+    /// did not process the request (429): the next provider may be tried.
     #[error("provider unavailable: {0}")]
-    Unavailable(String),
+    NotSent(String),
+    /// The request may have reached the provider and been acted on (a timeout, a connection
+    /// lost mid-call, a 5xx, an answer we cannot read): never tried elsewhere; the same
+    /// provider is asked again under the same idempotency key.
+    #[error("provider outcome unknown: {0}")]
+    Unknown(String),
     /// The provider refused the card: final, never retried elsewhere.
     #[error("declined ({code}): {message}")]
     Declined { code: String, message: String },
@@ -113,7 +123,23 @@ pub struct WebhookEvent {
     /// The provider's event id: applied once, duplicates acknowledged and ignored.
     pub id: String,
     pub provider_payment_id: String,
+    /// Our payment id, as the provider echoes it (Stripe's `metadata.payment_id`, Adyen's
+    /// `merchantReference`, the sandbox's `reference`): finds the payment even when its
+    /// provider id was never recorded (the charge's answer was lost).
+    pub reference: Option<PaymentId>,
     pub kind: WebhookKind,
+}
+
+/// What a provider can tell about a card before it is charged, for the fraud rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardDetails {
+    /// The provider's fingerprint of the card number: the same card under any token (Stripe's
+    /// `card.fingerprint`). Velocity counts payments per fingerprint.
+    pub fingerprint: Option<String>,
+    /// The card's first digits.
+    pub bin: Option<String>,
+    /// The issuing country, ISO 3166 alpha-2.
+    pub country: Option<String>,
 }
 
 /// Why a webhook was refused.
@@ -144,6 +170,17 @@ pub trait PaymentProvider: Send + Sync + 'static {
         &'a self,
         request: &'a RefundRequest,
     ) -> BoxFuture<'a, Result<ProviderRefund, ProviderError>>;
+
+    /// What the provider knows of the card `token` of `customer` before any charge. A
+    /// provider that cannot say returns nothing; a failure here never stops a charge (the
+    /// rules then key on the token).
+    fn card_details<'a>(
+        &'a self,
+        _token: &'a CardToken,
+        _customer: &'a str,
+    ) -> BoxFuture<'a, CardDetails> {
+        Box::pin(std::future::ready(CardDetails::default()))
+    }
 
     /// Checks the signature over the raw `body` and parses the events it carries. `now` is
     /// passed in so the tolerance window is testable.
@@ -189,7 +226,8 @@ impl Providers {
     /// How a provider call failed, as the `outcome` label names it.
     fn outcome(error: &ProviderError) -> &'static str {
         match error {
-            ProviderError::Unavailable(_) => "unavailable",
+            ProviderError::NotSent(_) => "unavailable",
+            ProviderError::Unknown(_) => "unknown",
             ProviderError::Declined { .. } => "declined",
             ProviderError::Rejected(_) => "rejected",
         }
@@ -221,31 +259,76 @@ impl Providers {
         self.ordered.iter().map(|p| p.name()).collect()
     }
 
-    /// Charges with the first provider that is available; returns which one answered.
-    /// Declines and rejections end the attempt; only unavailability moves on.
+    /// Charges with the first provider the request can be sent to. Returns which provider
+    /// handled it (answered, declined, or left the outcome unknown; none when nothing reached
+    /// any) with its result: an [`ProviderError::Unknown`]
+    /// outcome belongs to that provider, which is asked again ([`Self::resolve`]), never
+    /// another. Only [`ProviderError::NotSent`] moves on to the next.
     pub async fn charge(
         &self,
         request: &ChargeRequest,
-    ) -> Result<(&'static str, ProviderCharge), ProviderError> {
-        let mut last = ProviderError::Unavailable("no payment provider is configured".into());
+    ) -> (Option<&'static str>, Result<ProviderCharge, ProviderError>) {
+        let mut last = (
+            None,
+            Err(ProviderError::NotSent(
+                "no payment provider is configured".into(),
+            )),
+        );
         for provider in self.ordered.iter() {
-            let call = provider.charge(request);
-            let charged = platform_outbound::observed(
-                self.metrics.as_ref(),
-                provider.name(),
-                "charge",
-                call,
-                Self::outcome,
-            );
-            match charged.await {
-                Ok(charge) => return Ok((provider.name(), charge)),
-                Err(ProviderError::Unavailable(reason)) => {
+            match self.charge_with(provider, request).await {
+                Err(ProviderError::NotSent(reason)) => {
                     tracing::warn!(provider = provider.name(), %reason, "provider unavailable; trying the next");
-                    last = ProviderError::Unavailable(format!("{}: {reason}", provider.name()));
+                    // Nothing reached it: no provider handled this charge (yet).
+                    last = (
+                        None,
+                        Err(ProviderError::NotSent(format!(
+                            "{}: {reason}",
+                            provider.name()
+                        ))),
+                    );
                 }
-                Err(error) => return Err(error),
+                result => return (Some(provider.name()), result),
             }
         }
-        Err(last)
+        last
+    }
+
+    /// Asks `provider` what became of a charge whose outcome is unknown, by charging again
+    /// under the same idempotency key: every provider here answers a repeated key with the
+    /// first request's result (Stripe and Adyen replay it; the sandbox keeps a ledger), and a
+    /// request that never arrived is made now, once.
+    pub async fn resolve(
+        &self,
+        provider: &str,
+        request: &ChargeRequest,
+    ) -> Result<ProviderCharge, ProviderError> {
+        let provider = self
+            .get(provider)
+            .ok_or_else(|| ProviderError::Rejected(format!("no provider named {provider}")))?;
+        self.charge_with(provider, request).await
+    }
+
+    async fn charge_with(
+        &self,
+        provider: &Arc<dyn PaymentProvider>,
+        request: &ChargeRequest,
+    ) -> Result<ProviderCharge, ProviderError> {
+        let call = provider.charge(request);
+        platform_outbound::observed(
+            self.metrics.as_ref(),
+            provider.name(),
+            "charge",
+            call,
+            Self::outcome,
+        )
+        .await
+    }
+
+    /// What the primary provider knows of the card (for the fraud rules).
+    pub async fn card_details(&self, token: &CardToken, customer: &str) -> CardDetails {
+        match self.ordered.first() {
+            Some(provider) => provider.card_details(token, customer).await,
+            None => CardDetails::default(),
+        }
     }
 }

@@ -29,14 +29,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::support::{
-    self, build_client, exchange, header, hmac_sha256, is_unavailable_status, outside_tolerance,
-    same, to_hex,
+    self, build_client, exchange, header, hmac_sha256, outside_tolerance, same, status_error,
+    to_hex,
 };
 use super::{
-    ChargeOutcome, ChargeRequest, PaymentProvider, ProviderCharge, ProviderError, ProviderRefund,
-    RefundOutcome, RefundRequest, WebhookError, WebhookEvent, WebhookKind,
+    CardDetails, ChargeOutcome, ChargeRequest, PaymentProvider, ProviderCharge, ProviderError,
+    ProviderRefund, RefundOutcome, RefundRequest, WebhookError, WebhookEvent, WebhookKind,
 };
-use crate::domain::CardInfo;
+use crate::domain::{CardInfo, CardToken, PaymentId};
 
 pub const NAME: &str = "stripe";
 pub const DEFAULT_BASE_URL: &str = "https://api.stripe.com";
@@ -159,12 +159,11 @@ impl StripeProvider {
         if !status.is_success() {
             return Err(error_from(status, &body));
         }
-        // The charge may have happened: an answer we cannot read is not a reason to try
-        // another provider.
+        // A success we cannot read may still have taken the money: unknown, asked again.
         let intent: Value = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Rejected(format!("unreadable PaymentIntent: {e}")))?;
+            .map_err(|e| ProviderError::Unknown(format!("unreadable PaymentIntent: {e}")))?;
         let id = str_at(&intent, "/id")
-            .ok_or_else(|| ProviderError::Rejected("PaymentIntent without an id".into()))?;
+            .ok_or_else(|| ProviderError::Unknown("PaymentIntent without an id".into()))?;
         let outcome = match str_at(&intent, "/status").unwrap_or_default() {
             "succeeded" => ChargeOutcome::Captured,
             "requires_capture" => ChargeOutcome::Authorized,
@@ -186,6 +185,42 @@ impl StripeProvider {
         })
     }
 
+    /// The card behind a PaymentMethod (`GET /v1/payment_methods/{id}`): its fingerprint (the
+    /// same for every PaymentMethod of one card number) and issuing country. Anything that
+    /// goes wrong gives nothing: the fraud rules then key on the token.
+    async fn payment_method_card(&self, token: &CardToken) -> CardDetails {
+        if !token.as_str().starts_with("pm_") {
+            return CardDetails::default();
+        }
+        let request = self
+            .client
+            .get(format!(
+                "{}/v1/payment_methods/{}",
+                self.config.base_url,
+                token.as_str()
+            ))
+            .bearer_auth(self.config.api_key.expose_secret());
+        let answer = match exchange(request).await {
+            Ok((status, body)) if status.is_success() => {
+                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)
+            }
+            Ok((status, _)) => {
+                tracing::debug!(status = status.as_u16(), "no card details from Stripe");
+                return CardDetails::default();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "no card details from Stripe");
+                return CardDetails::default();
+            }
+        };
+        CardDetails {
+            fingerprint: str_at(&answer, "/card/fingerprint").map(str::to_owned),
+            // Stripe does not show the full BIN to most accounts.
+            bin: None,
+            country: str_at(&answer, "/card/country").map(str::to_ascii_uppercase),
+        }
+    }
+
     async fn create_refund(
         &self,
         request: &RefundRequest,
@@ -205,9 +240,9 @@ impl StripeProvider {
             return Err(error_from(status, &body));
         }
         let refund: Value = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Rejected(format!("unreadable Refund: {e}")))?;
+            .map_err(|e| ProviderError::Unknown(format!("unreadable Refund: {e}")))?;
         let id = str_at(&refund, "/id")
-            .ok_or_else(|| ProviderError::Rejected("Refund without an id".into()))?;
+            .ok_or_else(|| ProviderError::Unknown("Refund without an id".into()))?;
         let outcome = match str_at(&refund, "/status").unwrap_or_default() {
             "succeeded" => RefundOutcome::Succeeded,
             "pending" | "requires_action" => RefundOutcome::Pending,
@@ -289,11 +324,7 @@ fn error_from(status: StatusCode, body: &[u8]) -> ProviderError {
         detail.kind.as_deref().unwrap_or("-"),
         detail.code.as_deref().unwrap_or("-"),
     );
-    if is_unavailable_status(status) {
-        ProviderError::Unavailable(what)
-    } else {
-        ProviderError::Rejected(what)
-    }
+    status_error(status, what)
 }
 
 /// `t=…,v1=…,v1=…,v0=…` → the timestamp as sent (it is signed as text), its value, and every
@@ -375,6 +406,14 @@ impl PaymentProvider for StripeProvider {
         Box::pin(self.create_refund(request))
     }
 
+    fn card_details<'a>(
+        &'a self,
+        token: &'a CardToken,
+        _customer: &'a str,
+    ) -> BoxFuture<'a, CardDetails> {
+        Box::pin(self.payment_method_card(token))
+    }
+
     fn verify_webhook(
         &self,
         headers: &HeaderMap,
@@ -430,9 +469,14 @@ impl PaymentProvider for StripeProvider {
         let provider_payment_id = provider_payment_id
             .ok_or_else(|| malformed("event without its PaymentIntent id"))?
             .to_owned();
+        // The PaymentIntent carries our payment id in its metadata (a refunded charge's may not).
+        let reference = str_at(object, "/metadata/payment_id")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .map(PaymentId::from_uuid);
         Ok(vec![WebhookEvent {
             id: event.id,
             provider_payment_id,
+            reference,
             kind,
         }])
     }

@@ -34,22 +34,31 @@ pub(super) fn outside_tolerance(signed_at: i64, now: SystemTime, tolerance: Dura
     unix_seconds(now).abs_diff(signed_at) > tolerance.as_secs()
 }
 
-/// One exchange; no answer means the provider is unavailable (the next one may be tried).
+/// One exchange. No connection: not sent (the next provider may be tried). No answer after
+/// sending: unknown (this provider may have acted on it).
 pub(super) async fn exchange(
     request: reqwest::RequestBuilder,
 ) -> Result<(StatusCode, Vec<u8>), ProviderError> {
     platform_outbound::exchange(request)
         .await
         .map_err(|failure| match failure {
-            Failure::Transient(reason) => ProviderError::Unavailable(reason),
+            Failure::NotSent(reason) => ProviderError::NotSent(reason),
+            Failure::Transient(reason) => ProviderError::Unknown(reason),
             Failure::Permanent(reason) => ProviderError::Rejected(reason),
         })
 }
 
-/// Statuses after which another provider may be tried: the provider is overloaded or broken,
-/// not telling us anything about the card.
-pub(super) fn is_unavailable_status(status: StatusCode) -> bool {
-    platform_outbound::is_transient_status(status)
+/// A failed answer's class. Stripe and Adyen both document a 429 as "rate limited, not
+/// processed": only it may go to another provider. Any 5xx (or a 408) may come after the
+/// provider acted: unknown. Other 4xx: our request was wrong.
+pub(super) fn status_error(status: StatusCode, what: String) -> ProviderError {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        ProviderError::NotSent(what)
+    } else if platform_outbound::is_transient_status(status) {
+        ProviderError::Unknown(what)
+    } else {
+        ProviderError::Rejected(what)
+    }
 }
 
 pub(super) fn timeout(env: &mut Env) -> Duration {

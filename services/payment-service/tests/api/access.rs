@@ -27,6 +27,7 @@ fn charge() -> proto::ChargeRequest {
         }),
         token: "tok_visa".to_owned(),
         idempotency_key: new_key(),
+        ..Default::default()
     }
 }
 

@@ -56,7 +56,8 @@ async fn outcomes_are_published_through_the_outbox(backend: Backend) {
     assert_eq!(data(0)["order_id"], captured["order_id"]);
     assert_eq!(data(0)["provider"], "sandbox");
     assert_eq!(data(1)["amount"], 2000);
-    assert_eq!(data(1)["provider"], "");
+    // The provider that declined it.
+    assert_eq!(data(1)["provider"], "sandbox");
     assert!(
         data(1)["reason"]
             .as_str()

@@ -22,8 +22,12 @@ struct Received {
     intents: AtomicUsize,
     refunds: AtomicUsize,
     idempotency_keys: std::sync::Mutex<Vec<String>>,
-    /// While set, refunds fail with a 500.
+    /// While set, refunds are refused with a 429 (not processed).
     fail_refunds: AtomicBool,
+    /// While set, refunds fail with a 500 after being made (the answer is lost).
+    lose_refund_answers: AtomicBool,
+    /// Refund idempotency keys Stripe made a refund under (a repeat is replayed).
+    refund_keys: std::sync::Mutex<Vec<String>>,
 }
 
 async fn payment_intents(
@@ -49,9 +53,27 @@ async fn payment_intents(
     }))
 }
 
-async fn refunds(State(received): State<Arc<Received>>) -> (StatusCode, axum::Json<Value>) {
+async fn refunds(
+    State(received): State<Arc<Received>>,
+    headers: HeaderMap,
+) -> (StatusCode, axum::Json<Value>) {
     let n = received.refunds.fetch_add(1, Ordering::SeqCst) + 1;
     if received.fail_refunds.load(Ordering::SeqCst) {
+        let error = json!({"error": {"type": "invalid_request_error", "code": "rate_limit"}});
+        return (StatusCode::TOO_MANY_REQUESTS, axum::Json(error));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    {
+        let mut keys = received.refund_keys.lock().unwrap();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    if received.lose_refund_answers.load(Ordering::SeqCst) {
         let error = json!({"error": {"type": "api_error", "message": "try again"}});
         return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(error));
     }
@@ -136,7 +158,8 @@ async fn a_decline_never_fails_over(backend: Backend) {
     for token in ["tok_decline", "tok_insufficient_funds", "tok_expired"] {
         let payment = app.charge(&app.user, token, 1000).await;
         assert_eq!(payment["status"], "failed", "{token}");
-        assert_eq!(payment["provider"], "", "{token}");
+        // The provider that declined it.
+        assert_eq!(payment["provider"], "sandbox", "{token}");
         let reason = payment["failure_reason"].as_str().unwrap();
         assert!(!reason.is_empty());
     }
@@ -168,12 +191,18 @@ async fn all_providers_unavailable_fails_the_payment(backend: Backend) {
     };
     let payment = app.charge(&app.user, "tok_network_error", 1000).await;
     assert_eq!(payment["status"], "failed");
-    assert_eq!(payment["failure_reason"], "payment providers unavailable");
+    assert_eq!(
+        payment["failure_reason"],
+        "payment providers unavailable; nothing was charged"
+    );
     let events = app
         .events_of("payment.failed", payment["id"].as_str().unwrap())
         .await;
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["reason"], "payment providers unavailable");
+    assert_eq!(
+        events[0]["reason"],
+        "payment providers unavailable; nothing was charged"
+    );
 }
 
 async fn a_failed_refund_gives_the_amount_back(backend: Backend) {
@@ -197,6 +226,7 @@ async fn a_failed_refund_gives_the_amount_back(backend: Backend) {
 
     // The key was released: the retry refunds.
     received.fail_refunds.store(false, Ordering::SeqCst);
+    assert!(received.refund_keys.lock().unwrap().is_empty());
     let refunded = json_of(app.refund_raw(&app.user, id, &key, &body).await, 200).await;
     assert_eq!(refunded["refunded_amount"], 600);
     assert_eq!(received.refunds.load(Ordering::SeqCst), 2);
@@ -214,7 +244,51 @@ async fn a_failed_refund_gives_the_amount_back(backend: Backend) {
     .await;
 }
 
+/// Stripe makes the refund but its answer is lost (a 500): the amount stays reserved and the
+/// key unfinished, and the repeat under the same key finishes it, one refund at Stripe.
+async fn a_refund_whose_answer_was_lost_is_finished_by_its_repeat(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
+    };
+    let payment = app.charge(&app.user, "tok_network_error", 1000).await;
+    let id = payment["id"].as_str().unwrap();
+    let key = new_key();
+    let body = json!({"amount": {"amount": 600, "currency": "EUR"}, "reason": "returned"});
+    received.lose_refund_answers.store(true, Ordering::SeqCst);
+    let unknown = app.refund_raw(&app.admin, id, &key, &body).await;
+    let detail = problem(unknown, 503).await;
+    assert!(
+        detail["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may or may not"),
+        "{detail}"
+    );
+    let meanwhile = app.payment(&app.admin, id).await;
+    assert_eq!(meanwhile["refunded_amount"], 600, "still reserved");
+    // Nothing more can be refunded than what is left beside the reserved amount.
+    let over = json!({"amount": {"amount": 401, "currency": "EUR"}, "reason": "more"});
+    problem(app.refund_raw(&app.admin, id, &new_key(), &over).await, 409).await;
+
+    received.lose_refund_answers.store(false, Ordering::SeqCst);
+    let finished = json_of(app.refund_raw(&app.admin, id, &key, &body).await, 200).await;
+    assert_eq!(finished["refunded_amount"], 600);
+    assert_eq!(finished["status"], "partially_refunded");
+    assert_eq!(received.refunds.load(Ordering::SeqCst), 2, "asked twice");
+    assert_eq!(
+        received.refund_keys.lock().unwrap().len(),
+        1,
+        "under one key: one refund at Stripe"
+    );
+    assert_eq!(app.events_of("payment.refunded", id).await.len(), 1);
+    // A third repeat is the stored answer.
+    let replay = json_of(app.refund_raw(&app.admin, id, &key, &body).await, 200).await;
+    assert_eq!(replay["refunded_amount"], 600);
+    assert_eq!(received.refunds.load(Ordering::SeqCst), 2);
+}
+
 platform_testing::backend_tests!(
+    a_refund_whose_answer_was_lost_is_finished_by_its_repeat,
     a_failed_refund_gives_the_amount_back,
     an_unavailable_provider_fails_over,
     a_decline_never_fails_over,

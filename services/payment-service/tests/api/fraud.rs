@@ -23,8 +23,9 @@ async fn too_many_payments_are_held_then_blocked(backend: Backend) {
     else {
         return;
     };
-    // Different cards: only the user's velocity counts.
-    let first = app.charge(&app.user, "tok_visa", 1000).await;
+    // Different cards: only the user's velocity counts. `tok_shared_card` is not a sandbox
+    // test token: it is one card whoever uses it.
+    let first = app.charge(&app.user, "tok_shared_card", 1000).await;
     let second = app.charge(&app.user, "tok_mastercard", 1000).await;
     assert_eq!(first["status"], "captured");
     assert_eq!(second["status"], "captured");
@@ -38,11 +39,11 @@ async fn too_many_payments_are_held_then_blocked(backend: Backend) {
 
     // Another user is not affected by the first one's count, but the card's count is shared.
     let other = actor(Role::User);
-    let fourth = app.charge(&other, "tok_visa", 1000).await;
+    let fourth = app.charge(&other, "tok_shared_card", 1000).await;
     assert_eq!(fourth["status"], "captured");
-    let fifth = app.charge(&other, "tok_visa", 1000).await;
+    let fifth = app.charge(&other, "tok_shared_card", 1000).await;
     assert_eq!(fifth["status"], "captured");
-    let sixth = app.charge(&other, "tok_visa", 1000).await;
+    let sixth = app.charge(&other, "tok_shared_card", 1000).await;
     // The user's 3rd and the card's 4th: two signals at once block.
     assert_eq!(sixth["status"], "blocked", "{sixth}");
     assert_eq!(sixth["risk"]["decision"], "block");
@@ -122,13 +123,16 @@ async fn amounts_over_the_limits_are_stopped(backend: Backend) {
 async fn blocked_bins_and_countries_are_refused(backend: Backend) {
     let Some(app) = spawn_with(backend, |config| {
         config.fraud.blocked_bins.insert("411111".to_owned());
+        config.fraud.blocked_bins.insert("555555".to_owned());
         config.fraud.blocked_countries.insert("KP".to_owned());
     })
     .await
     else {
         return;
     };
-    let mut body = charge_body("tok_visa", 1000, "EUR");
+    // What the client's tokenization reported (`tok_client_card` is no sandbox test card, so
+    // the sandbox knows nothing of it).
+    let mut body = charge_body("tok_client_card", 1000, "EUR");
     body["method"]["bin"] = json!("41111122");
     let blocked = app.charge_body(&app.user, &body).await;
     assert_eq!(blocked["status"], "blocked");
@@ -139,13 +143,13 @@ async fn blocked_bins_and_countries_are_refused(backend: Backend) {
     );
     assert_not_sent(&blocked);
 
-    let mut body = charge_body("tok_visa", 1000, "EUR");
+    let mut body = charge_body("tok_client_card", 1000, "EUR");
     body["method"]["country"] = json!("kp");
     let blocked = app.charge_body(&app.user, &body).await;
     assert_eq!(blocked["status"], "blocked");
     assert_eq!(blocked["risk"]["reasons"], json!(["blocked_country"]));
 
-    let mut body = charge_body("tok_visa", 1000, "EUR");
+    let mut body = charge_body("tok_client_card", 1000, "EUR");
     body["method"]["bin"] = json!("424242");
     body["method"]["country"] = json!("DE");
     assert_eq!(
@@ -191,10 +195,63 @@ async fn blocked_bins_and_countries_are_refused(backend: Backend) {
         metrics.contains(r#"fraud_decisions_total{service="payment-service",decision="allow"} 1"#),
         "{metrics}"
     );
+
+    // The provider's own card data applies with nothing from the client: the sandbox's
+    // Mastercard has BIN 555555.
+    let provider_bin = app.charge(&app.user, "tok_mastercard", 1000).await;
+    assert_eq!(provider_bin["status"], "blocked", "{provider_bin}");
+    assert_eq!(provider_bin["risk"]["reasons"], json!(["blocked_bin"]));
+    // And it beats what the client claims.
+    let mut body = charge_body("tok_mastercard", 1000, "EUR");
+    body["method"]["bin"] = json!("424242");
+    let claimed = app.charge_body(&app.user, &body).await;
+    assert_eq!(claimed["status"], "blocked", "{claimed}");
 }
 
 platform_testing::backend_tests!(
     too_many_payments_are_held_then_blocked,
     amounts_over_the_limits_are_stopped,
     blocked_bins_and_countries_are_refused,
+    many_shoppers_share_a_test_token_but_one_card_is_still_one_card,
 );
+
+/// The sandbox's test tokens are one card per shopper: fifty shoppers paying with `tok_visa`
+/// are fifty cards, all captured; one shopper hammering one card is still caught.
+async fn many_shoppers_share_a_test_token_but_one_card_is_still_one_card(backend: Backend) {
+    let Some(app) = spawn_with(backend, |_| {}).await else {
+        return;
+    };
+    let shoppers: Vec<_> = (0..50).map(|_| actor(Role::User)).collect();
+    let paid = futures::future::join_all(
+        shoppers
+            .iter()
+            .map(|shopper| app.charge(shopper, "tok_visa", 1500)),
+    )
+    .await;
+    for payment in &paid {
+        assert_eq!(payment["status"], "captured", "{payment}");
+        assert_eq!(payment["risk"]["reasons"], json!([]), "{payment}");
+    }
+
+    let hammer = actor(Role::User);
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let payment = app.charge(&hammer, "tok_visa", 1500).await;
+        statuses.push((
+            payment["status"].as_str().unwrap().to_owned(),
+            payment["risk"]["reasons"].clone(),
+        ));
+    }
+    // The card's limit (5 an hour) is reached on the sixth: held, then blocked.
+    assert!(
+        statuses[..5].iter().all(|(s, _)| s == "captured"),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[5].0, "requires_review", "{statuses:?}");
+    assert_eq!(statuses[5].1, json!(["velocity_card"]));
+    assert!(
+        statuses[5..].iter().all(|(s, _)| s != "captured"),
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().any(|(s, _)| s == "blocked"), "{statuses:?}");
+}

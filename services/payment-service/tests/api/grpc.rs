@@ -22,6 +22,7 @@ fn charge_request(user: Uuid, token: &str, amount: i64, key: &str) -> proto::Cha
         amount: eur(amount),
         token: token.to_owned(),
         idempotency_key: key.to_owned(),
+        ..Default::default()
     }
 }
 

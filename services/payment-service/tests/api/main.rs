@@ -13,5 +13,6 @@ mod fraud;
 mod grpc;
 mod idempotency;
 mod refunds;
+mod unknown;
 mod visibility;
 mod webhooks;
