@@ -65,9 +65,19 @@ service = "order-service"
 auth = "user"
 
 [[routes]]
+prefix = "/api/v1/admin/orders"
+service = "order-service"
+auth = "admin"
+
+[[routes]]
 prefix = "/api/v1/payments"
 service = "payment-service"
 auth = "user"
+
+[[routes]]
+prefix = "/api/v1/admin/payments"
+service = "payment-service"
+auth = "admin"
 
 [[routes]]
 prefix = "/api/v1/webhooks/payments"

@@ -64,6 +64,9 @@ pub enum Action {
     OrderStatusChange,
     #[serde(rename = "payment.refund")]
     PaymentRefund,
+    /// An administrator approved or declined a payment held for review.
+    #[serde(rename = "payment.review")]
+    PaymentReview,
     /// A dead-lettered event replayed.
     #[serde(rename = "events.replay")]
     EventReplay,
@@ -71,7 +74,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for documentation and query validation.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::Login,
         Action::Refresh,
         Action::RefreshReuse,
@@ -88,6 +91,7 @@ impl Action {
         Action::InventoryUpdate,
         Action::OrderStatusChange,
         Action::PaymentRefund,
+        Action::PaymentReview,
         Action::EventReplay,
     ];
 
@@ -109,6 +113,7 @@ impl Action {
             Action::InventoryUpdate => "inventory.update",
             Action::OrderStatusChange => "order.status_change",
             Action::PaymentRefund => "payment.refund",
+            Action::PaymentReview => "payment.review",
             Action::EventReplay => "events.replay",
         }
     }

@@ -186,6 +186,32 @@ pub struct PaymentBlocked {
     pub reasons: Vec<String>,
 }
 
+/// A payment is held for a person to decide: by the fraud rules (`held_by: "fraud"`, no
+/// provider saw it yet) or by the provider (`"provider"`, e.g. 3-D Secure). Customers are told
+/// their payment is being checked; administrators that a review is waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReviewRequested {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+    pub held_by: String,
+    pub score: u8,
+    /// Reason codes of the rules that fired.
+    pub reasons: Vec<String>,
+}
+
+/// A held payment was decided: `approved` (an administrator; the charge went to a provider),
+/// `declined` (an administrator, or the checkout gave up on it) or `expired`
+/// (`PAYMENT_REVIEW_TTL` passed). A `payment.captured` or `payment.failed` follows or
+/// accompanies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentReviewDecided {
+    #[serde(flatten)]
+    pub payment: PaymentFacts,
+    pub decision: String,
+    /// Why, in the decider's words (never shown as free text to other customers).
+    pub reason: String,
+}
+
 /// `facts_events!(facts.id: Payload => "type", …)`: events whose subject is `self.facts.id`,
 /// for families whose payloads share one flattened block of facts.
 macro_rules! facts_events {
@@ -206,6 +232,8 @@ facts_events! { payment.payment_id:
     PaymentFailed => "payment.failed",
     PaymentRefunded => "payment.refunded",
     PaymentBlocked => "payment.blocked",
+    PaymentReviewRequested => "payment.review_requested",
+    PaymentReviewDecided => "payment.review_decided",
 }
 
 /// The fields every order event carries.
@@ -250,6 +278,10 @@ pub struct OrderFailed {
     #[serde(flatten)]
     pub order: OrderFacts,
     pub reason: String,
+    /// Minor units charged and given back (0 when nothing had been captured). Absent in
+    /// events written before it existed.
+    #[serde(default)]
+    pub refunded: i64,
 }
 
 /// The order was cancelled; stock was released and any captured payment refunded.
@@ -305,6 +337,8 @@ mod tests {
             PaymentFailed::TYPE,
             PaymentRefunded::TYPE,
             PaymentBlocked::TYPE,
+            PaymentReviewRequested::TYPE,
+            PaymentReviewDecided::TYPE,
             OrderCreated::TYPE,
             OrderConfirmed::TYPE,
             OrderFailed::TYPE,

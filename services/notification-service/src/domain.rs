@@ -45,6 +45,11 @@ pub enum Topic {
     OrderFailed,
     OrderShipped,
     PaymentRefunded,
+    /// A payment is held for review: the customer is told it is being checked, every
+    /// administrator that a review is waiting.
+    PaymentReviewRequested,
+    /// A held payment was approved, declined or expired: the customer is told the outcome.
+    PaymentReviewDecided,
     InventoryLow,
     /// Posted by an administrator or another service (`POST /api/v1/notifications`).
     Direct,
@@ -56,12 +61,14 @@ pub enum Topic {
 pub struct UnknownTopic(pub String);
 
 impl Topic {
-    pub const ALL: [Topic; 7] = [
+    pub const ALL: [Topic; 9] = [
         Topic::UserRegistered,
         Topic::OrderConfirmed,
         Topic::OrderFailed,
         Topic::OrderShipped,
         Topic::PaymentRefunded,
+        Topic::PaymentReviewRequested,
+        Topic::PaymentReviewDecided,
         Topic::InventoryLow,
         Topic::Direct,
     ];
@@ -74,6 +81,8 @@ impl Topic {
             Topic::OrderFailed => "order.failed",
             Topic::OrderShipped => "order.shipped",
             Topic::PaymentRefunded => "payment.refunded",
+            Topic::PaymentReviewRequested => "payment.review_requested",
+            Topic::PaymentReviewDecided => "payment.review_decided",
             Topic::InventoryLow => "inventory.low",
             Topic::Direct => "direct",
         }
@@ -307,6 +316,14 @@ mod tests {
         for topic in Topic::ALL {
             assert_eq!(Topic::parse(topic.as_str()), Ok(topic));
         }
+        assert_eq!(
+            Topic::parse("payment.review_requested"),
+            Ok(Topic::PaymentReviewRequested)
+        );
+        assert_eq!(
+            Topic::parse("payment.review_decided"),
+            Ok(Topic::PaymentReviewDecided)
+        );
         assert!(Topic::parse("order.created").is_err());
     }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use platform_events::catalogue::{
-    InventoryLow, OrderConfirmed, OrderFacts, OrderFailed, OrderShipped, PaymentRefunded,
-    UserDeleted, UserRegistered,
+    InventoryLow, OrderConfirmed, OrderFacts, OrderFailed, OrderShipped, PaymentFacts,
+    PaymentRefunded, PaymentReviewDecided, PaymentReviewRequested, UserDeleted, UserRegistered,
 };
 use platform_events::{Envelope, Event, idempotency};
 use platform_http::{Metrics, Page, PageRequest};
@@ -36,7 +36,7 @@ use crate::view::{
 
 /// Where a preference applies to every topic.
 pub const ALL_TOPICS: &str = "*";
-/// The role whose holders receive `inventory.low`.
+/// The role whose holders receive `inventory.low` and `payment.review_requested`.
 const ADMIN_ROLE: &str = "admin";
 
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +229,18 @@ impl Notifications {
             }
             OrderFailed::TYPE => {
                 let event: OrderFailed = decode(envelope)?;
-                let extra = json!({ "reason": event.reason });
+                // The template mentions a refund only when money was taken and given back;
+                // whether anything was charged otherwise is the reason's to say.
+                let refunded_display = if event.refunded > 0 {
+                    display_money(event.refunded, &event.order.currency)
+                } else {
+                    String::new()
+                };
+                let extra = json!({
+                    "reason": event.reason,
+                    "refunded": event.refunded,
+                    "refunded_display": refunded_display,
+                });
                 created.extend(
                     self.order(&txn, Topic::OrderFailed, envelope, &event.order, extra)
                         .await?,
@@ -249,13 +260,61 @@ impl Notifications {
                     "refund_display": display_money(event.refund_amount, &facts.currency),
                     "refunded_total_display": display_money(event.refunded_total, &facts.currency),
                 });
-                let data = json!({ "order_id": facts.order_id, "payment_id": facts.payment_id });
+                let data = payment_data(facts);
                 let plan = self.event_plan(
                     Topic::PaymentRefunded,
                     envelope,
                     facts.user_id,
                     context,
                     data,
+                );
+                created.extend(self.create(&txn, plan).await?);
+            }
+            PaymentReviewRequested::TYPE => {
+                let event: PaymentReviewRequested = decode(envelope)?;
+                let facts = &event.payment;
+                let context = json!({
+                    "amount_display": display_money(facts.amount, &facts.currency),
+                    "reasons_display": event.reasons.join(", "),
+                });
+                let data = payment_data(facts);
+                let plan = self.event_plan(
+                    Topic::PaymentReviewRequested,
+                    envelope,
+                    facts.user_id,
+                    context.clone(),
+                    data.clone(),
+                );
+                created.extend(self.create(&txn, plan).await?);
+                for admin in repo::contacts_with_role(&txn, ADMIN_ROLE).await? {
+                    // One message per event, user and channel: an administrator whose own
+                    // payment is held got the customer's message (and should not review it).
+                    if admin.user_id == facts.user_id {
+                        continue;
+                    }
+                    let plan = self.event_plan_with(
+                        Topic::PaymentReviewRequested,
+                        REVIEW_WAITING_TEMPLATE,
+                        envelope,
+                        admin.user_id,
+                        context.clone(),
+                        data.clone(),
+                    );
+                    created.extend(self.create(&txn, plan).await?);
+                }
+            }
+            PaymentReviewDecided::TYPE => {
+                let event: PaymentReviewDecided = decode(envelope)?;
+                let facts = &event.payment;
+                let context = json!({
+                    "amount_display": display_money(facts.amount, &facts.currency),
+                });
+                let plan = self.event_plan(
+                    Topic::PaymentReviewDecided,
+                    envelope,
+                    facts.user_id,
+                    context,
+                    payment_data(facts),
                 );
                 created.extend(self.create(&txn, plan).await?);
             }
@@ -300,10 +359,23 @@ impl Notifications {
         self.create(conn, plan).await
     }
 
-    /// A plan for an event: its template gets the payload, `extra` and the recipient.
+    /// A plan for an event: its topic's template gets the payload, `extra` and the recipient.
     fn event_plan(
         &self,
         topic: Topic,
+        envelope: &Envelope,
+        user: Uuid,
+        extra: Value,
+        data: Value,
+    ) -> Plan {
+        self.event_plan_with(topic, template_of(topic), envelope, user, extra, data)
+    }
+
+    /// [`Self::event_plan`] with another template than the topic's.
+    fn event_plan_with(
+        &self,
+        topic: Topic,
+        template: &str,
         envelope: &Envelope,
         user: Uuid,
         extra: Value,
@@ -322,7 +394,7 @@ impl Notifications {
             user,
             only: None,
             content: Content::Template {
-                name: template_of(topic).to_owned(),
+                name: template.to_owned(),
                 context: Value::Object(context),
             },
             data,
@@ -652,7 +724,16 @@ fn decode<E: Event>(envelope: &Envelope) -> Result<E, NotifyError> {
     })
 }
 
-/// The built-in template of each event topic.
+/// What the app gets with a payment's messages.
+fn payment_data(facts: &PaymentFacts) -> Value {
+    json!({ "order_id": facts.order_id, "payment_id": facts.payment_id })
+}
+
+/// What administrators get for `payment.review_requested` (the customer gets the topic's own).
+const REVIEW_WAITING_TEMPLATE: &str = "payment_review_waiting";
+
+/// The built-in template of each event topic (for its customer, where a topic has several
+/// audiences).
 fn template_of(topic: Topic) -> &'static str {
     match topic {
         Topic::UserRegistered => "welcome",
@@ -660,6 +741,8 @@ fn template_of(topic: Topic) -> &'static str {
         Topic::OrderFailed => "order_failed",
         Topic::OrderShipped => "order_shipped",
         Topic::PaymentRefunded => "payment_refunded",
+        Topic::PaymentReviewRequested => "payment_review_requested",
+        Topic::PaymentReviewDecided => "payment_review_decided",
         Topic::InventoryLow => "inventory_low",
         // Direct notifications name their template (or give their text).
         Topic::Direct => "",

@@ -9,8 +9,8 @@ use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::audit::AuditPublisher;
 use platform_events::catalogue::{
-    InventoryLow, OrderConfirmed, OrderFailed, OrderShipped, PaymentRefunded, UserDeleted,
-    UserRegistered,
+    InventoryLow, OrderConfirmed, OrderFailed, OrderShipped, PaymentRefunded, PaymentReviewDecided,
+    PaymentReviewRequested, UserDeleted, UserRegistered,
 };
 use platform_events::{Consumer, ConsumerConfig, Envelope, Event, HandlerError};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
@@ -31,6 +31,8 @@ const HANDLED: &[&str] = &[
     OrderFailed::TYPE,
     OrderShipped::TYPE,
     PaymentRefunded::TYPE,
+    PaymentReviewRequested::TYPE,
+    PaymentReviewDecided::TYPE,
     InventoryLow::TYPE,
 ];
 

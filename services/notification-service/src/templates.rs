@@ -29,8 +29,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = &[
     (
         "order_failed",
         "Order {{ order_id }} could not be completed",
-        "Hello {{ name }},\n\nwe could not complete your order {{ order_id }}: {{ reason }}. Nothing was charged.",
-        "<p>Hello {{ name }},</p><p>we could not complete your order <b>{{ order_id }}</b>: {{ reason }}. Nothing was charged.</p>",
+        "Hello {{ name }},\n\nwe could not complete your order {{ order_id }}: {{ reason }}.{% if refunded_display %} We refunded {{ refunded_display }} to your card.{% endif %}",
+        "<p>Hello {{ name }},</p><p>we could not complete your order <b>{{ order_id }}</b>: {{ reason }}.{% if refunded_display %} We refunded <b>{{ refunded_display }}</b> to your card.{% endif %}</p>",
     ),
     (
         "order_shipped",
@@ -43,6 +43,24 @@ const BUILTIN: &[(&str, &str, &str, &str)] = &[
         "Refund of {{ refund_display }} for order {{ order_id }}",
         "Hello {{ name }},\n\nwe refunded {{ refund_display }} of your payment for order {{ order_id }}.",
         "<p>Hello {{ name }},</p><p>we refunded <b>{{ refund_display }}</b> of your payment for order {{ order_id }}.</p>",
+    ),
+    (
+        "payment_review_requested",
+        "Your payment for order {{ order_id }} is being checked",
+        "Hello {{ name }},\n\nyour payment of {{ amount_display }} for order {{ order_id }} needs a short check before it goes through. The amount is not charged until the check is done, and we will let you know the outcome.",
+        "<p>Hello {{ name }},</p><p>your payment of <b>{{ amount_display }}</b> for order <b>{{ order_id }}</b> needs a short check before it goes through. The amount is not charged until the check is done, and we will let you know the outcome.</p>",
+    ),
+    (
+        "payment_review_waiting",
+        "A payment is waiting for review",
+        "A payment is waiting for review.\n\nOrder: {{ order_id }}\nPayment: {{ payment_id }}\nAmount: {{ amount_display }}\nHeld by: {{ held_by }}\nScore: {{ score }}\nReasons: {{ reasons_display or \"none given\" }}",
+        "<p>A payment is waiting for review.</p><ul><li>Order: <b>{{ order_id }}</b></li><li>Payment: {{ payment_id }}</li><li>Amount: {{ amount_display }}</li><li>Held by: {{ held_by }}</li><li>Score: {{ score }}</li><li>Reasons: {{ reasons_display or \"none given\" }}</li></ul>",
+    ),
+    (
+        "payment_review_decided",
+        "{% if decision == \"approved\" %}Your payment for order {{ order_id }} was approved{% else %}Your payment for order {{ order_id }} was not approved{% endif %}",
+        "Hello {{ name }},\n\n{% if decision == \"approved\" %}your payment of {{ amount_display }} for order {{ order_id }} was approved; your order continues.{% else %}your payment of {{ amount_display }} for order {{ order_id }} was not approved; nothing was charged.{% endif %}",
+        "<p>Hello {{ name }},</p><p>{% if decision == \"approved\" %}your payment of <b>{{ amount_display }}</b> for order <b>{{ order_id }}</b> was approved; your order continues.{% else %}your payment of <b>{{ amount_display }}</b> for order <b>{{ order_id }}</b> was not approved; nothing was charged.{% endif %}</p>",
     ),
     (
         "inventory_low",
@@ -143,7 +161,9 @@ mod tests {
         let context = json!({
             "name": "<script>x</script>", "email": "a@b.co", "order_id": "o-1",
             "total_display": "49.99 EUR", "reason": "declined", "refund_display": "5.00 EUR",
-            "sku": "SKU-1", "available": 2, "threshold": 5,
+            "sku": "SKU-1", "available": 2, "threshold": 5, "payment_id": "p-1",
+            "amount_display": "49.99 EUR", "held_by": "fraud", "score": 80,
+            "reasons_display": "<b>velocity</b>", "decision": "approved",
         });
         for name in Templates::names() {
             let rendered = templates.render(name, &context).unwrap();
@@ -157,6 +177,70 @@ mod tests {
             "text is not HTML"
         );
         assert!(welcome.subject.starts_with("Welcome"));
+    }
+
+    #[test]
+    fn order_failed_mentions_a_refund_only_when_there_was_one() {
+        let templates = Templates::builtin().unwrap();
+        let mut context = json!({
+            "name": "Ada", "order_id": "o-1", "reason": "out of stock",
+            "refunded_display": "25.00 EUR",
+        });
+        let refunded = templates.render("order_failed", &context).unwrap();
+        assert!(
+            refunded
+                .text
+                .ends_with("out of stock. We refunded 25.00 EUR to your card."),
+            "{}",
+            refunded.text
+        );
+        assert!(
+            refunded
+                .html
+                .unwrap()
+                .contains("We refunded <b>25.00 EUR</b>")
+        );
+        assert!(!refunded.text.contains("Nothing was charged"));
+        context["refunded_display"] = json!("");
+        let nothing = templates.render("order_failed", &context).unwrap();
+        assert!(nothing.text.ends_with("out of stock."), "{}", nothing.text);
+        assert!(!nothing.text.contains("refund"));
+        assert!(!nothing.html.unwrap().contains("refund"));
+        // A direct notification with the old data still renders.
+        context.as_object_mut().unwrap().remove("refunded_display");
+        let old = templates.render("order_failed", &context).unwrap();
+        assert!(!old.text.contains("refund"), "{}", old.text);
+    }
+
+    #[test]
+    fn review_decisions_read_differently() {
+        let templates = Templates::builtin().unwrap();
+        let context = |decision: &str| {
+            json!({"name": "Ada", "order_id": "o-1", "amount_display": "49.99 EUR",
+                   "decision": decision})
+        };
+        let approved = templates
+            .render("payment_review_decided", &context("approved"))
+            .unwrap();
+        assert_eq!(approved.subject, "Your payment for order o-1 was approved");
+        assert!(approved.text.contains("approved; your order continues."));
+        for decision in ["declined", "expired"] {
+            let refused = templates
+                .render("payment_review_decided", &context(decision))
+                .unwrap();
+            assert_eq!(
+                refused.subject,
+                "Your payment for order o-1 was not approved"
+            );
+            assert!(
+                refused
+                    .text
+                    .contains("was not approved; nothing was charged."),
+                "{}",
+                refused.text
+            );
+            assert!(!refused.text.contains("continues"));
+        }
     }
 
     #[test]

@@ -351,6 +351,22 @@ impl Clients {
         .await
     }
 
+    pub async fn void(
+        &self,
+        payment_id: String,
+        reason: String,
+    ) -> Result<payment::Payment, CallError> {
+        self.with_retries(PAYMENT, || {
+            let mut client = self.payments();
+            let request = self.request(payment::VoidRequest {
+                payment_id: payment_id.clone(),
+                reason: reason.clone(),
+            });
+            async move { client.void(request).await }
+        })
+        .await
+    }
+
     pub async fn get_payment(&self, payment_id: String) -> Result<payment::Payment, CallError> {
         self.with_retries(PAYMENT, || {
             let mut client = self.payments();

@@ -75,6 +75,11 @@ pub struct OrderServiceConfig {
     pub internal: ServiceAuthConfig,
     pub clients: ClientsConfig,
     pub saga: SagaConfig,
+    /// `ORDER_RECONCILE_INTERVAL` (default 5m): how often orders are reconciled with their
+    /// payments.
+    pub reconcile_interval: Duration,
+    /// `ORDER_RECONCILE_WINDOW` (default 24h): how far back ended orders are reconciled.
+    pub reconcile_window: Duration,
 }
 
 impl OrderServiceConfig {
@@ -105,6 +110,8 @@ impl OrderServiceConfig {
             internal,
             clients,
             saga,
+            reconcile_interval: env.or("ORDER_RECONCILE_INTERVAL", Duration::from_secs(300)),
+            reconcile_window: env.or("ORDER_RECONCILE_WINDOW", Duration::from_secs(24 * 3600)),
             server,
         }
     }
@@ -146,6 +153,9 @@ impl OrderServiceConfig {
                 checkout_wait: Duration::from_secs(10),
                 halt_at: None,
             },
+            // Tests run passes themselves (`POST /api/v1/admin/orders/reconciliation`).
+            reconcile_interval: Duration::from_secs(3600),
+            reconcile_window: Duration::from_secs(24 * 3600),
         }
     }
 }

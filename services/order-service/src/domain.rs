@@ -190,14 +190,17 @@ impl ShippingAddress {
 ///
 /// ```text
 /// pending → stock_reserved → payment_authorized → confirmed → shipped → delivered
-///    └────────────┴─────────────────┴──→ failed (checkout could not complete)
-///    └────────────┴─────────────────┴─────────────┴──→ cancelled (before shipping)
+///                  └─→ payment_review ─┘ (held for a person: approved → payment_authorized)
+///    └────────────┴──────┴──────────┴──→ failed (checkout could not complete; a review declined or expired)
+///    └────────────┴──────┴──────────┴─────────────┴──→ cancelled (before shipping)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
     StockReserved,
+    /// The payment is held for a person to decide (the fraud rules or the provider held it).
+    PaymentReview,
     PaymentAuthorized,
     Confirmed,
     Shipped,
@@ -215,9 +218,10 @@ pub struct InvalidTransition {
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 8] = [
+    pub const ALL: [OrderStatus; 9] = [
         Self::Pending,
         Self::StockReserved,
+        Self::PaymentReview,
         Self::PaymentAuthorized,
         Self::Confirmed,
         Self::Shipped,
@@ -230,6 +234,7 @@ impl OrderStatus {
         match self {
             Self::Pending => "pending",
             Self::StockReserved => "stock_reserved",
+            Self::PaymentReview => "payment_review",
             Self::PaymentAuthorized => "payment_authorized",
             Self::Confirmed => "confirmed",
             Self::Shipped => "shipped",
@@ -249,7 +254,11 @@ impl OrderStatus {
         matches!(
             (self, to),
             (Pending, StockReserved | Failed | Cancelled)
-                | (StockReserved, PaymentAuthorized | Failed | Cancelled)
+                | (
+                    StockReserved,
+                    PaymentReview | PaymentAuthorized | Failed | Cancelled
+                )
+                | (PaymentReview, PaymentAuthorized | Failed | Cancelled)
                 | (PaymentAuthorized, Confirmed | Failed | Cancelled)
                 | (Confirmed, Shipped | Cancelled)
                 | (Shipped, Delivered)
@@ -290,6 +299,9 @@ pub enum Step {
     Reserve,
     /// Charge the card (payment service), under the order's charge key.
     Charge,
+    /// Wait for the decision on a payment held for review (no deadline: the review has its
+    /// own, `PAYMENT_REVIEW_TTL`).
+    Review,
     /// Turn the reservation into a sale, then confirm.
     Commit,
     /// Undo what was done (release or restock, refund), then end `failed` or `cancelled`.
@@ -303,6 +315,7 @@ impl Step {
         match self {
             Self::Reserve => "reserve",
             Self::Charge => "charge",
+            Self::Review => "review",
             Self::Commit => "commit",
             Self::Compensate => "compensate",
             Self::Done => "done",
@@ -313,6 +326,7 @@ impl Step {
         [
             Self::Reserve,
             Self::Charge,
+            Self::Review,
             Self::Commit,
             Self::Compensate,
             Self::Done,
@@ -393,6 +407,8 @@ mod tests {
         let edges = [
             (Pending, StockReserved),
             (StockReserved, PaymentAuthorized),
+            (StockReserved, PaymentReview),
+            (PaymentReview, PaymentAuthorized),
             (PaymentAuthorized, Confirmed),
             (Confirmed, Shipped),
             (Shipped, Delivered),
@@ -400,7 +416,7 @@ mod tests {
         for (from, to) in edges {
             assert_eq!(from.transition(to), Ok(to));
         }
-        for from in [Pending, StockReserved, PaymentAuthorized] {
+        for from in [Pending, StockReserved, PaymentReview, PaymentAuthorized] {
             assert!(from.allows(Failed) && from.allows(Cancelled));
         }
         assert!(Confirmed.cancellable());
@@ -420,6 +436,7 @@ mod tests {
             })
         );
         assert!(!Confirmed.allows(Pending) && !Shipped.allows(Confirmed));
+        assert!(!Pending.allows(PaymentReview) && !PaymentReview.allows(Confirmed));
         for status in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
         }

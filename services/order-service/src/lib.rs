@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod migration;
+pub mod reconcile;
 pub mod repo;
 pub mod saga;
 pub mod service;

@@ -332,3 +332,18 @@ pub async fn record_refunded<C: ConnectionTrait>(
         .await?;
     Ok(result.rows_affected > 0)
 }
+
+/// Orders whose saga ended (step `done`) since `since`, the most recent first.
+pub async fn ended_since<C: ConnectionTrait>(
+    conn: &C,
+    since: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<OrderRow>, DbErr> {
+    order::Entity::find()
+        .filter(order::Column::Step.eq(Step::Done.as_str()))
+        .filter(order::Column::UpdatedAt.gte(since))
+        .order_by_desc(order::Column::UpdatedAt)
+        .limit(limit)
+        .all(conn)
+        .await
+}

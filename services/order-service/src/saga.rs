@@ -206,8 +206,12 @@ impl Saga {
             let step = Step::parse(&row.step).ok_or_else(|| {
                 SagaError::Corrupt(row.id, format!("unknown step {:?}", row.step))
             })?;
-            let forward = matches!(step, Step::Reserve | Step::Charge | Step::Commit);
-            let late = now() > row.deadline;
+            let forward = matches!(
+                step,
+                Step::Reserve | Step::Charge | Step::Review | Step::Commit
+            );
+            // A review waits for a person, under its own TTL, not the checkout's deadline.
+            let late = now() > row.deadline && step != Step::Review;
             if forward && (row.cancel_requested || late) && step == Step::Charge && fresh_charge {
                 // This run moved the saga to its charge and turns back before sending it:
                 // no charge was ever sent.
@@ -234,6 +238,7 @@ impl Saga {
                         self.traced(step, id, self.charge(row, fresh_charge))
                             .await?
                     }
+                    Step::Review => self.traced(step, id, self.review(row)).await?,
                     Step::Commit => self.traced(step, id, self.commit(row)).await?,
                     Step::Compensate => self.traced(step, id, self.compensate(row)).await?,
                     Step::Done => {
@@ -520,8 +525,12 @@ impl Saga {
                         self.compensate_from_here(row, Some(reason)).await
                     }
                     "requires_review" => {
-                        let reason = "payment held for manual review".to_owned();
-                        self.compensate_from_here(row, Some(reason)).await
+                        // Held for a person: the order waits in `payment_review`; the charge
+                        // stays unresolved until the review is decided.
+                        row.charge_unresolved = true;
+                        Self::move_to(&mut row, OrderStatus::PaymentReview, Step::Review)?;
+                        tracing::info!(order_id = %row.id, "payment held for review");
+                        self.advance(row, Vec::new()).await
                     }
                     other => {
                         let reason = format!("unexpected payment status {other}");
@@ -565,6 +574,49 @@ impl Saga {
                     self.wait(row).await
                 }
             }
+        }
+    }
+
+    /// Asks how the review of the order's payment ended: approved and captured → commit, with
+    /// a fresh deadline (the checkout's clock stopped while a person decided); declined,
+    /// expired or failed → compensate; still held → ask again later.
+    async fn review(&self, mut row: OrderRow) -> Result<Progress, SagaError> {
+        let Some(payment_id) = row.payment_id else {
+            return Err(SagaError::Corrupt(
+                row.id,
+                "in review without a payment".into(),
+            ));
+        };
+        let paid = match self.inner.clients.get_payment(payment_id.to_string()).await {
+            Ok(paid) => paid,
+            Err(error) => {
+                tracing::warn!(order_id = %row.id, %error, "cannot read the payment under review yet");
+                return self.wait(row).await;
+            }
+        };
+        match paid.status.as_str() {
+            "captured" | "authorized" => {
+                row.charge_unresolved = false;
+                row.deadline = now() + chrono(self.inner.config.deadline);
+                Self::move_to(&mut row, OrderStatus::PaymentAuthorized, Step::Commit)?;
+                self.advance(row, Vec::new()).await
+            }
+            "failed" | "blocked" => {
+                row.charge_unresolved = false;
+                // The reviewer's own words stay with the payment: the customer reads this.
+                let reason = if paid.failure_reason.contains("not reviewed in time") {
+                    "the payment was not reviewed in time; nothing was charged".to_owned()
+                } else if paid.failure_reason.starts_with("not approved in review")
+                    || paid.failure_reason.is_empty()
+                {
+                    "the payment was not approved in review; nothing was charged".to_owned()
+                } else {
+                    format!("{}; nothing was charged", paid.failure_reason)
+                };
+                self.compensate_from_here(row, Some(reason)).await
+            }
+            // Held, or approved and on its way to a provider.
+            _ => self.wait(row).await,
         }
     }
 
@@ -629,6 +681,25 @@ impl Saga {
         // A charge whose outcome is unknown: ask again under the same key.
         if row.charge_unresolved {
             match clients.charge(Self::charge_request(&row)).await {
+                Ok(paid) if paid.status == "requires_review" => {
+                    // Held for a person: the checkout gave up on it, so it is declined;
+                    // nothing was charged. While the provider holds it, wait.
+                    row.payment_id = Uuid::parse_str(&paid.id).ok();
+                    let reason = if row.cancel_requested {
+                        "order cancelled"
+                    } else {
+                        "the checkout ended"
+                    };
+                    match clients.void(paid.id.clone(), reason.to_owned()).await {
+                        Ok(voided) if voided.status == "failed" || voided.status == "blocked" => {
+                            row.charge_unresolved = false;
+                        }
+                        Ok(_) | Err(_) => {
+                            tracing::warn!(order_id = %row.id, "the held payment cannot be ended yet");
+                            return self.wait(row).await;
+                        }
+                    }
+                }
                 Ok(paid) if matches!(paid.status.as_str(), "pending" | "unknown") => {
                     // Not settled at the provider yet: what to give back is not known.
                     row.payment_id = Uuid::parse_str(&paid.id).ok();
@@ -695,6 +766,7 @@ impl Saga {
             let event = self.envelope(&OrderFailed {
                 order: facts(&row),
                 reason,
+                refunded: row.refunded,
             })?;
             (OrderStatus::Failed, event, &self.inner.counters.failed)
         };

@@ -7,10 +7,16 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use platform_auth::{AuthUser, UserId};
+use std::sync::Arc;
+
 use platform_events::catalogue::{
-    OrderCreated, OrderDelivered, OrderFacts, OrderLine, OrderShipped, PaymentRefunded,
+    OrderCreated, OrderDelivered, OrderFacts, OrderLine, OrderShipped, PaymentCaptured,
+    PaymentRefunded,
 };
 use platform_events::{Envelope, idempotency, outbox};
+use platform_http::audit::{
+    Action, Actor, Audit, AuditContext, AuditEvent, Outcome as AuditOutcome,
+};
 use platform_http::{Page, PageRequest, fingerprint};
 use platform_money::{Currency, Money};
 use sea_orm::{DatabaseConnection, DbErr};
@@ -42,6 +48,8 @@ pub enum OrderError {
     NotCancellable(OrderStatus),
     #[error("the catalog is unavailable: {0}")]
     Catalog(CallError),
+    #[error("the payment service is unavailable: {0}")]
+    Payments(CallError),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
     #[error("{0}")]
@@ -81,14 +89,17 @@ pub struct Orders {
     db: DatabaseConnection,
     saga: Saga,
     source: String,
+    /// Automatic refunds (late captures) are audited, with this service as the actor.
+    audit: Audit,
 }
 
 impl Orders {
-    pub fn new(db: DatabaseConnection, saga: Saga, source: &str) -> Self {
+    pub fn new(db: DatabaseConnection, saga: Saga, source: &str, audit: Audit) -> Self {
         Self {
             db,
             saga,
             source: source.to_owned(),
+            audit,
         }
     }
 
@@ -382,6 +393,54 @@ impl Orders {
         }
         tracing::info!(order_id = %id, "cancellation requested");
         self.settle(id).await
+    }
+
+    /// `payment.captured` for an order that had already ended `failed` or `cancelled`: money
+    /// taken after the checkout gave up (a payment made directly for the order, a provider that
+    /// captured late). It is refunded at once, under a key of its own per payment (so a
+    /// redelivered event refunds once), audited, and the customer hears of it from the
+    /// refund's notification. `true` when this call asked for the refund.
+    pub async fn repair_late_capture(
+        &self,
+        captured: &PaymentCaptured,
+    ) -> Result<bool, OrderError> {
+        let facts = &captured.payment;
+        let Some(row) = repo::find(&self.db, OrderId::from_uuid(facts.order_id)).await? else {
+            // Not one of our orders (a direct charge with an order id of its own).
+            return Ok(false);
+        };
+        let status = OrderStatus::parse(&row.status);
+        if !matches!(status, Some(OrderStatus::Failed | OrderStatus::Cancelled)) {
+            return Ok(false);
+        }
+        let refunded = self
+            .saga
+            .clients()
+            .refund(platform_proto::payment::v1::RefundRequest {
+                payment_id: facts.payment_id.to_string(),
+                amount: None,
+                reason: format!("captured after order {} ended", row.id),
+                idempotency_key: format!("order-{}-late-{}", row.id, facts.payment_id),
+            })
+            .await;
+        match refunded {
+            Ok(_) => {
+                tracing::warn!(order_id = %row.id, payment_id = %facts.payment_id, amount = facts.amount, "payment captured after its order ended; refunded");
+                self.audit.record(
+                    &AuditContext::default(),
+                    AuditEvent::new(Action::PaymentRefund, AuditOutcome::Success)
+                        .actor(Actor::Service(Arc::from(self.source.as_str())))
+                        .target(format!("payment:{}", facts.payment_id))
+                        .reason("late_capture"),
+                );
+                Ok(true)
+            }
+            // Refunded already (this event was delivered before), or nothing left to refund.
+            Err(error) if error.refused_code() == Some(tonic::Code::FailedPrecondition) => {
+                Ok(false)
+            }
+            Err(error) => Err(OrderError::Payments(error)),
+        }
     }
 
     /// `payment.refunded`: records refunds made outside the saga (at the provider, by an

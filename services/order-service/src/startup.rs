@@ -7,7 +7,7 @@ use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::audit::AuditPublisher;
-use platform_events::catalogue::PaymentRefunded;
+use platform_events::catalogue::{PaymentCaptured, PaymentRefunded};
 use platform_events::{Consumer, ConsumerConfig, Envelope, Event, HandlerError, Relay};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
 use sea_orm::DatabaseConnection;
@@ -16,6 +16,7 @@ use crate::clients::Clients;
 use crate::config::OrderServiceConfig;
 use crate::http::AppState;
 use crate::migration::Migrator;
+use crate::reconcile::Reconciler;
 use crate::saga::Saga;
 use crate::service::Orders;
 
@@ -28,6 +29,8 @@ pub struct Application {
     audit_publisher: AuditPublisher,
     consumer: Consumer,
     saga: Saga,
+    reconciler: Reconciler,
+    reconcile_interval: std::time::Duration,
     /// Applies the other services' token revocations while the service runs.
     revocations: Revocations,
 }
@@ -53,12 +56,19 @@ impl Application {
             Relay::new(db.clone(), transport.clone(), &config.events).with_metrics(metrics.clone());
         let identity = ServiceIdentity::new(&name, &config.internal)?;
         let clients = Clients::new(&config.clients, &identity, &metrics)?;
+        let reconciler = Reconciler::new(
+            db.clone(),
+            clients.clone(),
+            config.reconcile_window,
+            &metrics,
+        );
         let saga = Saga::new(db.clone(), clients, config.saga.clone(), &metrics, &name);
-        let orders = Orders::new(db.clone(), saga.clone(), &name);
+        let orders = Orders::new(db.clone(), saga.clone(), &name, audit.clone());
 
         let consumer_config = ConsumerConfig::new(&name, &config.events);
         let group = consumer_config.group.clone();
         let on_refund = orders.clone();
+        let on_capture = orders.clone();
         let consumer = Consumer::new(transport, consumer_config)
             .with_metrics(metrics.clone())
             .on(PaymentRefunded::TYPE, move |envelope: Envelope| {
@@ -73,6 +83,19 @@ impl Application {
                         .await
                         .map_err(HandlerError::from)
                 }
+            })
+            .on(PaymentCaptured::TYPE, move |envelope: Envelope| {
+                let orders = on_capture.clone();
+                async move {
+                    let Some(captured) = envelope.decode::<PaymentCaptured>() else {
+                        return Ok(());
+                    };
+                    orders
+                        .repair_late_capture(&captured?)
+                        .await
+                        .map(|_| ())
+                        .map_err(HandlerError::from)
+                }
             });
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
@@ -81,6 +104,7 @@ impl Application {
             ServiceParts {
                 http: crate::http::api(AppState {
                     orders,
+                    reconciler: reconciler.clone(),
                     jwt: jwt.clone(),
                 }),
                 grpc: None,
@@ -97,6 +121,8 @@ impl Application {
             audit_publisher,
             consumer,
             saga,
+            reconciler,
+            reconcile_interval: config.reconcile_interval,
             revocations: jwt.revocations().clone(),
         })
     }
@@ -133,6 +159,10 @@ impl platform_http::Service for Application {
             tokio::spawn(self.relay.run(shutdown.clone())),
             tokio::spawn(self.audit_publisher.run(shutdown.clone())),
             tokio::spawn(self.saga.recover(shutdown.clone())),
+            tokio::spawn(
+                self.reconciler
+                    .run(self.reconcile_interval, shutdown.clone()),
+            ),
             tokio::spawn(self.consumer.run(shutdown.clone())),
         ];
         tasks.extend(self.revocations.start(shutdown.clone().cancelled_owned()));

@@ -43,7 +43,10 @@ impl OrderView {
     pub fn settled(&self) -> bool {
         !matches!(
             self.status,
-            OrderStatus::Pending | OrderStatus::StockReserved | OrderStatus::PaymentAuthorized
+            OrderStatus::Pending
+                | OrderStatus::StockReserved
+                | OrderStatus::PaymentReview
+                | OrderStatus::PaymentAuthorized
         )
     }
 }

@@ -134,6 +134,10 @@ pub struct PaymentServiceConfig {
     /// `PAYMENT_RECONCILE_INTERVAL` (default 5s): how often the reconciler looks for charges
     /// whose outcome is unknown and refunds left unfinished.
     pub reconcile_interval: Duration,
+    /// `PAYMENT_REVIEW_TTL` (default 10m): a payment held by the fraud rules and not decided
+    /// by then is declined (keep it below the product service's `RESERVATION_TTL`, so an
+    /// approved order still has its stock).
+    pub review_ttl: Duration,
 }
 
 impl PaymentServiceConfig {
@@ -151,6 +155,7 @@ impl PaymentServiceConfig {
             providers: ProvidersConfig::from_env(env, server.environment),
             fraud: FraudConfig::from_env(env),
             reconcile_interval: env.or("PAYMENT_RECONCILE_INTERVAL", Duration::from_secs(5)),
+            review_ttl: env.or("PAYMENT_REVIEW_TTL", crate::service::DEFAULT_REVIEW_TTL),
             server,
         }
     }
@@ -173,6 +178,7 @@ impl PaymentServiceConfig {
             },
             fraud: FraudConfig::default(),
             reconcile_interval: Duration::from_millis(200),
+            review_ttl: crate::service::DEFAULT_REVIEW_TTL,
         }
     }
 }

@@ -138,7 +138,8 @@ impl PaymentStatus {
 
     /// The state machine: `pending → authorized → captured → (partially_)refunded`;
     /// `pending`/`authorized`/`requires_review` may fail; review resolves to authorized,
-    /// captured or failed; `pending → unknown` when the provider's answer is lost, and
+    /// captured or failed (by the provider), or to pending when an administrator approves a
+    /// payment the fraud rules held (it then goes to a provider); `pending → unknown` when the provider's answer is lost, and
     /// `unknown` resolves to whatever the provider says; `blocked`, `failed` and `refunded`
     /// are final.
     pub fn can_become(self, to: PaymentStatus) -> bool {
@@ -152,7 +153,10 @@ impl PaymentStatus {
                 Unknown,
                 Pending | Authorized | Captured | Failed | RequiresReview
             ) | (Authorized, Captured | Failed)
-                | (RequiresReview, Authorized | Captured | Failed)
+                | (
+                    RequiresReview,
+                    Pending | Unknown | Authorized | Captured | Failed
+                )
                 | (Captured, PartiallyRefunded | Refunded)
                 | (PartiallyRefunded, PartiallyRefunded | Refunded)
         )

@@ -30,9 +30,11 @@ impl From<PaymentError> for Status {
                 Status::invalid_argument(error.to_string())
             }
             PaymentError::KeyInProgress => Status::aborted(error.to_string()),
-            PaymentError::NotRefundable(_) | PaymentError::ExceedsRefundable(_) => {
-                Status::failed_precondition(error.to_string())
-            }
+            PaymentError::NotRefundable(_)
+            | PaymentError::ExceedsRefundable(_)
+            | PaymentError::NotInReview(_) => Status::failed_precondition(error.to_string()),
+            // Still open at the provider: ask again later.
+            PaymentError::HeldByProvider => Status::unavailable(error.to_string()),
             PaymentError::UnknownProvider(_)
             | PaymentError::Webhook(_)
             | PaymentError::WebhookTooEarly => Status::failed_precondition(error.to_string()),
@@ -201,6 +203,20 @@ impl PaymentService for PaymentGrpc {
         Ok(Response::new(outcome.payment.into()))
     }
 
+    async fn void(
+        &self,
+        request: Request<proto::VoidRequest>,
+    ) -> Result<Response<proto::Payment>, Status> {
+        let request = request.into_inner();
+        let id = PaymentId::from_uuid(uuid("payment_id", &request.payment_id)?);
+        let reason = if request.reason.trim().is_empty() {
+            "the checkout ended".to_owned()
+        } else {
+            request.reason.chars().take(200).collect()
+        };
+        Ok(Response::new(self.payments.void(id, &reason).await?.into()))
+    }
+
     async fn get_payment(
         &self,
         request: Request<proto::GetPaymentRequest>,
@@ -219,6 +235,7 @@ pub fn access() -> GrpcAccess {
     GrpcAccess::new()
         .allow(SERVICE, "Charge", SAGA)
         .allow(SERVICE, "Refund", SAGA)
+        .allow(SERVICE, "Void", SAGA)
         .allow(SERVICE, "GetPayment", SAGA)
 }
 

@@ -453,3 +453,53 @@ pub async fn due_checks<C: ConnectionTrait>(
         .all(conn)
         .await
 }
+
+/// Payments held by the fraud rules for a person, oldest first.
+pub async fn reviews<C: ConnectionTrait>(
+    conn: &C,
+    page: PageRequest,
+) -> Result<(Vec<PaymentRow>, u64), DbErr> {
+    let query = payment::Entity::find()
+        .filter(payment::Column::Status.eq(PaymentStatus::RequiresReview.as_str()));
+    let total = query.clone().count(conn).await?;
+    let rows = query
+        .order_by_asc(payment::Column::CreatedAt)
+        .order_by_asc(payment::Column::Id)
+        .offset(page.offset())
+        .limit(page.per_page())
+        .all(conn)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Reviews the fraud rules started before `before` and nobody decided.
+pub async fn expired_reviews<C: ConnectionTrait>(
+    conn: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<PaymentRow>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Status.eq(PaymentStatus::RequiresReview.as_str()))
+        .filter(payment::Column::Provider.eq(""))
+        .filter(payment::Column::CreatedAt.lte(before))
+        .order_by_asc(payment::Column::CreatedAt)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// Approved payments no provider answered for since before `before` (their process died).
+pub async fn stalled_approvals<C: ConnectionTrait>(
+    conn: &C,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<PaymentRow>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::Status.eq(PaymentStatus::Pending.as_str()))
+        .filter(payment::Column::Provider.eq(""))
+        .filter(payment::Column::RetryToken.is_not_null())
+        .filter(payment::Column::UpdatedAt.lte(before))
+        .limit(limit)
+        .all(conn)
+        .await
+}

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use platform_events::catalogue::{
     PaymentAuthorized, PaymentBlocked, PaymentCaptured, PaymentFacts, PaymentFailed,
-    PaymentRefunded,
+    PaymentRefunded, PaymentReviewDecided, PaymentReviewRequested,
 };
 use platform_events::{Envelope, Event, outbox};
 use platform_http::{CancellationToken, Page, PageRequest, fingerprint};
@@ -51,6 +51,10 @@ fn check_backoff(checks: i32) -> chrono::Duration {
     chrono::Duration::milliseconds(base - base / 8 + jitter)
 }
 
+/// `PAYMENT_REVIEW_TTL`'s default: shorter than the product service's reservation TTL (15 min),
+/// so an approved order still finds its stock held.
+pub const DEFAULT_REVIEW_TTL: Duration = Duration::from_secs(10 * 60);
+
 /// A refund row's status while the provider has not answered yet.
 const REFUND_REQUESTED: &str = "requested";
 /// A refund row's status after its answer was lost (a timeout): asked again.
@@ -76,6 +80,10 @@ pub enum PaymentError {
     WebhookTooEarly,
     #[error("no payment provider named {0}")]
     UnknownProvider(String),
+    #[error("the payment is {0}, not waiting for a review")]
+    NotInReview(String),
+    #[error("the provider holds this payment for its own check; its webhook decides it")]
+    HeldByProvider,
     #[error("webhook refused: {0}")]
     Webhook(#[from] WebhookError),
     #[error("the payment provider could not refund: {0}")]
@@ -193,6 +201,8 @@ pub struct Payments {
     fraud: Arc<FraudConfig>,
     counters: Arc<Counters>,
     source: Arc<str>,
+    /// How long a payment held by the fraud rules waits for a decision before it is declined.
+    review_ttl: Duration,
 }
 
 impl std::fmt::Debug for Payments {
@@ -217,7 +227,14 @@ impl Payments {
             fraud: Arc::new(fraud),
             counters: Arc::new(Counters::new(metrics)),
             source: Arc::from(source),
+            review_ttl: DEFAULT_REVIEW_TTL,
         }
+    }
+
+    /// Reviews left undecided for `ttl` are declined (`PAYMENT_REVIEW_TTL`).
+    pub fn with_review_ttl(mut self, ttl: Duration) -> Self {
+        self.review_ttl = ttl;
+        self
     }
 
     pub fn providers(&self) -> &Providers {
@@ -259,6 +276,22 @@ impl Payments {
             Some(PaymentStatus::Failed) => {
                 let reason = row.failure_reason.clone().unwrap_or_default();
                 self.emit(conn, &PaymentFailed { payment, reason }).await
+            }
+            Some(PaymentStatus::RequiresReview) => {
+                let reasons: Vec<fraud::Reason> =
+                    serde_json::from_str(&row.risk_reasons).unwrap_or_default();
+                let requested = PaymentReviewRequested {
+                    payment,
+                    held_by: if row.provider.is_empty() {
+                        "fraud"
+                    } else {
+                        "provider"
+                    }
+                    .to_owned(),
+                    score: u8::try_from(row.risk_score).unwrap_or(0),
+                    reasons: reasons.iter().map(|r| r.code().to_owned()).collect(),
+                };
+                self.emit(conn, &requested).await
             }
             _ => Ok(()),
         }
@@ -337,6 +370,9 @@ impl Payments {
             Decision::Block => PaymentStatus::Blocked,
         };
         let id = PaymentId::generate();
+        // A held payment keeps its token until decided: approving it charges the card.
+        let retry_token =
+            (status == PaymentStatus::RequiresReview).then(|| command.token.as_str().to_owned());
         let row = PaymentRow {
             id: id.as_uuid(),
             order_id: command.order_id,
@@ -359,7 +395,7 @@ impl Payments {
             updated_at: at,
             next_check_at: None,
             checks: 0,
-            retry_token: None,
+            retry_token,
         };
 
         let txn = match self
@@ -379,6 +415,8 @@ impl Payments {
                     reasons: risk.reasons.iter().map(|r| r.code().to_owned()).collect(),
                 };
                 self.emit(&txn, &blocked).await?;
+            } else {
+                self.announce(&txn, &row).await?;
             }
             let view = PaymentView::try_from(&row)?;
             repo::complete_key(
@@ -655,6 +693,12 @@ impl Payments {
             if let Err(error) = self.finish_stale_refunds().await {
                 tracing::warn!(%error, "cannot look for unfinished refunds");
             }
+            if let Err(error) = self.expire_reviews().await {
+                tracing::warn!(%error, "cannot look for expired reviews");
+            }
+            if let Err(error) = self.finish_approvals().await {
+                tracing::warn!(%error, "cannot look for unfinished approvals");
+            }
         }
     }
 
@@ -697,6 +741,156 @@ impl Payments {
             payment,
             replayed: true,
         })
+    }
+
+    // --- reviews ---
+
+    /// Payments waiting for a person, oldest first.
+    pub async fn reviews(&self, page: PageRequest) -> Result<Page<PaymentView>, PaymentError> {
+        let (rows, total) = repo::reviews(&self.db, page).await?;
+        let items = rows
+            .iter()
+            .map(PaymentView::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(page.into_page(items, total))
+    }
+
+    /// Approves a payment the fraud rules held: it goes to the providers now (under its own
+    /// id as the key, so a repeat after a crash charges once) and whatever they answer is its
+    /// outcome. A payment the provider holds is the provider's to decide.
+    pub async fn approve(&self, id: PaymentId) -> Result<PaymentView, PaymentError> {
+        let txn = platform_db::begin_write(&self.db).await?;
+        let mut row = repo::lock_payment(&txn, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        Self::held_by_us(&row)?;
+        let token = row
+            .retry_token
+            .as_deref()
+            .and_then(|t| CardToken::parse(t).ok())
+            .ok_or(CorruptRow(row.id, "retry_token"))?;
+        // Claimed before any provider call: a second approval, a decline or the expiry
+        // now finds it pending; if this process dies here, the reconciler finishes it.
+        row.status = PaymentStatus::Pending.as_str().to_owned();
+        row.updated_at = now();
+        repo::save_payment(&txn, &row).await?;
+        let decided = PaymentReviewDecided {
+            payment: Self::facts(&row),
+            decision: "approved".to_owned(),
+            reason: "approved by an administrator".to_owned(),
+        };
+        self.emit(&txn, &decided).await?;
+        txn.commit().await?;
+        tracing::info!(payment_id = %id, "review approved; charging");
+        let row = self.charge_held(row, token).await?;
+        Ok(PaymentView::try_from(&row)?)
+    }
+
+    /// Sends an approved payment to the providers and records their answer.
+    async fn charge_held(
+        &self,
+        mut row: PaymentRow,
+        token: CardToken,
+    ) -> Result<PaymentRow, PaymentError> {
+        let request = Self::provider_request(&row, token.clone())?;
+        let (provider, result) = self.providers.charge(&request).await;
+        let txn = platform_db::begin_write(&self.db).await?;
+        let current = repo::lock_payment(&txn, PaymentId::from_uuid(row.id))
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        if current.status != PaymentStatus::Pending.as_str() {
+            // Settled meanwhile (a webhook): that is the answer.
+            return Ok(current);
+        }
+        if let Some(provider) = provider {
+            row.provider = provider.to_owned();
+        }
+        Self::record_answer(&mut row, result, &token);
+        row.updated_at = now();
+        repo::save_payment(&txn, &row).await?;
+        self.announce(&txn, &row).await?;
+        txn.commit().await?;
+        if row.status == PaymentStatus::Captured.as_str() {
+            self.counters.money("captured", &row.currency, row.amount);
+        }
+        Ok(row)
+    }
+
+    /// Declines a held payment (`decision`: `declined` by a person or the checkout,
+    /// `expired`): it fails without any provider having seen it, so nothing was charged.
+    pub async fn decline(
+        &self,
+        id: PaymentId,
+        decision: &str,
+        reason: &str,
+    ) -> Result<PaymentView, PaymentError> {
+        let txn = platform_db::begin_write(&self.db).await?;
+        let mut row = repo::lock_payment(&txn, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        Self::held_by_us(&row)?;
+        row.status = PaymentStatus::Failed.as_str().to_owned();
+        row.failure_reason = Some(format!("not approved in review: {reason}"));
+        row.retry_token = None;
+        row.updated_at = now();
+        repo::save_payment(&txn, &row).await?;
+        self.announce(&txn, &row).await?;
+        let decided = PaymentReviewDecided {
+            payment: Self::facts(&row),
+            decision: decision.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.emit(&txn, &decided).await?;
+        txn.commit().await?;
+        tracing::info!(payment_id = %id, decision, "review decided");
+        Ok(PaymentView::try_from(&row)?)
+    }
+
+    /// Ends a payment the checkout gave up on: a held review is declined; a failed or blocked
+    /// payment is returned as it is. Anything else still open at a provider (pending,
+    /// unknown, held by the provider) cannot be ended here: the caller asks again later.
+    pub async fn void(&self, id: PaymentId, reason: &str) -> Result<PaymentView, PaymentError> {
+        let row = repo::find_payment(&self.db, id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        match PaymentStatus::parse(&row.status) {
+            Some(PaymentStatus::RequiresReview) if row.provider.is_empty() => {
+                self.decline(id, "declined", reason).await
+            }
+            Some(PaymentStatus::Failed | PaymentStatus::Blocked) => {
+                Ok(PaymentView::try_from(&row)?)
+            }
+            Some(
+                PaymentStatus::RequiresReview | PaymentStatus::Pending | PaymentStatus::Unknown,
+            ) => Err(PaymentError::HeldByProvider),
+            _ => Err(PaymentError::NotRefundable(
+                PaymentStatus::parse(&row.status).map_or("corrupt", |s| s.as_str()),
+            )),
+        }
+    }
+
+    /// Whether `row` is a review this service may decide.
+    fn held_by_us(row: &PaymentRow) -> Result<(), PaymentError> {
+        if row.status != PaymentStatus::RequiresReview.as_str() {
+            return Err(PaymentError::NotInReview(row.status.clone()));
+        }
+        if !row.provider.is_empty() {
+            return Err(PaymentError::HeldByProvider);
+        }
+        Ok(())
+    }
+
+    /// Declines the reviews nobody decided within the review TTL.
+    async fn expire_reviews(&self) -> Result<(), PaymentError> {
+        let before = now() - chrono::Duration::from_std(self.review_ttl).unwrap_or_default();
+        for row in repo::expired_reviews(&self.db, before, 32).await? {
+            let id = PaymentId::from_uuid(row.id);
+            match self.decline(id, "expired", "not reviewed in time").await {
+                Ok(_) | Err(PaymentError::NotInReview(_)) => {}
+                Err(error) => tracing::warn!(payment_id = %id, %error, "cannot expire a review"),
+            }
+        }
+        Ok(())
     }
 
     // --- refunds ---
@@ -921,6 +1115,27 @@ impl Payments {
             }
             _ => Err(PaymentError::KeyInProgress),
         }
+    }
+
+    /// Charges approved payments whose process died before the providers answered (status
+    /// `pending`, no provider yet, token kept): the providers get the payment id as the key,
+    /// so one that had already charged answers with that charge.
+    async fn finish_approvals(&self) -> Result<(), PaymentError> {
+        let before = now() - chrono::Duration::from_std(ABANDONED_AFTER).unwrap_or_default();
+        for row in repo::stalled_approvals(&self.db, before, 32).await? {
+            let Some(token) = row
+                .retry_token
+                .as_deref()
+                .and_then(|t| CardToken::parse(t).ok())
+            else {
+                continue;
+            };
+            tracing::warn!(payment_id = %row.id, "finishing an approval left unfinished");
+            if let Err(error) = self.charge_held(row.clone(), token).await {
+                tracing::warn!(payment_id = %row.id, %error, "cannot finish an approval yet");
+            }
+        }
+        Ok(())
     }
 
     /// Finishes refunds left unfinished (an answer that never came, a process that died

@@ -49,7 +49,8 @@ impl Application {
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
         let providers = config.providers.build()?;
         tracing::info!(providers = ?providers.names(), "payment providers configured");
-        let payments = Payments::new(db.clone(), providers, config.fraud, &metrics, &name);
+        let payments = Payments::new(db.clone(), providers, config.fraud, &metrics, &name)
+            .with_review_ttl(config.review_ttl);
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let identity = ServiceIdentity::new(&name, &config.internal)?;

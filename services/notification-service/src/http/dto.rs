@@ -71,7 +71,8 @@ pub struct SendInput {
     #[schema(example = "email")]
     pub channel: Option<String>,
     /// A built-in template: `welcome`, `order_confirmed`, `order_failed`, `order_shipped`,
-    /// `payment_refunded`, `inventory_low`.
+    /// `payment_refunded`, `payment_review_requested`, `payment_review_waiting`,
+    /// `payment_review_decided`, `inventory_low`.
     #[schema(example = "order_shipped")]
     pub template: Option<String>,
     /// With `body`, instead of a template.

@@ -39,6 +39,11 @@ impl From<OrderError> for Problem {
                 Problem::unavailable("The catalog is not available right now; no order was placed.")
                     .with_retry_after(5)
             }
+            OrderError::Payments(error) => {
+                tracing::warn!(%error, "the payment service is unavailable");
+                Problem::unavailable("The payment service is not available right now.")
+                    .with_retry_after(5)
+            }
             OrderError::Database(DbErr::ConnectionAcquire(error)) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The order database is not available right now.")

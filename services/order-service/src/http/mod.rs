@@ -4,6 +4,7 @@
 mod dto;
 mod error;
 mod orders;
+mod reconciliation;
 
 use axum::extract::FromRef;
 use platform_auth::{BearerSecurity, Jwt};
@@ -12,12 +13,14 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::reconcile::Reconciler;
 use crate::service::Orders;
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub orders: Orders,
+    pub reconciler: Reconciler,
     pub jwt: Jwt,
 }
 
@@ -31,7 +34,10 @@ impl FromRef<AppState> for Jwt {
 #[openapi(
     info(title = "order-service", description = "Orders and the checkout saga."),
     modifiers(&BearerSecurity),
-    tags((name = "orders", description = "Placing, following and cancelling orders"))
+    tags(
+        (name = "orders", description = "Placing, following and cancelling orders"),
+        (name = "reconciliation", description = "Orders compared with their payments (administrators)"),
+    )
 )]
 struct ApiDoc;
 
@@ -43,6 +49,7 @@ pub fn api(state: AppState) -> HttpApi {
             .routes(routes!(orders::get))
             .routes(routes!(orders::set_status))
             .routes(routes!(orders::cancel))
+            .routes(routes!(reconciliation::report, reconciliation::run))
             .with_state(state),
     )
 }

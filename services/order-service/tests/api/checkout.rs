@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use platform_auth::Role;
 use platform_testing::Backend;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use platform_testing::grpc::Pki;
 
 use crate::helpers::{
-    actor, error_fields, new_key, order_body, problem, spawn_app, spawn_over_mutual_tls, spawn_with,
+    actor, error_fields, new_key, order_body, place_running, problem, settle, spawn_app,
+    spawn_over_mutual_tls, spawn_with,
 };
 
 async fn an_order_is_priced_reserved_charged_and_confirmed(backend: Backend) {
@@ -270,42 +271,6 @@ async fn a_capture_after_the_deadline_is_refunded_and_the_order_failed(backend: 
     );
     let payment = app.payments_for(&id).await.remove(0);
     assert_eq!(payment["status"], "refunded", "{payment}");
-}
-
-/// Places an order of `quantity` of `product` paid with `token`, which may still be running
-/// (201 or 202); its id.
-async fn place_running(
-    app: &crate::helpers::TestApp,
-    product: &str,
-    quantity: i64,
-    token: &str,
-) -> String {
-    let placed = app
-        .place_raw(
-            &app.user,
-            Some(&new_key()),
-            &order_body(&[(product, quantity)], token),
-        )
-        .await;
-    assert!(
-        [201, 202].contains(&placed.status().as_u16()),
-        "{}",
-        placed.status()
-    );
-    let placed: Value = placed.json().await.unwrap();
-    placed["id"].as_str().unwrap().to_owned()
-}
-
-/// Order `id` once its saga ended (at most 20 s).
-async fn settle(app: &crate::helpers::TestApp, id: &str) -> Value {
-    for _ in 0..200 {
-        let order = app.order(&app.user, id).await;
-        if ["confirmed", "failed", "cancelled"].contains(&order["status"].as_str().unwrap()) {
-            return order;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("order {id} never settled");
 }
 
 /// Forwards connections on `listener` to `target` once `open` is set; until then the port is

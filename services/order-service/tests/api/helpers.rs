@@ -39,7 +39,7 @@ pub struct TestApp {
     pub config: OrderServiceConfig,
     pub db: TestDatabase,
     _product_db: TestDatabase,
-    _payment_db: TestDatabase,
+    pub payment_db: TestDatabase,
     _bus: tempfile::TempDir,
     pub admin: Actor,
     pub user: Actor,
@@ -55,13 +55,22 @@ pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut OrderServiceConfig),
 ) -> Option<TestApp> {
-    spawn_services(backend, None, customize).await
+    spawn_services(backend, None, customize, |_| {}).await
+}
+
+/// The services with the payment service's settings adjusted by `payments` too.
+pub async fn spawn_with_payments(
+    backend: Backend,
+    customize: impl FnOnce(&mut OrderServiceConfig),
+    payments: impl FnOnce(&mut PaymentServiceConfig),
+) -> Option<TestApp> {
+    spawn_services(backend, None, customize, payments).await
 }
 
 /// The services talking over mutual TLS only (no token secret anywhere), with certificates
 /// from `pki`.
 pub async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
-    spawn_services(backend, Some(pki), |_| {}).await
+    spawn_services(backend, Some(pki), |_| {}, |_| {}).await
 }
 
 /// How the service `name` authenticates: mutual TLS with `pki`, else the test secret.
@@ -76,6 +85,7 @@ async fn spawn_services(
     backend: Backend,
     pki: Option<&Pki>,
     customize: impl FnOnce(&mut OrderServiceConfig),
+    customize_payments: impl FnOnce(&mut PaymentServiceConfig),
 ) -> Option<TestApp> {
     let db = TestDatabase::create(backend).await?;
     let product_db = TestDatabase::create(backend).await?;
@@ -93,6 +103,7 @@ async fn spawn_services(
     // Tests charge one card many times in a minute; the velocity rules are not under test.
     payments.fraud.max_payments_per_card = 100_000;
     payments.fraud.max_payments_per_user = 100_000;
+    customize_payments(&mut payments);
     let payments = platform_testing::spawn::<payment_service::Application>(payments).await;
 
     let product_grpc = products.grpc.unwrap();
@@ -134,7 +145,7 @@ async fn spawn_services(
         config,
         db,
         _product_db: product_db,
-        _payment_db: payment_db,
+        payment_db,
         _bus: bus,
         admin: actor(Role::Admin),
         user: actor(Role::User),
@@ -333,4 +344,35 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// Places an order of `quantity` of `product` paid with `token`, which may still be running
+/// (201 or 202); its id.
+pub async fn place_running(app: &TestApp, product: &str, quantity: i64, token: &str) -> String {
+    let placed = app
+        .place_raw(
+            &app.user,
+            Some(&new_key()),
+            &order_body(&[(product, quantity)], token),
+        )
+        .await;
+    assert!(
+        [201, 202].contains(&placed.status().as_u16()),
+        "{}",
+        placed.status()
+    );
+    let placed: Value = placed.json().await.unwrap();
+    placed["id"].as_str().unwrap().to_owned()
+}
+
+/// Order `id` once its saga ended (at most 20 s).
+pub async fn settle(app: &TestApp, id: &str) -> Value {
+    for _ in 0..200 {
+        let order = app.order(&app.user, id).await;
+        if ["confirmed", "failed", "cancelled"].contains(&order["status"].as_str().unwrap()) {
+            return order;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("order {id} never settled");
 }

@@ -7,3 +7,5 @@ mod concurrency;
 mod helpers;
 mod lifecycle;
 mod recovery;
+mod repair;
+mod review;

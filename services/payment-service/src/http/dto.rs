@@ -135,6 +135,28 @@ impl RefundInput {
     }
 }
 
+/// An administrator's decline of a held payment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclineInput {
+    /// Why (kept with the payment and in the audit trail; 1 to 500 characters).
+    pub reason: String,
+}
+
+impl DeclineInput {
+    pub fn parse(self) -> Result<String, Problem> {
+        let reason = self.reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            return Err(Problem::invalid_field(
+                "reason",
+                "must be 1 to 500 characters, without control characters",
+            ));
+        }
+        Ok(reason)
+    }
+}
+
 /// `GET /api/v1/payments` filters (besides `page`, `per_page`).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

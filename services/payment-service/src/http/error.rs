@@ -33,6 +33,13 @@ impl From<PaymentError> for Problem {
                 "The event names a payment this service does not know (yet); deliver it again later.",
             )
             .with_retry_after(60),
+            PaymentError::NotInReview(status) => Problem::conflict(format!(
+                "This payment is {status}: it is not waiting for a review."
+            )),
+            PaymentError::HeldByProvider => Problem::conflict(
+                "The payment provider holds this payment for its own check (e.g. 3-D Secure); \
+                 its answer decides it.",
+            ),
             PaymentError::UnknownProvider(name) => {
                 Problem::not_found(format!("No payment provider named {name:?} is configured."))
             }

@@ -4,6 +4,7 @@
 mod dto;
 mod error;
 mod payments;
+mod reviews;
 
 use axum::extract::FromRef;
 use platform_auth::{BearerSecurity, Jwt};
@@ -34,6 +35,7 @@ impl FromRef<AppState> for Jwt {
     tags(
         (name = "payments", description = "Charging and refunding"),
         (name = "webhooks", description = "Events from payment providers"),
+        (name = "reviews", description = "Payments held for a person to decide (administrators)"),
     )
 )]
 struct ApiDoc;
@@ -46,6 +48,9 @@ pub fn api(state: AppState) -> HttpApi {
             .routes(routes!(payments::get))
             .routes(routes!(payments::refund))
             .routes(routes!(payments::webhook))
+            .routes(routes!(reviews::list))
+            .routes(routes!(reviews::approve))
+            .routes(routes!(reviews::decline))
             .with_state(state),
     )
 }

@@ -21,8 +21,8 @@ async fn outcomes_are_published_through_the_outbox(backend: Backend) {
         .await;
     let blocked = app.charge(&app.user, "tok_visa", 60_000).await;
     let authorized = app.charge(&app.user, "tok_authorize", 700).await;
-    // Reviews wait for a decision: nothing to announce yet.
-    app.charge(&app.user, "tok_review", 800).await;
+    // Held for review: announced as waiting for a decision.
+    let review = app.charge(&app.user, "tok_review", 800).await;
     assert_eq!(blocked["status"], "blocked");
 
     let outbox = app.outbox().await;
@@ -35,12 +35,20 @@ async fn outcomes_are_published_through_the_outbox(backend: Backend) {
             "payment.refunded",
             "payment.blocked",
             "payment.authorized",
+            "payment.review_requested",
         ]
     );
-    let subjects: Vec<&Value> = [&captured, &failed, &refunded, &blocked, &authorized]
-        .iter()
-        .map(|p| &p["id"])
-        .collect();
+    let subjects: Vec<&Value> = [
+        &captured,
+        &failed,
+        &refunded,
+        &blocked,
+        &authorized,
+        &review,
+    ]
+    .iter()
+    .map(|p| &p["id"])
+    .collect();
     for ((kind, subject, envelope), id) in outbox.iter().zip(subjects) {
         assert_eq!(subject, id.as_str().unwrap(), "{kind}");
         assert_eq!(envelope["type"], kind.as_str());
@@ -72,6 +80,8 @@ async fn outcomes_are_published_through_the_outbox(backend: Backend) {
     assert_eq!(data(3)["score"], blocked["risk"]["score"]);
     assert_eq!(data(3)["reasons"], json!(["amount_over_block_limit"]));
     assert_eq!(data(4)["amount"], 700);
+    assert_eq!(data(5)["held_by"], "provider");
+    assert_eq!(data(5)["amount"], 800);
     // The outbox carries no card data.
     assert!(
         !serde_json::to_string(&outbox.iter().map(|r| &r.2).collect::<Vec<_>>())

@@ -13,6 +13,7 @@ mod fraud;
 mod grpc;
 mod idempotency;
 mod refunds;
+mod reviews;
 mod unknown;
 mod visibility;
 mod webhooks;
