@@ -50,6 +50,14 @@ pub enum OrderError {
     Catalog(CallError),
     #[error("the payment service is unavailable: {0}")]
     Payments(CallError),
+    #[error("a {0} order has nothing to refund here")]
+    NotRefundable(OrderStatus),
+    #[error("the payment service refused the refund: {0}")]
+    RefundRefused(String),
+    #[error("the order has refunds; it ships only with force and a reason")]
+    RefundedCannotShip,
+    #[error("the refund must be in the order's currency ({0})")]
+    WrongCurrency(String),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
     #[error("{0}")]
@@ -328,8 +336,14 @@ impl Orders {
         self.view(&row).await
     }
 
-    /// An administrator moves a confirmed order along: `shipped`, then `delivered`.
-    pub async fn set_status(&self, id: OrderId, to: OrderStatus) -> Result<OrderView, OrderError> {
+    /// An administrator moves a confirmed order along: `shipped`, then `delivered`. An order
+    /// with refunds ships only when `forced` (the caller audits why).
+    pub async fn set_status(
+        &self,
+        id: OrderId,
+        to: OrderStatus,
+        forced: bool,
+    ) -> Result<OrderView, OrderError> {
         let row = repo::find(&self.db, id)
             .await?
             .ok_or(OrderError::NotFound)?;
@@ -339,6 +353,9 @@ impl Orders {
         })?;
         if !to.set_by_admin() || !from.allows(to) {
             return Err(OrderError::InvalidTransition(from, to));
+        }
+        if to == OrderStatus::Shipped && row.refunded > 0 && !forced {
+            return Err(OrderError::RefundedCannotShip);
         }
         let at = now();
         let order = OrderFacts {
@@ -393,6 +410,68 @@ impl Orders {
         }
         tracing::info!(order_id = %id, "cancellation requested");
         self.settle(id).await
+    }
+
+    /// An administrator refunds an order. Everything not refunded yet, of an order that has
+    /// not shipped, is a cancellation (the stock goes back too, so stock and money agree);
+    /// anything else (part of it, or after shipping) refunds the payment through the payment
+    /// service, under a key of the request's own, and records it on the order.
+    pub async fn refund(
+        &self,
+        admin: AuthUser,
+        id: OrderId,
+        amount: Option<Money>,
+        reason: String,
+        key: &str,
+    ) -> Result<OrderView, OrderError> {
+        let row = self.visible(admin, id).await?;
+        let status = OrderStatus::parse(&row.status).ok_or_else(|| CorruptRow {
+            id: row.id,
+            what: format!("unknown status {:?}", row.status),
+        })?;
+        if let Some(money) = amount
+            && money.currency().as_str() != row.currency
+        {
+            return Err(OrderError::WrongCurrency(row.currency.clone()));
+        }
+        let left = row.total - row.refunded;
+        let whole = amount.is_none_or(|m| m.amount() == left);
+        match status {
+            OrderStatus::Confirmed if whole => return self.cancel(admin, id).await,
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => {}
+            other => return Err(OrderError::NotRefundable(other)),
+        }
+        let Some(payment_id) = row.payment_id else {
+            return Err(OrderError::NotRefundable(status));
+        };
+        let refunded = self
+            .saga
+            .clients()
+            .refund(platform_proto::payment::v1::RefundRequest {
+                payment_id: payment_id.to_string(),
+                amount: amount.map(|m| platform_proto::payment::v1::Money {
+                    amount: m.amount(),
+                    currency: m.currency().to_string(),
+                }),
+                reason,
+                idempotency_key: format!("order-{}-admin-{key}", row.id),
+            })
+            .await;
+        let paid = match refunded {
+            Ok(paid) => paid,
+            Err(CallError::Refused { status, .. })
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+                ) =>
+            {
+                return Err(OrderError::RefundRefused(status.message().to_owned()));
+            }
+            Err(error) => return Err(OrderError::Payments(error)),
+        };
+        repo::record_refunded(&self.db, payment_id, paid.refunded_amount, now()).await?;
+        tracing::info!(order_id = %id, refunded = paid.refunded_amount, "order refunded by an administrator");
+        self.get(admin, id).await
     }
 
     /// `payment.captured` for an order that had already ended `failed` or `cancelled`: money

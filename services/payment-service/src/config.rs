@@ -138,6 +138,9 @@ pub struct PaymentServiceConfig {
     /// by then is declined (keep it below the product service's `RESERVATION_TTL`, so an
     /// approved order still has its stock).
     pub review_ttl: Duration,
+    /// `DIRECT_PAYMENTS` (default `true`, `false` in production): whether
+    /// `POST /api/v1/payments` charges without an order.
+    pub direct_payments: bool,
 }
 
 impl PaymentServiceConfig {
@@ -156,6 +159,7 @@ impl PaymentServiceConfig {
             fraud: FraudConfig::from_env(env),
             reconcile_interval: env.or("PAYMENT_RECONCILE_INTERVAL", Duration::from_secs(5)),
             review_ttl: env.or("PAYMENT_REVIEW_TTL", crate::service::DEFAULT_REVIEW_TTL),
+            direct_payments: env.or("DIRECT_PAYMENTS", !server.environment.is_production()),
             server,
         }
     }
@@ -179,6 +183,7 @@ impl PaymentServiceConfig {
             fraud: FraudConfig::default(),
             reconcile_interval: Duration::from_millis(200),
             review_ttl: crate::service::DEFAULT_REVIEW_TTL,
+            direct_payments: true,
         }
     }
 }

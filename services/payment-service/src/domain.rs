@@ -78,6 +78,30 @@ impl fmt::Debug for CardToken {
     }
 }
 
+/// How a payment came to be: for an order, by the checkout saga (refunded through the order,
+/// so the order's state and the stock agree), or a direct charge (`POST /api/v1/payments`,
+/// switched off with `DIRECT_PAYMENTS=false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaymentSource {
+    Order,
+    Direct,
+}
+
+impl PaymentSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Direct => "direct",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Order, Self::Direct]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
 /// What the provider tells us about the card.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CardInfo {

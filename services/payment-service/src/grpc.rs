@@ -10,7 +10,7 @@ use platform_proto::payment::v1::payment_service_server::{PaymentService, Paymen
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{CardToken, PaymentId};
+use crate::domain::{CardToken, PaymentId, PaymentSource};
 use crate::providers::ProviderError;
 use crate::service::{Caller, ChargeCommand, PaymentError, Payments, RefundCommand};
 use crate::view::PaymentView;
@@ -32,7 +32,9 @@ impl From<PaymentError> for Status {
             PaymentError::KeyInProgress => Status::aborted(error.to_string()),
             PaymentError::NotRefundable(_)
             | PaymentError::ExceedsRefundable(_)
-            | PaymentError::NotInReview(_) => Status::failed_precondition(error.to_string()),
+            | PaymentError::NotInReview(_)
+            | PaymentError::RefundThroughOrder { .. }
+            | PaymentError::DirectPaymentsOff => Status::failed_precondition(error.to_string()),
             // Still open at the provider: ask again later.
             PaymentError::HeldByProvider => Status::unavailable(error.to_string()),
             PaymentError::UnknownProvider(_)
@@ -145,6 +147,7 @@ impl PaymentService for PaymentGrpc {
             shipping_country: optional_text("shipping_country", &request.shipping_country, |c| {
                 c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())
             })?,
+            source: PaymentSource::Order,
             idempotency_key: key(&request.idempotency_key)?,
         };
         // Charged as the user (whose history the fraud rules read), not as an admin.
@@ -189,6 +192,7 @@ impl PaymentService for PaymentGrpc {
                     amount,
                     reason,
                     idempotency_key: key(&request.idempotency_key)?,
+                    via_order: true,
                 },
             )
             .await?;

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreatePayments),
             Box::new(platform_events::outbox::migration::CreateOutbox),
             Box::new(UnknownOutcomes),
+            Box::new(PaymentSources),
         ]
     }
 }
@@ -138,6 +139,52 @@ impl MigrationTrait for CreatePayments {
                 .drop_table(Table::drop().table(table).to_owned())
                 .await?;
         }
+        Ok(())
+    }
+}
+
+/// Where each payment came from (`order` or `direct`): a payment for an order is refunded
+/// through its order.
+struct PaymentSources;
+
+impl MigrationName for PaymentSources {
+    fn name(&self) -> &str {
+        "m20261205_000002_payment_sources"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PaymentSources {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("payments")
+                    .add_column(string("source").default("direct"))
+                    .to_owned(),
+            )
+            .await?;
+        // The checkout saga always charged under `order-<id>-charge`.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE payments SET source = 'order' WHERE id IN \
+                 (SELECT payment_id FROM idempotency_keys \
+                  WHERE scope LIKE 'charge:%' AND key LIKE 'order-%-charge')",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("payments")
+                    .drop_column("source")
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 }

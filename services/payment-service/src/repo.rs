@@ -43,6 +43,7 @@ pub mod entities {
             pub next_check_at: Option<DateTimeUtc>,
             pub checks: i32,
             pub retry_token: Option<String>,
+            pub source: String,
         }
 
         impl ActiveModelBehavior for ActiveModel {}

@@ -28,7 +28,7 @@ use platform_money::Money;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
-use crate::domain::{CardToken, PaymentId, PaymentStatus, now};
+use crate::domain::{CardToken, PaymentId, PaymentSource, PaymentStatus, now};
 use crate::fraud::{self, Decision, FraudConfig, History, RiskAssessment, RiskInput};
 use crate::providers::{
     CardDetails, ChargeOutcome, ChargeRequest, ProviderCharge, ProviderError, Providers,
@@ -80,6 +80,10 @@ pub enum PaymentError {
     WebhookTooEarly,
     #[error("no payment provider named {0}")]
     UnknownProvider(String),
+    #[error("payment {payment} belongs to order {order}: refund it through the order")]
+    RefundThroughOrder { payment: Uuid, order: Uuid },
+    #[error("direct payments are switched off")]
+    DirectPaymentsOff,
     #[error("the payment is {0}, not waiting for a review")]
     NotInReview(String),
     #[error("the provider holds this payment for its own check; its webhook decides it")]
@@ -122,6 +126,7 @@ pub struct ChargeCommand {
     /// the client nor the provider names the card's.
     pub shipping_country: Option<String>,
     pub idempotency_key: String,
+    pub source: PaymentSource,
 }
 
 /// A refund to make, validated.
@@ -132,6 +137,9 @@ pub struct RefundCommand {
     pub amount: Option<Money>,
     pub reason: String,
     pub idempotency_key: String,
+    /// Whether the order service asks (for its order): a payment for an order is refunded
+    /// only that way, so the order's state and the stock agree with the money.
+    pub via_order: bool,
 }
 
 /// A use case's answer, and whether it is the replay of an earlier one.
@@ -396,6 +404,7 @@ impl Payments {
             next_check_at: None,
             checks: 0,
             retry_token,
+            source: command.source.as_str().to_owned(),
         };
 
         let txn = match self
@@ -916,6 +925,12 @@ impl Payments {
                 .unwrap_or_default(),
             &command.reason,
         ]);
+        if row.source == PaymentSource::Order.as_str() && !command.via_order {
+            return Err(PaymentError::RefundThroughOrder {
+                payment: row.id,
+                order: row.order_id,
+            });
+        }
         if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
             return self.replay_refund(key, &request_hash).await;
         }

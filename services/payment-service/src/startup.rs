@@ -60,6 +60,7 @@ impl Application {
                 http: crate::http::api(AppState {
                     payments: payments.clone(),
                     jwt: jwt.clone(),
+                    direct_payments: config.direct_payments,
                 }),
                 grpc: Some(crate::grpc::api(payments.clone(), identity, audit.clone())),
                 readiness,

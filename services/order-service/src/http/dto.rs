@@ -2,6 +2,7 @@
 //! in one 422.
 
 use platform_http::{FieldErrors, Problem};
+use platform_money::{Currency, Money};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -115,7 +116,21 @@ impl OrderInput {
 pub struct StatusInput {
     /// `shipped` or `delivered`.
     pub status: String,
+    /// Ship an order with refunds anyway (audited with `reason`).
+    #[serde(default)]
+    pub force: bool,
+    /// Why a refunded order ships anyway: `replacement_agreed`, `partial_refund_agreed` or
+    /// `customer_request`. Required with `force`.
+    pub reason: Option<String>,
 }
+
+/// Why an administrator may ship an order that has refunds: codes, so the audit trail holds
+/// no free text.
+pub const FORCE_REASONS: [&str; 3] = [
+    "replacement_agreed",
+    "partial_refund_agreed",
+    "customer_request",
+];
 
 fn status_field(field: &str, raw: &str) -> Result<OrderStatus, Problem> {
     OrderStatus::parse(raw).ok_or_else(|| {
@@ -125,8 +140,71 @@ fn status_field(field: &str, raw: &str) -> Result<OrderStatus, Problem> {
 }
 
 impl StatusInput {
-    pub fn parse(self) -> Result<OrderStatus, Problem> {
-        status_field("status", &self.status)
+    /// The status, and the forcing reason code when `force` is set.
+    pub fn parse(self) -> Result<(OrderStatus, Option<&'static str>), Problem> {
+        let status = status_field("status", &self.status)?;
+        let forced = match (self.force, self.reason.as_deref()) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Problem::invalid_field("reason", "is only taken with force"));
+            }
+            (true, reason) => Some(
+                FORCE_REASONS
+                    .into_iter()
+                    .find(|code| Some(*code) == reason)
+                    .ok_or_else(|| {
+                        Problem::invalid_field(
+                            "reason",
+                            format!("must be one of {}", FORCE_REASONS.join(", ")),
+                        )
+                    })?,
+            ),
+        };
+        Ok((status, forced))
+    }
+}
+
+/// `POST /api/v1/admin/orders/{id}/refund`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": {"amount": 500, "currency": "EUR"}, "reason": "damaged in transit"}))]
+pub struct RefundInput {
+    /// Unset: everything not refunded yet.
+    pub amount: Option<MoneyInput>,
+    /// Why (1 to 500 characters; kept with the refund at the payment service).
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyInput {
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217, the order's currency.
+    pub currency: String,
+}
+
+impl RefundInput {
+    pub fn parse(self) -> Result<(Option<Money>, String), Problem> {
+        let mut errors = FieldErrors::new();
+        let amount = self.amount.and_then(|raw| {
+            let currency = Currency::parse(&raw.currency)
+                .map_err(|e| errors.add("amount.currency", e.to_string()))
+                .ok()?;
+            Money::new(raw.amount, currency)
+                .map_err(|e| errors.add("amount.amount", e.to_string()))
+                .ok()
+        });
+        let reason = self.reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            errors.add(
+                "reason",
+                "must be 1 to 500 characters, without control characters",
+            );
+        }
+        errors.finish()?;
+        Ok((amount, reason))
     }
 }
 

@@ -39,6 +39,21 @@ impl From<OrderError> for Problem {
                 Problem::unavailable("The catalog is not available right now; no order was placed.")
                     .with_retry_after(5)
             }
+            OrderError::NotRefundable(status) => Problem::conflict(format!(
+                "The order is {status}: there is nothing to refund here (an order still in \
+                 checkout is cancelled instead; a failed or cancelled one was refunded already)."
+            )),
+            OrderError::RefundRefused(detail) => {
+                Problem::conflict(format!("The refund was refused: {detail}"))
+            }
+            OrderError::RefundedCannotShip => Problem::conflict(
+                "The order has refunds, so it does not ship unless an administrator sets \
+                 `force: true` with a `reason`.",
+            ),
+            OrderError::WrongCurrency(currency) => Problem::invalid_field(
+                "amount.currency",
+                format!("must be the order's currency, {currency}"),
+            ),
             OrderError::Payments(error) => {
                 tracing::warn!(%error, "the payment service is unavailable");
                 Problem::unavailable("The payment service is not available right now.")

@@ -49,6 +49,7 @@ pub fn api(state: AppState) -> HttpApi {
             .routes(routes!(orders::get))
             .routes(routes!(orders::set_status))
             .routes(routes!(orders::cancel))
+            .routes(routes!(orders::refund))
             .routes(routes!(reconciliation::report, reconciliation::run))
             .with_state(state),
     )

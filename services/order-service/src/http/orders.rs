@@ -11,18 +11,18 @@ use platform_http::{
 use uuid::Uuid;
 
 use super::AppState;
-use super::dto::{ListQuery, OrderInput, StatusInput};
+use super::dto::{ListQuery, OrderInput, RefundInput, StatusInput};
 use crate::domain::{OrderId, OrderStatus};
 use crate::service::PlaceOrder;
 use crate::view::OrderView;
 
-/// Records an administrator moving an order to `to`.
-fn audit(auditor: &Auditor, admin: AuthUser, order: Uuid, to: OrderStatus) {
+/// Records an administrator's action on an order (`reason`: the new status, or why).
+fn audit(auditor: &Auditor, action: Action, admin: AuthUser, order: Uuid, reason: &'static str) {
     auditor.record(
-        AuditEvent::new(Action::OrderStatusChange, Outcome::Success)
+        AuditEvent::new(action, Outcome::Success)
             .user(admin.id.as_uuid())
             .target(format!("order:{order}"))
-            .reason(to.as_str()),
+            .reason(reason),
     );
 }
 
@@ -115,8 +115,8 @@ pub async fn list(
         (status = 200, description = "The order in its new status", body = OrderView),
         (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not allowed from the order's current status (named)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed from the order's current status (named), or an order with refunds shipped without `force`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status, or `force` without a known `reason`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn set_status(
     State(state): State<AppState>,
@@ -125,9 +125,46 @@ pub async fn set_status(
     Path(id): Path<Uuid>,
     Json(input): Json<StatusInput>,
 ) -> Result<Json<OrderView>, Problem> {
-    let to = input.parse()?;
-    let order = state.orders.set_status(OrderId::from_uuid(id), to).await?;
-    audit(&auditor, admin, id, order.status);
+    let (to, forced) = input.parse()?;
+    let order = state
+        .orders
+        .set_status(OrderId::from_uuid(id), to, forced.is_some())
+        .await?;
+    let reason = forced.unwrap_or(order.status.as_str());
+    audit(&auditor, Action::OrderStatusChange, admin, id, reason);
+    Ok(Json(order))
+}
+
+/// Refund an order (administrators): everything left of an order that has not shipped
+/// cancels it (the stock goes back too); part of it, or after shipping, refunds the payment and
+/// records it on the order. Customers get their money back by cancelling.
+#[utoipa::path(post, path = "/api/v1/admin/orders/{id}/refund", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id"),
+        ("Idempotency-Key" = String, Header, description = "Makes retries safe")),
+    request_body = RefundInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order after the refund (`cancelled` for a whole refund before shipping)", body = OrderView),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing to refund in this status, or more than is left", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid amount or reason", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The payment service is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refund(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    auditor: Auditor,
+    Path(id): Path<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(input): Json<RefundInput>,
+) -> Result<Json<OrderView>, Problem> {
+    let (amount, reason) = input.parse()?;
+    let order = state
+        .orders
+        .refund(admin, OrderId::from_uuid(id), amount, reason, &key)
+        .await?;
+    audit(&auditor, Action::PaymentRefund, admin, id, "admin_refund");
     Ok(Json(order))
 }
 
@@ -151,7 +188,13 @@ pub async fn cancel(
     let order = state.orders.cancel(user, OrderId::from_uuid(id)).await?;
     // An owner cancelling their own order is no administrative act.
     if user.is_admin() {
-        audit(&auditor, user, id, OrderStatus::Cancelled);
+        audit(
+            &auditor,
+            Action::OrderStatusChange,
+            user,
+            id,
+            OrderStatus::Cancelled.as_str(),
+        );
     }
     let status = if order.settled() {
         StatusCode::OK

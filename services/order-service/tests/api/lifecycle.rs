@@ -110,7 +110,7 @@ async fn other_users_orders_do_not_exist_for_them(backend: Backend) {
     assert_eq!(cancelled["user_id"], app.user.id.to_string());
 }
 
-async fn refunds_made_at_the_payment_service_reach_the_order(backend: Backend) {
+async fn refunds_made_at_the_provider_reach_the_order(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
@@ -119,16 +119,29 @@ async fn refunds_made_at_the_payment_service_reach_the_order(backend: Backend) {
         .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
         .await;
     let id = order["id"].as_str().unwrap().to_owned();
-    let payment = order["payment_id"].as_str().unwrap();
+    let payment = app.payments_for(&id).await.remove(0);
+    // Refunded at the provider's dashboard: its signed webhook reaches the payment service.
+    let event = serde_json::to_vec(&json!({
+        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
+        "type": "payment.refunded",
+        "payment_id": payment["provider_payment_id"],
+        "amount": {"amount": 500, "currency": "EUR"},
+        "timestamp": chrono::Utc::now().timestamp(),
+    }))
+    .unwrap();
+    let signature = payment_service::providers::sandbox::SandboxProvider::default().sign(&event);
     let response = app
         .client
         .post(format!(
-            "{}/api/v1/payments/{payment}/refund",
+            "{}/api/v1/webhooks/payments/sandbox",
             app.payments_base
         ))
-        .bearer_auth(&app.admin.token)
-        .header("Idempotency-Key", crate::helpers::new_key())
-        .json(&json!({"amount": {"amount": 500, "currency": "EUR"}, "reason": "scratched"}))
+        .header("content-type", "application/json")
+        .header(
+            payment_service::providers::sandbox::SIGNATURE_HEADER,
+            signature,
+        )
+        .body(event)
         .send()
         .await
         .unwrap();
@@ -262,5 +275,5 @@ platform_testing::backend_tests!(
     cancelling_a_confirmed_order_restocks_and_refunds,
     administrators_ship_and_deliver_along_the_allowed_path,
     other_users_orders_do_not_exist_for_them,
-    refunds_made_at_the_payment_service_reach_the_order,
+    refunds_made_at_the_provider_reach_the_order,
 );

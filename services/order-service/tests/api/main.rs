@@ -7,5 +7,6 @@ mod concurrency;
 mod helpers;
 mod lifecycle;
 mod recovery;
+mod refunds;
 mod repair;
 mod review;

@@ -33,6 +33,14 @@ impl From<PaymentError> for Problem {
                 "The event names a payment this service does not know (yet); deliver it again later.",
             )
             .with_retry_after(60),
+            PaymentError::RefundThroughOrder { order, .. } => Problem::conflict(format!(
+                "This payment belongs to order {order}: refund it through the order \
+                 (POST /api/v1/admin/orders/{order}/refund), so the order and its stock agree."
+            )),
+            PaymentError::DirectPaymentsOff => Problem::forbidden(
+                "Direct payments are switched off (DIRECT_PAYMENTS=false): pay through an order \
+                 (POST /api/v1/orders).",
+            ),
             PaymentError::NotInReview(status) => Problem::conflict(format!(
                 "This payment is {status}: it is not waiting for a review."
             )),

@@ -20,6 +20,8 @@ use crate::service::Payments;
 pub struct AppState {
     pub payments: Payments,
     pub jwt: Jwt,
+    /// `DIRECT_PAYMENTS`: whether `POST /api/v1/payments` charges without an order.
+    pub direct_payments: bool,
 }
 
 impl FromRef<AppState> for Jwt {

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use platform_auth::AuthUser;
+use platform_auth::{AdminUser, AuthUser};
 use platform_http::audit::{Action, AuditEvent, Outcome as Audited};
 use platform_http::{
     Auditor, IdempotencyKey, Json, Page, PageRequest, Path, Problem, Query, idempotent_response,
@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::dto::{ChargeInput, ListQuery, RefundInput};
-use crate::domain::PaymentId;
-use crate::service::{Caller, ChargeCommand, Outcome, RefundCommand};
+use crate::domain::{PaymentId, PaymentSource};
+use crate::service::{Caller, ChargeCommand, Outcome, PaymentError, RefundCommand};
 use crate::view::PaymentView;
 
 fn caller(user: AuthUser) -> Caller {
@@ -29,8 +29,9 @@ fn respond(status: StatusCode, outcome: Outcome) -> Response {
     idempotent_response(status, outcome.payment, outcome.replayed)
 }
 
-/// Pay for an order. A decline, a fraud block or a review is not an error: the payment is
-/// created with status `failed`, `blocked` or `requires_review`.
+/// A direct charge (`DIRECT_PAYMENTS`; orders are paid by their checkout). A decline, a fraud
+/// block or a review is not an error: the payment is created with status `failed`, `blocked`
+/// or `requires_review`.
 #[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
     request_body = ChargeInput,
     params(("Idempotency-Key" = String, Header, description = "Makes retries safe: a repeat returns the first response")),
@@ -39,6 +40,7 @@ fn respond(status: StatusCode, outcome: Outcome) -> Response {
         (status = 201, description = "The payment (replays carry `Idempotent-Replayed: true`)", body = PaymentView),
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Direct payments are switched off (`DIRECT_PAYMENTS=false`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The same key is still being processed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -48,6 +50,9 @@ pub async fn charge(
     IdempotencyKey(key): IdempotencyKey,
     Json(input): Json<ChargeInput>,
 ) -> Result<Response, Problem> {
+    if !state.direct_payments {
+        return Err(PaymentError::DirectPaymentsOff.into());
+    }
     let parsed = input.parse()?;
     let outcome = state
         .payments
@@ -61,6 +66,7 @@ pub async fn charge(
                 card_country: parsed.country,
                 shipping_country: None,
                 idempotency_key: key,
+                source: PaymentSource::Direct,
             },
         )
         .await?;
@@ -106,8 +112,9 @@ pub async fn list(
     Ok(Json(state.payments.list(caller(user), status, page).await?))
 }
 
-/// Refund part (`amount`) or all of a captured payment. Refunds never add up to more than
-/// was captured.
+/// Refund part (`amount`) or all of a captured direct payment (administrators). A payment
+/// for an order is refunded through its order (409 names it); customers get their money
+/// back by cancelling the order. Refunds never add up to more than was captured.
 #[utoipa::path(post, path = "/api/v1/payments/{id}/refund", tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id"),
         ("Idempotency-Key" = String, Header, description = "Makes retries safe")),
@@ -115,15 +122,16 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The payment after the refund", body = PaymentView),
-        (status = 404, description = "No such payment, or not the caller's", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not captured, or more than is left to refund", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payment", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not captured, more than is left to refund, or a payment for an order (refund the order)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The provider refused; nothing was refunded", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The provider is unavailable; nothing was refunded", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn refund(
     State(state): State<AppState>,
-    user: AuthUser,
+    AdminUser(user): AdminUser,
     auditor: Auditor,
     Path(id): Path<Uuid>,
     IdempotencyKey(key): IdempotencyKey,
@@ -140,6 +148,7 @@ pub async fn refund(
                 amount,
                 reason,
                 idempotency_key: key,
+                via_order: false,
             },
         )
         .await?;

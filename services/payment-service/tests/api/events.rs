@@ -17,7 +17,7 @@ async fn outcomes_are_published_through_the_outbox(backend: Backend) {
     let captured = app.charge(&app.user, "tok_visa", 1000).await;
     let failed = app.charge(&app.user, "tok_decline", 2000).await;
     let refunded = app
-        .refund(&app.user, captured["id"].as_str().unwrap(), Some(400))
+        .refund(&app.admin, captured["id"].as_str().unwrap(), Some(400))
         .await;
     let blocked = app.charge(&app.user, "tok_visa", 60_000).await;
     let authorized = app.charge(&app.user, "tok_authorize", 700).await;

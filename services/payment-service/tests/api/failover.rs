@@ -139,10 +139,10 @@ async fn an_unavailable_provider_fails_over(backend: Backend) {
     assert_eq!(events[0]["provider"], "stripe");
 
     // The refund goes to the provider that took the money.
-    let refunded = app.refund(&app.user, id, Some(500)).await;
+    let refunded = app.refund(&app.admin, id, Some(500)).await;
     assert_eq!(refunded["status"], "partially_refunded");
     assert_eq!(received.refunds.load(Ordering::SeqCst), 1);
-    app.refund(&app.user, captured["id"].as_str().unwrap(), Some(500))
+    app.refund(&app.admin, captured["id"].as_str().unwrap(), Some(500))
         .await;
     assert_eq!(
         received.refunds.load(Ordering::SeqCst),
@@ -216,7 +216,7 @@ async fn a_failed_refund_gives_the_amount_back(backend: Backend) {
     let body = json!({"amount": {"amount": 600, "currency": "EUR"}, "reason": "returned"});
 
     received.fail_refunds.store(true, Ordering::SeqCst);
-    let refused = app.refund_raw(&app.user, id, &key, &body).await;
+    let refused = app.refund_raw(&app.admin, id, &key, &body).await;
     assert!(refused.headers().contains_key("retry-after"));
     problem(refused, 503).await;
     let after = app.payment(&app.user, id).await;
@@ -227,13 +227,13 @@ async fn a_failed_refund_gives_the_amount_back(backend: Backend) {
     // The key was released: the retry refunds.
     received.fail_refunds.store(false, Ordering::SeqCst);
     assert!(received.refund_keys.lock().unwrap().is_empty());
-    let refunded = json_of(app.refund_raw(&app.user, id, &key, &body).await, 200).await;
+    let refunded = json_of(app.refund_raw(&app.admin, id, &key, &body).await, 200).await;
     assert_eq!(refunded["refunded_amount"], 600);
     assert_eq!(received.refunds.load(Ordering::SeqCst), 2);
     // And the whole amount is still bounded by what was paid.
     problem(
         app.refund_raw(
-            &app.user,
+            &app.admin,
             id,
             &new_key(),
             &json!({"amount": {"amount": 401, "currency": "EUR"}, "reason": "more"}),

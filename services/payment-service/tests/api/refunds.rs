@@ -18,13 +18,13 @@ async fn partial_then_full_refund(backend: Backend) {
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
 
-    let partial = app.refund(&app.user, id, Some(300)).await;
+    let partial = app.refund(&app.admin, id, Some(300)).await;
     assert_eq!(partial["status"], "partially_refunded");
     assert_eq!(partial["refunded_amount"], 300);
     assert_eq!(partial["id"], payment["id"]);
 
     let too_much = problem(
-        app.refund_raw(&app.user, id, &new_key(), &refund_of(701, "EUR"))
+        app.refund_raw(&app.admin, id, &new_key(), &refund_of(701, "EUR"))
             .await,
         409,
     )
@@ -35,7 +35,7 @@ async fn partial_then_full_refund(backend: Backend) {
     );
 
     let wrong_currency = problem(
-        app.refund_raw(&app.user, id, &new_key(), &refund_of(100, "USD"))
+        app.refund_raw(&app.admin, id, &new_key(), &refund_of(100, "USD"))
             .await,
         422,
     )
@@ -43,7 +43,7 @@ async fn partial_then_full_refund(backend: Backend) {
     assert_eq!(error_fields(&wrong_currency), ["amount.currency"]);
     let invalid = problem(
         app.refund_raw(
-            &app.user,
+            &app.admin,
             id,
             &new_key(),
             &json!({"amount": {"amount": 0, "currency": "EUR"}, "reason": " "}),
@@ -55,19 +55,19 @@ async fn partial_then_full_refund(backend: Backend) {
     assert_eq!(error_fields(&invalid), ["amount.amount", "reason"]);
 
     // No amount: everything left.
-    let rest = app.refund(&app.user, id, None).await;
+    let rest = app.refund(&app.admin, id, None).await;
     assert_eq!(rest["status"], "refunded");
     assert_eq!(rest["refunded_amount"], 1000);
     assert_eq!(app.payment(&app.user, id).await, rest);
 
     problem(
-        app.refund_raw(&app.user, id, &new_key(), &refund_of(1, "EUR"))
+        app.refund_raw(&app.admin, id, &new_key(), &refund_of(1, "EUR"))
             .await,
         409,
     )
     .await;
     problem(
-        app.refund_raw(&app.user, id, &new_key(), &json!({"reason": "again"}))
+        app.refund_raw(&app.admin, id, &new_key(), &json!({"reason": "again"}))
             .await,
         409,
     )
@@ -88,7 +88,7 @@ async fn only_captured_payments_can_be_refunded(backend: Backend) {
         let payment = app.charge(&app.user, token, 1000).await;
         let id = payment["id"].as_str().unwrap();
         let refused = problem(
-            app.refund_raw(&app.user, id, &new_key(), &refund_of(100, "EUR"))
+            app.refund_raw(&app.admin, id, &new_key(), &refund_of(100, "EUR"))
                 .await,
             409,
         )
@@ -104,7 +104,7 @@ async fn only_captured_payments_can_be_refunded(backend: Backend) {
     }
     problem(
         app.refund_raw(
-            &app.user,
+            &app.admin,
             &uuid::Uuid::now_v7().to_string(),
             &new_key(),
             &refund_of(100, "EUR"),
@@ -118,7 +118,7 @@ async fn only_captured_payments_can_be_refunded(backend: Backend) {
     let missing_key = app
         .client
         .post(app.url(&format!("/api/v1/payments/{id}/refund")))
-        .bearer_auth(&app.user.token)
+        .bearer_auth(&app.admin.token)
         .json(&refund_of(100, "EUR"))
         .send()
         .await
@@ -135,13 +135,13 @@ async fn a_refund_key_refunds_once(backend: Backend) {
     let id = payment["id"].as_str().unwrap();
     let key = new_key();
     let first = app
-        .refund_raw(&app.user, id, &key, &refund_of(400, "EUR"))
+        .refund_raw(&app.admin, id, &key, &refund_of(400, "EUR"))
         .await;
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first = json_of(first, 200).await;
     assert_eq!(first["refunded_amount"], 400);
     let again = app
-        .refund_raw(&app.user, id, &key, &refund_of(400, "EUR"))
+        .refund_raw(&app.admin, id, &key, &refund_of(400, "EUR"))
         .await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(json_of(again, 200).await, first);
@@ -155,7 +155,7 @@ async fn a_refund_key_refunds_once(backend: Backend) {
         json!({"amount": {"amount": 400, "currency": "EUR"}, "reason": "damaged"}),
         json!({"reason": "returned"}),
     ] {
-        let refused = problem(app.refund_raw(&app.user, id, &key, &other).await, 422).await;
+        let refused = problem(app.refund_raw(&app.admin, id, &key, &other).await, 422).await;
         assert_eq!(error_fields(&refused), ["Idempotency-Key"], "{other}");
     }
     assert_eq!(app.payment(&app.user, id).await["refunded_amount"], 400);
@@ -167,7 +167,7 @@ async fn refund_storm(app: &TestApp, id: &str, amount: i64) -> Vec<(u16, Value)>
     let keys: Vec<String> = (0..10).map(|_| new_key()).collect();
     let responses = futures::future::join_all(
         keys.iter()
-            .map(|key| app.refund_raw(&app.user, id, key, &body)),
+            .map(|key| app.refund_raw(&app.admin, id, key, &body)),
     )
     .await;
     let mut answers = Vec::new();
@@ -225,7 +225,7 @@ async fn concurrent_refunds_never_exceed_the_payment(backend: Backend) {
         assert_eq!(amounts, [300, 300, 300]);
 
         // The last 100 is still refundable, and nothing more.
-        let last = app.refund(&app.user, id, None).await;
+        let last = app.refund(&app.admin, id, None).await;
         assert_eq!(last["refunded_amount"], 1000);
         assert_eq!(last["status"], "refunded");
     }
@@ -289,7 +289,81 @@ async fn a_refund_is_audited_once_however_often_it_is_repeated(backend: Backend)
     assert_eq!(refunds, 1);
 }
 
+/// A payment the checkout made for an order is refunded through the order (so the order and
+/// its stock agree); direct charges can be switched off.
+async fn order_payments_are_refunded_through_their_order(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut client = app.grpc_client().await;
+    let paid = client
+        .charge(platform_proto::payment::v1::ChargeRequest {
+            order_id: uuid::Uuid::now_v7().to_string(),
+            user_id: app.user.id.to_string(),
+            amount: Some(platform_proto::payment::v1::Money {
+                amount: 1500,
+                currency: "EUR".into(),
+            }),
+            token: "tok_visa".into(),
+            idempotency_key: new_key(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paid.status, "captured");
+    let refused = problem(
+        app.refund_raw(&app.admin, &paid.id, &new_key(), &refund_of(100, "EUR"))
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/api/v1/admin/orders/{}/refund", paid.order_id)),
+        "{refused}"
+    );
+    // The order service's own refund goes through.
+    let refunded = client
+        .refund(platform_proto::payment::v1::RefundRequest {
+            payment_id: paid.id.clone(),
+            amount: None,
+            reason: "order cancelled".into(),
+            idempotency_key: new_key(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refunded.refunded_amount, 1500);
+}
+
+async fn direct_payments_can_be_switched_off(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| config.direct_payments = false).await else {
+        return;
+    };
+    let response = app
+        .charge_raw(
+            Some(&app.user.token),
+            Some(&new_key()),
+            &crate::helpers::charge_body("tok_visa", 1000, "EUR"),
+        )
+        .await;
+    let refused = problem(response, 403).await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DIRECT_PAYMENTS"),
+        "{refused}"
+    );
+    assert_eq!(app.list(&app.admin, &[]).await["total"], 0);
+}
+
 platform_testing::backend_tests!(
+    order_payments_are_refunded_through_their_order,
+    direct_payments_can_be_switched_off,
     a_refund_is_audited_once_however_often_it_is_repeated,
     concurrent_refunds_are_all_counted,
     partial_then_full_refund,

@@ -34,12 +34,18 @@ async fn users_see_only_their_own_payments(backend: Backend) {
     let b1 = app.charge(&bob, "tok_visa", 3000).await;
     let id = |p: &Value| p["id"].as_str().unwrap().to_owned();
 
-    // Someone else's payment does not exist, for reading and for refunding.
+    // Someone else's payment does not exist; refunds are for administrators only (customers
+    // cancel their order).
     problem(app.get_raw(&bob, &id(&a1)).await, 404).await;
     let refund = json!({"reason": "not mine"});
     problem(
         app.refund_raw(&bob, &id(&a1), &new_key(), &refund).await,
-        404,
+        403,
+    )
+    .await;
+    problem(
+        app.refund_raw(alice, &id(&a1), &new_key(), &refund).await,
+        403,
     )
     .await;
     assert_eq!(app.payment(alice, &id(&a1)).await["refunded_amount"], 0);

@@ -120,7 +120,7 @@ async fn refund_events_add_up_once_each(backend: Backend) {
     // Never more than was paid, and the API agrees with what the provider did.
     problem(
         app.refund_raw(
-            &app.user,
+            &app.admin,
             id,
             &crate::helpers::new_key(),
             &json!({"amount": {"amount": 401, "currency": "EUR"}, "reason": "x"}),

@@ -1,0 +1,176 @@
+//! Refunds go through the order: an administrator's whole refund of an order that has not
+//! shipped cancels it (stock back), part of it (or after shipping) refunds the payment and is
+//! recorded; an order with refunds ships only when forced with an audited reason code.
+
+use platform_http::audit::{Action, Actor};
+use platform_testing::Backend;
+use platform_testing::grpc::audited;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json_of, new_key, order_body, problem, settle, spawn_app};
+
+impl TestApp {
+    async fn refund_order(&self, who: &str, id: &str, body: &Value) -> reqwest::Response {
+        let token = if who == "admin" {
+            &self.admin.token
+        } else {
+            &self.user.token
+        };
+        self.client
+            .post(self.url(&format!("/api/v1/admin/orders/{id}/refund")))
+            .bearer_auth(token)
+            .header("Idempotency-Key", new_key())
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn ship(&self, id: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/api/v1/orders/{id}/status")))
+            .bearer_auth(&self.admin.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn eur(amount: i64) -> Value {
+    json!({"amount": {"amount": amount, "currency": "EUR"}, "reason": "damaged in transit"})
+}
+
+async fn a_whole_refund_before_shipping_cancels_and_restocks(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 10).await;
+    let order = app
+        .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(app.stock(&mug).await, (8, 0, 8));
+    // Customers cancel; refunds are for administrators.
+    problem(app.refund_order("user", id, &eur(2500)).await, 403).await;
+
+    let refunded = app
+        .refund_order("admin", id, &json!({"reason": "customer called"}))
+        .await;
+    assert!([200, 202].contains(&refunded.status().as_u16()));
+    let order = settle(&app, id).await;
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(order["refunded"], 2500);
+    assert_eq!(app.stock(&mug).await, (10, 0, 10), "restocked");
+    let payment = app.payments_for(id).await.remove(0);
+    assert_eq!(payment["status"], "refunded");
+    // Nothing left to refund on a cancelled order.
+    problem(app.refund_order("admin", id, &eur(100)).await, 409).await;
+}
+
+async fn a_partial_refund_is_recorded_and_stops_shipping_unless_forced(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 10).await;
+    let order = app
+        .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
+        .await;
+    let id = order["id"].as_str().unwrap();
+    let after = json_of(app.refund_order("admin", id, &eur(500)).await, 200).await;
+    assert_eq!(after["status"], "confirmed");
+    assert_eq!(after["refunded"], 500);
+    assert_eq!(app.stock(&mug).await, (8, 0, 8), "the goods are still sold");
+    // Wrong currency, or more than is left: refused, nothing moves.
+    let usd = json!({"amount": {"amount": 100, "currency": "USD"}, "reason": "x"});
+    problem(app.refund_order("admin", id, &usd).await, 422).await;
+    problem(app.refund_order("admin", id, &eur(2001)).await, 409).await;
+    assert_eq!(app.order(&app.user, id).await["refunded"], 500);
+
+    // It does not ship by accident…
+    problem(app.ship(id, &json!({"status": "shipped"})).await, 409).await;
+    problem(
+        app.ship(id, &json!({"status": "shipped", "force": true}))
+            .await,
+        422,
+    )
+    .await;
+    problem(
+        app.ship(
+            id,
+            &json!({"status": "shipped", "force": true, "reason": "because"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    // …only on purpose, audited with the reason code.
+    let shipped = json_of(
+        app.ship(
+            id,
+            &json!({"status": "shipped", "force": true, "reason": "partial_refund_agreed"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(shipped["status"], "shipped");
+    let target = format!("order:{id}");
+    let record = audited(&app.config.events, "the forced shipping", |record| {
+        record.action == Action::OrderStatusChange
+            && record.target.as_deref() == Some(&target)
+            && record.reason.as_deref() == Some("partial_refund_agreed")
+    })
+    .await;
+    assert_eq!(record.actor, Some(Actor::User(app.admin.id)));
+
+    // After shipping a refund is still possible, and recorded.
+    let later = json_of(app.refund_order("admin", id, &eur(1000)).await, 200).await;
+    assert_eq!(later["status"], "shipped");
+    assert_eq!(later["refunded"], 1500);
+    audited(&app.config.events, "the refund", |record| {
+        record.action == Action::PaymentRefund
+            && record.target.as_deref() == Some(&target)
+            && record.reason.as_deref() == Some("admin_refund")
+    })
+    .await;
+}
+
+async fn orders_still_in_checkout_or_ended_have_nothing_to_refund(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mug = app.new_product("Mug", 1250, 10).await;
+    let failed = app
+        .place(&app.user, &order_body(&[(&mug, 1)], "tok_decline"))
+        .await;
+    assert_eq!(failed["status"], "failed");
+    let refused = problem(
+        app.refund_order("admin", failed["id"].as_str().unwrap(), &eur(100))
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        refused["detail"].as_str().unwrap().contains("failed"),
+        "{refused}"
+    );
+    let missing = uuid::Uuid::now_v7().to_string();
+    problem(app.refund_order("admin", &missing, &eur(100)).await, 404).await;
+    problem(
+        app.refund_order(
+            "admin",
+            failed["id"].as_str().unwrap(),
+            &json!({"reason": ""}),
+        )
+        .await,
+        422,
+    )
+    .await;
+}
+
+platform_testing::backend_tests!(
+    a_whole_refund_before_shipping_cancels_and_restocks,
+    a_partial_refund_is_recorded_and_stops_shipping_unless_forced,
+    orders_still_in_checkout_or_ended_have_nothing_to_refund,
+);
