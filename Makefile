@@ -34,7 +34,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 # ---- Containers and deployment (see docs/DEPLOYMENT.md) ----
-.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring
+.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring chaos
 
 DOCKER_REGISTRY ?= localhost/microservices-platform
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
@@ -68,3 +68,7 @@ validate-deploy: ## Lint and validate Dockerfiles, Compose files, shell scripts,
 
 check-monitoring: ## Prometheus rules and alert tests, Grafana dashboards, and every query against a live platform up
 	scripts/check-monitoring.sh
+
+chaos: ## Kill the product, payment and order services mid-checkout; how many orders fail (< 2%)
+	cargo build -p platform
+	PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform python3 tests/chaos/outage.py

@@ -26,15 +26,18 @@ impl From<PaymentError> for Status {
     fn from(error: PaymentError) -> Self {
         match error {
             PaymentError::NotFound => Status::not_found(error.to_string()),
-            PaymentError::KeyReused | PaymentError::WrongCurrency(_) => {
-                Status::invalid_argument(error.to_string())
-            }
+            PaymentError::KeyReused
+            | PaymentError::WrongCurrency(_)
+            | PaymentError::ChargeMismatch { .. } => Status::invalid_argument(error.to_string()),
             PaymentError::KeyInProgress => Status::aborted(error.to_string()),
             PaymentError::NotRefundable(_)
             | PaymentError::ExceedsRefundable(_)
             | PaymentError::NotInReview(_)
             | PaymentError::RefundThroughOrder { .. }
-            | PaymentError::DirectPaymentsOff => Status::failed_precondition(error.to_string()),
+            | PaymentError::DirectPaymentsOff
+            | PaymentError::OrderPaidByCheckout(_) => {
+                Status::failed_precondition(error.to_string())
+            }
             // Still open at the provider: ask again later.
             PaymentError::HeldByProvider => Status::unavailable(error.to_string()),
             PaymentError::UnknownProvider(_)
@@ -46,6 +49,7 @@ impl From<PaymentError> for Status {
             }
             PaymentError::Provider(_) => Status::failed_precondition(error.to_string()),
             error @ (PaymentError::Database(_)
+            | PaymentError::Interrupted(_)
             | PaymentError::Corrupt(_)
             | PaymentError::Encode(_)) => {
                 tracing::error!(%error, "gRPC request failed");

@@ -455,6 +455,19 @@ pub async fn due_checks<C: ConnectionTrait>(
         .await
 }
 
+/// The first payment the checkout made for `order`, if any.
+pub async fn order_charge<C: ConnectionTrait>(
+    conn: &C,
+    order: Uuid,
+) -> Result<Option<PaymentRow>, DbErr> {
+    payment::Entity::find()
+        .filter(payment::Column::OrderId.eq(order))
+        .filter(payment::Column::Source.eq("order"))
+        .order_by_asc(payment::Column::CreatedAt)
+        .one(conn)
+        .await
+}
+
 /// Payments held by the fraud rules for a person, oldest first.
 pub async fn reviews<C: ConnectionTrait>(
     conn: &C,

@@ -51,6 +51,17 @@ fn check_backoff(checks: i32) -> chrono::Duration {
     chrono::Duration::milliseconds(base - base / 8 + jitter)
 }
 
+/// Runs `work` to its end in a task of its own, whatever becomes of the caller's future, in
+/// the caller's span.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, PaymentError>> + Send + 'static,
+) -> Result<T, PaymentError> {
+    use tracing::Instrument;
+    tokio::spawn(work.in_current_span())
+        .await
+        .map_err(|error| PaymentError::Interrupted(error.to_string()))?
+}
+
 /// `PAYMENT_REVIEW_TTL`'s default: shorter than the product service's reservation TTL (15 min),
 /// so an approved order still finds its stock held.
 pub const DEFAULT_REVIEW_TTL: Duration = Duration::from_secs(10 * 60);
@@ -84,6 +95,15 @@ pub enum PaymentError {
     RefundThroughOrder { payment: Uuid, order: Uuid },
     #[error("direct payments are switched off")]
     DirectPaymentsOff,
+    #[error("order {0} already has its checkout's payment; it is charged once, under its key")]
+    OrderPaidByCheckout(Uuid),
+    #[error("the charge ({amount} {currency}) does not match order {order}'s ({expected})")]
+    ChargeMismatch {
+        order: Uuid,
+        amount: i64,
+        currency: String,
+        expected: String,
+    },
     #[error("the payment is {0}, not waiting for a review")]
     NotInReview(String),
     #[error("the provider holds this payment for its own check; its webhook decides it")]
@@ -94,6 +114,9 @@ pub enum PaymentError {
     Provider(ProviderError),
     #[error("database error: {0}")]
     Database(#[from] DbErr),
+    /// The task doing the work panicked or was aborted.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
     #[error("{0}")]
     Corrupt(#[from] CorruptRow),
     #[error("cannot encode: {0}")]
@@ -356,6 +379,22 @@ impl Payments {
             return self.replay_charge(key, &request_hash, &command).await;
         }
 
+        // A payment belongs to its order: the checkout charges an order for one amount, and
+        // nobody charges an order beside its checkout.
+        if let Some(first) = repo::order_charge(&self.db, command.order_id).await? {
+            let matches = first.amount == command.amount.amount()
+                && first.currency == command.amount.currency().as_str();
+            if command.source == PaymentSource::Order && !matches {
+                return Err(PaymentError::ChargeMismatch {
+                    order: command.order_id,
+                    amount: command.amount.amount(),
+                    currency: command.amount.currency().to_string(),
+                    expected: format!("{} {}", first.amount, first.currency),
+                });
+            }
+            // A second charge under another key: the checkout's one key is the only way.
+            return Err(PaymentError::OrderPaidByCheckout(command.order_id));
+        }
         // Velocity counts per card: the provider's fingerprint of it when it has one (so a
         // sandbox test token is one card per shopper, and one card is one card under any
         // token), else the token itself.
@@ -443,7 +482,7 @@ impl Payments {
             });
         }
         txn.commit().await?;
-        let payment = self.drive(row, &scope, &command).await?;
+        let payment = self.drive_detached(row, scope, command).await?;
         Ok(Outcome {
             payment,
             replayed: false,
@@ -580,6 +619,19 @@ impl Payments {
         }
         tracing::info!(payment_id = %row.id, provider = %row.provider, status = %row.status, "payment processed");
         Ok(view)
+    }
+
+    /// [`Self::drive`] in a task of its own: a caller that goes away (the order service dying
+    /// mid-call drops the gRPC request) cannot stop a charge between the provider's answer and
+    /// its record, which would leave the key "in progress" until it is taken over.
+    async fn drive_detached(
+        &self,
+        row: PaymentRow,
+        scope: String,
+        command: ChargeCommand,
+    ) -> Result<PaymentView, PaymentError> {
+        let payments = self.clone();
+        detached(async move { payments.drive(row, &scope, &command).await }).await
     }
 
     /// Writes a provider's answer (to a first charge or to a repeat) into `row`: the status it
@@ -985,9 +1037,10 @@ impl Payments {
         };
         repo::insert_refund(&txn, refund.clone()).await?;
         txn.commit().await?;
-        let payment = self
-            .finish_refund(refund, &scope, &command.idempotency_key)
-            .await?;
+        let payments = self.clone();
+        let key = command.idempotency_key.clone();
+        let finish = async move { payments.finish_refund(refund, &scope, &key).await };
+        let payment = detached(finish).await?;
         Ok(Outcome {
             payment,
             replayed: false,

@@ -19,11 +19,13 @@ async fn a_capture_for_an_order_that_ended_is_refunded_once(backend: Backend) {
         return;
     };
     let mug = app.new_product("Mug", 1250, 10).await;
+    // Out of stock: the checkout never charged it.
     let order = app
-        .place(&app.user, &order_body(&[(&mug, 2)], "tok_decline"))
+        .place(&app.user, &order_body(&[(&mug, 20)], "tok_visa"))
         .await;
     assert_eq!(order["status"], "failed", "{order}");
     let id = order["id"].as_str().unwrap();
+    assert!(app.payments_for(id).await.is_empty());
 
     // The customer pays for it anyway, directly at the payment service.
     let response = app
@@ -33,7 +35,7 @@ async fn a_capture_for_an_order_that_ended_is_refunded_once(backend: Backend) {
         .header("Idempotency-Key", new_key())
         .json(&json!({
             "order_id": id,
-            "amount": {"amount": 2500, "currency": "EUR"},
+            "amount": {"amount": 25000, "currency": "EUR"},
             "method": {"type": "card", "token": "tok_visa"},
         }))
         .send()
@@ -57,7 +59,7 @@ async fn a_capture_for_an_order_that_ended_is_refunded_once(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(refunded["status"], "refunded", "{refunded}");
-    assert_eq!(refunded["refunded_amount"], 2500);
+    assert_eq!(refunded["refunded_amount"], 25000);
     // Once: later deliveries of the capture do not refund again (nothing is left anyway),
     // and the order stays failed.
     tokio::time::sleep(Duration::from_millis(500)).await;

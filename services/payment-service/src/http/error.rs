@@ -41,6 +41,12 @@ impl From<PaymentError> for Problem {
                 "Direct payments are switched off (DIRECT_PAYMENTS=false): pay through an order \
                  (POST /api/v1/orders).",
             ),
+            PaymentError::OrderPaidByCheckout(order) => Problem::conflict(format!(
+                "Order {order} is paid by its checkout, once; it cannot be charged again."
+            )),
+            PaymentError::ChargeMismatch { .. } => {
+                Problem::invalid_field("amount", error.to_string())
+            }
             PaymentError::NotInReview(status) => Problem::conflict(format!(
                 "This payment is {status}: it is not waiting for a review."
             )),
@@ -84,6 +90,7 @@ impl From<PaymentError> for Problem {
                     .with_retry_after(1)
             }
             error @ (PaymentError::Database(_)
+            | PaymentError::Interrupted(_)
             | PaymentError::Corrupt(_)
             | PaymentError::Encode(_)) => {
                 tracing::error!(%error, "request failed");

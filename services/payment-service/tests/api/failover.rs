@@ -22,6 +22,8 @@ struct Received {
     intents: AtomicUsize,
     refunds: AtomicUsize,
     idempotency_keys: std::sync::Mutex<Vec<String>>,
+    /// How long a PaymentIntent takes to answer, in milliseconds.
+    intent_delay_ms: std::sync::atomic::AtomicU64,
     /// While set, refunds are refused with a 429 (not processed).
     fail_refunds: AtomicBool,
     /// While set, refunds fail with a 500 after being made (the answer is lost).
@@ -35,6 +37,10 @@ async fn payment_intents(
     headers: HeaderMap,
 ) -> axum::Json<Value> {
     let n = received.intents.fetch_add(1, Ordering::SeqCst) + 1;
+    let delay = received.intent_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     if let Some(key) = headers.get("idempotency-key") {
         received
             .idempotency_keys
@@ -287,7 +293,41 @@ async fn a_refund_whose_answer_was_lost_is_finished_by_its_repeat(backend: Backe
     assert_eq!(received.refunds.load(Ordering::SeqCst), 2);
 }
 
+/// The caller goes away while the provider is still charging (the order service dying
+/// mid-call resets its gRPC stream, which drops the handler): the charge still completes and
+/// is recorded, so the repeat under the same key answers at once instead of "still in
+/// progress" for a minute.
+async fn a_caller_that_goes_away_does_not_leave_a_charge_half_done(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
+    };
+    received.intent_delay_ms.store(1_500, Ordering::SeqCst);
+    let request = platform_proto::payment::v1::ChargeRequest {
+        order_id: uuid::Uuid::now_v7().to_string(),
+        user_id: app.user.id.to_string(),
+        amount: Some(platform_proto::payment::v1::Money {
+            amount: 1000,
+            currency: "EUR".into(),
+        }),
+        token: "tok_network_error".into(),
+        idempotency_key: new_key(),
+        ..Default::default()
+    };
+    let mut client = app.grpc_client().await;
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(300), client.charge(request.clone())).await;
+    assert!(gave_up.is_err(), "the caller should have given up");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let mut client = app.grpc_client().await;
+    let payment = client.charge(request).await.unwrap().into_inner();
+    assert_eq!(payment.status, "captured", "{payment:?}");
+    assert_eq!(payment.provider, "stripe");
+    assert_eq!(received.intents.load(Ordering::SeqCst), 1, "charged once");
+}
+
 platform_testing::backend_tests!(
+    a_caller_that_goes_away_does_not_leave_a_charge_half_done,
     a_refund_whose_answer_was_lost_is_finished_by_its_repeat,
     a_failed_refund_gives_the_amount_back,
     an_unavailable_provider_fails_over,

@@ -325,6 +325,43 @@ async fn order_payments_are_refunded_through_their_order(backend: Backend) {
             .contains(&format!("/api/v1/admin/orders/{}/refund", paid.order_id)),
         "{refused}"
     );
+    // A payment belongs to its order: another charge for it, under another key, is refused
+    // (422 when its amount is not the order's), and so is a direct charge.
+    let again = |amount: i64| platform_proto::payment::v1::ChargeRequest {
+        order_id: paid.order_id.clone(),
+        user_id: app.user.id.to_string(),
+        amount: Some(platform_proto::payment::v1::Money {
+            amount,
+            currency: "EUR".into(),
+        }),
+        token: "tok_visa".into(),
+        idempotency_key: new_key(),
+        ..Default::default()
+    };
+    let mismatch = client.charge(again(2000)).await.unwrap_err();
+    assert_eq!(
+        mismatch.code(),
+        tonic::Code::InvalidArgument,
+        "{mismatch:?}"
+    );
+    assert!(
+        mismatch.message().contains("does not match"),
+        "{mismatch:?}"
+    );
+    let twice = client.charge(again(1500)).await.unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::FailedPrecondition, "{twice:?}");
+    let mut direct = crate::helpers::charge_body("tok_visa", 1500, "EUR");
+    direct["order_id"] = json!(paid.order_id);
+    let response = app
+        .charge_raw(Some(&app.user.token), Some(&new_key()), &direct)
+        .await;
+    problem(response, 409).await;
+    assert_eq!(
+        app.list(&app.admin, &[]).await["total"],
+        1,
+        "nothing more was charged"
+    );
+
     // The order service's own refund goes through.
     let refunded = client
         .refund(platform_proto::payment::v1::RefundRequest {
