@@ -382,6 +382,12 @@ impl Payments {
         // A payment belongs to its order: the checkout charges an order for one amount, and
         // nobody charges an order beside its checkout.
         if let Some(first) = repo::order_charge(&self.db, command.order_id).await? {
+            // This very request, committed meanwhile by a concurrent call under the same key
+            // (a retry of a call whose first attempt is still running): answer as a repeat.
+            // The key and its payment commit together, so seeing one means seeing the other.
+            if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
+                return self.replay_charge(key, &request_hash, &command).await;
+            }
             let matches = first.amount == command.amount.amount()
                 && first.currency == command.amount.currency().as_str();
             if command.source == PaymentSource::Order && !matches {

@@ -326,8 +326,51 @@ async fn a_caller_that_goes_away_does_not_leave_a_charge_half_done(backend: Back
     assert_eq!(received.intents.load(Ordering::SeqCst), 1, "charged once");
 }
 
+/// Retries of one charge racing each other (a saga's client retrying while its first attempt
+/// still runs) are one charge: every answer is that payment or "still in progress", never a
+/// refusal that would fail the order.
+async fn racing_retries_of_one_charge_are_one_charge(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
+    };
+    received.intent_delay_ms.store(300, Ordering::SeqCst);
+    let request = platform_proto::payment::v1::ChargeRequest {
+        order_id: uuid::Uuid::now_v7().to_string(),
+        user_id: app.user.id.to_string(),
+        amount: Some(platform_proto::payment::v1::Money {
+            amount: 1000,
+            currency: "EUR".into(),
+        }),
+        token: "tok_network_error".into(),
+        idempotency_key: new_key(),
+        ..Default::default()
+    };
+    let client = app.grpc_client().await;
+    let answers = futures::future::join_all((0..8).map(|i| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(i * 15)).await;
+            client.charge(request).await
+        }
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for answer in answers {
+        match answer {
+            Ok(payment) => {
+                ids.insert(payment.into_inner().id);
+            }
+            Err(status) => assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}"),
+        }
+    }
+    assert!(ids.len() <= 1, "{ids:?}");
+    assert_eq!(received.intents.load(Ordering::SeqCst), 1, "charged once");
+}
+
 platform_testing::backend_tests!(
     a_caller_that_goes_away_does_not_leave_a_charge_half_done,
+    racing_retries_of_one_charge_are_one_charge,
     a_refund_whose_answer_was_lost_is_finished_by_its_repeat,
     a_failed_refund_gives_the_amount_back,
     an_unavailable_provider_fails_over,
