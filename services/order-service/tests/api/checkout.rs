@@ -233,30 +233,13 @@ async fn a_capture_after_the_deadline_is_refunded_and_the_order_failed(backend: 
     // The provider's webhook: captured, naming our payment id.
     let payment = app.payments_for(&id).await.remove(0);
     assert_eq!(payment["status"], "unknown");
-    let event = serde_json::to_vec(&json!({
-        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
-        "type": "payment.captured",
-        "payment_id": "sbx_captured_late",
-        "reference": payment["id"],
-        "timestamp": chrono::Utc::now().timestamp(),
-    }))
-    .unwrap();
-    let signature = payment_service::providers::sandbox::SandboxProvider::default().sign(&event);
     let delivered = app
-        .client
-        .post(format!(
-            "{}/api/v1/webhooks/payments/sandbox",
-            app.payments_base
-        ))
-        .header("content-type", "application/json")
-        .header(
-            payment_service::providers::sandbox::SIGNATURE_HEADER,
-            signature,
-        )
-        .body(event)
-        .send()
-        .await
-        .unwrap();
+        .sandbox_webhook(json!({
+            "type": "payment.captured",
+            "payment_id": "sbx_captured_late",
+            "reference": payment["id"],
+        }))
+        .await;
     assert_eq!(delivered.status(), 200);
 
     let order = settle(&app, &id).await;

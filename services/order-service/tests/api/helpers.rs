@@ -313,6 +313,29 @@ impl TestApp {
     }
 
     /// Every payment the payment service made.
+    /// Sends `event` (its `id` and `timestamp` filled in) to the payment service as a signed
+    /// sandbox webhook, as the provider would; the response.
+    pub async fn sandbox_webhook(&self, mut event: Value) -> reqwest::Response {
+        event["id"] = json!(format!("evt_{}", Uuid::new_v4().simple()));
+        event["timestamp"] = json!(chrono::Utc::now().timestamp());
+        let body = serde_json::to_vec(&event).unwrap();
+        let provider = payment_service::providers::sandbox::SandboxProvider::default();
+        self.client
+            .post(format!(
+                "{}/api/v1/webhooks/payments/sandbox",
+                self.payments_base
+            ))
+            .header("content-type", "application/json")
+            .header(
+                payment_service::providers::sandbox::SIGNATURE_HEADER,
+                provider.sign(&body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn payment_count(&self) -> u64 {
         let response = self
             .client

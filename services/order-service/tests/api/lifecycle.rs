@@ -121,30 +121,13 @@ async fn refunds_made_at_the_provider_reach_the_order(backend: Backend) {
     let id = order["id"].as_str().unwrap().to_owned();
     let payment = app.payments_for(&id).await.remove(0);
     // Refunded at the provider's dashboard: its signed webhook reaches the payment service.
-    let event = serde_json::to_vec(&json!({
-        "id": format!("evt_{}", uuid::Uuid::new_v4().simple()),
-        "type": "payment.refunded",
-        "payment_id": payment["provider_payment_id"],
-        "amount": {"amount": 500, "currency": "EUR"},
-        "timestamp": chrono::Utc::now().timestamp(),
-    }))
-    .unwrap();
-    let signature = payment_service::providers::sandbox::SandboxProvider::default().sign(&event);
     let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/webhooks/payments/sandbox",
-            app.payments_base
-        ))
-        .header("content-type", "application/json")
-        .header(
-            payment_service::providers::sandbox::SIGNATURE_HEADER,
-            signature,
-        )
-        .body(event)
-        .send()
-        .await
-        .unwrap();
+        .sandbox_webhook(json!({
+            "type": "payment.refunded",
+            "payment_id": payment["provider_payment_id"],
+            "amount": {"amount": 500, "currency": "EUR"},
+        }))
+        .await;
     json_of(response, 200).await;
     wait_until(
         "the refund to reach the order",

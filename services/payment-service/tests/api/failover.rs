@@ -293,16 +293,9 @@ async fn a_refund_whose_answer_was_lost_is_finished_by_its_repeat(backend: Backe
     assert_eq!(received.refunds.load(Ordering::SeqCst), 2);
 }
 
-/// The caller goes away while the provider is still charging (the order service dying
-/// mid-call resets its gRPC stream, which drops the handler): the charge still completes and
-/// is recorded, so the repeat under the same key answers at once instead of "still in
-/// progress" for a minute.
-async fn a_caller_that_goes_away_does_not_leave_a_charge_half_done(backend: Backend) {
-    let Some((app, received)) = spawn_with_stripe(backend).await else {
-        return;
-    };
-    received.intent_delay_ms.store(1_500, Ordering::SeqCst);
-    let request = platform_proto::payment::v1::ChargeRequest {
+/// A checkout's charge (gRPC) that the sandbox cannot send, so it goes to the fake Stripe.
+fn stripe_charge(app: &TestApp) -> platform_proto::payment::v1::ChargeRequest {
+    platform_proto::payment::v1::ChargeRequest {
         order_id: uuid::Uuid::now_v7().to_string(),
         user_id: app.user.id.to_string(),
         amount: Some(platform_proto::payment::v1::Money {
@@ -312,7 +305,19 @@ async fn a_caller_that_goes_away_does_not_leave_a_charge_half_done(backend: Back
         token: "tok_network_error".into(),
         idempotency_key: new_key(),
         ..Default::default()
+    }
+}
+
+/// The caller goes away while the provider is still charging (the order service dying
+/// mid-call resets its gRPC stream, which drops the handler): the charge still completes and
+/// is recorded, so the repeat under the same key answers at once instead of "still in
+/// progress" for a minute.
+async fn a_caller_that_goes_away_does_not_leave_a_charge_half_done(backend: Backend) {
+    let Some((app, received)) = spawn_with_stripe(backend).await else {
+        return;
     };
+    received.intent_delay_ms.store(1_500, Ordering::SeqCst);
+    let request = stripe_charge(&app);
     let mut client = app.grpc_client().await;
     let gave_up =
         tokio::time::timeout(Duration::from_millis(300), client.charge(request.clone())).await;
@@ -334,17 +339,7 @@ async fn racing_retries_of_one_charge_are_one_charge(backend: Backend) {
         return;
     };
     received.intent_delay_ms.store(300, Ordering::SeqCst);
-    let request = platform_proto::payment::v1::ChargeRequest {
-        order_id: uuid::Uuid::now_v7().to_string(),
-        user_id: app.user.id.to_string(),
-        amount: Some(platform_proto::payment::v1::Money {
-            amount: 1000,
-            currency: "EUR".into(),
-        }),
-        token: "tok_network_error".into(),
-        idempotency_key: new_key(),
-        ..Default::default()
-    };
+    let request = stripe_charge(&app);
     let client = app.grpc_client().await;
     let answers = futures::future::join_all((0..8).map(|i| {
         let mut client = client.clone();
