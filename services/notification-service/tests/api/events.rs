@@ -17,6 +17,19 @@ use crate::helpers::{
     spawn_with, wait_until,
 };
 
+/// The inbox item an `event_type` event about `order` produced.
+fn inbox_item(inbox: &Value, event_type: &str, order: Uuid) -> Value {
+    inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| {
+            item["event_type"] == event_type && item["data"]["order_id"] == order.to_string()
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no {event_type} for {order} in {inbox:#}"))
+}
+
 fn facts(user: Uuid) -> OrderFacts {
     OrderFacts {
         order_id: Uuid::now_v7(),
@@ -583,18 +596,7 @@ async fn a_review_decision_tells_the_customer_the_outcome(backend: Backend, bus:
     let rows = app.settled(app.user.id, 6).await;
     assert!(rows.iter().all(|r| r["status"] == "sent"), "{rows:#?}");
     let inbox = app.inbox(&app.user, "").await;
-    let of = |order: Uuid| -> Value {
-        inbox["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| {
-                item["event_type"] == "payment.review_decided"
-                    && item["data"]["order_id"] == order.to_string()
-            })
-            .cloned()
-            .unwrap_or_else(|| panic!("no decision for {order} in {inbox:#}"))
-    };
+    let of = |order: Uuid| inbox_item(&inbox, "payment.review_decided", order);
     let yes = of(approved.order_id);
     assert_eq!(
         yes["subject"],
@@ -657,16 +659,9 @@ async fn a_failed_order_names_its_refund_only_when_there_was_one(backend: Backen
     assert!(rows.iter().all(|r| r["status"] == "sent"), "{rows:#?}");
     let inbox = app.inbox(&app.user, "").await;
     let body_of = |order: Uuid| -> String {
-        inbox["items"]
-            .as_array()
+        inbox_item(&inbox, "order.failed", order)["body"]
+            .as_str()
             .unwrap()
-            .iter()
-            .find(|item| {
-                item["event_type"] == "order.failed"
-                    && item["data"]["order_id"] == order.to_string()
-            })
-            .and_then(|item| item["body"].as_str())
-            .unwrap_or_else(|| panic!("no order.failed for {order} in {inbox:#}"))
             .to_owned()
     };
     assert_eq!(
