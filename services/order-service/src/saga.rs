@@ -30,6 +30,7 @@ use platform_http::CancellationToken;
 use platform_metrics::{Counter, Histogram, Metrics, counter, histogram};
 use platform_proto::payment::v1 as payment;
 use platform_proto::product::v1 as product;
+use platform_resilience::Backoff;
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::Code;
 use tracing::Instrument;
@@ -176,13 +177,14 @@ impl Saga {
     }
 
     /// When a saga that could not go on is tried again: sooner first, then backing off
-    /// (250 ms doubling to 16 s), with full jitter over the upper half so the sagas an outage
-    /// stopped do not all come back at once.
+    /// (250 ms doubling to 16 s), jittered so the sagas an outage stopped do not all come back
+    /// at once.
     fn retry_at(row: &OrderRow) -> DateTime<Utc> {
-        let exponent = u32::try_from(row.attempts.clamp(1, 7) - 1).unwrap_or(0);
-        let ceiling = 250i64 * (1 << exponent);
-        let jitter = i64::from(Uuid::new_v4().as_u128() as u16) % (ceiling / 2 + 1);
-        now() + chrono::Duration::milliseconds(ceiling / 2 + jitter)
+        const BACKOFF: Backoff = Backoff {
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(16),
+        };
+        now() + chrono(BACKOFF.delay(u32::try_from(row.attempts).unwrap_or(1)))
     }
 
     /// Drives the saga of `id` as far as it can go now. `false` when another process holds

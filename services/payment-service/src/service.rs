@@ -25,6 +25,7 @@ use platform_events::{Envelope, Event, outbox};
 use platform_http::{CancellationToken, Page, PageRequest, fingerprint};
 use platform_metrics::{Counter, Metrics, counter};
 use platform_money::Money;
+use platform_resilience::Backoff;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 use uuid::Uuid;
 
@@ -45,10 +46,12 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 /// questions: 2 s doubling to 10 min, jittered so a provider's outage does not end in a
 /// thundering herd.
 fn check_backoff(checks: i32) -> chrono::Duration {
-    let exponent = u32::try_from(checks.clamp(0, 9)).unwrap_or(0);
-    let base = (2_000i64 << exponent).min(600_000);
-    let jitter = i64::from(Uuid::new_v4().as_u128() as u16) % (base / 4 + 1);
-    chrono::Duration::milliseconds(base - base / 8 + jitter)
+    const BACKOFF: Backoff = Backoff {
+        base: Duration::from_secs(2),
+        max: Duration::from_secs(600),
+    };
+    let retry = u32::try_from(checks).unwrap_or(0).saturating_add(1);
+    chrono::Duration::from_std(BACKOFF.delay(retry)).unwrap_or(chrono::Duration::seconds(2))
 }
 
 /// Runs `work` to its end in a task of its own, whatever becomes of the caller's future, in
