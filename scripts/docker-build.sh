@@ -16,7 +16,7 @@ all=(api-gateway user-service product-service order-service payment-service noti
 # Each service's default HTTP and gRPC ports (README's configuration table).
 declare -A http_port=([api-gateway]=8080 [user-service]=8081 [product-service]=8082 [order-service]=8083
     [payment-service]=8084 [notification-service]=8085 [event-store]=8086)
-declare -A grpc_port=([user-service]=9081 [product-service]=9082 [payment-service]=9084)
+declare -A grpc_port=([user-service]=9081 [product-service]=9082 [order-service]=9083 [payment-service]=9084)
 services=("$@")
 [ "${#services[@]}" -gt 0 ] || services=("${all[@]}")
 for service in "${services[@]}"; do

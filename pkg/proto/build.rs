@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["user.proto", "product.proto", "payment.proto"];
+const PROTOS: &[&str] = &[
+    "user.proto",
+    "product.proto",
+    "payment.proto",
+    "order.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

@@ -203,6 +203,16 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
         orders_config.clients.payment_url = format!("http://{grpc}");
     }
     let (orders, orders_endpoint) = start::<OrderService>(orders_config).await?;
+    // A direct charge naming an order is checked with this process's order service.
+    if let Some(grpc) = orders_endpoint.grpc {
+        payments
+            .order_book()
+            .point_at(&format!("http://{grpc}"))
+            .map_err(|source| PlatformError::Start {
+                service: PaymentService::NAME,
+                source: source.into(),
+            })?;
+    }
     let (notifications, notifications_endpoint) =
         start::<NotificationService>(configs.notifications).await?;
     let (store, store_endpoint) = start::<EventStore>(configs.store).await?;

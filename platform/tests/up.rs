@@ -213,8 +213,9 @@ async fn product_journey(base: &str) -> String {
 }
 
 /// Checkout through the gateway: the order service prices the order from the catalog,
-/// reserves the stock, charges the sandbox card and confirms.
-async fn order_journey(base: &str, product: &str) {
+/// reserves the stock, charges the sandbox card and confirms. Returns the buyer's token and the
+/// order.
+async fn order_journey(base: &str, product: &str) -> (String, Value) {
     let client = reqwest::Client::new();
     let buyer = admin_token(base).await;
     let order = place_order(base, &buyer, product, 2, None).await;
@@ -231,6 +232,34 @@ async fn order_journey(base: &str, product: &str) {
 
     // order.confirmed travels outbox → bus → notification service → the buyer's inbox.
     confirmation_reaches_the_inbox(base, &buyer, order["id"].as_str().unwrap()).await;
+    (buyer, order)
+}
+
+/// A direct charge that names an order is checked with the order service over gRPC (which the
+/// payment service finds once the order service is up): 422 when it does not match the order,
+/// 409 when it does (the checkout paid it).
+async fn direct_charges_are_checked_against_their_order(base: &str, buyer: &str, order: &Value) {
+    let total = order["total"]["amount"].as_i64().unwrap();
+    for (amount, status) in [(total - 1, 422), (total, 409)] {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/api/v1/payments"))
+            .bearer_auth(buyer)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({
+                "order_id": order["id"],
+                "amount": {"amount": amount, "currency": order["total"]["currency"]},
+                "method": {"type": "card", "token": "tok_visa"},
+            }))
+            .send()
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(
+            code, status,
+            "a direct charge of {amount} for the order: {body}"
+        );
+    }
 }
 
 /// Checks out `quantity` of `product` with the sandbox card (and the caller's `traceparent`,
@@ -305,6 +334,7 @@ fn env_for(db: &TestDatabase) -> Vec<(String, String)> {
         ("PAYMENT_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("PAYMENT_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("ORDER_SERVICE_PORT".to_owned(), "0".to_owned()),
+        ("ORDER_SERVICE_GRPC_PORT".to_owned(), "0".to_owned()),
         ("NOTIFICATION_SERVICE_PORT".to_owned(), "0".to_owned()),
         ("EVENT_STORE_PORT".to_owned(), "0".to_owned()),
         // The event checks poll; the default 100 requests a minute would throttle them.
@@ -359,7 +389,8 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
         .await;
     edge_refusal_reaches_the_event_store(&base).await;
-    order_journey(&base, &product).await;
+    let (buyer, order) = order_journey(&base, &product).await;
+    direct_charges_are_checked_against_their_order(&base, &buyer, &order).await;
     // The seed's `curl :8080/metrics | grep cache_hits_total`: under platform up the gateway's
     // scrape covers every service, database pools included (each backend's pool is read).
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -613,6 +644,7 @@ fn a_bare_port_sets_the_gateway_port_only() {
             ("PAYMENT_SERVICE_PORT", "0".to_owned()),
             ("PAYMENT_SERVICE_GRPC_PORT", "0".to_owned()),
             ("ORDER_SERVICE_PORT", "0".to_owned()),
+            ("ORDER_SERVICE_GRPC_PORT", "0".to_owned()),
             ("NOTIFICATION_SERVICE_PORT", "0".to_owned()),
             ("EVENT_STORE_PORT", "0".to_owned()),
             ("DATA_DIR", dir.path().display().to_string()),
@@ -796,6 +828,7 @@ fn spawn_platform(
             ("PAYMENT_SERVICE_PORT", "0"),
             ("PAYMENT_SERVICE_GRPC_PORT", "0"),
             ("ORDER_SERVICE_PORT", "0"),
+            ("ORDER_SERVICE_GRPC_PORT", "0"),
             ("NOTIFICATION_SERVICE_PORT", "0"),
             ("EVENT_STORE_PORT", "0"),
             ("ARGON2_MEMORY_KIB", "1024"),

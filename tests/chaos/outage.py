@@ -135,8 +135,9 @@ class Platform:
                 env["GRPC_PORT"] = str(self.grpc[service])
             self.env[service] = env
         self.env["user-service"].update(ADMIN_EMAIL=ADMIN_EMAIL, ADMIN_PASSWORD=PASSWORD)
-        self.env["payment-service"].update(FRAUD_MAX_PAYMENTS_PER_USER="100000",
-                                           FRAUD_MAX_PAYMENTS_PER_CARD="100000")
+        self.env["payment-service"].update(
+            FRAUD_MAX_PAYMENTS_PER_USER="100000", FRAUD_MAX_PAYMENTS_PER_CARD="100000",
+            ORDER_GRPC_URL=f"http://127.0.0.1:{self.grpc['order-service']}")
         self.env["order-service"].update(
             PRODUCT_GRPC_URL=f"http://127.0.0.1:{self.grpc['product-service']}",
             PAYMENT_GRPC_URL=f"http://127.0.0.1:{self.grpc['payment-service']}",

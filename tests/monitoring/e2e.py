@@ -69,7 +69,7 @@ SERVICES = {
     "api-gateway": ("PORT", None),
     "user-service": ("USER_SERVICE_PORT", "USER_SERVICE_GRPC_PORT"),
     "product-service": ("PRODUCT_SERVICE_PORT", "PRODUCT_SERVICE_GRPC_PORT"),
-    "order-service": ("ORDER_SERVICE_PORT", None),
+    "order-service": ("ORDER_SERVICE_PORT", "ORDER_SERVICE_GRPC_PORT"),
     "payment-service": ("PAYMENT_SERVICE_PORT", "PAYMENT_SERVICE_GRPC_PORT"),
     "notification-service": ("NOTIFICATION_SERVICE_PORT", None),
     "event-store": ("EVENT_STORE_PORT", None),

@@ -44,7 +44,7 @@ const SERVICES = {
   "api-gateway": { http: 8080 },
   "user-service": { http: 8081, grpc: 9081 },
   "product-service": { http: 8082, grpc: 9082 },
-  "order-service": { http: 8083 },
+  "order-service": { http: 8083, grpc: 9083 },
   "payment-service": { http: 8084, grpc: 9084 },
   "notification-service": { http: 8085 },
   "event-store": { http: 8086 },
@@ -55,7 +55,9 @@ const SERVICES = {
 const DEADLINES = {
   gateway: 35, // ingress -> api-gateway: the gateway answers by its REQUEST_TIMEOUT (35s)
   http: 30, // api-gateway -> a service's HTTP port: UPSTREAM_TIMEOUT (30s) per attempt
-  grpc: 5, // order-service -> gRPC: ORDER_CALL_TIMEOUT (5s) per attempt
+  // order-service -> gRPC: ORDER_CALL_TIMEOUT (5s) per attempt; payment-service -> the order
+  // service's gRPC: 3s (the longer one applies to every gRPC hop)
+  grpc: 5,
 };
 
 // Keys whose values are protobuf Durations. Seconds only ("10s", "0.5s"): every Istio version

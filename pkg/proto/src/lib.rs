@@ -27,3 +27,10 @@ pub mod payment {
         tonic::include_proto!("platform.payment.v1");
     }
 }
+
+pub mod order {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("platform.order.v1");
+    }
+}

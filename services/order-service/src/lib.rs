@@ -14,6 +14,7 @@
 pub mod clients;
 pub mod config;
 pub mod domain;
+pub mod grpc;
 pub mod http;
 pub mod migration;
 pub mod reconcile;

@@ -36,7 +36,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects and migrates the database, builds the clients, binds HTTP.
+    /// Connects and migrates the database, builds the clients, binds HTTP and gRPC.
     pub async fn build(config: OrderServiceConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
         let mut db = platform_db::connect(&config.database, &name).await?;
@@ -56,6 +56,7 @@ impl Application {
             Relay::new(db.clone(), transport.clone(), &config.events).with_metrics(metrics.clone());
         let identity = ServiceIdentity::new(&name, &config.internal)?;
         let clients = Clients::new(&config.clients, &identity, &metrics)?;
+        let grpc = crate::grpc::api(db.clone(), identity);
         let reconciler = Reconciler::new(
             db.clone(),
             clients.clone(),
@@ -107,7 +108,7 @@ impl Application {
                     reconciler: reconciler.clone(),
                     jwt: jwt.clone(),
                 }),
-                grpc: None,
+                grpc: Some(grpc),
                 readiness,
                 metrics,
                 audit,

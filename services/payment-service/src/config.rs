@@ -141,6 +141,9 @@ pub struct PaymentServiceConfig {
     /// `DIRECT_PAYMENTS` (default `true`, `false` in production): whether
     /// `POST /api/v1/payments` charges without an order.
     pub direct_payments: bool,
+    /// `ORDER_GRPC_URL` (default `http://127.0.0.1:9083`): the order service, which a direct
+    /// charge naming an order is checked against.
+    pub order_url: String,
 }
 
 impl PaymentServiceConfig {
@@ -160,6 +163,7 @@ impl PaymentServiceConfig {
             reconcile_interval: env.or("PAYMENT_RECONCILE_INTERVAL", Duration::from_secs(5)),
             review_ttl: env.or("PAYMENT_REVIEW_TTL", crate::service::DEFAULT_REVIEW_TTL),
             direct_payments: env.or("DIRECT_PAYMENTS", !server.environment.is_production()),
+            order_url: env.or("ORDER_GRPC_URL", "http://127.0.0.1:9083".to_owned()),
             server,
         }
     }
@@ -184,6 +188,9 @@ impl PaymentServiceConfig {
             reconcile_interval: Duration::from_millis(200),
             review_ttl: crate::service::DEFAULT_REVIEW_TTL,
             direct_payments: true,
+            // Nothing listens on the discard port: a test that needs the order service
+            // points this at one.
+            order_url: "http://127.0.0.1:9".to_owned(),
         }
     }
 }

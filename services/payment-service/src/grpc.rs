@@ -28,7 +28,8 @@ impl From<PaymentError> for Status {
             PaymentError::NotFound => Status::not_found(error.to_string()),
             PaymentError::KeyReused
             | PaymentError::WrongCurrency(_)
-            | PaymentError::ChargeMismatch { .. } => Status::invalid_argument(error.to_string()),
+            | PaymentError::ChargeMismatch { .. }
+            | PaymentError::NotYourOrder(_) => Status::invalid_argument(error.to_string()),
             PaymentError::KeyInProgress => Status::aborted(error.to_string()),
             PaymentError::NotRefundable(_)
             | PaymentError::ExceedsRefundable(_)
@@ -39,7 +40,9 @@ impl From<PaymentError> for Status {
                 Status::failed_precondition(error.to_string())
             }
             // Still open at the provider: ask again later.
-            PaymentError::HeldByProvider => Status::unavailable(error.to_string()),
+            PaymentError::HeldByProvider | PaymentError::OrderUnverified(_) => {
+                Status::unavailable(error.to_string())
+            }
             PaymentError::UnknownProvider(_)
             | PaymentError::Webhook(_)
             | PaymentError::WebhookTooEarly => Status::failed_precondition(error.to_string()),

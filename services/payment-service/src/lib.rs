@@ -18,6 +18,7 @@ pub mod fraud;
 pub mod grpc;
 pub mod http;
 pub mod migration;
+pub mod orders;
 pub mod providers;
 pub mod repo;
 pub mod service;

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::domain::{CardToken, PaymentId, PaymentSource, PaymentStatus, now};
 use crate::fraud::{self, Decision, FraudConfig, History, RiskAssessment, RiskInput};
+use crate::orders::{LookupFailed, OrderBook, OrderFacts};
 use crate::providers::{
     CardDetails, ChargeOutcome, ChargeRequest, ProviderCharge, ProviderError, Providers,
     RefundRequest, WebhookError, WebhookKind,
@@ -98,8 +99,15 @@ pub enum PaymentError {
     RefundThroughOrder { payment: Uuid, order: Uuid },
     #[error("direct payments are switched off")]
     DirectPaymentsOff,
-    #[error("order {0} already has its checkout's payment; it is charged once, under its key")]
+    #[error("order {0} is paid by its checkout, once, under its key")]
     OrderPaidByCheckout(Uuid),
+    /// A direct charge names an order of somebody else's (its total is not told).
+    #[error("order {0} is not one of the caller's orders")]
+    NotYourOrder(Uuid),
+    /// The order service could not be asked about the order a direct charge names: nothing
+    /// was charged.
+    #[error(transparent)]
+    OrderUnverified(#[from] LookupFailed),
     #[error("the charge ({amount} {currency}) does not match order {order}'s ({expected})")]
     ChargeMismatch {
         order: Uuid,
@@ -124,6 +132,26 @@ pub enum PaymentError {
     Corrupt(#[from] CorruptRow),
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
+}
+
+/// Why a charge naming `order` (paid by its checkout) is refused: somebody else's order, a
+/// charge that does not match it (422 either way), or a second charge of it.
+fn refusal(caller: Caller, command: &ChargeCommand, order: &OrderFacts) -> PaymentError {
+    // Checked first, so that nobody learns another shopper's total by trying amounts.
+    if !caller.admin && order.user_id != caller.user_id {
+        return PaymentError::NotYourOrder(command.order_id);
+    }
+    if order.amount != command.amount.amount()
+        || order.currency != command.amount.currency().as_str()
+    {
+        return PaymentError::ChargeMismatch {
+            order: command.order_id,
+            amount: command.amount.amount(),
+            currency: command.amount.currency().to_string(),
+            expected: format!("{} {}", order.amount, order.currency),
+        };
+    }
+    PaymentError::OrderPaidByCheckout(command.order_id)
 }
 
 /// Who is asking.
@@ -237,6 +265,8 @@ pub struct Payments {
     source: Arc<str>,
     /// How long a payment held by the fraud rules waits for a decision before it is declined.
     review_ttl: Duration,
+    /// The order service, which a direct charge naming an order is checked against.
+    orders: OrderBook,
 }
 
 impl std::fmt::Debug for Payments {
@@ -252,6 +282,7 @@ impl Payments {
         db: DatabaseConnection,
         providers: Providers,
         fraud: FraudConfig,
+        orders: OrderBook,
         metrics: &Metrics,
         source: &str,
     ) -> Self {
@@ -262,6 +293,7 @@ impl Payments {
             counters: Arc::new(Counters::new(metrics)),
             source: Arc::from(source),
             review_ttl: DEFAULT_REVIEW_TTL,
+            orders,
         }
     }
 
@@ -382,7 +414,7 @@ impl Payments {
             return self.replay_charge(key, &request_hash, &command).await;
         }
 
-        // A payment belongs to its order: the checkout charges an order for one amount, and
+        // A payment belongs to its order: the checkout charges an order for its total, and
         // nobody charges an order beside its checkout.
         if let Some(first) = repo::order_charge(&self.db, command.order_id).await? {
             // This very request, committed meanwhile by a concurrent call under the same key
@@ -391,18 +423,20 @@ impl Payments {
             if let Some(key) = repo::find_key(&self.db, &scope, &command.idempotency_key).await? {
                 return self.replay_charge(key, &request_hash, &command).await;
             }
-            let matches = first.amount == command.amount.amount()
-                && first.currency == command.amount.currency().as_str();
-            if command.source == PaymentSource::Order && !matches {
-                return Err(PaymentError::ChargeMismatch {
-                    order: command.order_id,
-                    amount: command.amount.amount(),
-                    currency: command.amount.currency().to_string(),
-                    expected: format!("{} {}", first.amount, first.currency),
-                });
-            }
-            // A second charge under another key: the checkout's one key is the only way.
-            return Err(PaymentError::OrderPaidByCheckout(command.order_id));
+            let order = OrderFacts {
+                user_id: first.user_id,
+                amount: first.amount,
+                currency: first.currency,
+            };
+            return Err(refusal(caller, &command, &order));
+        }
+        // A direct charge may not name an order: the order service is asked whether it is
+        // one (its checkout may not have charged it yet). Not an order: the id is only the
+        // charge's reference.
+        if command.source == PaymentSource::Direct
+            && let Some(order) = self.orders.get(command.order_id).await?
+        {
+            return Err(refusal(caller, &command, &order));
         }
         // Velocity counts per card: the provider's fingerprint of it when it has one (so a
         // sandbox test token is one card per shopper, and one card is one card under any

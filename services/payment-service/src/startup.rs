@@ -13,6 +13,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::PaymentServiceConfig;
 use crate::http::AppState;
 use crate::migration::Migrator;
+use crate::orders::OrderBook;
 use crate::service::Payments;
 
 /// A built, bound payment service.
@@ -27,6 +28,8 @@ pub struct Application {
     /// Resolves unknown charge outcomes and finishes refunds left unfinished.
     payments: Payments,
     reconcile_interval: std::time::Duration,
+    /// The order service's address can change after start-up (`platform up`).
+    orders: OrderBook,
 }
 
 impl Application {
@@ -49,11 +52,19 @@ impl Application {
         let relay = Relay::new(db.clone(), transport, &config.events).with_metrics(metrics.clone());
         let providers = config.providers.build()?;
         tracing::info!(providers = ?providers.names(), "payment providers configured");
-        let payments = Payments::new(db.clone(), providers, config.fraud, &metrics, &name)
-            .with_review_ttl(config.review_ttl);
+        let identity = ServiceIdentity::new(&name, &config.internal)?;
+        let orders = OrderBook::new(&config.order_url, &identity)?;
+        let payments = Payments::new(
+            db.clone(),
+            providers,
+            config.fraud,
+            orders.clone(),
+            &metrics,
+            &name,
+        )
+        .with_review_ttl(config.review_ttl);
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
-        let identity = ServiceIdentity::new(&name, &config.internal)?;
         let server = Server::bind(
             &config.server,
             ServiceParts {
@@ -77,7 +88,14 @@ impl Application {
             audit_publisher,
             payments,
             reconcile_interval: config.reconcile_interval,
+            orders,
         })
+    }
+
+    /// The client of the order service: `platform up` points it at the order service's
+    /// gRPC address once that is bound.
+    pub fn order_book(&self) -> &OrderBook {
+        &self.orders
     }
 }
 

@@ -29,7 +29,7 @@ pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub struct TestApp {
     orders: Option<Spawned>,
     _products: Spawned,
-    _payments: Spawned,
+    payments: Spawned,
     pub base: String,
     pub products_base: String,
     pub payments_base: String,
@@ -139,7 +139,7 @@ async fn spawn_services(
         products_base: products.base.clone(),
         payments_base: payments.base.clone(),
         _products: products,
-        _payments: payments,
+        payments,
         stock_reader,
         client: reqwest::Client::new(),
         config,
@@ -175,6 +175,24 @@ pub fn order_body(lines: &[(&str, i64)], token: &str) -> Value {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Calls the order service's gRPC API as `service` (with the test secret).
+    pub fn order_grpc_as(&self, service: &str) -> platform_testing::grpc::Caller {
+        let addr = self.orders.as_ref().unwrap().grpc.expect("gRPC is served");
+        platform_testing::grpc::as_service(addr, service, "order-service", JWT_SECRET)
+    }
+
+    /// Calls the payment service's gRPC API as the order service does.
+    pub fn payment_grpc(&self) -> platform_testing::grpc::Caller {
+        let addr = self.payments.grpc.expect("gRPC is served");
+        platform_testing::grpc::as_service(addr, "order-service", "payment-service", JWT_SECRET)
+    }
+
+    /// Calls the order service's gRPC API with no credential.
+    pub fn order_grpc_anonymous(&self) -> platform_testing::grpc::Caller {
+        let addr = self.orders.as_ref().unwrap().grpc.expect("gRPC is served");
+        platform_testing::grpc::anonymous(addr)
     }
 
     /// Stops the order service (gracefully); the others keep running.

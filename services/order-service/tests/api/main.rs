@@ -4,6 +4,7 @@
 
 mod checkout;
 mod concurrency;
+mod grpc;
 mod helpers;
 mod lifecycle;
 mod recovery;

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
+use platform_proto::payment::v1::{ChargeRequest, Money};
 use platform_testing::Backend;
 use serde_json::{Value, json};
 
@@ -27,23 +29,25 @@ async fn a_capture_for_an_order_that_ended_is_refunded_once(backend: Backend) {
     let id = order["id"].as_str().unwrap();
     assert!(app.payments_for(id).await.is_empty());
 
-    // The customer pays for it anyway, directly at the payment service.
-    let response = app
-        .client
-        .post(format!("{}/api/v1/payments", app.payments_base))
-        .bearer_auth(&app.user.token)
-        .header("Idempotency-Key", new_key())
-        .json(&json!({
-            "order_id": id,
-            "amount": {"amount": 25000, "currency": "EUR"},
-            "method": {"type": "card", "token": "tok_visa"},
-        }))
-        .send()
+    // A charge for it is captured anyway: a charge whose answer came after the order gave up
+    // on it (a direct charge cannot name an order: the payment service checks).
+    let paid = PaymentServiceClient::new(app.payment_grpc())
+        .charge(ChargeRequest {
+            order_id: id.to_owned(),
+            user_id: app.user.id.to_string(),
+            amount: Some(Money {
+                amount: 25000,
+                currency: "EUR".to_owned(),
+            }),
+            token: "tok_visa".to_owned(),
+            idempotency_key: new_key(),
+            ..Default::default()
+        })
         .await
-        .unwrap();
-    let paid = json_of(response, 201).await;
-    assert_eq!(paid["status"], "captured");
-    let paid_id = paid["id"].as_str().unwrap().to_owned();
+        .unwrap()
+        .into_inner();
+    assert_eq!(paid.status, "captured");
+    let paid_id = paid.id;
 
     let mut refunded = Value::Null;
     for _ in 0..100 {

@@ -57,6 +57,8 @@ pub struct MethodInput {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"order_id": "0191e3b0-7c3e-7d4a-9a4e-000000000001", "amount": {"amount": 4999, "currency": "EUR"}, "method": {"type": "card", "token": "tok_visa"}}))]
 pub struct ChargeInput {
+    /// The charge's own reference. It may not name an order: orders are paid by their
+    /// checkout.
     pub order_id: Uuid,
     pub amount: AmountInput,
     pub method: MethodInput,

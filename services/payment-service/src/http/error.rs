@@ -47,6 +47,17 @@ impl From<PaymentError> for Problem {
             PaymentError::ChargeMismatch { .. } => {
                 Problem::invalid_field("amount", error.to_string())
             }
+            PaymentError::NotYourOrder(_) => {
+                Problem::invalid_field("order_id", "does not name one of your orders")
+            }
+            PaymentError::OrderUnverified(error) => {
+                tracing::warn!(%error, "direct charge refused: its order cannot be checked");
+                Problem::unavailable(
+                    "The order this charge names cannot be checked right now; nothing was \
+                     charged. Try again shortly.",
+                )
+                .with_retry_after(5)
+            }
             PaymentError::NotInReview(status) => Problem::conflict(format!(
                 "This payment is {status}: it is not waiting for a review."
             )),

@@ -31,7 +31,9 @@ fn respond(status: StatusCode, outcome: Outcome) -> Response {
 
 /// A direct charge (`DIRECT_PAYMENTS`; orders are paid by their checkout). A decline, a fraud
 /// block or a review is not an error: the payment is created with status `failed`, `blocked`
-/// or `requires_review`.
+/// or `requires_review`. `order_id` is the charge's reference, and may not name an order (the
+/// order service is asked): a charge of one's own order is 409 when it matches the order's
+/// total and 422 when it does not; somebody else's order is 422.
 #[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
     request_body = ChargeInput,
     params(("Idempotency-Key" = String, Header, description = "Makes retries safe: a repeat returns the first response")),
@@ -41,8 +43,9 @@ fn respond(status: StatusCode, outcome: Outcome) -> Response {
         (status = 400, description = "Missing Idempotency-Key or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Direct payments are switched off (`DIRECT_PAYMENTS=false`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same key is still being processed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same key is still being processed, or `order_id` names an order (paid by its checkout) and the charge matches it", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, the key was used for another request, or `order_id` names an order that is not the caller's or whose total the charge does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The order service cannot be asked about `order_id`; nothing was charged", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn charge(
     State(state): State<AppState>,

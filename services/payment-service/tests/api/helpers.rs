@@ -1,13 +1,16 @@
 //! `spawn_app`: the real payment service on random ports, over a private database, with the
 //! sandbox provider (see `providers/sandbox.rs` for its test tokens).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use payment_service::providers::sandbox::{self, SandboxProvider};
 use payment_service::{Application, PaymentServiceConfig};
 use platform_auth::Role;
 use platform_events::EventsConfig;
+use platform_proto::order::v1 as order;
+use platform_proto::order::v1::order_service_server::{OrderService, OrderServiceServer};
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use platform_testing::grpc::Caller;
 use platform_testing::{Backend, TestDatabase};
@@ -35,6 +38,63 @@ pub struct TestApp {
     pub service_name: String,
     pub admin: Actor,
     pub user: Actor,
+    /// The order service the service asks about the orders direct charges name.
+    pub orders: FakeOrders,
+}
+
+/// A stand-in for the order service's gRPC API: the orders a test places in it, NOT_FOUND for
+/// every other id.
+#[derive(Clone, Default)]
+pub struct FakeOrders {
+    orders: Arc<Mutex<HashMap<String, order::Order>>>,
+    /// How many times it was asked.
+    pub asked: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl FakeOrders {
+    /// Serves it on a free loopback port; returns its URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(OrderServiceServer::new(self.clone()))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        url
+    }
+
+    /// An order of `user`'s costing `amount` `currency`; returns its id.
+    pub fn place(&self, user: Uuid, amount: i64, currency: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        let placed = order::Order {
+            order_id: id.to_string(),
+            user_id: user.to_string(),
+            total: Some(order::Money {
+                amount,
+                currency: currency.to_owned(),
+            }),
+            status: "confirmed".to_owned(),
+        };
+        self.orders.lock().unwrap().insert(id.to_string(), placed);
+        id
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for FakeOrders {
+    async fn get_order(
+        &self,
+        request: tonic::Request<order::GetOrderRequest>,
+    ) -> Result<tonic::Response<order::Order>, tonic::Status> {
+        self.asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = &request.get_ref().order_id;
+        let found = self.orders.lock().unwrap().get(id).cloned();
+        found
+            .map(tonic::Response::new)
+            .ok_or_else(|| tonic::Status::not_found(format!("no order {id}")))
+    }
 }
 
 /// The service with default test settings, or `None` when `backend` is not configured.
@@ -49,6 +109,8 @@ pub async fn spawn_with(
 ) -> Option<TestApp> {
     let db = Arc::new(TestDatabase::create(backend).await?);
     let mut config = PaymentServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
+    let orders = FakeOrders::default();
+    config.order_url = orders.serve().await;
     customize(&mut config);
     let service_name = config.server.service_name.clone();
     let events = config.events.clone();
@@ -64,6 +126,7 @@ pub async fn spawn_with(
         service_name,
         admin: actor(Role::Admin),
         user: actor(Role::User),
+        orders,
         _service: service,
     })
 }

@@ -12,6 +12,7 @@ mod failover;
 mod fraud;
 mod grpc;
 mod idempotency;
+mod orders;
 mod refunds;
 mod reviews;
 mod unknown;
