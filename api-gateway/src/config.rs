@@ -47,6 +47,8 @@ impl Default for RetryConfig {
     }
 }
 
+const DEFAULT_RATE_LIMIT_PREFIX: &str = "ratelimit";
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub server: ServerConfig,
@@ -58,6 +60,10 @@ pub struct GatewayConfig {
     pub rate_limit_per_minute: Option<NonZeroU32>,
     /// Shares rate limits between replicas when set.
     pub redis: Option<RedisConfig>,
+    /// `RATE_LIMIT_KEY_PREFIX` (default `ratelimit`): the Redis keys of the shared buckets.
+    /// Gateways that should not share limits (two environments on one Redis) set different
+    /// ones.
+    pub rate_limit_prefix: String,
     /// Verifies access tokens at the edge.
     pub jwt: JwtConfig,
     /// The audit trail edge refusals go to, when a test passes one with a capturing sink;
@@ -174,6 +180,10 @@ impl GatewayConfig {
                 ..proxy_defaults
             },
             rate_limit_per_minute: NonZeroU32::new(env.or("RATE_LIMIT_PER_MINUTE", 100u32)),
+            rate_limit_prefix: env.or(
+                "RATE_LIMIT_KEY_PREFIX",
+                DEFAULT_RATE_LIMIT_PREFIX.to_owned(),
+            ),
             redis,
             jwt,
             audit: None,
@@ -248,6 +258,7 @@ impl GatewayConfig {
                 ..ProxyConfig::default()
             },
             rate_limit_per_minute: None,
+            rate_limit_prefix: DEFAULT_RATE_LIMIT_PREFIX.to_owned(),
             redis: None,
             jwt: JwtConfig::with_secret(jwt_secret),
             audit: None,

@@ -92,7 +92,7 @@ impl Gateway {
         let proxy = Proxy::new(config.proxy);
         let pools = pools(&config, &metrics)?;
         let limiter = match &config.redis {
-            Some(redis) => RateLimiter::shared(RedisPool::new(redis)?, "ratelimit"),
+            Some(redis) => RateLimiter::shared(RedisPool::new(redis)?, &config.rate_limit_prefix),
             None => RateLimiter::local(),
         };
         let upstreams = Upstreams(Arc::new(pools.clone()));

@@ -217,9 +217,10 @@ async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
         let mut cfg = config(&[("user-service", &users.url)]);
         cfg.rate_limit_per_minute = NonZeroU32::new(4);
         cfg.redis = Some(platform_cache::RedisConfig::new(url));
+        // The buckets' keys (per user and per IP) live in the test's namespace.
+        cfg.rate_limit_prefix = format!("{}.ratelimit", redis.namespace);
         cfg
     };
-    // The buckets' keys carry the namespace, via a per-test token user id.
     let alice = token("user", uuid::Uuid::now_v7());
     let first = TestGateway::start(make(&redis.url)).await;
     let second = TestGateway::start(make(&redis.url)).await;
