@@ -34,7 +34,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 # ---- Containers and deployment (see docs/DEPLOYMENT.md) ----
-.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring chaos
+.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring chaos load-test test-contract
 
 DOCKER_REGISTRY ?= localhost/microservices-platform
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
@@ -72,3 +72,11 @@ check-monitoring: ## Prometheus rules and alert tests, Grafana dashboards, and e
 chaos: ## Kill the product, payment and order services mid-checkout; how many orders fail (< 2%)
 	cargo build -p platform
 	PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform python3 tests/chaos/outage.py
+
+test-contract: ## Schemathesis over the merged OpenAPI document, as admin and as a user (SEED=, EXAMPLES=; installs Schemathesis once)
+	$(CARGO) build -p platform
+	PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform scripts/api-fuzz.sh
+
+load-test: ## k6 load test through the gateway on a private release platform (PROFILE=load, ~4 min; PROFILE=smoke, ~30 s, is the CI profile)
+	$(CARGO) build --release -p platform
+	PROFILE=$${PROFILE:-load} PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/release/platform scripts/load-test.sh

@@ -113,7 +113,34 @@ async fn openapi(State(upstreams): State<Upstreams>) -> Json<Value> {
             Err(error) => tracing::warn!(%service, %error, "OpenAPI document unavailable"),
         }
     }
+    edge_statuses(&mut document);
     Json(document)
+}
+
+/// What the gateway itself can answer on any edge operation, besides what the service does.
+fn edge_statuses(document: &mut Value) {
+    use platform_http::contract::ensure;
+    for (path, operation) in platform_http::contract::operations_mut(document) {
+        if !is_edge_path(&path) {
+            continue;
+        }
+        ensure(
+            operation,
+            429,
+            "Rate limit reached for the client or user; see `Retry-After`",
+        );
+        ensure(
+            operation,
+            502,
+            "The service answered with something that is not HTTP",
+        );
+        ensure(
+            operation,
+            503,
+            "The service is unavailable (no healthy instance, or its circuit breaker is open)",
+        );
+        ensure(operation, 504, "The service did not answer in time");
+    }
 }
 
 /// `/openapi.json` and `/docs`.
@@ -147,5 +174,27 @@ mod tests {
         assert!(base["components"]["schemas"]["User"].is_object());
         assert!(base["components"]["securitySchemes"]["bearer"].is_object());
         assert_eq!(base["tags"][0]["name"], "users");
+    }
+
+    #[test]
+    fn edge_operations_document_what_the_gateway_answers_itself() {
+        let mut document = json!({"paths": {
+            "/api/v1/users": {"get": {"responses": {"200": {"description": "ok"}}}},
+            "/health": {"get": {"responses": {"200": {"description": "ok"}}}}
+        }});
+        edge_statuses(&mut document);
+        let statuses: Vec<&String> = document["paths"]["/api/v1/users"]["get"]["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(statuses, ["200", "429", "502", "503", "504"]);
+        assert_eq!(
+            document["paths"]["/health"]["get"]["responses"]
+                .as_object()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

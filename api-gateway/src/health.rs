@@ -47,6 +47,7 @@ impl HealthState {
 
 /// The public answer: how things are, not what they are made of.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HealthStatus {
     /// Gateway: `ok`, `degraded` or `down`; one service: `up` or `down`.
     pub status: String,
@@ -72,6 +73,23 @@ pub struct ServiceHealth {
     /// Latency of the fastest healthy endpoint's last health check.
     pub latency_ms: f64,
     pub endpoints: Vec<EndpointHealth>,
+}
+
+/// What `/health` answers: the detail for administrators (or with `HEALTH_DETAIL=true`), the
+/// status alone for anyone else. (For the document only.)
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum GatewayHealthAnswer {
+    Detail(GatewayHealth),
+    Status(HealthStatus),
+}
+
+/// What `/health/{service}` answers, as [`GatewayHealthAnswer`].
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ServiceHealthAnswer {
+    Detail(ServiceHealth),
+    Status(HealthStatus),
 }
 
 /// The gateway and its services.
@@ -124,8 +142,8 @@ fn service_health(pool: &Pool) -> ServiceHealth {
 /// status; the per-service detail needs an administrator's token (or `HEALTH_DETAIL=true`).
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses(
-        (status = 200, description = "Every service up, or some (degraded); the detail for administrators", body = GatewayHealth),
-        (status = 503, description = "Every service down", body = GatewayHealth),
+        (status = 200, description = "Every service up, or some (degraded); the detail for administrators", body = GatewayHealthAnswer),
+        (status = 503, description = "Every service down", body = GatewayHealthAnswer),
     ))]
 pub async fn aggregate(State(state): State<HealthState>, headers: HeaderMap) -> Response {
     let services: BTreeMap<String, ServiceHealth> = state
@@ -164,9 +182,9 @@ pub async fn aggregate(State(state): State<HealthState>, headers: HeaderMap) -> 
 #[utoipa::path(get, path = "/health/{service}", tag = "operations",
     params(("service" = String, Path, description = "A service name, e.g. user-service")),
     responses(
-        (status = 200, description = "The service is up", body = ServiceHealth),
+        (status = 200, description = "The service is up; the detail for administrators", body = ServiceHealthAnswer),
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The service is down", body = ServiceHealth),
+        (status = 503, description = "The service is down", body = ServiceHealthAnswer),
     ))]
 pub async fn service(
     State(state): State<HealthState>,

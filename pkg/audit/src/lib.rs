@@ -182,15 +182,26 @@ impl<'de> Deserialize<'de> for Actor {
 }
 
 impl Actor {
+    /// A hyphenated UUID, or `service:` and a service name (1 to 64 of `a-z`, `0-9`, `-`, `.`):
+    /// [`Actor::PATTERN`].
     pub fn parse(raw: &str) -> Option<Self> {
         match raw.strip_prefix("service:") {
-            Some(name) if !name.is_empty() && name.len() <= 64 => {
+            Some(name)
+                if (1..=64).contains(&name.len())
+                    && name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    }) =>
+            {
                 Some(Actor::Service(Arc::from(name)))
             }
             Some(_) => None,
-            None => Uuid::parse_str(raw).ok().map(Actor::User),
+            None if raw.len() == 36 => Uuid::parse_str(raw).ok().map(Actor::User),
+            None => None,
         }
     }
+
+    /// What [`Actor::parse`] takes, as a regular expression (for API documents).
+    pub const PATTERN: &'static str = "^(service:[a-z0-9.-]{1,64}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$";
 }
 
 /// Where a request came from, as the kit saw it: the client address (through trusted

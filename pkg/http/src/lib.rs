@@ -19,6 +19,7 @@
 
 pub mod audit;
 pub mod client_ip;
+pub mod contract;
 pub mod extract;
 pub mod framing;
 pub mod front;
@@ -27,12 +28,14 @@ pub mod grpc_trace;
 pub mod guard;
 pub mod health;
 pub mod middleware;
+pub mod number;
 pub mod pagination;
 pub mod problem;
 pub mod router;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod text;
 pub mod tls;
 
 pub use audit::Auditor;

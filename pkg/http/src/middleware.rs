@@ -67,6 +67,36 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// An empty query parameter (`?status=`, or a bare `?status`) means the same as an absent one,
+/// on every endpoint: forms and generated clients send them for optional fields left unset.
+fn drop_empty_query_parameters(request: &mut Request) {
+    let Some(query) = request.uri().query() else {
+        return;
+    };
+    let given = |pair: &&str| {
+        pair.split_once('=')
+            .is_some_and(|(_, value)| !value.is_empty())
+    };
+    if query.split('&').all(|pair| given(&pair)) {
+        return;
+    }
+    let kept: Vec<&str> = query.split('&').filter(given).collect();
+    let path = request.uri().path();
+    let rewritten = if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    let mut parts = request.uri().clone().into_parts();
+    let Ok(path_and_query) = rewritten.parse() else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
 /// The shared middleware: request id, span, deadline, panics, metrics, access log.
 pub async fn pipeline(
     State(state): State<PipelineState>,
@@ -74,6 +104,7 @@ pub async fn pipeline(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    drop_empty_query_parameters(&mut request);
     let request_id = match request.headers().get(&REQUEST_ID) {
         Some(value) if sane_request_id(value.as_bytes()) => value.clone(),
         _ => {
@@ -326,4 +357,28 @@ pub async fn method_not_allowed(request: Request) -> Problem {
             request.method(),
             request.uri().path()
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(uri: &str) -> String {
+        let mut request = Request::builder()
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        drop_empty_query_parameters(&mut request);
+        request.uri().to_string()
+    }
+
+    #[test]
+    fn empty_query_parameters_are_absent_ones() {
+        assert_eq!(rewritten("/a?status=&page=2"), "/a?page=2");
+        assert_eq!(rewritten("/a?status&page=2&q="), "/a?page=2");
+        assert_eq!(rewritten("/a?status="), "/a");
+        assert_eq!(rewritten("/a?&&"), "/a");
+        assert_eq!(rewritten("/a?q=a%3Db&x=y=z"), "/a?q=a%3Db&x=y=z");
+        assert_eq!(rewritten("/a"), "/a");
+    }
 }

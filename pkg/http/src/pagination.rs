@@ -19,10 +19,10 @@ pub const MAX_PER_PAGE: u64 = 100;
 pub struct PageQuery {
     /// 1-based page number (default 1).
     #[param(minimum = 1)]
-    pub page: Option<u64>,
-    /// Items per page (default 20, capped at 100).
-    #[param(minimum = 1, maximum = 100)]
-    pub per_page: Option<u64>,
+    pub page: Option<i64>,
+    /// Items per page (default 20; more than 100 is read as 100).
+    #[param(minimum = 1)]
+    pub per_page: Option<i64>,
 }
 
 /// A validated page request.
@@ -56,9 +56,12 @@ impl PageRequest {
         self.per_page
     }
 
-    /// Rows to skip.
+    /// Rows to skip; past `i64::MAX` (what databases take) it stays there: such a page is
+    /// empty, not an error.
     pub fn offset(&self) -> u64 {
-        (self.page - 1).saturating_mul(self.per_page)
+        (self.page - 1)
+            .saturating_mul(self.per_page)
+            .min(i64::MAX.unsigned_abs())
     }
 
     /// Wraps one page of results.
@@ -77,9 +80,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Query(query) = Query::<PageQuery>::from_request_parts(parts, state).await?;
+        // Signed 64-bit, as documented (`int64`): below 1 is refused by `new` as 0 is.
+        let positive = |n: i64| u64::try_from(n).unwrap_or(0);
         PageRequest::new(
-            query.page.unwrap_or(1),
-            query.per_page.unwrap_or(DEFAULT_PER_PAGE),
+            query.page.map_or(1, positive),
+            query.per_page.map_or(DEFAULT_PER_PAGE, positive),
         )
     }
 }
@@ -116,6 +121,8 @@ mod tests {
         let request = PageRequest::new(3, 1000).unwrap();
         assert_eq!(request.per_page(), MAX_PER_PAGE);
         assert_eq!(request.offset(), 200);
+        let far = PageRequest::new(u64::MAX, 100).unwrap();
+        assert_eq!(far.offset(), i64::MAX.unsigned_abs());
     }
 
     #[test]

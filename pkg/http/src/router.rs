@@ -120,7 +120,9 @@ pub fn finish(
         openapi.info.title = service.to_string();
         openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
         // Rendered once: the document never changes while the process runs.
-        let document = Bytes::from(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
+        let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+        crate::contract::complete(&mut document);
+        let document = Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default());
         router =
             router.route(
                 "/openapi.json",

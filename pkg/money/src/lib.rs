@@ -169,6 +169,14 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("ZWG", 2),
 ];
 
+/// The currency codes [`Currency::parse`] knows, for API documents (`schema_with`).
+pub fn currency_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CURRENCIES.iter().map(|(code, _)| *code)))
+        .build()
+}
+
 /// Why a currency or an amount was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {

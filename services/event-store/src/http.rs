@@ -97,6 +97,7 @@ pub async fn list_events(
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Who acted: a user id, or `service:<name>` (`service:order-service`).
+    #[param(schema_with = actor_schema)]
     pub actor: Option<String>,
     /// An audited action, e.g. `product.create`, `auth.token_rejected`.
     #[param(value_type = Option<Action>)]
@@ -105,11 +106,18 @@ pub struct AuditQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// 1-based page number (default 1).
-    #[param(value_type = Option<u64>, minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub page: Option<String>,
-    /// Records per page (default 20, capped at 100).
-    #[param(value_type = Option<u64>, minimum = 1)]
+    /// Records per page (default 20; more than 100 is read as 100).
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub per_page: Option<String>,
+}
+
+fn actor_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(Actor::PATTERN))
+        .build()
 }
 
 /// A parsed [`AuditQuery`].
@@ -147,8 +155,10 @@ impl AuditQuery {
             None => Some(default),
             Some(raw) => errors.check(
                 field,
-                raw.parse::<u64>()
+                // As documented: a signed 64-bit integer, at least 1.
+                raw.parse::<i64>()
                     .ok()
+                    .and_then(|n| u64::try_from(n).ok())
                     .filter(|n| *n >= 1)
                     .ok_or("must be a positive integer"),
             ),

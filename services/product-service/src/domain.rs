@@ -29,6 +29,8 @@ pub enum FieldError {
     NotAUrl,
     #[error("must be zero or more")]
     Negative,
+    #[error("must be at most {0}")]
+    TooMany(i64),
     #[error("must be at least 1")]
     NotPositive,
 }
@@ -64,19 +66,26 @@ id_type!(
     /// A product's identity.
     ProductId
 );
+
+/// What [`Sku::parse`] takes (at most [`Sku::MAX_CHARS`]).
+pub const SKU_PATTERN: &str = "^\\s*[A-Za-z0-9._-]+\\s*$";
+/// What [`ImageUrl::parse`] takes (at most [`ImageUrl::MAX_CHARS`]).
+pub const IMAGE_URL_PATTERN: &str =
+    "^\\s*[hH][tT][tT][pP][sS]?://[^\\s\\x00-\\x1f\\x7f-\\x9f]+\\s*$";
 id_type!(
     /// An order's identity, as the order service assigns it: the key of its reservation.
     OrderId
 );
 
-/// Trims, then checks length (in characters) and control characters.
+/// Checks length (in characters, as sent), trims, then checks emptiness and control
+/// characters: what `platform_http::text::{LINE_PATTERN, TEXT_PATTERN}` say to clients.
 fn text(raw: &str, max: usize, allow_empty: bool) -> Result<String, FieldError> {
+    if raw.chars().count() > max {
+        return Err(FieldError::TooLong(max));
+    }
     let trimmed = raw.trim();
     if trimmed.is_empty() && !allow_empty {
         return Err(FieldError::Empty);
-    }
-    if trimmed.chars().count() > max {
-        return Err(FieldError::TooLong(max));
     }
     if trimmed
         .chars()
@@ -159,9 +168,15 @@ text_type!(
 pub struct Stock(i64);
 
 impl Stock {
+    /// A trillion units: far beyond any real stock, and far enough from `i64::MAX` that no
+    /// adjustment can overflow.
+    pub const MAX: i64 = 1_000_000_000_000;
+
     pub fn new(units: i64) -> Result<Self, FieldError> {
         if units < 0 {
             Err(FieldError::Negative)
+        } else if units > Self::MAX {
+            Err(FieldError::TooMany(Self::MAX))
         } else {
             Ok(Self(units))
         }
@@ -295,6 +310,8 @@ pub enum ProductSort {
 }
 
 impl ProductSort {
+    pub const ALL: [ProductSort; 4] = [Self::PriceAsc, Self::PriceDesc, Self::Name, Self::Newest];
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "price_asc" => Some(Self::PriceAsc),
@@ -355,11 +372,16 @@ impl SearchTerms {
     pub const MAX_CHARS: usize = 200;
     const MAX_TERM_CHARS: usize = 64;
 
+    /// What the API document says `q` is: at most 200 characters, no control characters
+    /// but tab and newline.
+    pub const PATTERN: &'static str = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]{1,200}$";
+
+    /// A query without a letter or digit is valid and matches nothing.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let phrase = raw.trim();
-        if phrase.chars().count() > Self::MAX_CHARS {
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err("must be at most 200 characters");
         }
+        let phrase = raw.trim();
         // The phrase reaches the database as a parameter, and PostgreSQL refuses text with a
         // NUL in it; no product name holds control characters anyway.
         if phrase
@@ -379,9 +401,6 @@ impl SearchTerms {
                     .collect()
             })
             .collect();
-        if terms.is_empty() {
-            return Err("must contain at least one letter or digit");
-        }
         Ok(Self {
             terms,
             phrase: phrase.to_owned(),
@@ -390,6 +409,11 @@ impl SearchTerms {
 
     pub fn phrase(&self) -> &str {
         &self.phrase
+    }
+
+    /// No letter or digit to look for.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
     }
 
     /// PostgreSQL `to_tsquery` input: every word as a prefix, all required.
@@ -463,7 +487,10 @@ mod tests {
         let terms = SearchTerms::parse(r#"  "Red" MUG* & | !x:* ' -- ; drop"#).unwrap();
         assert_eq!(terms.to_tsquery(), "red:* & mug:* & x:* & drop:*");
         assert_eq!(terms.to_fts5(), r#""red"* "mug"* "x"* "drop"*"#);
-        assert!(SearchTerms::parse("  !!! ").is_err());
+        assert!(
+            SearchTerms::parse("  !!! ").unwrap().is_empty(),
+            "valid, matches nothing"
+        );
         assert!(SearchTerms::parse("mug\u{0}").is_err());
         assert!(SearchTerms::parse("red\tmug\n").is_ok());
         assert!(SearchTerms::parse(&"a".repeat(201)).is_err());
@@ -478,6 +505,8 @@ mod tests {
         assert!(Quantity::new(0).is_err());
         assert_eq!(Quantity::new(3).unwrap().get(), 3);
         assert!(Stock::new(-1).is_err());
+        assert!(Stock::new(Stock::MAX).is_ok());
+        assert!(Stock::new(Stock::MAX + 1).is_err());
         assert_eq!(Stock::new(0).unwrap().get(), 0);
     }
 

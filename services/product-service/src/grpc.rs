@@ -31,9 +31,9 @@ impl From<CatalogError> for Status {
             // ABORTED instead: see `reserve`.)
             CatalogError::AlreadySettled(..) => Status::failed_precondition(error.to_string()),
             CatalogError::EmptyReservation => Status::invalid_argument(error.to_string()),
-            CatalogError::SkuTaken | CatalogError::BelowReserved { .. } => {
-                Status::failed_precondition(error.to_string())
-            }
+            CatalogError::SkuTaken
+            | CatalogError::BelowReserved { .. }
+            | CatalogError::AboveMaximum(_) => Status::failed_precondition(error.to_string()),
             error @ (CatalogError::Database(_) | CatalogError::Event(_)) => {
                 tracing::error!(%error, "gRPC request failed");
                 Status::internal("internal error")

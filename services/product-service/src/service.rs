@@ -38,6 +38,8 @@ pub enum CatalogError {
     UnknownProduct(ProductId),
     #[error("stock would fall below the {reserved} reserved units")]
     BelowReserved { reserved: i64 },
+    #[error("stock cannot exceed {0} units")]
+    AboveMaximum(i64),
     #[error("not enough units of product {0} available")]
     InsufficientStock(ProductId),
     #[error("the reservation for order {0} was already {1}")]
@@ -220,6 +222,10 @@ impl Catalog {
         terms: &SearchTerms,
         page: PageRequest,
     ) -> Result<Page<ProductView>, CatalogError> {
+        // Nothing to look for (no letter or digit): nothing matches.
+        if terms.is_empty() {
+            return Ok(page.into_page(Vec::new(), 0));
+        }
         let (items, total) = products::search(&self.db, terms, page).await?;
         Ok(page.into_page(items.iter().map(ProductView::from).collect(), total))
     }
@@ -361,6 +367,13 @@ impl Catalog {
             .filter(|p| !p.archived)
             .ok_or(CatalogError::NotFound)?;
         if !changed {
+            let wanted = match change {
+                StockChange::Set(stock) => stock,
+                StockChange::Adjust(delta) => product.stock.saturating_add(delta),
+            };
+            if wanted > Stock::MAX {
+                return Err(CatalogError::AboveMaximum(Stock::MAX));
+            }
             return Err(CatalogError::BelowReserved {
                 reserved: product.reserved,
             });

@@ -68,7 +68,7 @@ where
 pub struct SendInput {
     pub user_id: Uuid,
     /// `email`, `sms`, `push` or `in_app`; every channel the user has enabled when absent.
-    #[schema(example = "email")]
+    #[schema(example = "email", schema_with = channel_schema)]
     pub channel: Option<String>,
     /// A built-in template: `welcome`, `order_confirmed`, `order_failed`, `order_shipped`,
     /// `payment_refunded`, `payment_review_requested`, `payment_review_waiting`,
@@ -162,10 +162,10 @@ pub struct ListQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeInput {
-    #[schema(example = "sms")]
+    #[schema(example = "sms", schema_with = channel_schema)]
     pub channel: String,
     /// Event types (`order.shipped`, …, `direct`), or `["*"]` for all.
-    #[schema(example = json!(["order.shipped", "order.failed"]))]
+    #[schema(example = json!(["order.shipped", "order.failed"]), schema_with = subscribed_topics_schema)]
     pub event_types: Vec<String>,
     pub enabled: bool,
     /// Email address, phone number in E.164 (`+15551234567`) or push device token; none for
@@ -227,10 +227,36 @@ impl SubscribeInput {
 #[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
     pub user_id: Option<Uuid>,
-    /// `queued`, `sent`, `failed` or `suppressed`.
+    #[param(schema_with = delivery_status_schema)]
     pub status: Option<String>,
+    #[param(schema_with = channel_schema)]
     pub channel: Option<String>,
+    #[param(schema_with = topic_schema)]
     pub event_type: Option<String>,
+}
+
+fn delivery_status_schema() -> utoipa::openapi::Object {
+    platform_http::contract::string_enum(DeliveryStatus::ALL.map(DeliveryStatus::as_str))
+}
+
+fn channel_schema() -> utoipa::openapi::Object {
+    platform_http::contract::string_enum(Channel::ALL.map(Channel::as_str))
+}
+
+/// An event type (`order.shipped`, …) or `direct`.
+fn topic_schema() -> utoipa::openapi::Object {
+    platform_http::contract::string_enum(Topic::ALL.map(Topic::as_str))
+}
+
+/// At least one event type, or `*` for all.
+fn subscribed_topics_schema() -> utoipa::openapi::Array {
+    let topics = Topic::ALL.map(Topic::as_str);
+    utoipa::openapi::ArrayBuilder::new()
+        .items(platform_http::contract::string_enum(
+            topics.into_iter().chain([ALL_TOPICS]),
+        ))
+        .min_items(Some(1))
+        .build()
 }
 
 impl DeliveriesQuery {

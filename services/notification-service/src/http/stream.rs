@@ -49,13 +49,14 @@ const BATCH: u64 = 100;
 pub struct StreamQuery {
     /// Resume after this notification id (the `Last-Event-ID` header wins when both are
     /// given).
+    #[param(value_type = Option<uuid::Uuid>)]
     pub last_event_id: Option<String>,
 }
 
 /// Server-Sent Events of the caller's new in-app notifications.
 #[utoipa::path(get, path = "/api/v1/notifications/stream", tag = "notifications",
     params(StreamQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this notification id")),
+        ("Last-Event-ID" = Option<uuid::Uuid>, Header, description = "Resume after this notification id")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`text/event-stream`: one `notification` event per in-app notification", content_type = "text/event-stream", body = InAppView),
@@ -69,19 +70,24 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let header = headers
-        .get("last-event-id")
-        .map(|value| value.to_str().unwrap_or("not text").to_owned());
-    let resume = match header.or(query.last_event_id) {
-        None => None,
-        Some(raw) => Some(
-            Uuid::parse_str(raw.trim())
-                .map(NotificationId::from_uuid)
-                .map_err(|_| {
-                    Problem::bad_request("`Last-Event-ID` must be the id of a notification.")
-                })?,
-        ),
+    let id = |raw: &str, name: &str| {
+        Uuid::parse_str(raw.trim())
+            .map(NotificationId::from_uuid)
+            .map_err(|_| {
+                Problem::bad_request(format!("`{name}` must be the id of a notification."))
+            })
     };
+    // Both are checked, whichever is used: a malformed one is an error, not ignored.
+    let from_query = query
+        .last_event_id
+        .as_deref()
+        .map(|raw| id(raw, "last_event_id"))
+        .transpose()?;
+    let from_header = headers
+        .get("last-event-id")
+        .map(|value| id(value.to_str().unwrap_or("not text"), "Last-Event-ID"))
+        .transpose()?;
+    let resume = from_header.or(from_query);
     let slot = state.streams.open(user.id.as_uuid())?;
     let session = Session::new(state.jwt.clone(), user);
     let user = user.id.as_uuid();

@@ -20,6 +20,7 @@ pub struct ItemInput {
     pub product_id: Uuid,
     /// 1 to 1000.
     #[schema(example = 2, minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "platform_http::number::integer")]
     pub quantity: i64,
 }
 
@@ -110,9 +111,8 @@ impl OrderInput {
 }
 
 /// `PUT /api/v1/orders/{id}/status`
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"status": "shipped"}))]
 pub struct StatusInput {
     /// `shipped` or `delivered`.
     pub status: String,
@@ -123,6 +123,45 @@ pub struct StatusInput {
     /// `customer_request`. Required with `force`.
     pub reason: Option<String>,
 }
+
+/// Two exact shapes: a status alone (`force` false or absent, no reason), or a status
+/// forced with one of the reason codes.
+impl utoipa::PartialSchema for StatusInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let status = serde_json::json!({
+            "type": "string",
+            "enum": OrderStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        });
+        platform_http::contract::json_schema(serde_json::json!({
+            "description": "The new status; `force` ships an order that has refunds, with a reason code.",
+            "example": {"status": "shipped"},
+            "oneOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["status"],
+                    "properties": {
+                        "status": status,
+                        "force": {"type": "boolean", "enum": [false]},
+                        "reason": {"type": "null"},
+                    },
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["status", "force", "reason"],
+                    "properties": {
+                        "status": status,
+                        "force": {"type": "boolean", "enum": [true]},
+                        "reason": {"type": "string", "enum": FORCE_REASONS},
+                    },
+                },
+            ],
+        }))
+    }
+}
+
+impl utoipa::ToSchema for StatusInput {}
 
 /// Why an administrator may ship an order that has refunds: codes, so the audit trail holds
 /// no free text.
@@ -172,6 +211,7 @@ pub struct RefundInput {
     /// Unset: everything not refunded yet.
     pub amount: Option<MoneyInput>,
     /// Why (1 to 500 characters; kept with the refund at the payment service).
+    #[schema(schema_with = platform_http::text::reason_schema)]
     pub reason: String,
 }
 
@@ -179,8 +219,11 @@ pub struct RefundInput {
 #[serde(deny_unknown_fields)]
 pub struct MoneyInput {
     /// Minor units.
+    #[serde(deserialize_with = "platform_http::number::integer")]
+    #[schema(minimum = 1)]
     pub amount: i64,
     /// ISO 4217, the order's currency.
+    #[schema(schema_with = platform_money::currency_schema)]
     pub currency: String,
 }
 
@@ -195,16 +238,9 @@ impl RefundInput {
                 .map_err(|e| errors.add("amount.amount", e.to_string()))
                 .ok()
         });
-        let reason = self.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
-        {
-            errors.add(
-                "reason",
-                "must be 1 to 500 characters, without control characters",
-            );
-        }
+        let reason = errors.check("reason", platform_http::text::reason(&self.reason));
         errors.finish()?;
-        Ok((amount, reason))
+        Ok((amount, reason.unwrap_or_default()))
     }
 }
 
@@ -213,6 +249,7 @@ impl RefundInput {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
 }
 

@@ -40,7 +40,7 @@ fn respond(order: OrderView, replayed: bool) -> Response {
 /// step fails, everything undone and the order `failed` with the reason.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
     request_body = OrderInput,
-    params(("Idempotency-Key" = String, Header, description = "Makes retries safe: a repeat returns the same order")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe: a repeat returns the same order (1 to 255 visible ASCII characters)")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Checkout is over: the order is `confirmed` or `failed` (replays carry `Idempotent-Replayed: true`)", body = OrderView),
@@ -140,7 +140,7 @@ pub async fn set_status(
 /// records it on the order. Customers get their money back by cancelling.
 #[utoipa::path(post, path = "/api/v1/admin/orders/{id}/refund", tag = "orders",
     params(("id" = Uuid, Path, description = "Order id"),
-        ("Idempotency-Key" = String, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe (1 to 255 visible ASCII characters)")),
     request_body = RefundInput,
     security(("bearer" = [])),
     responses(

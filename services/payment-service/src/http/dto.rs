@@ -15,8 +15,9 @@ use crate::domain::{CardToken, PaymentStatus};
 pub struct AmountInput {
     /// Minor units (cents), greater than zero.
     #[schema(example = 4999, minimum = 1)]
+    #[serde(deserialize_with = "platform_http::number::integer")]
     pub amount: i64,
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", schema_with = platform_money::currency_schema)]
     pub currency: String,
 }
 
@@ -121,6 +122,7 @@ pub struct RefundInput {
     /// Unset: everything left to refund.
     pub amount: Option<AmountInput>,
     /// Why (kept with the refund; 1 to 500 characters).
+    #[schema(schema_with = platform_http::text::reason_schema)]
     pub reason: String,
 }
 
@@ -128,12 +130,9 @@ impl RefundInput {
     pub fn parse(self) -> Result<(Option<Money>, String), Problem> {
         let mut errors = FieldErrors::new();
         let amount = self.amount.as_ref().map(|a| a.parse("amount", &mut errors));
-        let reason = self.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            errors.add("reason", "must be 1 to 500 characters");
-        }
+        let reason = errors.check("reason", platform_http::text::reason(&self.reason));
         errors.finish()?;
-        Ok((amount.flatten(), reason))
+        Ok((amount.flatten(), reason.unwrap_or_default()))
     }
 }
 
@@ -142,20 +141,14 @@ impl RefundInput {
 #[serde(deny_unknown_fields)]
 pub struct DeclineInput {
     /// Why (kept with the payment and in the audit trail; 1 to 500 characters).
+    #[schema(schema_with = platform_http::text::reason_schema)]
     pub reason: String,
 }
 
 impl DeclineInput {
     pub fn parse(self) -> Result<String, Problem> {
-        let reason = self.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
-        {
-            return Err(Problem::invalid_field(
-                "reason",
-                "must be 1 to 500 characters, without control characters",
-            ));
-        }
-        Ok(reason)
+        platform_http::text::reason(&self.reason)
+            .map_err(|message| Problem::invalid_field("reason", message))
     }
 }
 
@@ -164,7 +157,12 @@ impl DeclineInput {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only payments in this status.
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    platform_http::contract::string_enum(PaymentStatus::ALL.map(|s| s.as_str()))
 }
 
 impl ListQuery {

@@ -36,7 +36,7 @@ fn respond(status: StatusCode, outcome: Outcome) -> Response {
 /// total and 422 when it does not; somebody else's order is 422.
 #[utoipa::path(post, path = "/api/v1/payments", tag = "payments",
     request_body = ChargeInput,
-    params(("Idempotency-Key" = String, Header, description = "Makes retries safe: a repeat returns the first response")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe: a repeat returns the first response (1 to 255 visible ASCII characters)")),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The payment (replays carry `Idempotent-Replayed: true`)", body = PaymentView),
@@ -120,7 +120,7 @@ pub async fn list(
 /// back by cancelling the order. Refunds never add up to more than was captured.
 #[utoipa::path(post, path = "/api/v1/payments/{id}/refund", tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id"),
-        ("Idempotency-Key" = String, Header, description = "Makes retries safe")),
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$", description = "Makes retries safe (1 to 255 visible ASCII characters)")),
     request_body = RefundInput,
     security(("bearer" = [])),
     responses(

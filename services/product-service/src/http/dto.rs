@@ -6,9 +6,11 @@ use platform_money::{Currency, Money};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use platform_http::text;
+
 use crate::domain::{
-    Category, Description, ImageUrl, ProductFilter, ProductName, ProductSort, SearchTerms, Sku,
-    Stock,
+    Category, Description, IMAGE_URL_PATTERN, ImageUrl, ProductFilter, ProductName, ProductSort,
+    SKU_PATTERN, SearchTerms, Sku, Stock,
 };
 use crate::repo::products::StockChange;
 use crate::service::{NewProduct, ProductChange};
@@ -19,9 +21,10 @@ use crate::service::{NewProduct, ProductChange};
 pub struct PriceInput {
     /// Minor units (cents), greater than zero.
     #[schema(example = 1999, minimum = 1)]
+    #[serde(deserialize_with = "platform_http::number::integer")]
     pub amount: i64,
     /// ISO 4217 code.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", schema_with = platform_money::currency_schema)]
     pub currency: String,
 }
 
@@ -38,20 +41,51 @@ impl PriceInput {
 #[schema(example = json!({"sku": "MUG-001", "name": "Ceramic mug", "description": "350 ml, dishwasher safe", "category": "kitchen", "price": {"amount": 1299, "currency": "EUR"}, "stock": 40}))]
 pub struct CreateProductRequest {
     /// Letters, digits, `-`, `_`, `.`; at most 64; unique (case-insensitive).
+    #[schema(schema_with = sku_schema)]
     pub sku: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = name_schema)]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 5000)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(schema_with = category_schema)]
     pub category: String,
     pub price: PriceInput,
     /// Units on hand (default 0).
-    #[serde(default)]
-    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "platform_http::number::integer", default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub stock: i64,
+    #[schema(schema_with = image_url_or_null_schema)]
     pub image_url: Option<String>,
+}
+
+// The text fields' rules, as the domain types check them.
+fn sku_schema() -> utoipa::openapi::Object {
+    text::pattern_schema(SKU_PATTERN, Sku::MAX_CHARS)
+}
+fn sku_or_null_schema() -> utoipa::openapi::Object {
+    text::pattern_schema_or_null(SKU_PATTERN, Sku::MAX_CHARS)
+}
+fn name_schema() -> utoipa::openapi::Object {
+    text::pattern_schema(text::LINE_PATTERN, ProductName::MAX_CHARS)
+}
+fn name_or_null_schema() -> utoipa::openapi::Object {
+    text::pattern_schema_or_null(text::LINE_PATTERN, ProductName::MAX_CHARS)
+}
+fn description_schema() -> utoipa::openapi::Object {
+    text::pattern_schema(text::TEXT_PATTERN, Description::MAX_CHARS)
+}
+fn description_or_null_schema() -> utoipa::openapi::Object {
+    text::pattern_schema_or_null(text::TEXT_PATTERN, Description::MAX_CHARS)
+}
+fn category_schema() -> utoipa::openapi::Object {
+    text::pattern_schema(text::LINE_PATTERN, Category::MAX_CHARS)
+}
+fn category_or_null_schema() -> utoipa::openapi::Object {
+    text::pattern_schema_or_null(text::LINE_PATTERN, Category::MAX_CHARS)
+}
+fn image_url_or_null_schema() -> utoipa::openapi::Object {
+    text::pattern_schema_or_null(IMAGE_URL_PATTERN, ImageUrl::MAX_CHARS)
 }
 
 impl CreateProductRequest {
@@ -95,13 +129,17 @@ impl CreateProductRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"price": {"amount": 1099, "currency": "EUR"}}))]
 pub struct UpdateProductRequest {
+    #[schema(schema_with = sku_or_null_schema)]
     pub sku: Option<String>,
+    #[schema(schema_with = name_or_null_schema)]
     pub name: Option<String>,
+    #[schema(schema_with = description_or_null_schema)]
     pub description: Option<String>,
+    #[schema(schema_with = category_or_null_schema)]
     pub category: Option<String>,
     pub price: Option<PriceInput>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = image_url_or_null_schema)]
     pub image_url: Option<Option<String>>,
 }
 
@@ -138,14 +176,49 @@ impl UpdateProductRequest {
 
 /// `PUT /api/v1/admin/products/{id}/inventory`: exactly one of `stock` (set) or `delta`
 /// (adjust).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"delta": -3}))]
 pub struct InventoryRequest {
-    #[schema(minimum = 0)]
+    #[serde(default, deserialize_with = "platform_http::number::optional_integer")]
     pub stock: Option<i64>,
+    #[serde(default, deserialize_with = "platform_http::number::optional_integer")]
     pub delta: Option<i64>,
 }
+
+/// Exactly one of `stock` (0 or more) and `delta` (not zero).
+impl utoipa::PartialSchema for InventoryRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        platform_http::contract::json_schema(serde_json::json!({
+            "description": "Set the units on hand (`stock`), or adjust them (`delta`).",
+            "example": {"delta": -3},
+            "oneOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["stock"],
+                    "properties": {
+                        "stock": {"type": "integer", "format": "int64", "minimum": 0, "maximum": Stock::MAX},
+                        "delta": {"type": "null"},
+                    },
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["delta"],
+                    "properties": {
+                        "stock": {"type": "null"},
+                        "delta": {"anyOf": [
+                            {"type": "integer", "format": "int64", "minimum": -Stock::MAX, "maximum": -1},
+                            {"type": "integer", "format": "int64", "minimum": 1, "maximum": Stock::MAX},
+                        ]},
+                    },
+                },
+            ],
+        }))
+    }
+}
+
+impl utoipa::ToSchema for InventoryRequest {}
 
 impl InventoryRequest {
     pub fn parse(self) -> Result<StockChange, Problem> {
@@ -154,6 +227,9 @@ impl InventoryRequest {
                 .map(|s| StockChange::Set(s.get()))
                 .map_err(|e| Problem::invalid_field("stock", e.to_string())),
             (None, Some(0)) => Err(Problem::invalid_field("delta", "must not be zero")),
+            (None, Some(delta)) if delta.unsigned_abs() > Stock::MAX.unsigned_abs() => Err(
+                Problem::invalid_field("delta", format!("must be within ±{}", Stock::MAX)),
+            ),
             (None, Some(delta)) => Ok(StockChange::Adjust(delta)),
             _ => Err(Problem::invalid_field(
                 "stock",
@@ -169,18 +245,29 @@ impl InventoryRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this category (case-insensitive).
+    #[param(schema_with = category_schema)]
     pub category: Option<String>,
     /// Minimum price in minor units, inclusive.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_price: Option<String>,
-    /// Maximum price in minor units, inclusive.
-    #[param(value_type = Option<i64>)]
+    /// Maximum price in minor units, inclusive (below `min_price`: nothing matches).
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub max_price: Option<String>,
-    /// `true`: only products with units available; `false`: only sold-out ones.
-    #[param(value_type = Option<bool>)]
+    /// `true` (or `1`): only products with units available; `false` (or `0`): only sold-out
+    /// ones.
+    #[param(schema_with = in_stock_schema)]
     pub in_stock: Option<String>,
     /// `price_asc`, `price_desc`, `name` or `newest` (default).
+    #[param(schema_with = sort_schema)]
     pub sort: Option<String>,
+}
+
+fn in_stock_schema() -> utoipa::openapi::Object {
+    platform_http::contract::string_enum(["true", "false", "1", "0"])
+}
+
+fn sort_schema() -> utoipa::openapi::Object {
+    platform_http::contract::string_enum(ProductSort::ALL.map(|s| s.as_str()))
 }
 
 impl ListQuery {
@@ -219,11 +306,6 @@ impl ListQuery {
                 }),
             },
         };
-        if let (Some(min), Some(max)) = (filter.min_price, filter.max_price)
-            && min > max
-        {
-            errors.add("min_price", "must not exceed max_price");
-        }
         errors.finish()?;
         Ok(filter)
     }
@@ -233,15 +315,37 @@ impl ListQuery {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Words to find in name, description, category or SKU (prefixes match).
+    /// Words to find in name, description, category or SKU (prefixes match). Without a
+    /// letter or digit it matches nothing.
+    ///
+    /// (`schema_with` would drop `required`, so the pattern is spelled out here; a test holds
+    /// it to `SearchTerms::PATTERN`.)
+    #[param(value_type = String, required = true, pattern = "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]{1,200}$")]
     pub q: Option<String>,
 }
 
 impl SearchQuery {
     pub fn parse(self) -> Result<SearchTerms, Problem> {
+        // Absent, or empty (which the kit reads as absent): a 422 naming it.
         let raw = self
             .q
             .ok_or_else(|| Problem::invalid_field("q", "is required"))?;
         SearchTerms::parse(&raw).map_err(|message| Problem::invalid_field("q", message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_search_pattern_is_the_one_parsed() {
+        let parameters = <SearchQuery as IntoParams>::into_params(|| {
+            Some(utoipa::openapi::path::ParameterIn::Query)
+        });
+        let q = serde_json::to_value(&parameters[0]).unwrap();
+        assert_eq!(q["name"], "q");
+        assert_eq!(q["required"], true);
+        assert_eq!(q["schema"]["pattern"], SearchTerms::PATTERN);
     }
 }

@@ -17,6 +17,9 @@ impl From<CatalogError> for Problem {
             CatalogError::BelowReserved { reserved } => Problem::conflict(format!(
                 "Stock cannot go below the {reserved} units reserved by orders in progress."
             )),
+            CatalogError::AboveMaximum(max) => {
+                Problem::conflict(format!("Stock cannot exceed {max} units."))
+            }
             CatalogError::InsufficientStock(id) => {
                 Problem::conflict(format!("Not enough units of product {id} are available."))
             }

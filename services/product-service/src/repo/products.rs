@@ -307,8 +307,10 @@ pub enum StockChange {
     Adjust(i64),
 }
 
-/// Applies `change`; `false` when the product does not exist or the result would fall below
-/// the reserved quantity (the caller tells the two apart).
+/// Applies `change`; `false` when the product does not exist, or the result would fall below
+/// the reserved quantity or rise above [`crate::domain::Stock::MAX`] (the caller tells them
+/// apart). A delta is within ±`Stock::MAX` (the request is refused otherwise), so the sum
+/// cannot overflow.
 pub async fn change_stock<C: ConnectionTrait>(
     conn: &C,
     id: ProductId,
@@ -323,7 +325,8 @@ pub async fn change_stock<C: ConnectionTrait>(
         .col_expr(product::Column::Stock, new_stock.clone())
         .col_expr(product::Column::UpdatedAt, Expr::value(at))
         .filter(product::Column::Id.eq(id.as_uuid()))
-        .filter(new_stock.gte(Expr::col(product::Column::Reserved)))
+        .filter(new_stock.clone().gte(Expr::col(product::Column::Reserved)))
+        .filter(new_stock.lte(crate::domain::Stock::MAX))
         .exec(conn)
         .await?;
     Ok(result.rows_affected == 1)

@@ -16,6 +16,7 @@ use crate::service::{NewUser, ProfileChange, TokenPair};
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "name": "Ada Lovelace"}))]
 pub struct RegisterRequest {
     /// Trimmed and lower-cased before use.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128)]

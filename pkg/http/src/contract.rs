@@ -1,0 +1,243 @@
+//! The statuses every operation can answer besides its own, added to a service's OpenAPI
+//! document in one place, so that no handler's annotation can forget them: the kit answers
+//! them before (or around) any handler runs.
+//!
+//! - an operation that takes a bearer token: 401 (missing, invalid, expired or revoked), and 403
+//!   under `/api/v1/admin/` (not an administrator);
+//! - an operation with parameters: 400 (one that does not parse) and 422 (one that parses but
+//!   is invalid);
+//! - an operation with a body: 400 (malformed JSON), 413 (too large), 415 (not JSON) and 422;
+//! - every operation: 503 (the request ran past the service's timeout, the service is shedding
+//!   load, or a dependency it needs is down).
+//!
+//! Optional query parameters are marked `allowEmptyValue`: the kit reads `?status=` as if
+//! `status` were absent, on every endpoint.
+//!
+//! The gateway adds its own (rate limits, upstream failures) when it merges the documents.
+
+use serde_json::{Map, Value, json};
+
+/// The methods an OpenAPI path item can hold operations under.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every operation of `document` with its path.
+pub fn operations_mut(document: &mut Value) -> impl Iterator<Item = (String, &mut Value)> {
+    document
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .flat_map(|(path, item)| {
+            let path = path.clone();
+            item.as_object_mut()
+                .into_iter()
+                .flat_map(|item| item.iter_mut())
+                .filter(|(method, _)| METHODS.contains(&method.as_str()))
+                .map(move |(_, operation)| (path.clone(), operation))
+        })
+}
+
+/// Documents `status` on `operation` as a problem document, unless the operation already says
+/// what it means there.
+pub fn ensure(operation: &mut Value, status: u16, description: &str) {
+    let Some(operation) = operation.as_object_mut() else {
+        return;
+    };
+    let responses = operation
+        .entry("responses")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(responses) = responses.as_object_mut() {
+        responses.entry(status.to_string()).or_insert_with(|| {
+            json!({
+                "description": description,
+                "content": {
+                    "application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}
+                    }
+                }
+            })
+        });
+    }
+}
+
+/// Whether `operation` requires a bearer token (an empty requirement, `{}`, makes it optional).
+pub fn requires_token(operation: &Value) -> bool {
+    operation
+        .get("security")
+        .and_then(Value::as_array)
+        .is_some_and(|requirements| {
+            !requirements.is_empty()
+                && requirements
+                    .iter()
+                    .all(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+        })
+}
+
+/// Adds the kit's statuses to every operation of a service's `document`, and the `Problem`
+/// schema they refer to.
+pub fn complete(document: &mut Value) {
+    for (path, operation) in operations_mut(document) {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        if requires_token(operation) {
+            ensure(
+                operation,
+                401,
+                "Missing, malformed, expired or revoked access token",
+            );
+            if path.starts_with("/api/v1/admin/") {
+                ensure(operation, 403, "The caller is not an administrator");
+            }
+        }
+        let has_parameters = operation
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|p| !p.is_empty());
+        for parameter in operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let optional_query =
+                parameter["in"] == "query" && !parameter["required"].as_bool().unwrap_or(false);
+            if optional_query && let Some(parameter) = parameter.as_object_mut() {
+                parameter.insert("allowEmptyValue".to_owned(), Value::Bool(true));
+            }
+            // A header is text or absent, never `null` (what an `Option` type says).
+            if parameter["in"] == "header"
+                && let Some(types) = parameter
+                    .get_mut("schema")
+                    .and_then(|s| s.get_mut("type"))
+                    .and_then(Value::as_array_mut)
+            {
+                types.retain(|t| t != "null");
+            }
+        }
+        if has_parameters {
+            ensure(
+                operation,
+                400,
+                "A parameter (path, query or header) does not parse",
+            );
+            ensure(operation, 422, "A parameter is invalid");
+        }
+        if operation.get("requestBody").is_some() {
+            ensure(operation, 400, "The body is not well-formed JSON");
+            ensure(
+                operation,
+                413,
+                "The body is larger than the service accepts",
+            );
+            ensure(operation, 415, "The body is not `application/json`");
+            ensure(operation, 422, "A field of the body is invalid");
+        }
+        ensure(
+            operation,
+            503,
+            "Timed out, overloaded, or a dependency is unavailable; retry later",
+        );
+    }
+    let schemas = document
+        .as_object_mut()
+        .map(|d| d.entry("components").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+        .map(|c| c.entry("schemas").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut);
+    if let Some(schemas) = schemas
+        && !schemas.contains_key("Problem")
+    {
+        let schema = <crate::Problem as utoipa::PartialSchema>::schema();
+        if let Ok(schema) = serde_json::to_value(schema) {
+            schemas.insert("Problem".to_owned(), schema);
+        }
+    }
+}
+
+/// A string schema that takes exactly `values` (for `#[param(schema_with = …)]` and
+/// `#[schema(schema_with = …)]`), built from the type's own list so the document cannot drift
+/// from what the code accepts.
+pub fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+/// A schema written as JSON Schema, for what the derive cannot say (`oneOf` of exact
+/// shapes, fields that go together). Malformed input is a programming error caught by the
+/// service's document tests; it degrades to an unconstrained object rather than panicking.
+pub fn json_schema(value: Value) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(value).unwrap_or_else(|error| {
+        tracing::error!(%error, "a hand-written schema does not parse");
+        utoipa::openapi::ObjectBuilder::new().build().into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document() -> Value {
+        json!({
+            "paths": {
+                "/api/v1/things": {
+                    "get": {"responses": {"200": {"description": "ok"}}, "security": [{"bearer": []}],
+                            "parameters": [{"name": "page", "in": "query"},
+                                           {"name": "q", "in": "query", "required": true},
+                                           {"name": "id", "in": "path", "required": true}]},
+                    "post": {"responses": {"201": {"description": "made"}, "422": {"description": "own words"}},
+                             "requestBody": {"content": {}}}
+                },
+                "/api/v1/admin/things": {"delete": {"responses": {}, "security": [{"bearer": []}]}},
+                "/api/v1/open": {"get": {"responses": {}, "security": [{}, {"bearer": []}]}},
+                "/health": {"get": {"responses": {"200": {"description": "ok"}}}}
+            }
+        })
+    }
+
+    fn statuses(document: &Value, path: &str, method: &str) -> Vec<String> {
+        document["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn each_operation_gets_the_statuses_the_kit_can_answer() {
+        let mut doc = document();
+        complete(&mut doc);
+        assert_eq!(
+            statuses(&doc, "/api/v1/things", "get"),
+            ["200", "400", "401", "422", "503"]
+        );
+        assert_eq!(
+            statuses(&doc, "/api/v1/things", "post"),
+            ["201", "400", "413", "415", "422", "503"]
+        );
+        assert_eq!(
+            doc["paths"]["/api/v1/things"]["post"]["responses"]["422"]["description"], "own words",
+            "an operation's own description is kept"
+        );
+        assert_eq!(
+            statuses(&doc, "/api/v1/admin/things", "delete"),
+            ["401", "403", "503"]
+        );
+        assert_eq!(
+            statuses(&doc, "/api/v1/open", "get"),
+            ["503"],
+            "an optional token is never a 401"
+        );
+        assert_eq!(statuses(&doc, "/health", "get"), ["200"]);
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+        let parameters = &doc["paths"]["/api/v1/things"]["get"]["parameters"];
+        assert_eq!(parameters[0]["allowEmptyValue"], true, "optional query");
+        assert!(parameters[1].get("allowEmptyValue").is_none(), "required");
+        assert!(parameters[2].get("allowEmptyValue").is_none(), "path");
+    }
+}
