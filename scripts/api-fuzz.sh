@@ -13,6 +13,9 @@ st_version=4.32.5
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/schemathesis-$st_version"
 seed=${SEED:-$((RANDOM * 32768 + RANDOM))}
 examples=${EXAMPLES:-10}
+# Each pass's whole report is kept here (the failures are also printed).
+reports=${FUZZ_REPORT_DIR:-${CARGO_TARGET_DIR:-$repo/target}/contract}
+mkdir -p "$reports"
 say() { echo "api-fuzz [$SECONDS s]: $*" >&2; }
 
 if [ ! -x "$venv/bin/st" ]; then
@@ -75,11 +78,13 @@ for who in admin user; do
     if ! "$venv/bin/st" --config-file "$repo/tests/contract/schemathesis.toml" \
         run "$BASE_URL/openapi.json" -H "Authorization: Bearer $token" \
         --checks all --seed "$seed" --max-examples "$examples" --workers 2 \
-        --request-timeout 20 --no-color > "$work/$who.txt" 2>&1; then
+        --request-timeout 20 --no-color > "$reports/$who.txt" 2>&1; then
         failed=1
-        grep -E "^_+ |^- ST|curl -X|Received|Documented" "$work/$who.txt" >&2 || true
+        # The failures and errors, each with its reproducing curl, up to the summary.
+        sed -n '/^=* \(ERRORS\|FAILURES\) =*$/,/^=* SUMMARY =*$/p' "$reports/$who.txt" >&2
     fi
-    grep -E "generated|failures|passed" "$work/$who.txt" | tail -2 >&2
+    grep -E "generated|failures|passed" "$reports/$who.txt" | tail -2 >&2
+    say "$who: the whole report is $reports/$who.txt"
 done
 say "seed $seed: $([ $failed = 0 ] && echo 'no failures' || echo FAILURES)"
 exit $failed
