@@ -177,6 +177,21 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// A direct charge of `amount` `currency` with `tok_visa` naming `order`, as `who`, under a
+    /// fresh key.
+    pub async fn charge_order(
+        &self,
+        who: &Actor,
+        order: impl std::fmt::Display,
+        amount: i64,
+        currency: &str,
+    ) -> reqwest::Response {
+        let mut body = charge_body("tok_visa", amount, currency);
+        body["order_id"] = order.to_string().into();
+        self.charge_raw(Some(&who.token), Some(&new_key()), &body)
+            .await
+    }
+
     /// Charges `amount` EUR to `card_token` as `who` under a fresh key; asserts 201.
     pub async fn charge(&self, who: &Actor, card_token: &str, amount: i64) -> Value {
         self.charge_body(who, &charge_body(card_token, amount, "EUR"))

@@ -16,11 +16,7 @@ async fn a_charge_that_does_not_match_its_order_is_refused(backend: Backend) {
     };
     let order = app.orders.place(app.user.id, 2500, "EUR");
     for (amount, currency) in [(100, "EUR"), (2500, "USD"), (2501, "EUR")] {
-        let mut body = charge_body("tok_visa", amount, currency);
-        body["order_id"] = order.to_string().into();
-        let response = app
-            .charge_raw(Some(&app.user.token), Some(&new_key()), &body)
-            .await;
+        let response = app.charge_order(&app.user, order, amount, currency).await;
         let refused = problem(response, 422).await;
         let detail = refused.to_string();
         assert!(
@@ -40,11 +36,7 @@ async fn a_charge_matching_its_order_is_left_to_the_checkout(backend: Backend) {
         return;
     };
     let order = app.orders.place(app.user.id, 2500, "EUR");
-    let mut body = charge_body("tok_visa", 2500, "EUR");
-    body["order_id"] = order.to_string().into();
-    let response = app
-        .charge_raw(Some(&app.user.token), Some(&new_key()), &body)
-        .await;
+    let response = app.charge_order(&app.user, order, 2500, "EUR").await;
     let refused = problem(response, 409).await;
     assert!(
         refused["detail"]
@@ -63,11 +55,7 @@ async fn somebody_elses_order_is_refused_without_telling_its_total(backend: Back
     let theirs = app.orders.place(app.admin.id, 2500, "EUR");
     // The right amount and a wrong one get the same answer: trying amounts tells nothing.
     for amount in [2500, 100] {
-        let mut body = charge_body("tok_visa", amount, "EUR");
-        body["order_id"] = theirs.to_string().into();
-        let response = app
-            .charge_raw(Some(&app.user.token), Some(&new_key()), &body)
-            .await;
+        let response = app.charge_order(&app.user, theirs, amount, "EUR").await;
         let refused = problem(response, 422).await;
         let text = refused.to_string();
         assert!(text.contains("order_id"), "{refused}");

@@ -350,10 +350,8 @@ async fn order_payments_are_refunded_through_their_order(backend: Backend) {
     );
     let twice = client.charge(again(1500)).await.unwrap_err();
     assert_eq!(twice.code(), tonic::Code::FailedPrecondition, "{twice:?}");
-    let mut direct = crate::helpers::charge_body("tok_visa", 1500, "EUR");
-    direct["order_id"] = json!(paid.order_id);
     let response = app
-        .charge_raw(Some(&app.user.token), Some(&new_key()), &direct)
+        .charge_order(&app.user, &paid.order_id, 1500, "EUR")
         .await;
     problem(response, 409).await;
     assert_eq!(
