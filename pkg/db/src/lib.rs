@@ -445,6 +445,36 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether `err` says the database could not be reached or the connection was lost (no
+/// connection to be had, reset, closed, the server shutting down or not accepting
+/// connections yet) rather than that the statement itself failed: worth a 503 and a retry,
+/// never a 500.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let sea_orm::RuntimeErr::SqlxError(error) = runtime else {
+        // A message-only error from the driver layer: only a lost connection says so.
+        return runtime.to_string().contains("communicating with database");
+    };
+    match error.as_ref() {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P01–57P03 (the server is shutting
+        // down, crashed, or cannot accept connections yet).
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// Readiness check of a pool: a round trip to the database.
 #[derive(Clone)]
 pub struct DatabaseCheck(pub DatabaseConnection);
@@ -463,6 +493,44 @@ impl platform_http::HealthCheck for DatabaseCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_connections_are_unavailable_and_failed_statements_are_not() {
+        use std::sync::Arc;
+        let sqlx_error = |e: sqlx::Error| sea_orm::RuntimeErr::SqlxError(Arc::new(e));
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_unavailable(&DbErr::Query(sqlx_error(sqlx::Error::Io(
+            reset()
+        )))));
+        assert!(is_unavailable(&DbErr::Exec(sqlx_error(sqlx::Error::Io(
+            reset()
+        )))));
+        assert!(is_unavailable(&DbErr::Conn(sqlx_error(
+            sqlx::Error::PoolTimedOut
+        ))));
+        assert!(is_unavailable(&DbErr::Query(sqlx_error(
+            sqlx::Error::PoolClosed
+        ))));
+        assert!(is_unavailable(&DbErr::ConnectionAcquire(
+            sea_orm::ConnAcquireErr::Timeout
+        )));
+        assert!(!is_unavailable(&DbErr::Query(sqlx_error(
+            sqlx::Error::RowNotFound
+        ))));
+        assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
+        assert!(!is_unavailable(&DbErr::Custom("x".into())));
+    }
+
+    #[tokio::test]
+    async fn a_statement_that_fails_is_not_unavailable() {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let error = db
+            .execute_unprepared("SELECT * FROM no_such_table")
+            .await
+            .unwrap_err();
+        assert!(!is_unavailable(&error), "{error:?}");
+    }
 
     #[test]
     fn statements_are_named_by_operation_and_table_only() {

@@ -109,7 +109,8 @@ pub struct InventoryChanged {
     pub stock: i64,
     pub reserved: i64,
     pub available: i64,
-    /// `set`, `adjusted`, `reserved`, `released`, `committed`, `expired`.
+    /// `set`, `adjusted`, `reserved`, `released`, `committed`, `expired`, `returned` (a
+    /// confirmed order cancelled: its units back in stock).
     pub reason: String,
     /// The order behind a reservation change.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -261,6 +261,12 @@ impl Consumer {
                         if sleep_or_stop(self.config.backoff(failures), &shutdown).await {
                             break;
                         }
+                        // A bus that restarted empty (Redis without persistence) lost the
+                        // consumer group too, and every read fails until it exists again.
+                        // Subscribing is idempotent, so it is simply done again.
+                        if let Err(error) = self.transport.subscribe(&group, &families).await {
+                            tracing::debug!(%group, %error, "cannot subscribe again yet");
+                        }
                         continue;
                     }
                 }

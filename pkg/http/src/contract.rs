@@ -14,8 +14,20 @@
 //! `status` were absent, on every endpoint.
 //!
 //! The gateway adds its own (rate limits, upstream failures) when it merges the documents.
+//!
+//! [`Documented`] keeps the result honest from the other side: the pipeline checks every answer
+//! of a documented operation against the statuses its document lists, logs an error for one
+//! that is not there, and in debug builds marks it with [`UNDOCUMENTED_STATUS`], which the
+//! shared test helpers (`platform_testing::http`) refuse. So every integration test that looks
+//! at an answer fails when a handler returns a status its annotation does not list.
 
+use std::collections::{HashMap, HashSet};
+
+use axum::http::{HeaderName, Method, StatusCode};
 use serde_json::{Map, Value, json};
+
+/// Set (in debug builds) on an answer whose status its operation does not document.
+pub static UNDOCUMENTED_STATUS: HeaderName = HeaderName::from_static("x-undocumented-status");
 
 /// The methods an OpenAPI path item can hold operations under.
 const METHODS: [&str; 8] = [
@@ -75,9 +87,23 @@ pub fn requires_token(operation: &Value) -> bool {
         })
 }
 
-/// Adds the kit's statuses to every operation of a service's `document`, and the `Problem`
-/// schema they refer to.
-pub fn complete(document: &mut Value) {
+/// Adds the kit's statuses to every operation of `service`'s `document`, and the `Problem`
+/// schema they refer to; makes each `operationId` unique across the platform (`get` becomes
+/// `order_get`: the gateway merges every service's document into one, where ids must not
+/// repeat); and links create operations to what reads their result.
+pub fn complete(document: &mut Value, service: &str) {
+    let prefix = service
+        .strip_suffix("-service")
+        .unwrap_or(service)
+        .replace('-', "_");
+    for (_, operation) in operations_mut(document) {
+        if let Some(id) = operation.get_mut("operationId")
+            && let Some(name) = id.as_str()
+            && !name.starts_with(&format!("{prefix}_"))
+        {
+            *id = Value::String(format!("{prefix}_{name}"));
+        }
+    }
     for (path, operation) in operations_mut(document) {
         if !path.starts_with("/api/") {
             continue;
@@ -141,6 +167,7 @@ pub fn complete(document: &mut Value) {
             "Timed out, overloaded, or a dependency is unavailable; retry later",
         );
     }
+    add_links(document);
     let schemas = document
         .as_object_mut()
         .map(|d| d.entry("components").or_insert_with(|| json!({})))
@@ -155,6 +182,57 @@ pub fn complete(document: &mut Value) {
             schemas.insert("Problem".to_owned(), schema);
         }
     }
+}
+
+/// Links each create operation (a `POST` answering 201) to the operations that take the new
+/// resource's `id` as their first path parameter: `POST /api/v1/orders` to
+/// `GET /api/v1/orders/{id}`, `POST /api/v1/orders/{id}/cancel`, … Paths under `/api/v1/admin/`
+/// and the public ones name the same resources (`POST /api/v1/admin/products` creates what
+/// `GET /api/v1/products/{id}` reads). Clients and stateful testers follow them.
+fn add_links(document: &mut Value) {
+    let mut targets: Vec<(String, String, String)> = Vec::new(); // (resource, parameter, operationId)
+    for (path, operation) in operations_mut(document) {
+        let Some(id) = operation.get("operationId").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(start) = path.find("/{") else {
+            continue;
+        };
+        let Some(end) = path[start..].find('}') else {
+            continue;
+        };
+        let parameter = path[start + 2..start + end].to_owned();
+        targets.push((resource(&path[..start]), parameter, id.to_owned()));
+    }
+    for (path, operation) in operations_mut(document) {
+        let Some(created) = operation
+            .get_mut("responses")
+            .and_then(|r| r.get_mut("201"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let resource = resource(&path);
+        let links: Map<String, Value> = targets
+            .iter()
+            .filter(|(r, _, _)| *r == resource)
+            .map(|(_, parameter, id)| {
+                let parameters = json!({ parameter.as_str(): "$response.body#/id" });
+                (
+                    id.clone(),
+                    json!({"operationId": id, "parameters": parameters}),
+                )
+            })
+            .collect();
+        if !links.is_empty() {
+            created.insert("links".to_owned(), Value::Object(links));
+        }
+    }
+}
+
+/// The resource a collection path names, whether under `/api/v1/admin/` or not.
+fn resource(collection: &str) -> String {
+    collection.replacen("/api/v1/admin/", "/api/v1/", 1)
 }
 
 /// A string schema that takes exactly `values` (for `#[param(schema_with = …)]` and
@@ -177,9 +255,113 @@ pub fn json_schema(value: Value) -> utoipa::openapi::RefOr<utoipa::openapi::sche
     })
 }
 
+/// The statuses each operation of a document lists, by method and path template.
+#[derive(Debug, Default)]
+pub struct Documented {
+    /// `None`: the operation has a `default` response, so any status is documented.
+    operations: HashMap<(Method, String), Option<HashSet<u16>>>,
+}
+
+impl Documented {
+    pub fn from_document(document: &Value) -> Self {
+        let mut operations = HashMap::new();
+        let paths = document.get("paths").and_then(Value::as_object);
+        for (path, item) in paths.into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                if !METHODS.contains(&method.as_str()) {
+                    continue;
+                }
+                let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+                    continue;
+                };
+                let responses = operation.get("responses").and_then(Value::as_object);
+                let statuses = if responses.is_some_and(|r| r.contains_key("default")) {
+                    None
+                } else {
+                    Some(
+                        responses
+                            .into_iter()
+                            .flat_map(|r| r.keys())
+                            .filter_map(|status| status.parse().ok())
+                            .collect(),
+                    )
+                };
+                operations.insert((method, path.clone()), statuses);
+            }
+        }
+        Self { operations }
+    }
+
+    /// Whether `status` is documented for `method` on the route `route` (a path template, as
+    /// axum's `MatchedPath` gives it). Routes the document does not describe are not judged.
+    pub fn allows(&self, method: &Method, route: &str, status: StatusCode) -> bool {
+        // A HEAD request runs the GET handler.
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        match self.operations.get(&(method.clone(), route.to_owned())) {
+            Some(Some(statuses)) => statuses.contains(&status.as_u16()),
+            Some(None) | None => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_operations_link_to_the_reads_of_what_they_create() {
+        let op = |id: &str, created: bool| {
+            let status = if created { "201" } else { "200" };
+            json!({"operationId": id, "responses": {status: {"description": "x"}}})
+        };
+        let mut doc = json!({"paths": {
+            "/api/v1/admin/products": {"post": op("create_product", true)},
+            "/api/v1/products": {"get": op("list_products", false)},
+            "/api/v1/products/{id}": {"get": op("get_product", false)},
+            "/api/v1/admin/products/{id}/inventory": {"put": op("set_inventory", false)},
+            "/api/v1/orders/{id}": {"get": op("get_order", false)},
+            "/api/v1/auth/login": {"post": op("login", false)}
+        }});
+        complete(&mut doc, "thing-service");
+        let links = &doc["paths"]["/api/v1/admin/products"]["post"]["responses"]["201"]["links"];
+        let mut names: Vec<&String> = links.as_object().unwrap().keys().collect();
+        names.sort();
+        assert_eq!(names, ["thing_get_product", "thing_set_inventory"]);
+        assert_eq!(
+            links["thing_get_product"],
+            json!({"operationId": "thing_get_product", "parameters": {"id": "$response.body#/id"}})
+        );
+        assert!(doc["paths"]["/api/v1/auth/login"]["post"]["responses"]["200"]["links"].is_null());
+    }
+
+    #[test]
+    fn an_answer_is_judged_against_its_operation() {
+        let mut doc = document();
+        complete(&mut doc, "thing-service");
+        doc["paths"]["/api/v1/any"] = json!({"get": {"responses": {"default": {}}}});
+        let documented = Documented::from_document(&doc);
+        let things = "/api/v1/things";
+        assert!(documented.allows(&Method::GET, things, StatusCode::OK));
+        assert!(documented.allows(&Method::HEAD, things, StatusCode::OK));
+        assert!(
+            documented.allows(&Method::GET, things, StatusCode::UNAUTHORIZED),
+            "added by complete()"
+        );
+        assert!(!documented.allows(&Method::GET, things, StatusCode::NOT_FOUND));
+        assert!(!documented.allows(&Method::GET, things, StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(!documented.allows(&Method::POST, things, StatusCode::OK));
+        assert!(documented.allows(&Method::POST, things, StatusCode::CREATED));
+        assert!(
+            documented.allows(&Method::PUT, things, StatusCode::NOT_FOUND),
+            "no such operation: not judged (the router answers 405)"
+        );
+        assert!(documented.allows(&Method::GET, "/api/v1/any", StatusCode::IM_A_TEAPOT));
+        assert!(documented.allows(&Method::GET, "/openapi.json", StatusCode::OK));
+    }
 
     fn document() -> Value {
         json!({
@@ -211,7 +393,7 @@ mod tests {
     #[test]
     fn each_operation_gets_the_statuses_the_kit_can_answer() {
         let mut doc = document();
-        complete(&mut doc);
+        complete(&mut doc, "thing-service");
         assert_eq!(
             statuses(&doc, "/api/v1/things", "get"),
             ["200", "400", "401", "422", "503"]

@@ -28,6 +28,7 @@ use tracing::{Instrument, field};
 
 use crate::audit::{Audit, AuditContext, Auditor};
 use crate::client_ip::TrustedProxies;
+use crate::contract::{Documented, UNDOCUMENTED_STATUS};
 use crate::front::Secure;
 use crate::problem::Problem;
 
@@ -53,6 +54,9 @@ pub struct PipelineState {
     pub audit: Audit,
     /// Whose forwarding headers name the client (the audit trail's `client_ip`).
     pub trusted_proxies: TrustedProxies,
+    /// The statuses the service's OpenAPI document lists per operation: an answer outside
+    /// them is a contract bug, logged (and marked in debug builds).
+    pub documented: Option<Arc<Documented>>,
 }
 
 /// Whether a client's `X-Request-Id` may be kept: short printable ASCII.
@@ -177,6 +181,23 @@ pub async fn pipeline(
         (None, Some(matched)) => matched.as_str(),
         (None, None) => UNMATCHED,
     };
+    if let (Some(documented), Some(matched)) = (&state.documented, &matched)
+        && !documented.allows(&method, matched.as_str(), status)
+    {
+        span.in_scope(|| {
+            tracing::error!(
+                status = status.as_u16(),
+                route = matched.as_str(),
+                "answered with a status the operation's OpenAPI document does not list"
+            );
+        });
+        if cfg!(debug_assertions) {
+            response.headers_mut().insert(
+                UNDOCUMENTED_STATUS.clone(),
+                HeaderValue::from(status.as_u16()),
+            );
+        }
+    }
     served(&state.metrics, &span, &method, route, status, elapsed);
     response
 }

@@ -115,13 +115,17 @@ pub fn finish(
     let ops_router = ops_router.with_state(ops);
 
     let mut router = api.router.merge(ops_router);
+    let mut documented = None;
     if let Some(mut openapi) = api.openapi {
         openapi.merge(OperationsDoc::openapi());
         openapi.info.title = service.to_string();
         openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
         // Rendered once: the document never changes while the process runs.
         let mut document = serde_json::to_value(&openapi).unwrap_or_default();
-        crate::contract::complete(&mut document);
+        crate::contract::complete(&mut document, &service);
+        documented = Some(Arc::new(crate::contract::Documented::from_document(
+            &document,
+        )));
         let document = Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default());
         router =
             router.route(
@@ -147,6 +151,7 @@ pub fn finish(
                         timeout: limits.timeout,
                         audit: context.audit,
                         trusted_proxies: context.trusted_proxies,
+                        documented,
                     },
                     middleware::pipeline,
                 ))

@@ -4,6 +4,10 @@
 //! tree. [`FILE_DESCRIPTOR_SET`] is what each server's reflection service publishes.
 #![forbid(unsafe_code)]
 
+/// Response metadata on an idempotent call (a payment's `Refund`) that repeated an earlier
+/// answer rather than acting again.
+pub const REPLAYED: &str = "idempotent-replayed";
+
 /// Encoded `FileDescriptorSet` of every proto (with imports), for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 

@@ -26,8 +26,36 @@ pub fn actor(role: Role, secret: &str) -> Actor {
     }
 }
 
+/// Fails when the service marked `response` as answered with a status its OpenAPI operation
+/// does not list (`x-undocumented-status`, set by the kit's pipeline in debug builds).
+pub fn assert_documented(response: &reqwest::Response) {
+    let marked = response.headers().get("x-undocumented-status");
+    assert!(
+        marked.is_none(),
+        "{} {} answered {}, a status its OpenAPI operation does not list: add it to the \
+         handler's `responses(...)` annotation (or fix the handler)",
+        response.url().path(),
+        response.url().query().unwrap_or_default(),
+        response.status(),
+    );
+}
+
+/// [`assert_documented`] as a method, for a test's request helpers:
+/// `request.send().await.unwrap().documented()`.
+pub trait Documented {
+    fn documented(self) -> Self;
+}
+
+impl Documented for reqwest::Response {
+    fn documented(self) -> Self {
+        assert_documented(&self);
+        self
+    }
+}
+
 /// Asserts a problem+json response with `status` and returns its body.
 pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_documented(&response);
     let actual = response.status().as_u16();
     let content_type = response
         .headers()
@@ -48,6 +76,7 @@ pub async fn problem(response: reqwest::Response, status: u16) -> Value {
 
 /// Asserts `status` and returns the JSON body.
 pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
+    assert_documented(&response);
     let actual = response.status().as_u16();
     let text = response.text().await.expect("a response body");
     assert_eq!(actual, status, "unexpected status: {text}");

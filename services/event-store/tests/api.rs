@@ -2,6 +2,7 @@
 //! manage dead letters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use platform_testing::http::Documented as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +101,7 @@ impl App {
         if let Some(role) = role {
             request = request.bearer_auth(token(role));
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     async fn events(&self, query: &str) -> Value {
@@ -265,6 +266,11 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
         .unwrap();
     assert_eq!(replayed.status(), 202);
     assert_eq!(replay(id.clone(), "admin").await, 404, "gone once replayed");
+    // Ids that cannot name a dead letter on either bus are as unknown as spent ones, never a
+    // "bus down" 503.
+    for unknown in ["no-such-dead-letter", "0-1", "1-2-3", "99999999999"] {
+        assert_eq!(replay(unknown.to_owned(), "admin").await, 404, "{unknown}");
+    }
     // The replay is on the audit trail, by that administrator.
     let trail = app
         .audit_until(&format!("?action=events.replay&actor={admin}"), 1)

@@ -82,6 +82,27 @@ impl CallError {
         }
     }
 
+    /// Whether the service answered with a verdict on the request itself (invalid, refused,
+    /// not found, …), so a charge it was asked for did not happen. "Try later" codes, and an
+    /// internal error (a database that failed after a provider was called), are no verdict:
+    /// the outcome is unknown until the same key is asked again.
+    pub fn definite_refusal(&self) -> bool {
+        match self {
+            CallError::Refused { status, .. } => !matches!(
+                status.code(),
+                Code::Aborted
+                    | Code::Unavailable
+                    | Code::ResourceExhausted
+                    | Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Internal
+                    | Code::Unknown
+                    | Code::DataLoss
+            ),
+            CallError::NotSent { .. } | CallError::Unknown { .. } => false,
+        }
+    }
+
     fn transient(&self) -> bool {
         match self {
             // The breaker said when to come back; a retry now would be refused again.
@@ -236,11 +257,26 @@ impl Clients {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
+        self.with_retries_response(service, call)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// [`Self::with_retries`], keeping the response's metadata.
+    async fn with_retries_response<T, F, Fut>(
+        &self,
+        service: &'static str,
+        call: F,
+    ) -> Result<tonic::Response<T>, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
         self.budget.deposit();
         let mut attempt = 1;
         loop {
             let error = match call().await {
-                Ok(response) => return Ok(response.into_inner()),
+                Ok(response) => return Ok(response),
                 Err(status) => classify(service, status),
             };
             if attempt >= self.attempts || !error.transient() || !self.budget.withdraw() {
@@ -343,12 +379,29 @@ impl Clients {
         &self,
         request: payment::RefundRequest,
     ) -> Result<payment::Payment, CallError> {
-        self.with_retries(PAYMENT, || {
-            let mut client = self.payments();
-            let request = self.request(request.clone());
-            async move { client.refund(request).await }
-        })
-        .await
+        self.refund_reporting_replay(request)
+            .await
+            .map(|(payment, _)| payment)
+    }
+
+    /// [`Self::refund`], and whether the payment service answered a repeat of its key with the
+    /// first answer (refunding nothing this time).
+    pub async fn refund_reporting_replay(
+        &self,
+        request: payment::RefundRequest,
+    ) -> Result<(payment::Payment, bool), CallError> {
+        let response = self
+            .with_retries_response(PAYMENT, || {
+                let mut client = self.payments();
+                let request = self.request(request.clone());
+                async move { client.refund(request).await }
+            })
+            .await?;
+        let replayed = response
+            .metadata()
+            .get(platform_proto::REPLAYED)
+            .is_some_and(|v| v == "true");
+        Ok((response.into_inner(), replayed))
     }
 
     pub async fn void(
@@ -389,6 +442,31 @@ mod tests {
         assert_eq!(error.refused_code(), Some(Code::FailedPrecondition));
         assert!(!error.transient());
         assert!(classify(PAYMENT, Status::unavailable("provider down")).transient());
+    }
+
+    #[test]
+    fn only_a_verdict_on_the_request_is_a_definite_refusal() {
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::NotFound,
+        ] {
+            assert!(
+                classify(PAYMENT, Status::new(code, "no")).definite_refusal(),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Internal,
+            Code::Unavailable,
+            Code::Aborted,
+            Code::Unknown,
+        ] {
+            assert!(
+                !classify(PAYMENT, Status::new(code, "?")).definite_refusal(),
+                "{code:?}"
+            );
+        }
     }
 
     #[test]

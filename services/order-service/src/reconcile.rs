@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::clients::{CallError, Clients};
-use crate::domain::{OrderStatus, now};
+use crate::domain::{OrderId, OrderStatus, now};
 use crate::repo::{self, OrderRow};
 
 /// Every kind of mismatch, for the metric's series.
@@ -261,7 +261,12 @@ impl Reconciler {
             );
         }
         if row.refunded < refunded {
-            let repaired = repo::record_refunded(&self.db, payment_id, refunded, now()).await?;
+            // The payment's `payment.refunded` event may have been recorded meanwhile (a refund
+            // this pass just made announces itself): repaired all the same.
+            let repaired = repo::record_refunded(&self.db, payment_id, refunded, now()).await?
+                || repo::find(&self.db, OrderId::from_uuid(row.id))
+                    .await?
+                    .is_some_and(|now| now.refunded >= refunded);
             mismatch(
                 "refund_not_recorded",
                 format!("the order says {}, the payment {refunded}", row.refunded),

@@ -540,9 +540,7 @@ impl Saga {
                     }
                 }
             }
-            Err(error @ CallError::Refused { .. })
-                if error.refused_code() != Some(Code::Aborted) =>
-            {
+            Err(error) if error.definite_refusal() => {
                 // The payment service answered this request under the order's key: no charge.
                 row.charge_unresolved = false;
                 let reason = format!("payment failed: {error}");
@@ -712,9 +710,7 @@ impl Saga {
                     row.payment_id = Uuid::parse_str(&paid.id).ok();
                     row.charge_unresolved = false;
                 }
-                Err(error @ CallError::Refused { .. })
-                    if error.refused_code() != Some(Code::Aborted) =>
-                {
+                Err(error) if error.definite_refusal() => {
                     row.charge_unresolved = false;
                 }
                 Err(error) => {

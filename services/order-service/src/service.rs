@@ -54,6 +54,10 @@ pub enum OrderError {
     NotRefundable(OrderStatus),
     #[error("the payment service refused the refund: {0}")]
     RefundRefused(String),
+    /// The payment service judged the request itself invalid: in practice its
+    /// `Idempotency-Key` was used before for a different refund.
+    #[error("the payment service refused the refund request: {0}")]
+    RefundRequestInvalid(String),
     #[error("the order has refunds; it ships only with force and a reason")]
     RefundedCannotShip,
     #[error("the refund must be in the order's currency ({0})")]
@@ -423,7 +427,7 @@ impl Orders {
         amount: Option<Money>,
         reason: String,
         key: &str,
-    ) -> Result<OrderView, OrderError> {
+    ) -> Result<Placed, OrderError> {
         let row = self.visible(admin, id).await?;
         let status = OrderStatus::parse(&row.status).ok_or_else(|| CorruptRow {
             id: row.id,
@@ -437,7 +441,13 @@ impl Orders {
         let left = row.total - row.refunded;
         let whole = amount.is_none_or(|m| m.amount() == left);
         match status {
-            OrderStatus::Confirmed if whole => return self.cancel(admin, id).await,
+            OrderStatus::Confirmed if whole => {
+                let order = self.cancel(admin, id).await?;
+                return Ok(Placed {
+                    order,
+                    replayed: false,
+                });
+            }
             OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered => {}
             other => return Err(OrderError::NotRefundable(other)),
         }
@@ -447,7 +457,7 @@ impl Orders {
         let refunded = self
             .saga
             .clients()
-            .refund(platform_proto::payment::v1::RefundRequest {
+            .refund_reporting_replay(platform_proto::payment::v1::RefundRequest {
                 payment_id: payment_id.to_string(),
                 amount: amount.map(|m| platform_proto::payment::v1::Money {
                     amount: m.amount(),
@@ -457,21 +467,28 @@ impl Orders {
                 idempotency_key: format!("order-{}-admin-{key}", row.id),
             })
             .await;
-        let paid = match refunded {
-            Ok(paid) => paid,
+        let (paid, replayed) = match refunded {
+            Ok(answer) => answer,
             Err(CallError::Refused { status, .. })
-                if matches!(
-                    status.code(),
-                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
-                ) =>
+                if status.code() == tonic::Code::FailedPrecondition =>
             {
                 return Err(OrderError::RefundRefused(status.message().to_owned()));
+            }
+            Err(CallError::Refused { status, .. })
+                if status.code() == tonic::Code::InvalidArgument =>
+            {
+                return Err(OrderError::RefundRequestInvalid(
+                    status.message().to_owned(),
+                ));
             }
             Err(error) => return Err(OrderError::Payments(error)),
         };
         repo::record_refunded(&self.db, payment_id, paid.refunded_amount, now()).await?;
-        tracing::info!(order_id = %id, refunded = paid.refunded_amount, "order refunded by an administrator");
-        self.get(admin, id).await
+        if !replayed {
+            tracing::info!(order_id = %id, refunded = paid.refunded_amount, "order refunded by an administrator");
+        }
+        let order = self.get(admin, id).await?;
+        Ok(Placed { order, replayed })
     }
 
     /// `payment.captured` for an order that had already ended `failed` or `cancelled`: money

@@ -7,6 +7,7 @@ use platform_http::{GrpcAccess, GrpcApi, GrpcCaller};
 use platform_money::{Currency, Money};
 use platform_proto::payment::v1 as proto;
 use platform_proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -51,10 +52,15 @@ impl From<PaymentError> for Status {
                 Status::unavailable(error.to_string())
             }
             PaymentError::Provider(_) => Status::failed_precondition(error.to_string()),
-            error @ (PaymentError::Database(_)
-            | PaymentError::Interrupted(_)
-            | PaymentError::Corrupt(_)
-            | PaymentError::Encode(_)) => {
+            // The database failed, maybe after a provider was called: the caller must ask
+            // again under the same key (which finishes the charge), never conclude "no charge".
+            error @ (PaymentError::Database(_) | PaymentError::Interrupted(_)) => {
+                tracing::error!(%error, "gRPC request failed; the caller may repeat it");
+                Status::unavailable(
+                    "the payment service cannot complete this right now; repeat the request under the same key",
+                )
+            }
+            error @ (PaymentError::Corrupt(_) | PaymentError::Encode(_)) => {
                 tracing::error!(%error, "gRPC request failed");
                 Status::internal("internal error")
             }
@@ -211,7 +217,14 @@ impl PaymentService for PaymentGrpc {
                     .target(format!("payment:{payment_id}")),
             );
         }
-        Ok(Response::new(outcome.payment.into()))
+        let mut response = Response::new(outcome.payment.into());
+        if outcome.replayed {
+            // The caller answers its own client as a replay too, and audits nothing again.
+            response
+                .metadata_mut()
+                .insert(platform_proto::REPLAYED, MetadataValue::from_static("true"));
+        }
+        Ok(response)
     }
 
     async fn void(

@@ -646,22 +646,76 @@ impl Payments {
         let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
         row.updated_at = now();
         let view = PaymentView::try_from(&row)?;
-        let txn = platform_db::begin_write(&self.db).await?;
-        repo::save_payment(&txn, &row).await?;
-        self.announce(&txn, &row).await?;
-        repo::complete_key(
-            &txn,
-            scope,
-            &command.idempotency_key,
-            &serde_json::to_string(&view)?,
-        )
-        .await?;
-        txn.commit().await?;
+        let key = &command.idempotency_key;
+        if let Err(error) = self.record_charge(&row, scope, key, &view).await {
+            if matches!(&error, PaymentError::Database(db) if platform_db::is_unavailable(db)) {
+                // The provider answered and only the database failed: the answer is kept here
+                // and written as soon as the database is back, so the caller's repeat under
+                // the same key finds it (rather than waiting for the key to be abandoned).
+                self.keep_recording(row, scope.to_owned(), key.clone(), view);
+            }
+            return Err(error);
+        }
         if status == PaymentStatus::Captured {
             self.counters.money("captured", &row.currency, row.amount);
         }
         tracing::info!(payment_id = %row.id, provider = %row.provider, status = %row.status, "payment processed");
         Ok(view)
+    }
+
+    /// Writes a provider's answer to a charge: the payment, its event, and the key's stored
+    /// response, in one transaction. Nothing when the key has its response already (an earlier
+    /// attempt committed and only its acknowledgement was lost).
+    async fn record_charge(
+        &self,
+        row: &PaymentRow,
+        scope: &str,
+        key: &str,
+        view: &PaymentView,
+    ) -> Result<(), PaymentError> {
+        let txn = platform_db::begin_write(&self.db).await?;
+        if repo::find_key(&txn, scope, key)
+            .await?
+            .is_some_and(|k| k.response.is_some())
+        {
+            return Ok(());
+        }
+        repo::save_payment(&txn, row).await?;
+        self.announce(&txn, row).await?;
+        repo::complete_key(&txn, scope, key, &serde_json::to_string(view)?).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// [`Self::record_charge`] again in the background, every second until it is written, for
+    /// less than [`ABANDONED_AFTER`] (so it never races a takeover). Past that, or if the
+    /// process dies, a repeat takes the key over and asks the provider again under the
+    /// payment's own key, which answers what it did the first time.
+    fn keep_recording(&self, row: PaymentRow, scope: String, key: String, view: PaymentView) {
+        use tracing::Instrument;
+        let payments = self.clone();
+        tokio::spawn(
+            async move {
+                let attempts = ABANDONED_AFTER.as_secs().saturating_sub(10);
+                for attempt in 1..=attempts {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match payments.record_charge(&row, &scope, &key, &view).await {
+                        Ok(()) => {
+                            if row.status == PaymentStatus::Captured.as_str() {
+                                payments.counters.money("captured", &row.currency, row.amount);
+                            }
+                            tracing::info!(payment_id = %row.id, status = %row.status, attempt, "provider's answer recorded after the database came back");
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::debug!(payment_id = %row.id, %error, attempt, "cannot record the provider's answer yet");
+                        }
+                    }
+                }
+                tracing::error!(payment_id = %row.id, "the provider's answer could not be recorded; the key will be taken over");
+            }
+            .in_current_span(),
+        );
     }
 
     /// [`Self::drive`] in a task of its own: a caller that goes away (the order service dying

@@ -34,6 +34,12 @@ impl From<CatalogError> for Status {
             CatalogError::SkuTaken
             | CatalogError::BelowReserved { .. }
             | CatalogError::AboveMaximum(_) => Status::failed_precondition(error.to_string()),
+            // A database out of reach is "not now", which the order saga retries until its
+            // deadline; anything else is a bug.
+            CatalogError::Database(ref database) if platform_db::is_unavailable(database) => {
+                tracing::warn!(%error, "gRPC request failed; the database is unreachable");
+                Status::unavailable("the catalog database is unreachable; retry")
+            }
             error @ (CatalogError::Database(_) | CatalogError::Event(_)) => {
                 tracing::error!(%error, "gRPC request failed");
                 Status::internal("internal error")

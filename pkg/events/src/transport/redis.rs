@@ -361,6 +361,10 @@ impl Transport for RedisTransport {
 
     fn replay<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, BusError>> {
         Box::pin(async move {
+            // Redis refuses any other id with an error, which would read as the bus being down.
+            if !is_stream_id(id) {
+                return Ok(false);
+            }
             let mut conn = self.conn().await?;
             let dead_letters = self.dead_letter_stream();
             let range: StreamRangeReply = redis::cmd("XRANGE")
@@ -438,5 +442,46 @@ impl Transport for RedisTransport {
                 .map(|entry| decode(&Self::raw_event(entry)).map_err(BusError::Protocol))
                 .collect()
         })
+    }
+}
+
+/// Whether `id` is a complete Redis stream entry id: `<milliseconds>-<sequence>`.
+fn is_stream_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(ms, seq)| {
+        [ms, seq]
+            .iter()
+            .all(|part| part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u64>().is_ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream_id;
+
+    #[test]
+    fn only_complete_stream_ids_reach_redis() {
+        for id in [
+            "0-1",
+            "1733400000000-0",
+            "18446744073709551615-18446744073709551615",
+        ] {
+            assert!(is_stream_id(id), "{id}");
+        }
+        for id in [
+            "",
+            "-",
+            "0",
+            "0-",
+            "-1",
+            "+1-1",
+            "1-+1",
+            "a-1",
+            "1-2-3",
+            "no-such-dead-letter",
+            "18446744073709551616-0",
+            "1 -1",
+        ] {
+            assert!(!is_stream_id(id), "{id}");
+        }
     }
 }

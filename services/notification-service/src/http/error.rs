@@ -2,7 +2,6 @@
 //! are logged here and never sent.
 
 use platform_http::Problem;
-use sea_orm::DbErr;
 
 use crate::service::NotifyError;
 use crate::templates::TemplateError;
@@ -17,7 +16,7 @@ impl From<NotifyError> for Problem {
             NotifyError::Template(TemplateError::Render(reason)) => {
                 Problem::invalid_field("data", format!("the template cannot be rendered: {reason}"))
             }
-            NotifyError::Database(DbErr::ConnectionAcquire(error)) => {
+            NotifyError::Database(error) if platform_db::is_unavailable(&error) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The notification database is not available right now.")
                     .with_retry_after(1)

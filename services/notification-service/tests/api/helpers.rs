@@ -2,6 +2,7 @@
 //! the event bus of the test's choice (the embedded bus file, or Redis Streams in a private
 //! namespace) and a handle to publish events on it.
 
+use platform_testing::http::Documented as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,6 +129,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn post(&self, path: &str, who: Option<&Actor>, body: &Value) -> reqwest::Response {
@@ -135,7 +137,7 @@ impl TestApp {
         if let Some(who) = who {
             request = request.bearer_auth(&who.token);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     pub async fn put(&self, path: &str, who: &Actor) -> reqwest::Response {
@@ -145,6 +147,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     /// `POST /api/v1/notifications` as the administrator; asserts 202.

@@ -2,7 +2,6 @@
 //! are logged here and never sent.
 
 use platform_http::Problem;
-use sea_orm::DbErr;
 
 use crate::service::OrderError;
 
@@ -46,6 +45,10 @@ impl From<OrderError> for Problem {
             OrderError::RefundRefused(detail) => {
                 Problem::conflict(format!("The refund was refused: {detail}"))
             }
+            // As everywhere else, a key reused for another request is a 422 naming the key.
+            OrderError::RefundRequestInvalid(detail) => {
+                Problem::invalid_field("Idempotency-Key", detail)
+            }
             OrderError::RefundedCannotShip => Problem::conflict(
                 "The order has refunds, so it does not ship unless an administrator sets \
                  `force: true` with a `reason`.",
@@ -59,7 +62,7 @@ impl From<OrderError> for Problem {
                 Problem::unavailable("The payment service is not available right now.")
                     .with_retry_after(5)
             }
-            OrderError::Database(DbErr::ConnectionAcquire(error)) => {
+            OrderError::Database(error) if platform_db::is_unavailable(&error) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The order database is not available right now.")
                     .with_retry_after(1)

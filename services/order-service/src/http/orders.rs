@@ -144,7 +144,7 @@ pub async fn set_status(
     request_body = RefundInput,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The order after the refund (`cancelled` for a whole refund before shipping)", body = OrderView),
+        (status = 200, description = "The order after the refund (`cancelled` for a whole refund before shipping; replays carry `Idempotent-Replayed: true`)", body = OrderView),
         (status = 403, description = "Not an administrator", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Nothing to refund in this status, or more than is left", body = Problem, content_type = "application/problem+json"),
@@ -158,14 +158,21 @@ pub async fn refund(
     Path(id): Path<Uuid>,
     IdempotencyKey(key): IdempotencyKey,
     Json(input): Json<RefundInput>,
-) -> Result<Json<OrderView>, Problem> {
+) -> Result<Response, Problem> {
     let (amount, reason) = input.parse()?;
-    let order = state
+    let refunded = state
         .orders
         .refund(admin, OrderId::from_uuid(id), amount, reason, &key)
         .await?;
-    audit(&auditor, Action::PaymentRefund, admin, id, "admin_refund");
-    Ok(Json(order))
+    // A replay repeats the answer, not the refund: nothing new for the audit trail.
+    if !refunded.replayed {
+        audit(&auditor, Action::PaymentRefund, admin, id, "admin_refund");
+    }
+    Ok(idempotent_response(
+        StatusCode::OK,
+        refunded.order,
+        refunded.replayed,
+    ))
 }
 
 /// Cancel an order that has not shipped (its owner or an administrator): the stock goes back

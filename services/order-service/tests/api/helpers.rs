@@ -10,6 +10,7 @@ use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
 use platform_testing::grpc::Pki;
+use platform_testing::http::Documented as _;
 use platform_testing::{Backend, Spawned, TestDatabase};
 use product_service::ProductServiceConfig;
 use serde_json::{Value, json};
@@ -222,7 +223,7 @@ impl TestApp {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     /// Places an order and expects `201`; returns it.
@@ -237,6 +238,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn order(&self, actor: &Actor, id: &str) -> Value {
@@ -250,6 +252,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn set_status(&self, actor: &Actor, id: &str, status: &str) -> reqwest::Response {
@@ -260,6 +263,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     /// Creates a product (EUR) in the product service; returns its id.
@@ -352,6 +356,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn payment_count(&self) -> u64 {

@@ -4,7 +4,8 @@
 
 use platform_http::audit::{Action, Actor};
 use platform_testing::Backend;
-use platform_testing::grpc::audited;
+use platform_testing::grpc::{audit_records, audited};
+use platform_testing::http::Documented as _;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json_of, new_key, order_body, problem, settle, spawn_app};
@@ -24,6 +25,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     async fn ship(&self, id: &str, body: &Value) -> reqwest::Response {
@@ -34,6 +36,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 }
 
@@ -125,15 +128,49 @@ async fn a_partial_refund_is_recorded_and_stops_shipping_unless_forced(backend: 
     assert_eq!(record.actor, Some(Actor::User(app.admin.id)));
 
     // After shipping a refund is still possible, and recorded.
-    let later = json_of(app.refund_order("admin", id, &eur(1000)).await, 200).await;
+    let key = new_key();
+    let refund_once = || {
+        app.client
+            .post(app.url(&format!("/api/v1/admin/orders/{id}/refund")))
+            .bearer_auth(&app.admin.token)
+            .header("Idempotency-Key", &key)
+            .json(&eur(1000))
+            .send()
+    };
+    let first = refund_once().await.unwrap();
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let later = json_of(first, 200).await;
     assert_eq!(later["status"], "shipped");
     assert_eq!(later["refunded"], 1500);
-    audited(&app.config.events, "the refund", |record| {
+    let is_admin_refund = |record: &platform_http::audit::AuditRecord| {
         record.action == Action::PaymentRefund
             && record.target.as_deref() == Some(&target)
             && record.reason.as_deref() == Some("admin_refund")
-    })
-    .await;
+    };
+    audited(&app.config.events, "the refund", is_admin_refund).await;
+    // The same key again: the same answer, marked as a replay; no money moves, and the audit
+    // trail gains nothing (the refund happened once).
+    let again = refund_once().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again = json_of(again, 200).await;
+    assert_eq!(again["refunded"], 1500);
+    assert_eq!(app.payments_for(id).await[0]["refunded_amount"], 1500);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Two refunds (500, then 1000), two records.
+    let records = audit_records(&app.config.events).await;
+    assert_eq!(records.iter().filter(|r| is_admin_refund(r)).count(), 2);
+    // The same key for another refund: refused as everywhere else, naming the key.
+    let other = app
+        .client
+        .post(app.url(&format!("/api/v1/admin/orders/{id}/refund")))
+        .bearer_auth(&app.admin.token)
+        .header("Idempotency-Key", &key)
+        .json(&eur(100))
+        .send()
+        .await
+        .unwrap();
+    let refused = problem(other, 422).await;
+    assert!(refused["errors"]["Idempotency-Key"].is_array(), "{refused}");
 }
 
 async fn orders_still_in_checkout_or_ended_have_nothing_to_refund(backend: Backend) {

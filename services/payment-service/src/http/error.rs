@@ -2,7 +2,6 @@
 //! are logged here and never sent.
 
 use platform_http::Problem;
-use sea_orm::DbErr;
 
 use crate::providers::{ProviderError, WebhookError};
 use crate::service::PaymentError;
@@ -95,7 +94,7 @@ impl From<PaymentError> for Problem {
                 Problem::new(axum::http::StatusCode::BAD_GATEWAY)
                     .with_detail("The payment provider refused the refund; nothing was refunded.")
             }
-            PaymentError::Database(DbErr::ConnectionAcquire(error)) => {
+            PaymentError::Database(error) if platform_db::is_unavailable(&error) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The payment database is not available right now.")
                     .with_retry_after(1)

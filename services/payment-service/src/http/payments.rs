@@ -176,6 +176,7 @@ pub async fn refund(
         (status = 400, description = "Signed but not understood", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or stale signature", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider configured", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "About a payment the service does not know yet (its charge is still being written): the provider retries after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn webhook(
     State(state): State<AppState>,

@@ -1,6 +1,7 @@
 //! `spawn_app`: the real payment service on random ports, over a private database, with the
 //! sandbox provider (see `providers/sandbox.rs` for its test tokens).
 
+use platform_testing::http::Documented as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -174,7 +175,7 @@ impl TestApp {
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     /// A direct charge of `amount` `currency` with `tok_visa` naming `order`, as `who`, under a
@@ -222,6 +223,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     /// Refunds `amount` EUR (everything left when `None`) under a fresh key; asserts 200.
@@ -243,6 +245,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn payment(&self, who: &Actor, id: &str) -> Value {
@@ -258,6 +261,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn list(&self, who: &Actor, query: &[(&str, &str)]) -> Value {
@@ -279,7 +283,7 @@ impl TestApp {
         if let Some(signature) = signature {
             request = request.header(sandbox::SIGNATURE_HEADER, signature);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     /// Sends `event` as a correctly signed sandbox webhook.

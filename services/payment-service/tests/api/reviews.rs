@@ -2,6 +2,7 @@
 //! approves (charged now) or declines (nothing charged); undecided ones expire. Decisions are
 //! announced, audited and final.
 
+use platform_testing::http::Documented as _;
 use std::time::Duration;
 
 use platform_http::audit::{Action, Actor};
@@ -34,6 +35,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     async fn queue(&self) -> Value {

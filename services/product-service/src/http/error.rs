@@ -2,7 +2,6 @@
 //! are logged here and never sent.
 
 use platform_http::Problem;
-use sea_orm::DbErr;
 
 use crate::service::CatalogError;
 
@@ -32,7 +31,7 @@ impl From<CatalogError> for Problem {
             CatalogError::EmptyReservation => {
                 Problem::invalid_field("lines", "must contain at least one line")
             }
-            CatalogError::Database(error) if matches!(*error, DbErr::ConnectionAcquire(_)) => {
+            CatalogError::Database(error) if platform_db::is_unavailable(&error) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The product database is not available right now.")
                     .with_retry_after(1)

@@ -1,5 +1,6 @@
 //! `spawn_app`: the real product service on random ports, over a private database.
 
+use platform_testing::http::Documented as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -107,13 +108,18 @@ impl TestApp {
 
     /// GET without a token (the catalog is public).
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .documented()
     }
 
     /// GET with query parameters, encoded properly.
     pub async fn get_query(&self, path: &str, query: &[(&str, &str)]) -> reqwest::Response {
         let url = reqwest::Url::parse_with_params(&self.url(path), query).unwrap();
-        self.client.get(url).send().await.unwrap()
+        self.client.get(url).send().await.unwrap().documented()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
@@ -127,7 +133,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
@@ -135,7 +141,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -143,7 +149,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        request.send().await.unwrap()
+        request.send().await.unwrap().documented()
     }
 
     /// Creates a product as the administrator; returns it.

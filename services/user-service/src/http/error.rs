@@ -2,7 +2,6 @@
 //! are logged here and never sent.
 
 use platform_http::Problem;
-use sea_orm::DbErr;
 
 use crate::passwords::HashError;
 use crate::service::UserError;
@@ -25,7 +24,7 @@ impl From<UserError> for Problem {
             UserError::CurrentPasswordWrong => {
                 Problem::invalid_field("current_password", "is incorrect")
             }
-            UserError::Database(DbErr::ConnectionAcquire(error)) => {
+            UserError::Database(error) if platform_db::is_unavailable(&error) => {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The user database is not available right now.")
                     .with_retry_after(1)

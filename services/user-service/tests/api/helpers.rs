@@ -1,5 +1,6 @@
 //! `spawn_app`: the real user service on random ports, over a private database.
 
+use platform_testing::http::Documented as _;
 use std::net::SocketAddr;
 
 use platform_testing::{Backend, TestDatabase};
@@ -77,6 +78,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
@@ -86,6 +88,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn put(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
@@ -96,6 +99,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     /// `PUT /api/v1/users/{id}` with `body`.
@@ -115,6 +119,7 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+            .documented()
     }
 
     pub async fn register(&self, email: &str, password: &str, name: &str) -> reqwest::Response {

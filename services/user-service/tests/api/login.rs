@@ -106,7 +106,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 /// No user enumeration by timing: an unknown email costs the same Argon2 work as a wrong
 /// password, and so does a locked account (even with its right password). Without the dummy
 /// verification an unknown email answers in about a millisecond, against tens of milliseconds
-/// for a real verification; the bounds below leave room for noise.
+/// for a real verification (a ratio near 0.02); the bounds below leave room for noise, as a
+/// wrong password also writes its failure to the database, which a loaded disk slows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_emails_and_locked_accounts_cost_as_much_as_a_wrong_password() {
     let Some(app) = spawn_with(Backend::Sqlite, |config| {
@@ -141,7 +142,7 @@ async fn unknown_emails_and_locked_accounts_cost_as_much_as_a_wrong_password() {
         let other = median(samples);
         let ratio = other.as_secs_f64() / wrong_password.as_secs_f64();
         assert!(
-            (0.5..2.0).contains(&ratio),
+            (0.3..3.0).contains(&ratio),
             "{kind} {other:?} vs wrong password {wrong_password:?} (ratio {ratio:.2})"
         );
     }
