@@ -21,10 +21,8 @@ test: ## Unit and integration tests on SQLite (PostgreSQL/Redis suites run when 
 test-integration: ## Start PostgreSQL and Redis if needed, then run every suite against them too
 	@export $$(scripts/test-services.sh | xargs) TEST_REQUIRE_BACKENDS=1 && $(CARGO) test --workspace
 
-test-coverage: ## Line coverage of the whole test suite (installs cargo-llvm-cov on first use)
-	@command -v cargo-llvm-cov >/dev/null || $(CARGO) install cargo-llvm-cov --version 0.9.1 --locked
-	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
-	$(CARGO) llvm-cov --workspace --summary-only
+test-coverage: ## Line coverage per crate of every suite, PostgreSQL and Redis included; fails under 80% (installs cargo-llvm-cov once)
+	@export $$(scripts/test-services.sh | xargs) TEST_REQUIRE_BACKENDS=1 && scripts/coverage.sh
 
 lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
@@ -34,7 +32,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 # ---- Containers and deployment (see docs/DEPLOYMENT.md) ----
-.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring chaos load-test test-contract
+.PHONY: proto-gen base-image docker-build docker-push compose-images compose-smoke validate-deploy check-monitoring chaos test-chaos load-test test-contract test-e2e test-docs
 
 DOCKER_REGISTRY ?= localhost/microservices-platform
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -1)
@@ -69,9 +67,19 @@ validate-deploy: ## Lint and validate Dockerfiles, Compose files, shell scripts,
 check-monitoring: ## Prometheus rules and alert tests, Grafana dashboards, and every query against a live platform up
 	scripts/check-monitoring.sh
 
-chaos: ## Kill the product, payment and order services mid-checkout; how many orders fail (< 2%)
-	cargo build -p platform
-	PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform python3 tests/chaos/outage.py
+test-chaos: ## The chaos suite: kills mid-checkout, replicas, Redis and PostgreSQL outages, a hanging provider, a lost write; invariants checked (tests/chaos/run.py, ~6 min; SCENARIO=)
+	$(CARGO) build -p platform
+	@export $$(scripts/test-services.sh | xargs) && PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform python3 tests/chaos/run.py --scenario $${SCENARIO:-all}
+
+chaos: test-chaos ## The same as test-chaos
+
+test-e2e: ## Every service its own process on PostgreSQL and Redis behind the gateway: the users' journeys, SMTP included (tests/e2e, ~30 s)
+	$(CARGO) build -p platform
+	@export $$(scripts/test-services.sh | xargs) && PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform python3 tests/e2e/run.py
+
+test-docs: ## Every example request in README.md and docs/API.md, run against a private platform (tests/docs/examples.py, ~10 s)
+	$(CARGO) build -p platform
+	PLATFORM_BIN=$${CARGO_TARGET_DIR:-target}/debug/platform python3 tests/docs/examples.py
 
 test-contract: ## Schemathesis over the merged OpenAPI document, as admin and as a user (SEED=, EXAMPLES=; installs Schemathesis once)
 	$(CARGO) build -p platform

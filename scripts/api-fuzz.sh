@@ -5,22 +5,39 @@
 # run). Exits non-zero on any failure.
 #
 #   scripts/api-fuzz.sh                     # PLATFORM_BIN or the debug/release build
-#   SEED=7 EXAMPLES=50 scripts/api-fuzz.sh
+#   SEED=7 EXAMPLES=50 STATEFUL_EXAMPLES=100 scripts/api-fuzz.sh
 #   BASE_URL=http://127.0.0.1:8080 ADMIN_EMAIL=… ADMIN_PASSWORD=… scripts/api-fuzz.sh
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 st_version=4.32.5
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/schemathesis-$st_version"
+# Python before 3.13 can fail ast.parse when two threads call it at once ("AST constructor
+# recursion depth mismatch", CPython gh-106905), which Hypothesis does while Schemathesis runs
+# workers in parallel: a crash of the tool, reported as an error. So: Python 3.13 or later when
+# there is one (on PATH or under pyenv), with two workers; else python3 with one.
+python=""
+for candidate in python3.14 python3.13; do
+    if "$candidate" -c '' 2>/dev/null; then python=$(command -v "$candidate"); break; fi
+done
+if [ -z "$python" ] && command -v pyenv >/dev/null; then
+    for version in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[3-9])(\.[0-9]+)?$' | sort -V); do
+        if [ -x "$(pyenv root)/versions/$version/bin/python3" ]; then python="$(pyenv root)/versions/$version/bin/python3"; fi
+    done
+fi
+workers=2
+if [ -z "$python" ]; then python=python3; workers=1; fi
+py_version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/microservices-platform/schemathesis-$st_version-py$py_version"
 seed=${SEED:-$((RANDOM * 32768 + RANDOM))}
 examples=${EXAMPLES:-10}
+stateful_examples=${STATEFUL_EXAMPLES:-200}
 # Each pass's whole report is kept here (the failures are also printed).
 reports=${FUZZ_REPORT_DIR:-${CARGO_TARGET_DIR:-$repo/target}/contract}
 mkdir -p "$reports"
 say() { echo "api-fuzz [$SECONDS s]: $*" >&2; }
 
 if [ ! -x "$venv/bin/st" ]; then
-    say "installing Schemathesis $st_version into $venv (once)"
-    python3 -m venv "$venv"
+    say "installing Schemathesis $st_version into $venv (once; Python $py_version)"
+    "$python" -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$st_version"
 fi
 
@@ -71,20 +88,30 @@ user_token=$(login "$user_email" "fuzz user password 123")
 admin_token=$(login "$admin_email" "$admin_password")
 
 failed=0
+# One Schemathesis run: its report kept, its failures and errors (each with its reproducing
+# curl) printed.
+fuzz() {
+    local who=$1 token=$2 report=$3
+    shift 3
+    if ! "$venv/bin/st" --config-file "$repo/tests/contract/schemathesis.toml" \
+        run "$BASE_URL/openapi.json" -H "Authorization: Bearer $token" \
+        --checks all --seed "$seed" --workers "$workers" --request-timeout 20 --no-color \
+        "$@" > "$reports/$report.txt" 2>&1; then
+        failed=1
+        sed -n '/^=* \(ERRORS\|FAILURES\) =*$/,/^=* SUMMARY =*$/p' "$reports/$report.txt" >&2
+    fi
+    grep -E "generated|failures|passed|API Links" "$reports/$report.txt" | tail -3 >&2
+    say "$who: the whole report is $reports/$report.txt"
+}
 for who in admin user; do
     token=$admin_token
     [ "$who" = user ] && token=$user_token
-    say "$who: schemathesis $st_version, every check, $examples examples per operation, seed $seed"
-    if ! "$venv/bin/st" --config-file "$repo/tests/contract/schemathesis.toml" \
-        run "$BASE_URL/openapi.json" -H "Authorization: Bearer $token" \
-        --checks all --seed "$seed" --max-examples "$examples" --workers 2 \
-        --request-timeout 20 --no-color > "$reports/$who.txt" 2>&1; then
-        failed=1
-        # The failures and errors, each with its reproducing curl, up to the summary.
-        sed -n '/^=* \(ERRORS\|FAILURES\) =*$/,/^=* SUMMARY =*$/p' "$reports/$who.txt" >&2
-    fi
-    grep -E "generated|failures|passed" "$reports/$who.txt" | tail -2 >&2
-    say "$who: the whole report is $reports/$who.txt"
+    say "$who: schemathesis $st_version (Python $py_version, $workers workers), every check, $examples examples per operation, seed $seed"
+    fuzz "$who" "$token" "$who" --phases examples,coverage,fuzzing --max-examples "$examples"
+    # Sequences through the document's links (create, then read, change, cancel what was
+    # made): cheap next to the other phases, so with more examples of their own.
+    say "$who: stateful sequences through the links, $stateful_examples examples"
+    fuzz "$who" "$token" "$who-stateful" --phases stateful --max-examples "$stateful_examples"
 done
 say "seed $seed: $([ $failed = 0 ] && echo 'no failures' || echo FAILURES)"
 exit $failed
