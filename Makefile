@@ -4,7 +4,7 @@
 CARGO ?= cargo
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 dev-up: ## The whole platform in one process (gateway on :8080): embedded defaults, or the Compose servers when they run
 	CARGO=$(CARGO) scripts/dev-up.sh
