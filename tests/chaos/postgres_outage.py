@@ -38,14 +38,30 @@ def through(url, port):
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def run(args, result, workspace):
+def pg_proxy(workspace, inspect):
+    """A TCP proxy of the test's in front of the PostgreSQL server, closed with the workspace:
+    (the server's URL, its split form, the proxy)."""
     direct = pg_url()
     target = urllib.parse.urlsplit(direct)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432, inspect=inspect).start()
+    workspace.on_close(proxy.close)
+    return direct, target, proxy
+
+
+def cluster_through(proxy, direct, args, workspace, redis, settings):
+    """The platform on PostgreSQL through `proxy` (databases created and dropped directly)."""
+    cluster = Cluster(workspace.binary(), workspace.work, args.log_level, backend="postgres",
+                      pg_url=through(direct, proxy.port), admin_pg_url=direct, redis_url=redis.url,
+                      overrides=settings)
+    workspace.on_close(cluster.cleanup)
+    return cluster
+
+
+def run(args, result, workspace):
     # Reads each connection's database from its startup packet (so the services connect in
     # clear, `sslmode=disable`); never resets anything by itself.
     sniffer = PgTrap()
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432, inspect=sniffer).start()
-    workspace.on_close(proxy.close)
+    direct, target, proxy = pg_proxy(workspace, sniffer)
     redis = workspace.redis()
     settings = overrides()
     result.settings = describe(settings) + [
@@ -56,10 +72,7 @@ def run(args, result, workspace):
         f"private redis-server :{redis.port} (stays up)"]
     for line in result.settings:
         log(f"setting {line}")
-    url = through(direct, proxy.port)
-    cluster = Cluster(workspace.binary(), workspace.work, args.log_level, backend="postgres",
-                      pg_url=url, admin_pg_url=direct, redis_url=redis.url, overrides=settings)
-    workspace.on_close(cluster.cleanup)
+    cluster = cluster_through(proxy, direct, args, workspace, redis, settings)
 
     def disrupt(timeline):
         cut, in_flight = proxy.cut(min_in_flight=IN_FLIGHT, within=5.0,

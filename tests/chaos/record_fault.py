@@ -13,25 +13,21 @@ no event lost, clients see 503/504 at worst) and the provider's own books (no or
 twice; the provider's net per order is the confirmed order's total, or 0 for a failed one).
 """
 import time
-import urllib.parse
 import uuid
 
 from checkout import PG_POOLS, SAGA_SETTINGS, run_checkout
-from common import Cluster, base_overrides, describe, log, merge, pg_url
+from common import base_overrides, describe, log, merge
 from fakestripe import FakeStripe
-from postgres_outage import through
+from postgres_outage import cluster_through, pg_proxy
 from provider_hang import WEBHOOK_PATH, provider_checks
-from tcpproxy import PgTrap, TcpProxy
+from tcpproxy import PgTrap
 
 TRAPS = 3  # connections lost while recording an answer
 
 
 def run(args, result, workspace):
-    direct = pg_url()
-    target = urllib.parse.urlsplit(direct)
     trap = PgTrap(None, lambda sql: sql.startswith('UPDATE "payments" SET'))
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432, inspect=trap).start()
-    workspace.on_close(proxy.close)
+    direct, target, proxy = pg_proxy(workspace, trap)
     redis = workspace.redis()
     api_key = f"sk_test_chaos{uuid.uuid4().hex}"
     secret = f"whsec_chaos{uuid.uuid4().hex}"
@@ -48,10 +44,7 @@ def run(args, result, workspace):
         f'UPDATE "payments" is reset, {TRAPS} times; fake Stripe {stripe.url} (answers normally)']
     for line in result.settings:
         log(f"setting {line}")
-    url = through(direct, proxy.port)
-    cluster = Cluster(workspace.binary(), workspace.work, args.log_level, backend="postgres", pg_url=url,
-                      admin_pg_url=direct, redis_url=redis.url, overrides=settings)
-    workspace.on_close(cluster.cleanup)
+    cluster = cluster_through(proxy, direct, args, workspace, redis, settings)
     trap.database = cluster.database_name("payment-service")
     stripe.webhook_url = cluster.gateway + WEBHOOK_PATH
 

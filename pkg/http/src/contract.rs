@@ -258,13 +258,15 @@ pub fn json_schema(value: Value) -> utoipa::openapi::RefOr<utoipa::openapi::sche
 /// The statuses each operation of a document lists, by method and path template.
 #[derive(Debug, Default)]
 pub struct Documented {
-    /// `None`: the operation has a `default` response, so any status is documented.
-    operations: HashMap<(Method, String), Option<HashSet<u16>>>,
+    /// By path template, then method; `None`: the operation has a `default` response, so any
+    /// status is documented. Keyed by path first so a lookup borrows the route (no allocation
+    /// per request).
+    operations: HashMap<String, HashMap<Method, Option<HashSet<u16>>>>,
 }
 
 impl Documented {
     pub fn from_document(document: &Value) -> Self {
-        let mut operations = HashMap::new();
+        let mut operations: HashMap<String, HashMap<Method, Option<HashSet<u16>>>> = HashMap::new();
         let paths = document.get("paths").and_then(Value::as_object);
         for (path, item) in paths.into_iter().flatten() {
             for (method, operation) in item.as_object().into_iter().flatten() {
@@ -286,7 +288,10 @@ impl Documented {
                             .collect(),
                     )
                 };
-                operations.insert((method, path.clone()), statuses);
+                operations
+                    .entry(path.clone())
+                    .or_default()
+                    .insert(method, statuses);
             }
         }
         Self { operations }
@@ -301,7 +306,7 @@ impl Documented {
         } else {
             method
         };
-        match self.operations.get(&(method.clone(), route.to_owned())) {
+        match self.operations.get(route).and_then(|item| item.get(method)) {
             Some(Some(statuses)) => statuses.contains(&status.as_u16()),
             Some(None) | None => true,
         }

@@ -647,16 +647,20 @@ impl Payments {
         row.updated_at = now();
         let view = PaymentView::try_from(&row)?;
         let key = &command.idempotency_key;
-        if let Err(error) = self.record_charge(&row, scope, key, &view).await {
-            if matches!(&error, PaymentError::Database(db) if platform_db::is_unavailable(db)) {
-                // The provider answered and only the database failed: the answer is kept here
-                // and written as soon as the database is back, so the caller's repeat under
-                // the same key finds it (rather than waiting for the key to be abandoned).
-                self.keep_recording(row, scope.to_owned(), key.clone(), view);
+        let written = match self.record_charge(&row, scope, key, &view).await {
+            Ok(written) => written,
+            Err(error) => {
+                if matches!(&error, PaymentError::Database(db) if platform_db::is_unavailable(db)) {
+                    // The provider answered and only the database failed: the answer is kept
+                    // here and written as soon as the database is back, so the caller's repeat
+                    // under the same key finds it (rather than waiting for the key to be
+                    // abandoned).
+                    self.keep_recording(row, scope.to_owned(), key.clone(), view);
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-        if status == PaymentStatus::Captured {
+        };
+        if written && status == PaymentStatus::Captured {
             self.counters.money("captured", &row.currency, row.amount);
         }
         tracing::info!(payment_id = %row.id, provider = %row.provider, status = %row.status, "payment processed");
@@ -664,27 +668,27 @@ impl Payments {
     }
 
     /// Writes a provider's answer to a charge: the payment, its event, and the key's stored
-    /// response, in one transaction. Nothing when the key has its response already (an earlier
-    /// attempt committed and only its acknowledgement was lost).
+    /// response, in one transaction. Nothing (`false`) when the key has its response already
+    /// (an earlier attempt committed and only its acknowledgement was lost).
     async fn record_charge(
         &self,
         row: &PaymentRow,
         scope: &str,
         key: &str,
         view: &PaymentView,
-    ) -> Result<(), PaymentError> {
+    ) -> Result<bool, PaymentError> {
         let txn = platform_db::begin_write(&self.db).await?;
         if repo::find_key(&txn, scope, key)
             .await?
             .is_some_and(|k| k.response.is_some())
         {
-            return Ok(());
+            return Ok(false);
         }
         repo::save_payment(&txn, row).await?;
         self.announce(&txn, row).await?;
         repo::complete_key(&txn, scope, key, &serde_json::to_string(view)?).await?;
         txn.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// [`Self::record_charge`] again in the background, every second until it is written, for
@@ -700,8 +704,9 @@ impl Payments {
                 for attempt in 1..=attempts {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     match payments.record_charge(&row, &scope, &key, &view).await {
-                        Ok(()) => {
-                            if row.status == PaymentStatus::Captured.as_str() {
+                        Ok(written) => {
+                            // Counted once: not when an earlier attempt had landed after all.
+                            if written && row.status == PaymentStatus::Captured.as_str() {
                                 payments.counters.money("captured", &row.currency, row.amount);
                             }
                             tracing::info!(payment_id = %row.id, status = %row.status, attempt, "provider's answer recorded after the database came back");

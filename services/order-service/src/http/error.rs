@@ -62,7 +62,12 @@ impl From<OrderError> for Problem {
                 Problem::unavailable("The payment service is not available right now.")
                     .with_retry_after(5)
             }
-            OrderError::Database(error) if platform_db::is_unavailable(&error) => {
+            // Also when the checkout's first step lost it: the order is kept under its
+            // Idempotency-Key, so a retry answers what became of it.
+            OrderError::Database(error)
+            | OrderError::Saga(crate::saga::SagaError::Database(error))
+                if platform_db::is_unavailable(&error) =>
+            {
                 tracing::error!(%error, "no database connection available");
                 Problem::unavailable("The order database is not available right now.")
                     .with_retry_after(1)
