@@ -401,6 +401,39 @@ pub async fn create_indexes(
     Ok(())
 }
 
+/// Adds `columns` to the existing `table`, one statement each (SQLite alters one column at a
+/// time): a migration that extends a schema.
+pub async fn add_columns(
+    manager: &sea_orm_migration::SchemaManager<'_>,
+    table: &str,
+    columns: impl IntoIterator<Item = sea_orm_migration::prelude::ColumnDef>,
+) -> Result<(), DbErr> {
+    for mut column in columns {
+        let alter = sea_orm_migration::prelude::Table::alter()
+            .table(table.to_owned())
+            .add_column(&mut column)
+            .to_owned();
+        manager.alter_table(alter).await?;
+    }
+    Ok(())
+}
+
+/// Drops `columns` of `table`, one statement each: [`add_columns`] undone.
+pub async fn drop_columns(
+    manager: &sea_orm_migration::SchemaManager<'_>,
+    table: &str,
+    columns: &[&str],
+) -> Result<(), DbErr> {
+    for column in columns {
+        let alter = sea_orm_migration::prelude::Table::alter()
+            .table(table.to_owned())
+            .drop_column(column.to_string())
+            .to_owned();
+        manager.alter_table(alter).await?;
+    }
+    Ok(())
+}
+
 /// Closes the pool at shutdown; a failure is logged (there is nothing left to do about it).
 pub async fn close(db: DatabaseConnection) {
     if let Err(error) = db.close().await {

@@ -42,6 +42,10 @@ pub struct DeliverySettings {
     pub rate_limit: Option<RateLimit>,
     /// `NOTIFY_QUIET_HOURS`: e.g. `22:00-07:00` (UTC): SMS and push wait until it ends.
     pub quiet_hours: Option<QuietHours>,
+    /// `NOTIFY_CONTACT_WAIT`: how long an event's email waits for the user's contact. Users'
+    /// and orders' events travel on separate streams, so an order can be seen before its
+    /// customer's `user.registered`; past the wait the email is suppressed (`no_address`).
+    pub contact_wait: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -58,6 +62,7 @@ impl Default for DeliverySettings {
                 window: Duration::from_secs(3600),
             }),
             quiet_hours: None,
+            contact_wait: Duration::from_secs(600),
         }
     }
 }
@@ -86,6 +91,7 @@ impl DeliverySettings {
             lease: env.or("NOTIFY_LEASE", defaults.lease),
             rate_limit,
             quiet_hours,
+            contact_wait: env.or("NOTIFY_CONTACT_WAIT", defaults.contact_wait),
         }
     }
 }
@@ -182,12 +188,14 @@ mod tests {
             ("NOTIFY_RATE_LIMIT", "off"),
             ("NOTIFY_QUIET_HOURS", "22:00-07:00"),
             ("NOTIFY_MAX_ATTEMPTS", "3"),
+            ("NOTIFY_CONTACT_WAIT", "30s"),
         ]);
         let config = NotificationServiceConfig::from_env(&mut env);
         assert!(env.issues().is_empty(), "{:?}", env.issues());
         assert_eq!(config.delivery.rate_limit, None);
         assert!(config.delivery.quiet_hours.is_some());
         assert_eq!(config.delivery.max_attempts, 3);
+        assert_eq!(config.delivery.contact_wait, Duration::from_secs(30));
 
         let mut env = Env::from_pairs([
             ("NOTIFY_RATE_LIMIT", "lots"),

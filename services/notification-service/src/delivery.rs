@@ -18,7 +18,7 @@ use platform_resilience::Backoff;
 
 use crate::address::{DeviceToken, EmailAddress, PhoneNumber};
 use crate::channels::{Channel, Message, Recipient, SendError, Senders};
-use crate::domain::{Attempt, DeliveryStatus, QuietHours};
+use crate::domain::{Attempt, DeliveryStatus, QuietHours, Suppression};
 use crate::repo::{self, AttemptRecord, NotificationRow};
 use crate::service::Notifications;
 
@@ -96,6 +96,13 @@ impl Worker {
             .await;
             return;
         };
+        if channel != Channel::InApp && row.recipient.is_none() {
+            // An event's email that waited for its user's contact is due only when the wait
+            // ends (the contact's arrival gives it an address and makes it due at once).
+            let reason = Some(Suppression::NoAddress.as_str().to_owned());
+            self.finish(&row, Attempt::Unreachable, reason, None).await;
+            return;
+        }
         let now = Utc::now();
         // Re-checked here: a retry may have become due inside the quiet hours.
         if QuietHours::applies_to(channel)
@@ -181,16 +188,25 @@ impl Worker {
             next_attempt_at,
             sent_at,
         };
-        if let Err(error) = repo::record_attempt(self.notifications.db(), row.id, record).await {
-            // The lease runs out and the message is tried again: at least once.
-            tracing::error!(id = %row.id, %error, "cannot record a delivery attempt");
-            return;
+        match repo::record_attempt(self.notifications.db(), row, record).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Given an address since it was read: the lease runs out and it is sent.
+                tracing::info!(id = %row.id, "message changed while being handled; left for the next round");
+                return;
+            }
+            Err(error) => {
+                // The lease runs out and the message is tried again: at least once.
+                tracing::error!(id = %row.id, %error, "cannot record a delivery attempt");
+                return;
+            }
         }
         let channel = Channel::parse(&row.channel).unwrap_or(Channel::InApp);
         let outcome = match attempt {
             Attempt::Delivered => "sent",
             Attempt::Retry => "retry",
             Attempt::GiveUp => "failed",
+            Attempt::Unreachable => "suppressed",
         };
         self.notifications.count(channel, outcome);
         if attempt == Attempt::Delivered {
@@ -212,7 +228,7 @@ impl Worker {
             next_attempt_at: until,
             sent_at: None,
         };
-        if let Err(error) = repo::record_attempt(self.notifications.db(), row.id, record).await {
+        if let Err(error) = repo::record_attempt(self.notifications.db(), row, record).await {
             tracing::warn!(id = %row.id, %error, "cannot postpone a message");
         }
     }

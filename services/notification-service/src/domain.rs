@@ -108,8 +108,9 @@ impl fmt::Display for Topic {
 /// queued ──delivered──▶ sent
 ///   │ ▲
 ///   │ └──retry (transient failure, attempts left)
-///   └──give up (permanent failure, or the last attempt failed)──▶ failed
-/// suppressed: decided at creation (opted out, no address, rate limited); never sent
+///   ├──give up (permanent failure, or the last attempt failed)──▶ failed
+///   └──unreachable (an email still waiting for the user's contact when the wait ends)──▶ suppressed
+/// suppressed: also decided at creation (opted out, no address, rate limited); never sent
 /// ```
 ///
 /// In-app messages are stored, which is their delivery: they start as `sent`.
@@ -129,6 +130,10 @@ pub enum Attempt {
     Retry,
     /// A permanent failure, or a transient one on the last attempt (the dead letter).
     GiveUp,
+    /// Nothing to send it to: the event's email waited for the user's contact
+    /// (`user.registered`, on another stream) and it never came. Not a provider's failure,
+    /// so not a dead letter: the same outcome as an unknown address found at creation.
+    Unreachable,
 }
 
 /// A transition the state machine does not allow (a finished message attempted again).
@@ -165,6 +170,7 @@ impl DeliveryStatus {
             (DeliveryStatus::Queued, Attempt::Delivered) => Ok(DeliveryStatus::Sent),
             (DeliveryStatus::Queued, Attempt::Retry) => Ok(DeliveryStatus::Queued),
             (DeliveryStatus::Queued, Attempt::GiveUp) => Ok(DeliveryStatus::Failed),
+            (DeliveryStatus::Queued, Attempt::Unreachable) => Ok(DeliveryStatus::Suppressed),
             (finished, _) => Err(InvalidTransition(finished)),
         }
     }
@@ -301,8 +307,9 @@ mod tests {
         assert_eq!(Queued.after(Delivered), Ok(Sent));
         assert_eq!(Queued.after(Retry), Ok(Queued));
         assert_eq!(Queued.after(GiveUp), Ok(Failed));
+        assert_eq!(Queued.after(Unreachable), Ok(Suppressed));
         for finished in [Sent, Failed, Suppressed] {
-            for attempt in [Delivered, Retry, GiveUp] {
+            for attempt in [Delivered, Retry, GiveUp, Unreachable] {
                 assert_eq!(finished.after(attempt), Err(InvalidTransition(finished)));
             }
         }

@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(CreateNotifications),
             Box::new(platform_events::idempotency::migration::CreateProcessedEvents),
+            Box::new(AddTemplate),
         ]
     }
 }
@@ -147,5 +148,26 @@ impl MigrationTrait for CreateNotifications {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// An email that waits for the user's contact keeps its template and variables (JSON), so it
+/// is rendered again, with the user's name, when the contact arrives. Null otherwise.
+struct AddTemplate;
+
+impl MigrationName for AddTemplate {
+    fn name(&self) -> &str {
+        "m20261205_000001_notifications_template"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTemplate {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        platform_db::add_columns(manager, "notifications", [text_null("template")]).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        platform_db::drop_columns(manager, "notifications", &["template"]).await
     }
 }

@@ -98,6 +98,8 @@ pub mod entities {
             pub created_at: DateTimeUtc,
             pub sent_at: Option<DateTimeUtc>,
             pub read_at: Option<DateTimeUtc>,
+            /// `{"name": …, "context": …}` while an email waits for its user's contact.
+            pub template: Option<String>,
         }
 
         impl ActiveModelBehavior for ActiveModel {}
@@ -446,13 +448,18 @@ pub struct AttemptRecord {
 }
 
 /// Writes an attempt's outcome, only while the row is still queued (a finished message is
-/// never moved back).
+/// never moved back) and addressed as when `row` was read (a waiting email given its address
+/// meanwhile is sent, not written off on a stale read). `false` when nothing was written.
 pub async fn record_attempt<C: ConnectionTrait>(
     conn: &C,
-    id: Uuid,
+    row: &NotificationRow,
     record: AttemptRecord,
-) -> Result<(), DbErr> {
-    notification::Entity::update_many()
+) -> Result<bool, DbErr> {
+    let addressed = match &row.recipient {
+        Some(recipient) => notification::Column::Recipient.eq(recipient.as_str()),
+        None => notification::Column::Recipient.is_null(),
+    };
+    let result = notification::Entity::update_many()
         .col_expr(
             notification::Column::Status,
             Expr::value(record.status.as_str()),
@@ -472,8 +479,66 @@ pub async fn record_attempt<C: ConnectionTrait>(
             notification::Column::ClaimedUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
+        .filter(notification::Column::Id.eq(row.id))
+        .filter(notification::Column::Status.eq(DeliveryStatus::Queued.as_str()))
+        .filter(addressed)
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// The emails to `user` that wait for the user's contact: queued, with nowhere to go yet,
+/// and not being handled by a worker (whose wait ended).
+pub async fn awaiting_contact<C: ConnectionTrait>(
+    conn: &C,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<NotificationRow>, DbErr> {
+    notification::Entity::find()
+        .filter(notification::Column::UserId.eq(user))
+        .filter(notification::Column::Channel.eq(Channel::Email.as_str()))
+        .filter(notification::Column::Status.eq(DeliveryStatus::Queued.as_str()))
+        .filter(notification::Column::Recipient.is_null())
+        .filter(unleased(now))
+        .all(conn)
+        .await
+}
+
+/// A waiting email's address and text, now that its user's contact is known; due at once.
+pub async fn address_waiting<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+    recipient: &str,
+    rendered: &crate::templates::Rendered,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    notification::Entity::update_many()
+        .col_expr(notification::Column::Recipient, Expr::value(recipient))
+        .col_expr(
+            notification::Column::Subject,
+            Expr::value(rendered.subject.as_str()),
+        )
+        .col_expr(
+            notification::Column::Body,
+            Expr::value(rendered.text.as_str()),
+        )
+        .col_expr(
+            notification::Column::Html,
+            Expr::value(rendered.html.clone()),
+        )
+        .col_expr(
+            notification::Column::Template,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            notification::Column::Reason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(notification::Column::NextAttemptAt, Expr::value(now))
         .filter(notification::Column::Id.eq(id))
         .filter(notification::Column::Status.eq(DeliveryStatus::Queued.as_str()))
+        .filter(notification::Column::Recipient.is_null())
+        .filter(unleased(now))
         .exec(conn)
         .await?;
     Ok(())

@@ -190,17 +190,15 @@ impl Notifications {
         match envelope.event_type.as_str() {
             UserRegistered::TYPE => {
                 let event: UserRegistered = decode(envelope)?;
-                repo::upsert_contact(
-                    &txn,
-                    ContactRow {
-                        user_id: event.user_id,
-                        email: event.email,
-                        name: event.name,
-                        role: event.role,
-                        updated_at: Utc::now(),
-                    },
-                )
-                .await?;
+                let contact = ContactRow {
+                    user_id: event.user_id,
+                    email: event.email,
+                    name: event.name,
+                    role: event.role,
+                    updated_at: Utc::now(),
+                };
+                repo::upsert_contact(&txn, contact.clone()).await?;
+                created.extend(self.address_waiting(&txn, &contact).await?);
                 let plan = self.event_plan(
                     Topic::UserRegistered,
                     envelope,
@@ -463,13 +461,19 @@ impl Notifications {
                 Channel::InApp => None,
                 _ => address(channel, &addresses, contact.as_ref()),
             };
+            // An event's email to a user whose `user.registered` has not been seen yet (it
+            // travels on another stream) waits for it rather than being dropped.
+            let waits = channel == Channel::Email
+                && recipient.is_none()
+                && contact.is_none()
+                && plan.event_id.is_some();
             let decision = if !enabled {
                 // A default-off channel nobody asked for is not worth a row per event.
                 if explicit.is_none() && plan.only.is_none() {
                     continue;
                 }
                 Err(Suppression::OptedOut)
-            } else if channel != Channel::InApp && recipient.is_none() {
+            } else if channel != Channel::InApp && recipient.is_none() && !waits {
                 Err(Suppression::NoAddress)
             } else {
                 self.within_rate(conn, plan.user, channel, now).await?
@@ -478,6 +482,14 @@ impl Notifications {
                 Err(why) => (DeliveryStatus::Suppressed, Some(why.as_str()), now, None),
                 // Stored is delivered, for in-app.
                 Ok(()) if channel == Channel::InApp => (DeliveryStatus::Sent, None, now, Some(now)),
+                // Due when the wait ends; the contact's arrival makes it due at once.
+                Ok(()) if waits => (
+                    DeliveryStatus::Queued,
+                    Some(AWAITING_CONTACT),
+                    now + chrono::Duration::from_std(self.inner.delivery.contact_wait)
+                        .unwrap_or(chrono::Duration::MAX),
+                    None,
+                ),
                 Ok(()) => {
                     let due = self
                         .inner
@@ -512,6 +524,7 @@ impl Notifications {
                     created_at: now,
                     sent_at,
                     read_at: None,
+                    template: waits.then(|| stored_template(&plan.content)).flatten(),
                 },
             )
             .await?;
@@ -554,6 +567,51 @@ impl Notifications {
                 Ok(self.inner.templates.render(name, &Value::Object(context))?)
             }
         }
+    }
+
+    /// Gives the emails that waited for this user's contact their address, rendered again for
+    /// the user (their name, not "there"). An address that does not parse leaves them waiting,
+    /// to be suppressed when the wait ends.
+    async fn address_waiting<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        contact: &ContactRow,
+    ) -> Result<Vec<Created>, NotifyError> {
+        let now = Utc::now();
+        let waiting = repo::awaiting_contact(conn, contact.user_id, now).await?;
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let addresses: HashMap<String, String> = repo::addresses_of(conn, contact.user_id)
+            .await?
+            .into_iter()
+            .collect();
+        let Some(recipient) = address(Channel::Email, &addresses, Some(contact)) else {
+            return Ok(Vec::new());
+        };
+        let mut addressed = Vec::new();
+        for row in waiting {
+            let stored = Rendered {
+                subject: row.subject.clone(),
+                text: row.body.clone(),
+                html: row.html.clone(),
+            };
+            let rendered = match row.template.as_deref().and_then(content_of) {
+                // The text it was created with is kept if its template no longer renders.
+                Some(content) => self.render(&content, Some(contact)).unwrap_or(stored),
+                None => stored,
+            };
+            repo::address_waiting(conn, row.id, recipient.as_str(), &rendered, now).await?;
+            addressed.push(Created {
+                id: row.id,
+                user: contact.user_id,
+                channel: Channel::Email,
+                status: DeliveryStatus::Queued,
+                reason: None,
+            });
+        }
+        tracing::info!(user_id = %contact.user_id, count = addressed.len(), "emails that waited for the user's contact are on their way");
+        Ok(addressed)
     }
 
     /// `Err(RateLimited)` when the user already had their share of `channel` in the window.
@@ -755,6 +813,28 @@ fn display_money(amount: i64, currency: &str) -> String {
         .ok()
         .and_then(|c| Money::new(amount, c).ok())
         .map_or_else(|| format!("{amount} {currency}"), |money| money.to_string())
+}
+
+/// The reason a queued email shows while it waits for its user's contact.
+const AWAITING_CONTACT: &str = "awaiting_contact";
+
+/// What a waiting email keeps to be rendered again: its template and variables.
+fn stored_template(content: &Content) -> Option<String> {
+    match content {
+        Content::Template { name, context } => {
+            Some(json!({"name": name, "context": context}).to_string())
+        }
+        Content::Literal { .. } => None,
+    }
+}
+
+/// [`stored_template`] read back.
+fn content_of(stored: &str) -> Option<Content> {
+    let value: Value = serde_json::from_str(stored).ok()?;
+    Some(Content::Template {
+        name: value.get("name")?.as_str()?.to_owned(),
+        context: value.get("context").cloned().unwrap_or(Value::Null),
+    })
 }
 
 /// The user's explicit choice for `channel` and `topic`: the exact topic over `*`.

@@ -56,13 +56,15 @@ pub struct DeliveryView {
     pub event_type: String,
     /// The event that caused it; absent for direct notifications.
     pub event_id: Option<Uuid>,
-    /// The address it went to; absent for in-app.
+    /// The address it went to; absent for in-app, and while an event's email waits for the
+    /// user's contact.
     pub recipient: Option<String>,
     pub subject: String,
     /// `queued`, `sent`, `failed` (a dead letter) or `suppressed`.
     #[schema(example = "sent")]
     pub status: String,
-    /// Why it was suppressed (`opted_out`, `no_address`, `rate_limited`) or the last error.
+    /// Why it was suppressed (`opted_out`, `no_address`, `rate_limited`) or the last error;
+    /// `awaiting_contact` while an event's email waits for the user's `user.registered`.
     pub reason: Option<String>,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,

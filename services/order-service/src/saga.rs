@@ -556,10 +556,12 @@ impl Saga {
                     tracing::warn!(order_id = %row.id, %error, "cannot charge yet; will retry");
                     return self.wait(row).await;
                 }
+                // Past the deadline the customer reads the same first words as when the top
+                // of `drive` notices it, whichever check happens to see it first.
                 let reason = if row.charge_unresolved {
-                    format!("payment could not be completed: {error}")
+                    format!("checkout did not complete in time ({error})")
                 } else {
-                    format!("{error}; nothing was charged")
+                    format!("checkout did not complete in time ({error}); nothing was charged")
                 };
                 self.compensate_from_here(row, Some(reason)).await
             }
@@ -568,7 +570,7 @@ impl Saga {
                 // time; compensation settles it otherwise.
                 tracing::warn!(order_id = %row.id, %error, "charge outcome unknown");
                 if now() > row.deadline {
-                    let reason = format!("payment could not be completed: {error}");
+                    let reason = format!("checkout did not complete in time ({error})");
                     self.compensate_from_here(row, Some(reason)).await
                 } else {
                     self.wait(row).await

@@ -156,14 +156,8 @@ impl MigrationName for PaymentSources {
 #[async_trait::async_trait]
 impl MigrationTrait for PaymentSources {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table("payments")
-                    .add_column(string("source").default("direct"))
-                    .to_owned(),
-            )
-            .await?;
+        let source = string("source").default("direct").to_owned();
+        platform_db::add_columns(manager, "payments", [source]).await?;
         // The checkout saga always charged under `order-<id>-charge`.
         manager
             .get_connection()
@@ -177,15 +171,7 @@ impl MigrationTrait for PaymentSources {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table("payments")
-                    .drop_column("source")
-                    .to_owned(),
-            )
-            .await?;
-        Ok(())
+        platform_db::drop_columns(manager, "payments", &["source"]).await
     }
 }
 
@@ -202,7 +188,6 @@ impl MigrationName for UnknownOutcomes {
 #[async_trait::async_trait]
 impl MigrationTrait for UnknownOutcomes {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one at a time.
         let payments: [ColumnDef; 3] = [
             // When the reconciler next asks the provider about an unknown outcome.
             timestamp_with_time_zone_null("next_check_at"),
@@ -212,32 +197,14 @@ impl MigrationTrait for UnknownOutcomes {
             // again means repeating the request exactly. Cleared once resolved.
             string_null("retry_token"),
         ];
-        for column in payments {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("payments")
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        platform_db::add_columns(manager, "payments", payments).await?;
         let refunds: [ColumnDef; 2] = [
             // The refund's idempotency key (`{payment id}:{key}` at the provider): a refund
             // whose answer was lost is asked for again under it.
             string_null("idempotency_key"),
             timestamp_with_time_zone_null("updated_at"),
         ];
-        for column in refunds {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("refunds")
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        platform_db::add_columns(manager, "refunds", refunds).await?;
         platform_db::create_indexes(
             manager,
             "payments",
@@ -248,17 +215,12 @@ impl MigrationTrait for UnknownOutcomes {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (table, column) in [
-            ("payments", "next_check_at"),
-            ("payments", "checks"),
-            ("payments", "retry_token"),
-            ("refunds", "idempotency_key"),
-            ("refunds", "updated_at"),
-        ] {
-            manager
-                .alter_table(Table::alter().table(table).drop_column(column).to_owned())
-                .await?;
-        }
-        Ok(())
+        platform_db::drop_columns(
+            manager,
+            "payments",
+            &["next_check_at", "checks", "retry_token"],
+        )
+        .await?;
+        platform_db::drop_columns(manager, "refunds", &["idempotency_key", "updated_at"]).await
     }
 }

@@ -139,24 +139,11 @@ impl MigrationTrait for AddTokenVersion {
         // Access tokens carry it as `ver`; raising it (logout, password or role change) makes
         // the user's older tokens fail. Existing accounts start at 0, what unversioned tokens
         // count as.
-        manager
-            .alter_table(
-                Table::alter()
-                    .table("users")
-                    .add_column(big_integer("token_version").default(0))
-                    .to_owned(),
-            )
-            .await
+        let version = big_integer("token_version").default(0).to_owned();
+        platform_db::add_columns(manager, "users", [version]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table("users")
-                    .drop_column("token_version")
-                    .to_owned(),
-            )
-            .await
+        platform_db::drop_columns(manager, "users", &["token_version"]).await
     }
 }

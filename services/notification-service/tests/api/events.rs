@@ -220,6 +220,8 @@ async fn sms_and_push_reach_providers_in_their_shape(backend: Backend, bus: Bus)
     let Some(app) = spawn_with(backend, bus, |config| {
         // No SMTP server: this user has no email on record anyway.
         config.channels = all_channels(1, &twilio, &fcm);
+        // The email waits this long for a `user.registered` that never comes.
+        config.delivery.contact_wait = Duration::from_millis(300);
     })
     .await
     else {
@@ -701,9 +703,95 @@ async fn a_failed_order_names_its_refund_only_when_there_was_one(backend: Backen
     );
 }
 
+/// Users' and orders' events travel on separate streams: a quick checkout's `order.failed`
+/// can be handled before its customer's `user.registered`. The email waits for the contact
+/// and is then sent to it, greeting the customer by name; the in-app message does not wait.
+async fn an_order_seen_before_its_customer_is_emailed_once_the_customer_is_known(
+    backend: Backend,
+    bus: Bus,
+) {
+    let Some(app) = spawn_app(backend, bus).await else {
+        return;
+    };
+    let order = facts(app.user.id);
+    app.publish(&OrderFailed {
+        order: order.clone(),
+        reason: "payment declined: card_declined".to_owned(),
+        refunded: 0,
+    })
+    .await;
+    let subject = format!("Order {} could not be completed", order.order_id);
+    let waiting = wait_for_row(&app, "email", |row| row["reason"] == "awaiting_contact").await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert_eq!(waiting["recipient"], Value::Null, "{waiting}");
+    let inbox = app.inbox(&app.user, "").await;
+    assert_eq!(
+        inbox["total"], 1,
+        "the in-app message does not wait: {inbox}"
+    );
+    // Nothing is sent while the contact is unknown, however many rounds the worker makes.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(app.log.logged().is_empty(), "{:?}", app.log.logged());
+
+    app.register(&app.user, "Ada@Example.org", "user").await;
+    let rows = app.settled(app.user.id, 4).await;
+    let failed: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["channel"] == "email" && r["event_type"] == "order.failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{rows:#?}");
+    assert_eq!(failed[0]["status"], "sent", "{rows:#?}");
+    assert_eq!(failed[0]["recipient"], "Ada@example.org");
+    assert_eq!(failed[0]["reason"], Value::Null);
+    let logged = app.log.logged();
+    let mail = logged
+        .iter()
+        .find(|m| m.subject == subject)
+        .unwrap_or_else(|| panic!("no {subject:?} in {logged:?}"));
+    assert_eq!(mail.recipient.as_str(), "Ada@example.org");
+    assert!(
+        mail.text.starts_with("Hello Ada Lovelace,") && mail.text.contains("card_declined"),
+        "rendered again for the customer: {}",
+        mail.text
+    );
+    assert!(
+        mail.html
+            .as_deref()
+            .is_some_and(|html| html.contains("Hello Ada Lovelace")),
+        "{mail:?}"
+    );
+    // Sent once: the welcome email and this one.
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|m| m.recipient.as_str() == "Ada@example.org")
+            .count(),
+        2,
+        "{logged:?}"
+    );
+}
+
+/// The row of `channel` for the test's user once `ready` holds for it.
+async fn wait_for_row(app: &TestApp, channel: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let query = format!("?user_id={}", app.user.id);
+    let started = std::time::Instant::now();
+    loop {
+        let rows = app.deliveries(&query).await;
+        if let Some(row) = rows.iter().find(|r| r["channel"] == channel && ready(r)) {
+            return row.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no matching {channel} row: {rows:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 crate::bus_tests!(
     a_registered_user_receives_the_welcome_email,
     a_redelivered_event_sends_nothing_twice,
+    an_order_seen_before_its_customer_is_emailed_once_the_customer_is_known,
 );
 
 mod preferences {
