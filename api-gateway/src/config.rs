@@ -177,7 +177,11 @@ impl GatewayConfig {
             proxy: ProxyConfig {
                 timeout: env.or("UPSTREAM_TIMEOUT", proxy_defaults.timeout),
                 connect_timeout: env.or("UPSTREAM_CONNECT_TIMEOUT", proxy_defaults.connect_timeout),
-                ..proxy_defaults
+                max_idle_per_host: env.in_range(
+                    "UPSTREAM_MAX_IDLE",
+                    proxy_defaults.max_idle_per_host,
+                    1..=65_536,
+                ),
             },
             rate_limit_per_minute: NonZeroU32::new(env.or("RATE_LIMIT_PER_MINUTE", 100u32)),
             rate_limit_prefix: env.or(

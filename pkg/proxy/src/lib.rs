@@ -131,7 +131,10 @@ pub struct ProxyConfig {
     pub timeout: Duration,
     /// TCP connect deadline.
     pub connect_timeout: Duration,
-    /// Idle keep-alive connections kept per upstream.
+    /// Idle keep-alive connections kept per upstream (per thread on the fast path). It must
+    /// be at least the requests a thread has in flight: completions come in bursts, and every
+    /// connection released past the cap is closed, to be opened again for the next request.
+    /// At 64 that made 256 clients churn about 1,900 upstream connections a second.
     pub max_idle_per_host: usize,
 }
 
@@ -140,7 +143,7 @@ impl Default for ProxyConfig {
         Self {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(2),
-            max_idle_per_host: 64,
+            max_idle_per_host: 1024,
         }
     }
 }

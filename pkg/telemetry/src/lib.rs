@@ -140,8 +140,11 @@ pub struct TelemetryConfig {
     pub environment: String,
 }
 
-/// Crates whose `info` logs are per-query or per-connection noise.
-const QUIET: &str = "sqlx=warn,sea_orm=warn,sea_orm_migration=warn,hyper=warn,hyper_util=warn,h2=warn,tower=warn,opentelemetry=warn";
+/// Crates whose `info` logs are per-query or per-connection noise. rustls warns once per
+/// connection about what the client sent (an IP address as the SNI name, as h2load and
+/// `curl https://127.0.0.1` do): a line per connection that any client can trigger, so only
+/// its errors are kept.
+const QUIET: &str = "sqlx=warn,sea_orm=warn,sea_orm_migration=warn,hyper=warn,hyper_util=warn,h2=warn,tower=warn,opentelemetry=warn,rustls=error";
 
 impl TelemetryConfig {
     pub fn from_env(env: &mut Env) -> Self {
