@@ -28,14 +28,15 @@ use http_body_util::BodyExt;
 use platform_auth::AuthUser;
 use platform_http::audit::AuditContext;
 use platform_http::framing::{self, Head, Refusal};
-use platform_http::front::{Connection, ConnectionFuture, Front, Stopping};
+use platform_http::front::{ClientStream, Connection, ConnectionFuture, Front, Stopping};
 use platform_http::guard::GuardConfig;
-use platform_http::middleware::{REQUEST_ID, join_trace, new_request_id, request_span, served};
+use platform_http::middleware::{
+    HSTS, REQUEST_ID, join_trace, new_request_id, request_span, served,
+};
 use platform_middleware::Decision;
 use platform_proxy::h1::{self, ExchangeError, Framing, ResponseHead, UpstreamConnection};
 use platform_proxy::{ProxyError, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
@@ -150,7 +151,7 @@ impl FastPath {
                 first.then(|| connected + limits.header_read_timeout);
             let mut reading_body = false;
             let prepared = loop {
-                match self.prepare(&buf, peer.ip(), &limits) {
+                match self.prepare(&buf, peer.ip(), &limits, stream.is_tls()) {
                     Next::Ready(prepared) => break prepared,
                     Next::Fallback => return fallback.serve(stream, peer, buf.freeze()).await,
                     Next::Refuse(refusal) => return refuse(&mut stream, refusal).await,
@@ -216,7 +217,7 @@ impl FastPath {
     }
 
     /// Parses the request at the start of `buf` and decides whether the fast path takes it.
-    fn prepare(&self, buf: &[u8], peer: IpAddr, limits: &GuardConfig) -> Next<'_> {
+    fn prepare(&self, buf: &[u8], peer: IpAddr, limits: &GuardConfig, secure: bool) -> Next<'_> {
         let mut headers = [httparse::EMPTY_HEADER; h1::MAX_HEADERS];
         let (head_len, request, framing) = match framing::parse_head(buf, &mut headers, limits.head)
         {
@@ -322,7 +323,8 @@ impl FastPath {
         let _ = std::io::Write::write_fmt(&mut forwarded, format_args!("{client}"));
         h1::put_header(&mut start, "x-forwarded-for", &forwarded);
         if !trusted_peer || header("x-forwarded-proto").is_none() {
-            h1::put_header(&mut start, "x-forwarded-proto", b"http");
+            let proto: &[u8] = if secure { b"https" } else { b"http" };
+            h1::put_header(&mut start, "x-forwarded-proto", proto);
         }
         if (!trusted_peer || header("x-forwarded-host").is_none())
             && let Some(host) = header("host")
@@ -359,7 +361,7 @@ impl FastPath {
         &self,
         prepared: Prepared<'_>,
         body: &[u8],
-        stream: &mut TcpStream,
+        stream: &mut ClientStream,
         started: Instant,
         stopping: &Stopping,
     ) -> bool {
@@ -392,6 +394,7 @@ impl FastPath {
                     policy,
                     head_only,
                     close,
+                    secure: stream.is_tls(),
                 },
                 &request_id,
             )
@@ -485,6 +488,9 @@ impl FastPath {
         let extra = |out: &mut Vec<u8>| {
             h1::put_header(out, "x-request-id", request_id.as_bytes());
             h1::put_header(out, "x-content-type-options", b"nosniff");
+            if request.secure {
+                h1::put_header(out, "strict-transport-security", HSTS.as_bytes());
+            }
             if let Some(decision) = &decision {
                 write_decision(out, decision);
             }
@@ -551,6 +557,8 @@ struct Request<'b> {
     head_only: bool,
     /// The client connection closes after this exchange.
     close: bool,
+    /// The client connection is TLS: answers carry HSTS.
+    secure: bool,
 }
 
 /// An upstream's answer before it is relayed: the connection, the head, the rewritten head.
@@ -574,8 +582,9 @@ async fn send(
     let mut connection = client.connect(upstream).await?;
     let mut out = Vec::with_capacity(512);
     let (service, head_only, close) = (&upstream.service, request.head_only, request.close);
+    let own = if request.secure { OWN_SECURE } else { OWN };
     let head = match connection
-        .exchange(service, sent, head_only, close, &mut out, OWN, &extra)
+        .exchange(service, sent, head_only, close, &mut out, own, &extra)
         .await
     {
         Ok(head) => head,
@@ -583,7 +592,7 @@ async fn send(
             out.clear();
             connection = client.connect_fresh(upstream).await?;
             connection
-                .exchange(service, sent, head_only, close, &mut out, OWN, &extra)
+                .exchange(service, sent, head_only, close, &mut out, own, &extra)
                 .await
                 .map_err(|(ExchangeError::Stale(e) | ExchangeError::Failed(e))| e)?
         }
@@ -595,7 +604,7 @@ async fn send(
 /// Answers a request refused before anything acted on it, and ends the connection. What the
 /// client still sends is read briefly (and dropped), so that closing does not reset the
 /// connection under the answer.
-async fn refuse(stream: &mut TcpStream, refusal: Refusal) {
+async fn refuse(stream: &mut ClientStream, refusal: Refusal) {
     tracing::debug!(%refusal, "request refused on the fast path");
     if stream.write_all(&refusal.response()).await.is_err() || stream.shutdown().await.is_err() {
         return;
@@ -623,6 +632,16 @@ const OWN: &[&str] = &[
     "ratelimit-reset",
 ];
 
+/// [`OWN`] over TLS, where the gateway's HSTS replaces any an upstream sent.
+const OWN_SECURE: &[&str] = &[
+    "x-request-id",
+    "x-content-type-options",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "strict-transport-security",
+];
+
 /// `RateLimit-*` headers (as [`Decision::write_headers`] writes them).
 fn write_decision(out: &mut Vec<u8>, decision: &Decision) {
     for (name, value) in decision.headers() {
@@ -635,7 +654,7 @@ fn write_decision(out: &mut Vec<u8>, decision: &Decision) {
 
 /// Writes a response the gateway made itself (problems, mostly) in one write.
 async fn write_generated(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     response: Response,
     request_id: &HeaderValue,
     head_only: bool,
@@ -663,7 +682,7 @@ async fn write_generated(
     h1::put_header(&mut out, "x-request-id", request_id.as_bytes());
     // The pipeline's security headers, as hyper's path adds them.
     let mut security = HeaderMap::new();
-    platform_http::middleware::security_headers(&mut security, false);
+    platform_http::middleware::security_headers(&mut security, stream.is_tls());
     for (name, value) in &security {
         if !parts.headers.contains_key(name) {
             h1::put_header(&mut out, name.as_str(), value.as_bytes());

@@ -303,6 +303,17 @@ async fn serve(gateway: &Gateway, route: &Route, request: Request) -> Response {
         parts.headers.remove("x-forwarded-proto");
         parts.headers.remove("x-forwarded-host");
     }
+    // The scheme the client reached the gateway with (the proxy writes `http` when unset).
+    if parts
+        .extensions
+        .get::<platform_http::front::Secure>()
+        .is_some()
+    {
+        parts
+            .headers
+            .entry("x-forwarded-proto")
+            .or_insert(HeaderValue::from_static("https"));
+    }
 
     // Edge authentication; identity headers only ever come from a verified token.
     parts.headers.remove(&USER_ID);

@@ -4,7 +4,6 @@
 mod support;
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -381,78 +380,16 @@ async fn oversized_bodies_and_headers_are_refused_and_overload_is_shed() {
     assert!(statuses.contains(&200), "{statuses:?}");
 }
 
-/// A self-signed certificate for `localhost`, as PEM files in `dir`; returns its DER.
-fn certificate(dir: &std::path::Path) -> Vec<u8> {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    cert.der().to_vec()
-}
-
 /// The certificate the server presents.
 async fn served_certificate(addr: &str) -> Vec<u8> {
-    #[derive(Debug)]
-    struct AcceptAll;
-    impl rustls::client::danger::ServerCertVerifier for AcceptAll {
-        fn verify_server_cert(
-            &self,
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &[rustls_pki_types::CertificateDer<'_>],
-            _: &rustls_pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls_pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAll))
-    .with_no_client_auth();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            stream,
-        )
-        .await
-        .unwrap();
+    let tls = support::tls_connect(addr).await;
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
 #[tokio::test]
 async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let first = certificate(dir.path());
+    let first = support::certificate(dir.path());
     let users = Fake::start("users").await;
     let mut cfg = config(&[("user-service", &users.url)]);
     cfg.server.tls = Some(platform_http::tls::TlsConfig {
@@ -477,6 +414,15 @@ async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
         "max-age=31536000; includeSubDomains",
         "HTTPS answers carry HSTS"
     );
+    // HTTP/2 is served by hyper: it tells the upstream the client's scheme as well.
+    let response = h2
+        .post(format!("{https}/api/v1/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
     let h1 = reqwest::Client::builder()
         .add_root_certificate(root)
         .http1_only()
@@ -491,15 +437,15 @@ async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
     assert_eq!(response.status(), 200);
     let echo: Value = response.json().await.unwrap();
     assert_eq!(
-        echo["headers"]["x-forwarded-proto"], "http",
-        "the upstream hop is plain HTTP"
+        echo["headers"]["x-forwarded-proto"], "https",
+        "the scheme the client used, though the upstream hop is plain HTTP"
     );
 
     // A new certificate on disk is picked up without a restart.
     let addr = gateway.base.trim_start_matches("http://").to_owned();
     assert_eq!(served_certificate(&addr).await, first);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = certificate(dir.path());
+    let second = support::certificate(dir.path());
     assert!(
         support::eventually(Duration::from_secs(6), || {
             let addr = addr.clone();

@@ -139,7 +139,10 @@ async fn send_raw(gateway: &TestGateway, raw: &[u8]) -> TcpStream {
 }
 
 /// Reads one response whose body is `Content-Length` delimited; returns it whole.
-async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> String {
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    pending: &mut Vec<u8>,
+) -> String {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut headers);
@@ -240,6 +243,50 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
         1,
         "one kept-alive upstream connection carried all four"
     );
+}
+
+/// HTTPS takes the fast path too once the handshake is done (with HTTP/1.1 by ALPN): the
+/// upstream's header case survives, the upstream is told the client's scheme, and answers,
+/// proxied or the gateway's own, carry HSTS.
+#[tokio::test]
+async fn https_requests_take_the_fast_path_after_the_handshake() {
+    let upstream = RawUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    support::certificate(dir.path());
+    let mut cfg = config(&[("user-service", &upstream.url)]);
+    cfg.server.tls = Some(platform_http::tls::TlsConfig {
+        cert_file: dir.path().join("cert.pem"),
+        key_file: dir.path().join("key.pem"),
+    });
+    // Thread per core, as the gateway runs by default: each handshake on its own thread.
+    cfg.server.http_threads = 2;
+    let gateway = TestGateway::start(cfg).await;
+    let token = user_token();
+    let mut client = support::tls_connect(&address(&gateway)).await;
+    let requests = format!(
+        "GET /api/v1/users/me HTTP/1.1\r\nHost: edge.example\r\nAuthorization: Bearer {token}\r\n\r\n\
+         GET /api/v1/users/me HTTP/1.1\r\nHost: edge.example\r\n\r\n"
+    );
+    client.write_all(requests.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let proxied = read_response(&mut client, &mut pending).await;
+    assert!(proxied.starts_with("HTTP/1.1 200 OK\r\n"), "{proxied}");
+    assert!(proxied.contains("X-Custom-Case: yes\r\n"), "{proxied}");
+    let hsts = format!(
+        "strict-transport-security: {}\r\n",
+        platform_http::middleware::HSTS
+    );
+    assert!(proxied.contains(&hsts), "{proxied}");
+    // Refused at the edge without a token: written by the fast path, HSTS included.
+    let refused = read_response(&mut client, &mut pending).await;
+    assert!(refused.starts_with("HTTP/1.1 401 "), "{refused}");
+    assert!(refused.contains(&hsts), "{refused}");
+
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let lower = seen[0].to_ascii_lowercase();
+    assert!(lower.contains("x-forwarded-proto: https\r\n"), "{lower}");
+    assert!(lower.contains("x-user-role: user\r\n"), "{lower}");
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 //! bodies, the gateway's own pages. Nothing is lost in the hand-over, because the fallback
 //! reads the returned bytes first ([`Prefixed`]).
 //!
-//! Connections without a front, and HTTPS ones, go straight to the fallback (see
+//! HTTPS connections reach the front after the TLS handshake, unless the client chose HTTP/2
+//! by ALPN (those go straight to hyper); connections without a front go to the fallback (see
 //! [`crate::serve`]). Either way hyper only ever reads through a [`Guard`].
 
 use std::future::Future;
@@ -29,9 +30,81 @@ use tower::Service as _;
 /// A boxed connection future.
 pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// A client's connection as the front reads it: plain TCP, or TLS after the handshake.
+/// An enum rather than a boxed trait object, so the plain path pays nothing for TLS.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl ClientStream {
+    /// Whether the connection came over TLS (`X-Forwarded-Proto: https`, HSTS).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(stream) => stream.is_write_vectored(),
+            ClientStream::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+}
+
 /// An accepted connection and what its front needs to serve it.
 pub struct Connection {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub peer: SocketAddr,
     /// Serves the connection with hyper and the router, when the front will not.
     pub fallback: Fallback,
@@ -86,9 +159,17 @@ impl Fallback {
     }
 
     /// Serves `stream` after replaying `read`, the bytes the front already took from it.
-    pub async fn serve(self, stream: TcpStream, peer: SocketAddr, read: Bytes) {
-        self.serve_io(stream, peer, read, Protocol::Auto, false)
-            .await;
+    pub async fn serve(self, stream: ClientStream, peer: SocketAddr, read: Bytes) {
+        match stream {
+            ClientStream::Plain(stream) => {
+                self.serve_io(stream, peer, read, Protocol::Auto, false)
+                    .await;
+            }
+            ClientStream::Tls(stream) => {
+                self.serve_io(*stream, peer, read, Protocol::Auto, true)
+                    .await;
+            }
+        }
     }
 
     /// Serves any stream (a TLS one, `secure`) as [`Fallback::serve`] does.

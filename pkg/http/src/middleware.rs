@@ -202,6 +202,9 @@ pub async fn pipeline(
     response
 }
 
+/// `Strict-Transport-Security` on every answer sent over TLS: a year, subdomains included.
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
 /// The headers every answer carries unless its handler said otherwise: no MIME sniffing; not
 /// stored by any cache (answers carry tokens and personal data; a handler whose answer may be
 /// cached sets its own `Cache-Control`); and over TLS, HSTS.
@@ -215,9 +218,7 @@ pub fn security_headers(headers: &mut http::HeaderMap, secure: bool) {
     if secure {
         headers
             .entry(http::header::STRICT_TRANSPORT_SECURITY)
-            .or_insert(HeaderValue::from_static(
-                "max-age=31536000; includeSubDomains",
-            ));
+            .or_insert(HeaderValue::from_static(HSTS));
     }
 }
 

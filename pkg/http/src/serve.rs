@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::Refusal;
-use crate::front::{Connection, Fallback, Front, Stopping};
+use crate::front::{ClientStream, Connection, Fallback, Front, Stopping};
 use crate::guard::{Guard, GuardConfig, Protocol};
 
 /// The certificate being served, swapped in place when it is reloaded.
@@ -119,18 +119,11 @@ async fn serve_connection(
     _slot: OwnedSemaphorePermit,
 ) {
     let Some(tls) = &shared.tls else {
+        let stream = ClientStream::Plain(stream);
         match &shared.front {
             Some(front) => {
-                Arc::clone(front)
-                    .serve(Connection {
-                        stream,
-                        peer,
-                        fallback,
-                        shutdown: shared.shutdown.clone(),
-                        stopping,
-                        limits: shared.guard,
-                    })
-                    .await
+                let connection = front_connection(&shared, stream, peer, fallback, stopping);
+                Arc::clone(front).serve(connection).await;
             }
             None => fallback.serve(stream, peer, Bytes::new()).await,
         }
@@ -153,13 +146,41 @@ async fn serve_connection(
             return;
         }
     };
-    let protocol = match stream.get_ref().1.alpn_protocol() {
-        Some(b"h2") => Protocol::Http2,
-        _ => Protocol::Auto,
-    };
-    fallback
-        .serve_io(stream, peer, Bytes::new(), protocol, true)
-        .await;
+    match (stream.get_ref().1.alpn_protocol(), &shared.front) {
+        (Some(b"h2"), _) => {
+            fallback
+                .serve_io(stream, peer, Bytes::new(), Protocol::Http2, true)
+                .await;
+        }
+        // HTTP/1 over TLS takes the same front as plain HTTP, on the decrypted stream.
+        (_, Some(front)) => {
+            let stream = ClientStream::Tls(Box::new(stream));
+            let connection = front_connection(&shared, stream, peer, fallback, stopping);
+            Arc::clone(front).serve(connection).await;
+        }
+        (_, None) => {
+            fallback
+                .serve_io(stream, peer, Bytes::new(), Protocol::Auto, true)
+                .await;
+        }
+    }
+}
+
+fn front_connection(
+    shared: &HttpListener,
+    stream: ClientStream,
+    peer: SocketAddr,
+    fallback: Fallback,
+    stopping: Stopping,
+) -> Connection {
+    Connection {
+        stream,
+        peer,
+        fallback,
+        shutdown: shared.shutdown.clone(),
+        stopping,
+        limits: shared.guard,
+    }
 }
 
 /// Connections past the limit being answered at once, per listener.

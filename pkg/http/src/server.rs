@@ -52,8 +52,8 @@ pub struct ServerConfig {
     /// `HTTP_THREADS`: 0 serves HTTP on the process's shared runtime; n > 0 serves it on n
     /// threads, each with its own single-threaded runtime and its own listening socket
     /// (`SO_REUSEPORT`), nginx-style: a connection never leaves its thread, so requests cost no
-    /// cross-thread wake-ups. The gateway's default is one per CPU. (HTTPS always uses the
-    /// shared runtime.)
+    /// cross-thread wake-ups, and each TLS handshake runs on the thread that accepted it. The
+    /// gateway's default is one per CPU.
     pub http_threads: usize,
     /// The socket limits every listener enforces.
     pub connections: ConnectionLimits,
@@ -343,7 +343,7 @@ impl Server {
             Some(tls) => Some((tls.clone(), crate::tls::load(tls)?)),
             None => None,
         };
-        let http_listener = if config.http_threads > 0 && config.tls.is_none() {
+        let http_listener = if config.http_threads > 0 {
             let first = listen_shared(SocketAddr::new(config.host, config.port))?;
             // Port 0 picked a port: the others join that one.
             let addr = first.local_addr().map_err(|source| ServerError::Bind {
