@@ -1,13 +1,29 @@
 # Shared by the platform benchmarks (bench-orders.sh, bench-tracing.sh): start whole
-# platforms (release binary, embedded SQLite) on 127.0.0.1, prepare an admin token and a
-# product, and drive them with wrk. Sourced; expects $work, $platform_bin, $duration and
-# $connections to be set, and `say`.
+# platforms (release binary; embedded SQLite, or private databases on a PostgreSQL server) on
+# 127.0.0.1, prepare an admin token and a product, and drive them with wrk (and PostgreSQL
+# with pgbench). Sourced; expects $work, $platform_bin, $duration and $connections to be set,
+# and `say`. The PostgreSQL helpers use $PG_URL, a server where databases may be created.
 # shellcheck shell=bash disable=SC2154
 
 admin_email=bench-admin@example.com
 admin_password="bench admin password 123"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# Private databases (full names) to drop on exit. The server is shared and outlives the run,
+# so nothing may be left on it, whatever ends the script.
+pg_dbs=()
+pg_prefix="bench_$$"
+: "${PG_URL:=postgres://postgres@127.0.0.1:5432/postgres}"
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    # FORCE: a client the run started and lost track of (an interrupted pgbench) must not
+    # keep a database alive.
+    for db in "${pg_dbs[@]}"; do
+        psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
+            say "could not drop database $db"
+    done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 # start NAME PORT [VAR=VALUE...]: a platform on PORT with its data under $work/NAME.
@@ -102,4 +118,52 @@ run_get() { # name url: GETs url over and over
     p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
     bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     echo "$1 $rps $p50 $p99 ${bad:-0}"
+}
+
+# pg_url_for DATABASE: $PG_URL naming DATABASE instead (its query string kept).
+pg_url_for() {
+    local base=${PG_URL%%\?*} query
+    query=${PG_URL#"$base"}
+    if [[ ${base#*://} == */* ]]; then base=${base%/*}; fi
+    echo "$base/$1$query"
+}
+# pg_create NAME: creates the private database ${pg_prefix}_NAME.
+pg_create() {
+    local db="${pg_prefix}_$1"
+    pg_dbs+=("$db") # before CREATE: an interrupted one is dropped too
+    psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$db\"" >/dev/null
+}
+# pg_platform NAME: a private database for each service of a platform (as each owns its data
+# when deployed apart), and in pg_env the variables that point `platform up`'s services at
+# them (VAR=VALUE, for `start`). The event bus stays the embedded one under DATA_DIR.
+pg_platform() {
+    local prefix db
+    pg_env=()
+    for prefix in USER_SERVICE PRODUCT_SERVICE ORDER_SERVICE PAYMENT_SERVICE NOTIFICATION_SERVICE EVENT_STORE; do
+        db="$1_${prefix,,}"
+        pg_create "$db"
+        pg_env+=("${prefix}_DATABASE_URL=$(pg_url_for "${pg_prefix}_$db")")
+    done
+}
+
+# percentile Q: the nearest-rank Q-quantile (0..1) of the numbers read, one a line.
+percentile() { sort -n | awk -v q="$1" '{a[NR]=$1} END {if (!NR) {print "nan"; exit} i=int(q*NR); if (i<q*NR) i++; if (i<1) i=1; printf "%.3f", a[i]}'; }
+# run_pgbench NAME DATABASE_URL: `pgbench -N` with as many clients as wrk has connections, for
+# as long; prints "NAME tps p50 p99 failed" like `run` (latencies in ms from pgbench's
+# per-transaction log, so they compare with wrk's).
+run_pgbench() {
+    local out tps failed jobs=$((connections < 2 ? connections : 2)) log="$work/pgbench-tx"
+    rm -f "$log".*
+    if ! out=$(pgbench -N -c "$connections" -j "$jobs" -T "$duration" -n -l --log-prefix="$log" "$2" 2> "$work/pgbench.err"); then
+        say "pgbench failed:"; cat "$work/pgbench.err" >&2
+        return 1
+    fi
+    # PostgreSQL 14+ prints one tps line (", without initial connection time" or nothing);
+    # older versions print two, of which the one excluding connecting compares.
+    tps=$(echo "$out" | awk '/^tps = / && !/including/ {t=$3} END {print t}')
+    failed=$(echo "$out" | awk '/^number of failed transactions:/ {print $5}')
+    # Third column: the transaction's latency in microseconds (a word for a failed one).
+    echo "$1 $tps $(awk '$3 ~ /^[0-9]+$/ {print $3/1000}' "$log".* | percentile 0.5)" \
+        "$(awk '$3 ~ /^[0-9]+$/ {print $3/1000}' "$log".* | percentile 0.99) ${failed:-0}"
+    rm -f "$log".*
 }

@@ -82,6 +82,11 @@ pub fn load(config: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     .with_single_cert(certs, key)
     .map_err(|e| TlsError(format!("certificate and key do not match: {e}")))?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless session tickets: a returning client resumes without a full handshake (no
+    // certificate signature), on whichever HTTP thread accepts it, with no shared cache to
+    // lock or outgrow. Keys rotate every 6 hours; a reloaded certificate starts new keys.
+    server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| TlsError(format!("cannot make session tickets: {e}")))?;
     Ok(Arc::new(server))
 }
 
@@ -131,5 +136,76 @@ pub async fn reload_until(
                 tracing::error!(%error, "TLS certificate reload failed; keeping the previous one")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A returning client resumes its session (an abbreviated handshake) even after many other
+    /// clients came and went: tickets are stateless, where rustls's default session cache
+    /// keeps 256 and forgets the rest.
+    #[tokio::test]
+    async fn returning_clients_resume_their_sessions_after_many_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = TlsConfig {
+            cert_file: dir.path().join("cert.pem"),
+            key_file: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert_file, cert.pem()).unwrap();
+        std::fs::write(&files.key_file, key.serialize_pem()).unwrap();
+        let server = load(&files).unwrap();
+        assert!(server.ticketer.enabled());
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls.write_all(b"ok").await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+        });
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        // Each client keeps its own sessions.
+        let client = || {
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        };
+        let visit = |connector: tokio_rustls::TlsConnector| async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            // Reading takes in the tickets the server sends after the handshake.
+            let mut answer = Vec::new();
+            tls.read_to_end(&mut answer).await.unwrap();
+            assert_eq!(answer, b"ok");
+            tls.get_ref().1.handshake_kind()
+        };
+        let returning = client();
+        assert_eq!(
+            visit(returning.clone()).await,
+            Some(rustls::HandshakeKind::Full)
+        );
+        for _ in 0..300 {
+            visit(client()).await;
+        }
+        assert_eq!(visit(returning).await, Some(rustls::HandshakeKind::Resumed));
     }
 }
