@@ -1,7 +1,8 @@
 //! What every listener of the kit does with sockets that misbehave: a client trickling its
 //! head is cut off at the header-read timeout (HTTP, HTTPS, gRPC, metrics), an idle keep-alive
 //! connection is closed at the idle timeout, and a connection past `MAX_CONNECTIONS` is
-//! refused at once (a 503 problem on HTTP, a close elsewhere).
+//! refused at once (a 503 problem on HTTP, a close elsewhere); and a TLS client coming back
+//! resumes its session.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -138,22 +139,35 @@ async fn a_client_trickling_its_head_is_cut_off_on_every_listener() {
     }
 }
 
-#[tokio::test]
-async fn a_trickled_tls_handshake_is_cut_off_too() {
-    let dir = tempfile::tempdir().unwrap();
+/// A self-signed certificate for `localhost` written to `dir`: the files to serve, and the
+/// certificate for a client to trust.
+fn self_signed(
+    dir: &std::path::Path,
+) -> (
+    platform_http::tls::TlsConfig,
+    rustls_pki_types::CertificateDer<'static>,
+) {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
         .self_signed(&key)
         .unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let files = platform_http::tls::TlsConfig {
+        cert_file: dir.join("cert.pem"),
+        key_file: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert_file, cert.pem()).unwrap();
+    std::fs::write(&files.key_file, key.serialize_pem()).unwrap();
+    (files, cert.der().clone())
+}
+
+#[tokio::test]
+async fn a_trickled_tls_handshake_is_cut_off_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = self_signed(dir.path());
     let listeners = start(|config| {
         config.connections.header_read_timeout = Duration::from_secs(1);
-        config.tls = Some(platform_http::tls::TlsConfig {
-            cert_file: dir.path().join("cert.pem"),
-            key_file: dir.path().join("key.pem"),
-        });
+        config.tls = Some(files);
     })
     .await;
     // The first bytes of a TLS ClientHello record, slowly.
@@ -268,4 +282,59 @@ async fn metrics_move_to_their_own_port() {
         .await
         .unwrap();
     assert_eq!(hello.status(), 404, "the metrics port serves metrics only");
+}
+
+/// A returning client resumes its session (an abbreviated handshake) even after many other
+/// clients came and went: tickets are stateless, where rustls's default session cache
+/// keeps 256 and forgets the rest.
+#[tokio::test]
+async fn returning_clients_resume_their_sessions_after_many_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, cert) = self_signed(dir.path());
+    let server = platform_http::tls::load(&files).unwrap();
+    assert!(server.ticketer.enabled());
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let _ = tls.write_all(b"ok").await;
+                let _ = tls.shutdown().await;
+            }
+        }
+    });
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    // Each client keeps its own sessions.
+    let client = || {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let visit = |connector: tokio_rustls::TlsConnector| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // Reading takes in the tickets the server sends after the handshake.
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"ok");
+        tls.get_ref().1.handshake_kind()
+    };
+    let returning = client();
+    assert_eq!(
+        visit(returning.clone()).await,
+        Some(rustls::HandshakeKind::Full)
+    );
+    for _ in 0..300 {
+        visit(client()).await;
+    }
+    assert_eq!(visit(returning).await, Some(rustls::HandshakeKind::Resumed));
 }
