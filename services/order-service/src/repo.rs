@@ -143,15 +143,15 @@ pub async fn list<C: ConnectionTrait>(
 }
 
 /// Takes the saga's lease for `owner` until `until`, if the saga is unfinished and nobody
-/// else holds a live lease on it.
+/// else holds a live lease on it; answers with the row as claimed.
 pub async fn claim<C: ConnectionTrait>(
     conn: &C,
     id: OrderId,
     owner: &str,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let result = order::Entity::update_many()
+) -> Result<Option<OrderRow>, DbErr> {
+    let mut claimed = order::Entity::update_many()
         .col_expr(order::Column::LeaseOwner, Expr::value(owner))
         .col_expr(order::Column::LeaseUntil, Expr::value(until))
         .col_expr(
@@ -166,9 +166,9 @@ pub async fn claim<C: ConnectionTrait>(
                 .or(order::Column::LeaseUntil.lt(now))
                 .or(order::Column::LeaseOwner.eq(owner)),
         )
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok(claimed.pop())
 }
 
 /// How a saga write is guarded.

@@ -39,7 +39,7 @@ use uuid::Uuid;
 use crate::clients::{CallError, Clients};
 use crate::config::{HaltAt, SagaConfig};
 use crate::domain::{InvalidTransition, OrderId, OrderStatus, Step, now};
-use crate::repo::{self, Guard, OrderRow};
+use crate::repo::{self, Guard, ItemRow, OrderRow};
 
 /// What can stop a saga other than the calls it makes (those are handled as outcomes).
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +60,10 @@ impl From<(Uuid, InvalidTransition)> for SagaError {
 
 /// Where a step left the saga.
 enum Progress {
-    /// Saved; go on with the next step.
-    Next,
+    /// Saved; go on with the next step. `Some`: the row exactly as the database now holds it
+    /// (a forward step's write, guarded against a cancellation), so the next step needs not
+    /// read it back; `None`: read it.
+    Next(Option<Box<OrderRow>>),
     /// Cannot go on now: give the lease up; recovery tries again after `retry_at`.
     Later(DateTime<Utc>),
     /// Another process holds the saga now.
@@ -102,6 +104,17 @@ fn finished((count, duration): &(Counter, Histogram), created_at: DateTime<Utc>)
             .unwrap_or_default()
             .as_secs_f64(),
     );
+}
+
+/// How far one call to [`Saga::drive`] took a saga.
+#[derive(Debug)]
+pub enum Driven {
+    /// Another process holds it, or it had ended already: this call did nothing.
+    Elsewhere,
+    /// Driven as far as it could go now; read the row for where it stands.
+    Stopped,
+    /// Confirmed here, and this is the row as written.
+    Confirmed(Box<OrderRow>),
 }
 
 /// Drives checkout sagas. Cheap to clone.
@@ -187,23 +200,57 @@ impl Saga {
         now() + chrono(BACKOFF.delay(u32::try_from(row.attempts).unwrap_or(1)))
     }
 
-    /// Drives the saga of `id` as far as it can go now. `false` when another process holds
-    /// it (or it is finished).
-    pub async fn drive(&self, id: OrderId) -> Result<bool, SagaError> {
+    /// Gives a new order's row this process's lease, so that it is inserted claimed: the
+    /// request that placed it drives it ([`Self::drive_new`]) without claiming it first, and
+    /// no recovery task elsewhere takes it meanwhile.
+    pub fn lease_new(&self, row: &mut OrderRow) {
+        row.lease_owner = Some(self.inner.owner.clone());
+        row.lease_until = Some(self.lease_until());
+        row.attempts = 1;
+    }
+
+    /// Drives the saga of `id` as far as it can go now.
+    pub async fn drive(&self, id: OrderId) -> Result<Driven, SagaError> {
         let inner = &self.inner;
         let at = now();
-        if !repo::claim(&inner.db, id, &inner.owner, self.lease_until(), at).await? {
-            return Ok(false);
-        }
+        // The claim answers with the row, and every forward step with the row it wrote: a
+        // checkout that runs straight through reads its order once.
+        let Some(claimed) =
+            repo::claim(&inner.db, id, &inner.owner, self.lease_until(), at).await?
+        else {
+            return Ok(Driven::Elsewhere);
+        };
+        self.run(claimed, None).await
+    }
+
+    /// Drives the saga of an order just placed as [`Self::lease_new`] left it, with its
+    /// lines, as far as it can go now.
+    pub async fn drive_new(&self, row: OrderRow, items: Vec<ItemRow>) -> Result<Driven, SagaError> {
+        self.run(row, Some(items)).await
+    }
+
+    /// Drives the saga from `row`, as this process holds it; `items`: its lines, if known.
+    async fn run(
+        &self,
+        row: OrderRow,
+        mut items: Option<Vec<ItemRow>>,
+    ) -> Result<Driven, SagaError> {
+        let inner = &self.inner;
+        let id = OrderId::from_uuid(row.id);
+        let mut known = Some(Box::new(row));
         // Whether this run moved the saga into its charge step: then a charge that was not
         // sent now was never sent at all.
         let mut fresh_charge = false;
         loop {
-            let Some(mut row) = repo::find(&inner.db, id).await? else {
-                return Ok(true);
+            let mut row = match known.take() {
+                Some(row) => *row,
+                None => match repo::find(&inner.db, id).await? {
+                    Some(row) => row,
+                    None => return Ok(Driven::Stopped),
+                },
             };
             if row.lease_owner.as_deref() != Some(inner.owner.as_str()) {
-                return Ok(true);
+                return Ok(Driven::Stopped);
             }
             let step = Step::parse(&row.step).ok_or_else(|| {
                 SagaError::Corrupt(row.id, format!("unknown step {:?}", row.step))
@@ -232,8 +279,12 @@ impl Saga {
             } else {
                 match step {
                     Step::Reserve => {
-                        let progress = self.traced(step, id, self.reserve(row)).await?;
-                        fresh_charge = matches!(progress, Progress::Next);
+                        let items = match items.take() {
+                            Some(items) => items,
+                            None => repo::items(&inner.db, &[row.id]).await?,
+                        };
+                        let progress = self.traced(step, id, self.reserve(row, &items)).await?;
+                        fresh_charge = matches!(progress, Progress::Next(_));
                         progress
                     }
                     Step::Charge => {
@@ -245,17 +296,20 @@ impl Saga {
                     Step::Compensate => self.traced(step, id, self.compensate(row)).await?,
                     Step::Done => {
                         repo::release(&inner.db, id, &inner.owner, None).await?;
-                        return Ok(true);
+                        return Ok(Driven::Stopped);
                     }
                 }
             };
             match progress {
-                Progress::Next => {}
+                Progress::Next(Some(row)) if row.step == Step::Done.as_str() => {
+                    return Ok(Driven::Confirmed(row));
+                }
+                Progress::Next(next) => known = next,
                 Progress::Later(retry_at) => {
                     repo::release(&inner.db, id, &inner.owner, Some(retry_at)).await?;
-                    return Ok(true);
+                    return Ok(Driven::Stopped);
                 }
-                Progress::Lost | Progress::Halted => return Ok(true),
+                Progress::Lost | Progress::Halted => return Ok(Driven::Stopped),
             }
         }
     }
@@ -281,7 +335,7 @@ impl Saga {
         let started = std::time::Instant::now();
         let result = work.instrument(span.clone()).await;
         let outcome = match &result {
-            Ok(Progress::Next) => "advanced",
+            Ok(Progress::Next(_)) => "advanced",
             Ok(Progress::Later(_)) => "retry_later",
             Ok(Progress::Lost) => "lost",
             Ok(Progress::Halted) => "halted",
@@ -315,16 +369,26 @@ impl Saga {
         } else {
             row.lease_until = Some(self.lease_until());
         }
-        // The guard matches the lease owner as it is stored, before this write.
-        let txn = platform_db::begin_write(&inner.db).await?;
-        if repo::save(&txn, &row, &inner.owner, Guard::LeaseAndNotCancelled).await? {
-            for event in &events {
-                outbox::enqueue(&txn, event).await?;
+        // The guard matches the lease owner as it is stored, before this write. A step with
+        // no events is one statement: no transaction around it.
+        let guard = Guard::LeaseAndNotCancelled;
+        let saved = if events.is_empty() {
+            repo::save(&inner.db, &row, &inner.owner, guard).await?
+        } else {
+            let txn = platform_db::begin_write(&inner.db).await?;
+            let saved = repo::save(&txn, &row, &inner.owner, guard).await?;
+            if saved {
+                for event in &events {
+                    outbox::enqueue(&txn, event).await?;
+                }
+                txn.commit().await?;
             }
-            txn.commit().await?;
-            return Ok(Progress::Next);
+            saved
+        };
+        if saved {
+            // The guard held: the database has this row, cancellation flag (false) included.
+            return Ok(Progress::Next(Some(Box::new(row))));
         }
-        drop(txn);
         let Some(current) = repo::find(&inner.db, OrderId::from_uuid(row.id)).await? else {
             return Ok(Progress::Lost);
         };
@@ -346,8 +410,9 @@ impl Saga {
     /// a cancellation: it is where cancellations lead).
     async fn save(&self, row: OrderRow) -> Result<Progress, SagaError> {
         Ok(
+            // Read back before the next step: a cancellation may have arrived meanwhile.
             if repo::save(&self.inner.db, &row, &self.inner.owner, Guard::Lease).await? {
-                Progress::Next
+                Progress::Next(None)
             } else {
                 Progress::Lost
             },
@@ -390,8 +455,7 @@ impl Saga {
 
     // --- forward ---
 
-    async fn reserve(&self, mut row: OrderRow) -> Result<Progress, SagaError> {
-        let items = repo::items(&self.inner.db, &[row.id]).await?;
+    async fn reserve(&self, mut row: OrderRow, items: &[ItemRow]) -> Result<Progress, SagaError> {
         let lines = items
             .iter()
             .map(|item| product::Line {
@@ -450,7 +514,7 @@ impl Saga {
     async fn wait(&self, row: OrderRow) -> Result<Progress, SagaError> {
         let retry_at = Self::retry_at(&row);
         match self.save(row).await? {
-            Progress::Next => Ok(Progress::Later(retry_at)),
+            Progress::Next(_) => Ok(Progress::Later(retry_at)),
             other => Ok(other),
         }
     }
@@ -486,7 +550,7 @@ impl Saga {
             // not leave the row saying nothing was sent.
             row.charge_unresolved = true;
             row.updated_at = now();
-            if !matches!(self.save(row.clone()).await?, Progress::Next) {
+            if !matches!(self.save(row.clone()).await?, Progress::Next(_)) {
                 return Ok(Progress::Lost);
             }
         }
@@ -639,7 +703,7 @@ impl Saga {
                 })?;
                 let created_at = row.created_at;
                 let progress = self.advance(row, vec![confirmed]).await?;
-                if matches!(progress, Progress::Next) {
+                if matches!(progress, Progress::Next(_)) {
                     finished(&self.inner.counters.confirmed, created_at);
                 }
                 Ok(progress)
@@ -783,7 +847,7 @@ impl Saga {
         txn.commit().await?;
         finished(counter, row.created_at);
         tracing::info!(order_id = %row.id, status = %end, refunded = row.refunded, "order compensated");
-        Ok(Progress::Next)
+        Ok(Progress::Next(None))
     }
 
     // --- recovery ---

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::clients::CallError;
 use crate::domain::{OrderId, OrderStatus, PaymentToken, Quantity, ShippingAddress, now};
 use crate::repo::{self, ItemRow, OrderRow};
-use crate::saga::{Saga, SagaError};
+use crate::saga::{Driven, Saga, SagaError};
 use crate::view::{CorruptRow, OrderView};
 
 /// Everything a use case can fail with. The HTTP layer maps these to problems.
@@ -235,7 +235,7 @@ impl Orders {
         let deadline = at
             + chrono::Duration::from_std(self.saga.config().deadline)
                 .unwrap_or(chrono::Duration::minutes(2));
-        let row = OrderRow {
+        let mut row = OrderRow {
             id: id.as_uuid(),
             user_id: caller.id.as_uuid(),
             status: OrderStatus::Pending.as_str().to_owned(),
@@ -258,6 +258,7 @@ impl Orders {
             created_at: at,
             updated_at: at,
         };
+        self.saga.lease_new(&mut row);
         let created = Envelope::new(
             &self.source,
             &OrderCreated {
@@ -271,7 +272,7 @@ impl Orders {
             },
         )?;
         let txn = platform_db::begin_write(&self.db).await?;
-        if let Err(error) = repo::insert(&txn, row, items).await {
+        if let Err(error) = repo::insert(&txn, row.clone(), items.clone()).await {
             drop(txn);
             if !platform_db::is_unique_violation(&error) {
                 return Err(error.into());
@@ -287,7 +288,15 @@ impl Orders {
         txn.commit().await?;
         tracing::info!(order_id = %id, total = %total, "order placed");
 
-        let order = self.settle(id).await?;
+        let saga = self.saga.clone();
+        let lines = items.clone();
+        let order = self
+            .settle(
+                id,
+                Some(lines),
+                async move { saga.drive_new(row, items).await },
+            )
+            .await?;
         Ok(Placed {
             order,
             replayed: false,
@@ -298,7 +307,9 @@ impl Orders {
         if existing.request_hash != request_hash {
             return Err(OrderError::KeyReused);
         }
-        let order = self.settle(OrderId::from_uuid(existing.id)).await?;
+        let order = self
+            .settle_existing(OrderId::from_uuid(existing.id))
+            .await?;
         Ok(Placed {
             order,
             replayed: true,
@@ -308,16 +319,34 @@ impl Orders {
     /// Drives the order's saga (in a task of its own, so a client that goes away cannot stop
     /// it halfway) and waits for it up to the checkout wait; then answers with the order as
     /// it is. When another request or process drives it, waits for that instead.
-    async fn settle(&self, id: OrderId) -> Result<OrderView, OrderError> {
-        let wait = self.saga.config().checkout_wait;
+    async fn settle_existing(&self, id: OrderId) -> Result<OrderView, OrderError> {
         let saga = self.saga.clone();
+        self.settle(id, None, async move { saga.drive(id).await })
+            .await
+    }
+
+    /// Waits for `drive` (the saga of `id`, `items` its lines when known) as
+    /// [`Self::settle_existing`] says.
+    async fn settle(
+        &self,
+        id: OrderId,
+        items: Option<Vec<ItemRow>>,
+        drive: impl Future<Output = Result<Driven, SagaError>> + Send + 'static,
+    ) -> Result<OrderView, OrderError> {
+        let wait = self.saga.config().checkout_wait;
         // The saga goes on in the request's trace even if the client stops waiting.
-        let driving =
-            tokio::spawn(async move { saga.drive(id).await }.instrument(tracing::Span::current()));
+        let driving = tokio::spawn(drive.instrument(tracing::Span::current()));
         let deadline = tokio::time::Instant::now() + wait;
         match tokio::time::timeout_at(deadline, driving).await {
-            Ok(Ok(Ok(true))) | Err(_) => {}
-            Ok(Ok(Ok(false))) => {
+            // Confirmed by this call: the row it wrote is the order as it is.
+            Ok(Ok(Ok(Driven::Confirmed(row)))) => {
+                return match items {
+                    Some(items) => Ok(OrderView::build(&row, &items)?),
+                    None => self.view(&row).await,
+                };
+            }
+            Ok(Ok(Ok(Driven::Stopped))) | Err(_) => {}
+            Ok(Ok(Ok(Driven::Elsewhere))) => {
                 // Someone else drives it: watch the row until it settles or time is up.
                 while tokio::time::Instant::now() < deadline {
                     let row = repo::find(&self.db, id)
@@ -400,7 +429,7 @@ impl Orders {
             what: format!("unknown status {:?}", row.status),
         })?;
         if status == OrderStatus::Cancelled || (row.cancel_requested && status.cancellable()) {
-            return self.settle(id).await;
+            return self.settle_existing(id).await;
         }
         if !status.cancellable() || !repo::request_cancel(&self.db, id, now()).await? {
             let current = repo::find(&self.db, id)
@@ -413,7 +442,7 @@ impl Orders {
             return Err(OrderError::NotCancellable(current));
         }
         tracing::info!(order_id = %id, "cancellation requested");
-        self.settle(id).await
+        self.settle_existing(id).await
     }
 
     /// An administrator refunds an order. Everything not refunded yet, of an order that has

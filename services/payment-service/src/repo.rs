@@ -205,27 +205,30 @@ pub async fn activity<C: ConnectionTrait>(
     currency: &str,
     since: DateTime<Utc>,
 ) -> Result<Activity, DbErr> {
+    use sea_orm::sea_query::{
+        Alias, Asterisk, Func, Query, QueryStatementBuilder, SelectStatement,
+    };
+    use sea_orm::{QueryTrait, Select};
+    // Every figure is a scalar subquery over its own index, all in one statement: a charge
+    // asks the database once, not five times.
+    let scalar =
+        |query: SelectStatement| Expr::SubQuery(None, Box::new(query.into_sub_query_statement()));
+    let count = |select: Select<payment::Entity>| {
+        scalar(
+            select
+                .select_only()
+                .expr(Func::count(Expr::col(Asterisk)))
+                .into_query(),
+        )
+    };
     let recent = || payment::Entity::find().filter(payment::Column::CreatedAt.gte(since));
-    let user_payments = recent()
-        .filter(payment::Column::UserId.eq(user))
-        .count(conn)
-        .await?;
-    let card_payments = recent()
-        .filter(payment::Column::TokenHash.eq(token_hash))
-        .count(conn)
-        .await?;
-    let user_declines = recent()
-        .filter(payment::Column::UserId.eq(user))
-        .filter(payment::Column::Status.eq(PaymentStatus::Failed.as_str()))
-        .count(conn)
-        .await?;
     let captured = [
         PaymentStatus::Captured.as_str(),
         PaymentStatus::PartiallyRefunded.as_str(),
         PaymentStatus::Refunded.as_str(),
     ];
-    // The user's history is small (their own payments); summing here keeps the query portable.
-    let amounts: Vec<i64> = payment::Entity::find()
+    // The user's last 100 captured payments in this currency.
+    let history = payment::Entity::find()
         .select_only()
         .column(payment::Column::Amount)
         .filter(payment::Column::UserId.eq(user))
@@ -233,21 +236,63 @@ pub async fn activity<C: ConnectionTrait>(
         .filter(payment::Column::Status.is_in(captured))
         .order_by_desc(payment::Column::CreatedAt)
         .limit(100)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let history_count = amounts.len() as u64;
-    let history_average = if amounts.is_empty() {
-        0
-    } else {
-        amounts.iter().map(|a| i128::from(*a)).sum::<i128>() as i64 / amounts.len() as i64
+        .into_query();
+    let over_history = |figure: Expr| {
+        scalar(
+            Query::select()
+                .expr(figure)
+                .from_subquery(history.clone(), Alias::new("history"))
+                .to_owned(),
+        )
+    };
+    let query = Query::select()
+        .expr_as(
+            count(recent().filter(payment::Column::UserId.eq(user))),
+            Alias::new("user_payments"),
+        )
+        .expr_as(
+            count(recent().filter(payment::Column::TokenHash.eq(token_hash))),
+            Alias::new("card_payments"),
+        )
+        .expr_as(
+            count(
+                recent()
+                    .filter(payment::Column::UserId.eq(user))
+                    .filter(payment::Column::Status.eq(PaymentStatus::Failed.as_str())),
+            ),
+            Alias::new("user_declines"),
+        )
+        .expr_as(
+            over_history(Func::count(Expr::col(Asterisk)).into()),
+            Alias::new("history_count"),
+        )
+        // The average in the database, never the sum: a hundred amounts near the largest
+        // one may not add up within a BIGINT. (PostgreSQL rounds it, SQLite truncates: a
+        // minor unit either way, against a multiple of it.)
+        .expr_as(
+            over_history(
+                Func::coalesce([
+                    Func::avg(Expr::col(Alias::new("amount"))).cast_as("BIGINT"),
+                    Expr::val(0i64),
+                ])
+                .into(),
+            ),
+            Alias::new("history_average"),
+        )
+        .to_owned();
+    let row = conn
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the activity query returned no row".into()))?;
+    let figure = |name: &str| -> Result<u64, DbErr> {
+        Ok(u64::try_from(row.try_get::<i64>("", name)?).unwrap_or(0))
     };
     Ok(Activity {
-        user_payments,
-        card_payments,
-        user_declines,
-        history_count,
-        history_average,
+        user_payments: figure("user_payments")?,
+        card_payments: figure("card_payments")?,
+        user_declines: figure("user_declines")?,
+        history_count: figure("history_count")?,
+        history_average: row.try_get::<i64>("", "history_average")?,
     })
 }
 
@@ -395,20 +440,23 @@ pub async fn find_key<C: ConnectionTrait>(
         .await
 }
 
-/// Records the response a key's request produced, to replay it.
+/// Records the response a key's request produced, to replay it, unless the key has one
+/// already: the first answer stands. `false` when it had one (an earlier attempt committed
+/// it). Conditional in one statement, so two attempts racing cannot both record theirs.
 pub async fn complete_key<C: ConnectionTrait>(
     conn: &C,
     scope: &str,
     key: &str,
     response: &str,
-) -> Result<(), DbErr> {
-    idempotency_key::Entity::update_many()
+) -> Result<bool, DbErr> {
+    let result = idempotency_key::Entity::update_many()
         .col_expr(idempotency_key::Column::Response, Expr::value(response))
         .filter(idempotency_key::Column::Scope.eq(scope))
         .filter(idempotency_key::Column::Key.eq(key))
+        .filter(idempotency_key::Column::Response.is_null())
         .exec(conn)
         .await?;
-    Ok(())
+    Ok(result.rows_affected == 1)
 }
 
 /// Forgets a key whose request failed before doing anything, so it may be retried.

@@ -678,15 +678,11 @@ impl Payments {
         view: &PaymentView,
     ) -> Result<bool, PaymentError> {
         let txn = platform_db::begin_write(&self.db).await?;
-        if repo::find_key(&txn, scope, key)
-            .await?
-            .is_some_and(|k| k.response.is_some())
-        {
+        if !repo::complete_key(&txn, scope, key, &serde_json::to_string(view)?).await? {
             return Ok(false);
         }
         repo::save_payment(&txn, row).await?;
         self.announce(&txn, row).await?;
-        repo::complete_key(&txn, scope, key, &serde_json::to_string(view)?).await?;
         txn.commit().await?;
         Ok(true)
     }

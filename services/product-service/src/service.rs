@@ -16,7 +16,7 @@ use platform_events::catalogue::{
 use platform_events::{Envelope, Event, outbox};
 use platform_http::{Page, PageRequest};
 use platform_money::Money;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::domain::{
     Category, Description, ImageUrl, Line, OrderId, Product, ProductFilter, ProductId, ProductName,
@@ -454,10 +454,15 @@ impl Catalog {
                 settled => Err(CatalogError::AlreadySettled(order_id, settled.as_str())),
             };
         }
+        // The lines before the products: a product's row stays locked from its update to the
+        // commit, and every checkout of it waits for that lock.
+        reservations::insert_lines(&txn, order_id, &lines).await?;
         let mut events = InventoryEvents::default();
         for line in &lines {
             let quantity = i64::from(line.quantity.get());
-            if !products::reserve_units(&txn, line.product_id, quantity, at).await? {
+            let Some(product) =
+                products::reserve_units(&txn, line.product_id, quantity, at).await?
+            else {
                 let exists = products::find(&txn, line.product_id)
                     .await?
                     .is_some_and(|p| !p.archived);
@@ -466,18 +471,9 @@ impl Catalog {
                 } else {
                     CatalogError::UnknownProduct(line.product_id)
                 });
-            }
-            self.after_change(
-                &txn,
-                &mut events,
-                line.product_id,
-                "reserved",
-                order_id,
-                true,
-            )
-            .await?;
+            };
+            self.inventory_events(&mut events, &product, "reserved", Some(order_id), true)?;
         }
-        reservations::insert_lines(&txn, order_id, &lines).await?;
         for event in &events.0 {
             outbox::enqueue(&txn, event).await?;
         }
@@ -491,21 +487,6 @@ impl Catalog {
             lines,
             expires_at,
         })
-    }
-
-    async fn after_change<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        events: &mut InventoryEvents,
-        id: ProductId,
-        reason: &str,
-        order_id: OrderId,
-        dropped: bool,
-    ) -> Result<(), CatalogError> {
-        let product = products::find(conn, id)
-            .await?
-            .ok_or(CatalogError::UnknownProduct(id))?;
-        self.inventory_events(events, &product, reason, Some(order_id), dropped)
     }
 
     /// Gives the reserved units back. Idempotent; releasing an order never reserved records
@@ -541,7 +522,8 @@ impl Catalog {
             _ => (ReservationState::Reserved, Settlement::Release),
         };
         let txn = platform_db::begin_write(&self.db).await?;
-        if !reservations::transition(&txn, order_id, from, to, at).await? {
+        let Some(mut reservation) = reservations::transition(&txn, order_id, from, to, at).await?
+        else {
             // Not held (anymore): a repeat, a conflicting settlement, or an unknown order.
             drop(txn);
             return match reservations::find(&self.db, order_id).await? {
@@ -554,21 +536,19 @@ impl Catalog {
                 }
                 None => Err(CatalogError::NoReservation(order_id)),
             };
-        }
-        let mut reservation = reservations::find(&txn, order_id)
-            .await?
-            .ok_or(CatalogError::NoReservation(order_id))?;
+        };
         let mut events = InventoryEvents::default();
         for line in &reservation.lines {
             let quantity = i64::from(line.quantity.get());
-            if !products::settle_units(&txn, line.product_id, quantity, settlement, at).await? {
+            let Some(product) =
+                products::settle_units(&txn, line.product_id, quantity, settlement, at).await?
+            else {
                 return Err(CatalogError::Database(Arc::new(DbErr::Custom(format!(
                     "reservation {order_id} holds more of {} than is reserved",
                     line.product_id
                 )))));
-            }
-            self.after_change(&txn, &mut events, line.product_id, reason, order_id, false)
-                .await?;
+            };
+            self.inventory_events(&mut events, &product, reason, Some(order_id), false)?;
         }
         for event in &events.0 {
             outbox::enqueue(&txn, event).await?;

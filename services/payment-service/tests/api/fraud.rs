@@ -208,9 +208,55 @@ async fn blocked_bins_and_countries_are_refused(backend: Backend) {
     assert_eq!(claimed["status"], "blocked", "{claimed}");
 }
 
+/// The history rule reads the user's captured payments in the charge's currency, their count
+/// and average, from the database: above ten times the average, a payment is held.
+async fn an_amount_far_above_the_users_history_is_held(backend: Backend) {
+    let Some(app) = spawn_with(backend, |config| {
+        config.fraud.max_payments_per_user = 1_000;
+        config.fraud.max_payments_per_card = 1_000;
+        // The amounts stay under the default review limit (100,000).
+    })
+    .await
+    else {
+        return;
+    };
+    // Two payments are no history yet: any amount passes.
+    for amount in [1000, 1000] {
+        let paid = app.charge(&app.user, "tok_visa", amount).await;
+        assert_eq!(paid["status"], "captured", "{paid}");
+    }
+    let early = app.charge(&app.user, "tok_visa", 1003).await;
+    assert_eq!(early["status"], "captured", "{early}");
+    // Three payments averaging 1001: ten times that is still fine, one unit more is not.
+    let at_multiple = app.charge(&app.user, "tok_visa", 10_010).await;
+    assert_eq!(at_multiple["status"], "captured", "{at_multiple}");
+    assert_eq!(at_multiple["risk"]["reasons"], json!([]));
+    // Four now, averaging 3253.25 (3253 rounded or truncated): 32,530 passes.
+    let below = app.charge(&app.user, "tok_visa", 32_530).await;
+    assert_eq!(below["status"], "captured", "{below}");
+    // Five, averaging 9108.6: above ten times 9109 (the average rounded) is held.
+    let held = app.charge(&app.user, "tok_visa", 91_091).await;
+    assert_eq!(held["status"], "requires_review", "{held}");
+    assert_eq!(held["risk"]["reasons"], json!(["amount_far_above_history"]));
+    assert_not_sent(&held);
+    // A held payment is not history; another currency has none; another user neither.
+    let again = app.charge(&app.user, "tok_visa", 91_091).await;
+    assert_eq!(
+        again["risk"]["reasons"],
+        json!(["amount_far_above_history"])
+    );
+    let usd = app
+        .charge_body(&app.user, &charge_body("tok_visa", 91_091, "USD"))
+        .await;
+    assert_eq!(usd["status"], "captured", "{usd}");
+    let other = app.charge(&actor(Role::User), "tok_visa", 91_091).await;
+    assert_eq!(other["status"], "captured", "{other}");
+}
+
 platform_testing::backend_tests!(
     too_many_payments_are_held_then_blocked,
     amounts_over_the_limits_are_stopped,
+    an_amount_far_above_the_users_history_is_held,
     blocked_bins_and_countries_are_refused,
     many_shoppers_share_a_test_token_but_one_card_is_still_one_card,
 );

@@ -333,15 +333,16 @@ pub async fn change_stock<C: ConnectionTrait>(
 }
 
 /// Holds `quantity` units for a reservation, only if that many are available and the product
-/// is active. One statement: concurrent reservations can never both take the last unit.
+/// is active; answers with the product as changed (`None`: not held). One statement:
+/// concurrent reservations can never both take the last unit.
 pub async fn reserve_units<C: ConnectionTrait>(
     conn: &C,
     id: ProductId,
     quantity: i64,
     at: DateTime<Utc>,
-) -> Result<bool, DbErr> {
+) -> Result<Option<Product>, DbErr> {
     let available = Expr::col(product::Column::Stock).sub(Expr::col(product::Column::Reserved));
-    let result = product::Entity::update_many()
+    let mut result = product::Entity::update_many()
         .col_expr(
             product::Column::Reserved,
             Expr::col(product::Column::Reserved).add(quantity),
@@ -350,9 +351,9 @@ pub async fn reserve_units<C: ConnectionTrait>(
         .filter(product::Column::Id.eq(id.as_uuid()))
         .filter(product::Column::ArchivedAt.is_null())
         .filter(available.gte(quantity))
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
-    Ok(result.rows_affected == 1)
+    result.pop().map(Product::try_from).transpose()
 }
 
 /// What settling a reservation does to a product's units.
@@ -366,15 +367,16 @@ pub enum Settlement {
     Return,
 }
 
-/// Applies `settlement` to `quantity` units; `false` when the product does not hold that
-/// many reserved units (a release or sale of more than was reserved).
+/// Applies `settlement` to `quantity` units; answers with the product as changed, `None`
+/// when the product does not hold that many reserved units (a release or sale of more than
+/// was reserved).
 pub async fn settle_units<C: ConnectionTrait>(
     conn: &C,
     id: ProductId,
     quantity: i64,
     settlement: Settlement,
     at: DateTime<Utc>,
-) -> Result<bool, DbErr> {
+) -> Result<Option<Product>, DbErr> {
     let mut update = product::Entity::update_many()
         .col_expr(product::Column::UpdatedAt, Expr::value(at))
         .filter(product::Column::Id.eq(id.as_uuid()));
@@ -397,5 +399,10 @@ pub async fn settle_units<C: ConnectionTrait>(
             Expr::col(product::Column::Stock).sub(quantity),
         );
     }
-    Ok(update.exec(conn).await?.rows_affected == 1)
+    update
+        .exec_with_returning(conn)
+        .await?
+        .pop()
+        .map(Product::try_from)
+        .transpose()
 }

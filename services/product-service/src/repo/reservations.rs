@@ -54,12 +54,21 @@ pub async fn find<C: ConnectionTrait>(
     conn: &C,
     order_id: OrderId,
 ) -> Result<Option<Reservation>, DbErr> {
-    let Some(row) = reservation::Entity::find_by_id(order_id.as_uuid())
+    match reservation::Entity::find_by_id(order_id.as_uuid())
         .one(conn)
         .await?
-    else {
-        return Ok(None);
-    };
+    {
+        Some(row) => with_lines(conn, row).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `row` with its lines, read.
+async fn with_lines<C: ConnectionTrait>(
+    conn: &C,
+    row: reservation::Model,
+) -> Result<Reservation, DbErr> {
+    let order_id = OrderId::from_uuid(row.order_id);
     let corrupt = |what: &str| {
         DbErr::Type(format!(
             "reservation {order_id} has an invalid {what} in the database"
@@ -83,31 +92,38 @@ pub async fn find<C: ConnectionTrait>(
             })
         })
         .collect::<Result<_, DbErr>>()?;
-    Ok(Some(Reservation {
+    Ok(Reservation {
         order_id,
         state,
         lines,
         expires_at: row.expires_at,
-    }))
+    })
 }
 
-/// Moves the reservation from `from` to `to`; `false` when it is not in `from` (anymore).
-/// Conditional, so two concurrent settlements of one reservation cannot both apply.
+/// Moves the reservation from `from` to `to`, answering with it as it was (in `from`);
+/// `None` when it is not in `from` (anymore). Conditional, so two concurrent settlements of
+/// one reservation cannot both apply.
 pub async fn transition<C: ConnectionTrait>(
     conn: &C,
     order_id: OrderId,
     from: ReservationState,
     to: ReservationState,
     at: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let result = reservation::Entity::update_many()
+) -> Result<Option<Reservation>, DbErr> {
+    let moved = reservation::Entity::update_many()
         .col_expr(reservation::Column::State, Expr::value(to.as_str()))
         .col_expr(reservation::Column::UpdatedAt, Expr::value(at))
         .filter(reservation::Column::OrderId.eq(order_id.as_uuid()))
         .filter(reservation::Column::State.eq(from.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .exec_with_returning(conn)
+        .await?
+        .pop();
+    let Some(row) = moved else {
+        return Ok(None);
+    };
+    let mut reservation = with_lines(conn, row).await?;
+    reservation.state = from;
+    Ok(Some(reservation))
 }
 
 /// Held reservations whose time is up, oldest first.
