@@ -59,20 +59,33 @@ if [ -z "${BASE_URL:-}" ]; then
         [ -x "$candidate" ] && bin=$candidate && break
     done
     [ -x "$bin" ] || { say "no platform binary: build one (cargo build -p platform) or set PLATFORM_BIN"; exit 2; }
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    say "starting $bin on 127.0.0.1:$port (embedded SQLite under $work)"
-    env -i PATH="$PATH" HOME="$HOME" DATA_DIR="$work" PORT="$port" HOST=127.0.0.1 \
-        USER_SERVICE_PORT=0 USER_SERVICE_GRPC_PORT=0 PRODUCT_SERVICE_PORT=0 PRODUCT_SERVICE_GRPC_PORT=0 \
-        PAYMENT_SERVICE_PORT=0 PAYMENT_SERVICE_GRPC_PORT=0 ORDER_SERVICE_PORT=0 ORDER_SERVICE_GRPC_PORT=0 \
-        NOTIFICATION_SERVICE_PORT=0 EVENT_STORE_PORT=0 RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn \
-        ADMIN_EMAIL="$admin_email" ADMIN_PASSWORD="$admin_password" \
-        ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 "$bin" > "$work/platform.log" 2>&1 &
-    pid=$!
-    BASE_URL="http://127.0.0.1:$port"
-    for _ in $(seq 1 300); do
-        curl -fs -o /dev/null "$BASE_URL/api/v1/products" && break
-        kill -0 "$pid" 2>/dev/null || { cat "$work/platform.log" >&2; exit 2; }
-        sleep 0.2
+    # A free port, asked of the kernel, may be taken by another program's outgoing connection
+    # before the platform binds it (it is in the ephemeral range): then try another.
+    for attempt in 1 2 3; do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        say "starting $bin on 127.0.0.1:$port (embedded SQLite under $work)"
+        env -i PATH="$PATH" HOME="$HOME" DATA_DIR="$work" PORT="$port" HOST=127.0.0.1 \
+            USER_SERVICE_PORT=0 USER_SERVICE_GRPC_PORT=0 PRODUCT_SERVICE_PORT=0 PRODUCT_SERVICE_GRPC_PORT=0 \
+            PAYMENT_SERVICE_PORT=0 PAYMENT_SERVICE_GRPC_PORT=0 ORDER_SERVICE_PORT=0 ORDER_SERVICE_GRPC_PORT=0 \
+            NOTIFICATION_SERVICE_PORT=0 EVENT_STORE_PORT=0 RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warn \
+            ADMIN_EMAIL="$admin_email" ADMIN_PASSWORD="$admin_password" \
+            ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 "$bin" > "$work/platform.log" 2>&1 &
+        pid=$!
+        BASE_URL="http://127.0.0.1:$port"
+        up=0
+        for _ in $(seq 1 300); do
+            curl -fs -o /dev/null "$BASE_URL/api/v1/products" && { up=1; break; }
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        [ "$up" = 1 ] && break
+        if [ "$attempt" -lt 3 ] && ! kill -0 "$pid" 2>/dev/null && grep -q "Address already in use" "$work/platform.log"; then
+            say "port $port was taken meanwhile; trying another"
+            rm -rf "${work:?}"/*
+            continue
+        fi
+        cat "$work/platform.log" >&2
+        exit 2
     done
 fi
 

@@ -171,15 +171,21 @@ impl GatewayConfig {
         let redis = RedisConfig::from_env(env);
         let events = EventsConfig::from_env(env, redis.clone());
         let jwt = JwtConfig::from_env(env, server.environment);
+        let max_concurrent_requests =
+            env.in_range("GATEWAY_MAX_CONCURRENT_REQUESTS", 4096, 1..=1_000_000);
         Self {
             services,
             routes,
             proxy: ProxyConfig {
                 timeout: env.or("UPSTREAM_TIMEOUT", proxy_defaults.timeout),
                 connect_timeout: env.or("UPSTREAM_CONNECT_TIMEOUT", proxy_defaults.connect_timeout),
+                // As many as the gateway may have requests in flight: a pool that closes
+                // connections it will need again churns them (h2 clients put ten requests
+                // in flight per connection; at a cap of 1,024, 1,024 h2 connections made
+                // 7,700 requests/s with the kernel busy finding free ports; 30,700 uncapped).
                 max_idle_per_host: env.in_range(
                     "UPSTREAM_MAX_IDLE",
-                    proxy_defaults.max_idle_per_host,
+                    max_concurrent_requests.min(65_536),
                     1..=65_536,
                 ),
             },
@@ -193,11 +199,7 @@ impl GatewayConfig {
             audit: None,
             events: Some(events),
             cors: CorsConfig::from_env(env),
-            max_concurrent_requests: env.in_range(
-                "GATEWAY_MAX_CONCURRENT_REQUESTS",
-                4096,
-                1..=1_000_000,
-            ),
+            max_concurrent_requests,
             health_detail: env.or("HEALTH_DETAIL", false),
             fast_path: env.or("GATEWAY_FAST_PATH", true),
             health_check_interval: env.or("HEALTH_CHECK_INTERVAL", Duration::from_secs(5)),
@@ -307,6 +309,30 @@ mod tests {
         );
         let vars: Vec<_> = env.issues().iter().map(|i| i.variable.clone()).collect();
         assert_eq!(vars, ["PRODUCT_SERVICE_URL"]);
+    }
+
+    #[test]
+    fn the_upstream_pool_keeps_as_many_connections_as_requests_may_be_in_flight() {
+        let config = GatewayConfig::from_env(&mut Env::from_pairs([("JWT_SECRET", "x")]));
+        assert_eq!(config.max_concurrent_requests, 4096);
+        assert_eq!(config.proxy.max_idle_per_host, 4096);
+        let mut env = Env::from_pairs([("GATEWAY_MAX_CONCURRENT_REQUESTS", "20000")]);
+        assert_eq!(
+            GatewayConfig::from_env(&mut env).proxy.max_idle_per_host,
+            20_000
+        );
+        let mut env = Env::from_pairs([("GATEWAY_MAX_CONCURRENT_REQUESTS", "200000")]);
+        assert_eq!(
+            GatewayConfig::from_env(&mut env).proxy.max_idle_per_host,
+            65_536
+        );
+        let mut env = Env::from_pairs([
+            ("GATEWAY_MAX_CONCURRENT_REQUESTS", "20000"),
+            ("UPSTREAM_MAX_IDLE", "64"),
+        ]);
+        let config = GatewayConfig::from_env(&mut env);
+        assert!(env.issues().is_empty(), "{:?}", env.issues());
+        assert_eq!(config.proxy.max_idle_per_host, 64);
     }
 
     #[test]
