@@ -50,8 +50,10 @@ fi
 # Commits plus rollbacks per database of this run.
 snapshot() {
     psql "$PG_URL" -X -AtF ' ' -c "select datname, xact_commit + xact_rollback from pg_stat_database
-        where datname like '${pg_prefix}\\_%' order by 1"
+        where datname like '${pg_prefix}\\_%' order by datname collate \"C\""
 }
+# Seconds since $1 (a `date +%s.%N`), without bc (not on every machine).
+elapsed() { awk -v from="$1" -v to="$(date +%s.%N)" 'BEGIN { printf "%.3f", to - from }'; }
 reset_statements() {
     if [ "$statements" = 1 ]; then psql "$PG_URL" -X -qAtc "select pg_stat_statements_reset()" >/dev/null; fi
 }
@@ -59,7 +61,7 @@ sleep 2
 say "measuring the idle platform for 10 s"
 snapshot > "$work/idle0"; idle_started=$(date +%s.%N)
 sleep 10
-snapshot > "$work/idle1"; idle_seconds=$(echo "$(date +%s.%N) - $idle_started" | bc)
+snapshot > "$work/idle1"; idle_seconds=$(elapsed "$idle_started")
 
 body=$(printf '{"items":[{"product_id":"%s","quantity":1}],"payment":{"token":"tok_visa"},%s}' \
     "$product" '"shipping_address":{"name":"Profile","line1":"1 Road","city":"Town","postal_code":"1","country":"DE"}')
@@ -74,7 +76,7 @@ seq 1 "$count" | xargs -P "$parallel" -I{} sh -c 'curl -s -o /dev/null -w "%{htt
     http://127.0.0.1:18790/api/v1/orders' > "$work/codes"
 # The events of the last checkouts are still being relayed and consumed.
 sleep 3
-snapshot > "$work/run1"; run_seconds=$(echo "$(date +%s.%N) - $run_started" | bc)
+snapshot > "$work/run1"; run_seconds=$(elapsed "$run_started")
 confirmed=$(curl -fs "http://127.0.0.1:18790/api/v1/orders?status=confirmed&per_page=1" \
     -H "authorization: Bearer $token" | sed -E 's/.*"total":([0-9]+).*/\1/')
 ok=$(grep -c '^201$' "$work/codes" || true)
@@ -89,8 +91,9 @@ echo "$count checkouts, $parallel at a time, all confirmed, in $(printf %.1f "$r
 echo
 echo "| database | transactions per checkout |"
 echo "|---|---:|"
-join "$work/idle0" "$work/idle1" > "$work/idle"
-join "$work/run0" "$work/run1" | join - "$work/idle" |
+# Sorted bytewise by PostgreSQL (collate "C"), as join reads them under LC_ALL=C.
+LC_ALL=C join "$work/idle0" "$work/idle1" > "$work/idle"
+LC_ALL=C join "$work/run0" "$work/run1" | LC_ALL=C join - "$work/idle" |
     awk -v n="$count" -v run="$run_seconds" -v idle="$idle_seconds" -v prefix="${pg_prefix}_pg_" '
         { idle_rate = ($5 - $4) / idle; per = ($3 - $2 - idle_rate * run) / n
           name = substr($1, length(prefix) + 1); total += per
