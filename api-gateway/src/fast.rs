@@ -15,9 +15,10 @@
 //! Anything else goes to hyper with the bytes already read (see `platform_http::front`):
 //! HTTP/1.0 and HTTP/2, upgrades, `Expect`, chunked or large (> 64 KiB) request bodies,
 //! browser requests when CORS is on, heads with many fields, and paths outside the route
-//! table.
+//! table. HTTP/2 `/api` requests come back from hyper one by one, to the same policy and
+//! upstream client ([`h2`]).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,9 @@ use http_body_util::BodyExt;
 use platform_auth::AuthUser;
 use platform_http::audit::AuditContext;
 use platform_http::framing::{self, Head, Refusal};
-use platform_http::front::{ClientStream, Connection, ConnectionFuture, Front, Stopping};
+use platform_http::front::{
+    ClientStream, Connection, ConnectionFuture, Front, H2Request, ResponseFuture, Stopping,
+};
 use platform_http::guard::GuardConfig;
 use platform_http::middleware::{
     HSTS, REQUEST_ID, join_trace, new_request_id, request_span, served,
@@ -42,6 +45,8 @@ use tracing::Instrument;
 
 use crate::forward::{Answered, Gateway, RetryPolicy, timed_out};
 use crate::routes::Route;
+
+mod h2;
 
 /// Head and body are buffered whole on the fast path up to this size; bigger requests stream
 /// through hyper.
@@ -71,6 +76,15 @@ impl Front for FastPath {
     fn serve(self: Arc<Self>, connection: Connection) -> ConnectionFuture {
         Box::pin(async move { self.connection(connection).await })
     }
+
+    fn serve_h2(
+        self: Arc<Self>,
+        request: H2Request,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Result<ResponseFuture, H2Request> {
+        self.h2(request, peer, secure)
+    }
 }
 
 /// A request admitted to the fast path, with what the rest of the exchange needs.
@@ -91,6 +105,45 @@ struct Prepared<'g> {
     policy: RetryPolicy,
     /// The client, as `TRUSTED_PROXIES` resolves it.
     client: IpAddr,
+}
+
+/// Where a request's body lies, and whether its connection ends after it.
+struct Body {
+    /// Bytes of head before the body (0 for HTTP/2, whose head is not in the buffer).
+    head_len: usize,
+    len: usize,
+    close: bool,
+}
+
+/// A request head as either protocol's parser leaves it.
+trait RequestHead {
+    /// The first field named `name` (`host` falls back to HTTP/2's `:authority`).
+    fn header(&self, name: &str) -> Option<&[u8]>;
+    /// Every field, in order (asked for only when the peer is a trusted proxy).
+    fn fields(&self) -> Vec<(&str, &[u8])>;
+    /// The upstream request line and the client's fields, as [`h1::write_request_start`]
+    /// writes them.
+    fn write_start(&self, out: &mut Vec<u8>, skip: impl Fn(&str) -> bool);
+}
+
+struct Http1Head<'h, 'b>(&'h httparse::Request<'h, 'b>);
+
+impl RequestHead for Http1Head<'_, '_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    fn fields(&self) -> Vec<(&str, &[u8])> {
+        self.0.headers.iter().map(|h| (h.name, h.value)).collect()
+    }
+
+    fn write_start(&self, out: &mut Vec<u8>, skip: impl Fn(&str) -> bool) {
+        h1::write_request_start(out, self.0, skip);
+    }
 }
 
 enum Next<'g> {
@@ -234,9 +287,9 @@ impl FastPath {
         let Some(plain) = h1::plain_request(&request, framing) else {
             return Next::Fallback;
         };
-        let gateway = &self.gateway;
         let body_len = usize::try_from(plain.body_len).unwrap_or(usize::MAX);
-        if body_len > gateway.max_body_bytes || body_len.saturating_add(head_len) > READ_LIMIT {
+        if body_len > self.gateway.max_body_bytes || body_len.saturating_add(head_len) > READ_LIMIT
+        {
             return Next::Fallback;
         }
         let Ok(method) = Method::from_bytes(request.method.unwrap_or("").as_bytes()) else {
@@ -244,23 +297,43 @@ impl FastPath {
         };
         let target = request.path.unwrap_or("/");
         let path = target.split_once('?').map_or(target, |(path, _)| path);
-        let Some(route) = gateway.routes.find(&method, path) else {
+        let Some(route) = self.gateway.routes.find(&method, path) else {
             return Next::Fallback;
         };
-        let header = |name: &str| {
-            request
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value)
-        };
-        if self.cors && header("origin").is_some() {
+        let head = Http1Head(&request);
+        if self.cors && head.header("origin").is_some() {
             return Next::Fallback;
         }
         if buf.len() < head_len + body_len {
             return Next::Read { body: true };
         }
+        Next::Ready(Box::new(self.admit_head(
+            route,
+            method,
+            &head,
+            Body {
+                head_len,
+                len: body_len,
+                close: plain.close,
+            },
+            peer,
+            secure,
+        )))
+    }
 
+    /// What both protocols do with an admitted head: the request id, the trace context, the
+    /// client's address, the edge's verdict on the caller, and the upstream request's start.
+    fn admit_head<'g>(
+        &'g self,
+        route: &'g Route,
+        method: Method,
+        request: &impl RequestHead,
+        body: Body,
+        peer: IpAddr,
+        secure: bool,
+    ) -> Prepared<'g> {
+        let gateway = &self.gateway;
+        let header = |name: &str| request.header(name);
         let request_id = match header("x-request-id") {
             Some(id) if platform_http::middleware::sane_request_id(id) => {
                 HeaderValue::from_bytes(id).unwrap_or_else(|_| new_request_id())
@@ -288,7 +361,7 @@ impl FastPath {
         let client = if trusted_peer {
             gateway
                 .trusted_proxies
-                .client_ip_raw(peer, request.headers.iter().map(|h| (h.name, h.value)))
+                .client_ip_raw(peer, request.fields().into_iter())
         } else {
             peer
         };
@@ -296,8 +369,8 @@ impl FastPath {
             client_ip: Some(client),
             request_id: request_id.to_str().ok().map(Arc::from),
         });
-        let mut start = Vec::with_capacity(head_len + 256);
-        h1::write_request_start(&mut start, &request, |name| {
+        let mut start = Vec::with_capacity(512);
+        request.write_start(&mut start, |name| {
             [
                 "x-user-id",
                 "x-user-role",
@@ -336,23 +409,23 @@ impl FastPath {
             &method,
             route,
             header("idempotency-key").is_some(),
-            body_len > 0,
+            body.len > 0,
         );
-        let declare_length = body_len > 0 || header("content-length").is_some();
-        Next::Ready(Box::new(Prepared {
+        let declare_length = body.len > 0 || header("content-length").is_some();
+        Prepared {
             route,
             method,
             request_id,
             span,
             caller,
             start,
-            head_len,
-            body_len,
+            head_len: body.head_len,
+            body_len: body.len,
             declare_length,
-            close: plain.close,
+            close: body.close,
             policy,
             client,
-        }))
+        }
     }
 
     /// Admits and forwards one request and writes its response. Returns whether the client

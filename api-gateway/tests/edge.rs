@@ -389,17 +389,11 @@ async fn served_certificate(addr: &str) -> Vec<u8> {
 #[tokio::test]
 async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let first = support::certificate(dir.path());
     let users = Fake::start("users").await;
     let mut cfg = config(&[("user-service", &users.url)]);
-    cfg.server.tls = Some(platform_http::tls::TlsConfig {
-        cert_file: dir.path().join("cert.pem"),
-        key_file: dir.path().join("key.pem"),
-    });
+    let first = support::serve_tls(&mut cfg, dir.path());
     let gateway = TestGateway::start(cfg).await;
-    let https = gateway
-        .base
-        .replace("http://127.0.0.1", "https://localhost");
+    let https = gateway.https();
     let root = reqwest::Certificate::from_der(&first).unwrap();
 
     let h2 = reqwest::Client::builder()

@@ -2,6 +2,8 @@
 //! and a gateway on a random port.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -201,6 +203,11 @@ impl TestGateway {
         }
     }
 
+    /// The base URL over TLS, by the name the test certificate is for.
+    pub fn https(&self) -> String {
+        self.base.replace("http://127.0.0.1", "https://localhost")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -242,6 +249,17 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check().await
+}
+
+/// Serves `config` over TLS with a new self-signed certificate for `localhost` in `dir`;
+/// returns the certificate's DER.
+pub fn serve_tls(config: &mut GatewayConfig, dir: &std::path::Path) -> Vec<u8> {
+    let der = certificate(dir);
+    config.server.tls = Some(platform_http::tls::TlsConfig {
+        cert_file: dir.join("cert.pem"),
+        key_file: dir.join("key.pem"),
+    });
+    der
 }
 
 /// A self-signed certificate for `localhost`, as PEM files in `dir`; returns its DER.

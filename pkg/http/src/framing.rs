@@ -21,6 +21,7 @@
 
 use std::fmt;
 
+use bytes::BytesMut;
 use http::StatusCode;
 
 use crate::problem::{PROBLEM_JSON, Problem};
@@ -479,6 +480,24 @@ impl ChunkedScanner {
 
     /// Consumes `bytes`; returns how many belong to the body and whether it ended there.
     pub fn advance(&mut self, bytes: &[u8]) -> Result<(usize, bool), InvalidChunk> {
+        self.scan(bytes, |_| {})
+    }
+
+    /// [`ChunkedScanner::advance`], appending the chunks' data (without their framing) to
+    /// `data`: for a peer that frames bodies its own way (HTTP/2).
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        data: &mut BytesMut,
+    ) -> Result<(usize, bool), InvalidChunk> {
+        self.scan(bytes, |range| data.extend_from_slice(&bytes[range]))
+    }
+
+    fn scan(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, bool), InvalidChunk> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -527,6 +546,7 @@ impl ChunkedScanner {
                 Chunk::Data => {
                     let take =
                         (bytes.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    data(i..i + take);
                     i += take;
                     self.size -= take as u64;
                     if self.size == 0 {
@@ -750,6 +770,21 @@ mod tests {
                 .unwrap(),
             (24, true)
         );
+    }
+
+    #[test]
+    fn chunked_decoding_keeps_only_the_data_across_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: t\r\n\r\nNEXT";
+        for split in 0..body.len() {
+            let mut scanner = ChunkedScanner::default();
+            let mut data = BytesMut::new();
+            let (used, done) = scanner.decode(&body[..split], &mut data).unwrap();
+            if !done {
+                let (_, done) = scanner.decode(&body[used..], &mut data).unwrap();
+                assert!(done, "split at {split}");
+            }
+            assert_eq!(&data[..], b"hello, world", "split at {split}");
+        }
     }
 
     #[test]

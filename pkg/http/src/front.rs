@@ -7,8 +7,10 @@
 //! reads the returned bytes first ([`Prefixed`]).
 //!
 //! HTTPS connections reach the front after the TLS handshake, unless the client chose HTTP/2
-//! by ALPN (those go straight to hyper); connections without a front go to the fallback (see
-//! [`crate::serve`]). Either way hyper only ever reads through a [`Guard`].
+//! by ALPN; connections without a front go to the fallback (see [`crate::serve`]). HTTP/2 (by
+//! ALPN or with prior knowledge) is framed by hyper, which offers the front each request
+//! before the router ([`Front::serve_h2`]). Either way hyper only ever reads through a
+//! [`Guard`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use bytes::{Buf, Bytes};
+use futures::FutureExt;
+use futures::future::Either;
 
 use crate::guard::{Guard, GuardConfig, Protocol};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -131,9 +135,27 @@ impl Stopping {
     }
 }
 
-/// Serves accepted plain-HTTP connections ahead of hyper.
+/// A boxed response future.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = axum::response::Response> + Send>>;
+
+/// An HTTP/2 request as hyper hands it over.
+pub type H2Request = hyper::Request<hyper::body::Incoming>;
+
+/// Serves accepted HTTP/1 connections ahead of hyper, and HTTP/2 requests ahead of the router.
 pub trait Front: Send + Sync + 'static {
     fn serve(self: Arc<Self>, connection: Connection) -> ConnectionFuture;
+
+    /// Answers one HTTP/2 request (hyper keeps the framing) or gives it back for the
+    /// router. `secure`: the connection is TLS.
+    fn serve_h2(
+        self: Arc<Self>,
+        request: H2Request,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> Result<ResponseFuture, H2Request> {
+        let _ = (peer, secure);
+        Err(request)
+    }
 }
 
 /// Marks a request that came over TLS (the pipeline adds `Strict-Transport-Security`).
@@ -147,14 +169,22 @@ pub struct Fallback {
     router: Router,
     shutdown: CancellationToken,
     guard: GuardConfig,
+    /// Offered every HTTP/2 request before the router.
+    front: Option<Arc<dyn Front>>,
 }
 
 impl Fallback {
-    pub(crate) fn new(router: Router, shutdown: CancellationToken, guard: GuardConfig) -> Self {
+    pub(crate) fn new(
+        router: Router,
+        shutdown: CancellationToken,
+        guard: GuardConfig,
+        front: Option<Arc<dyn Front>>,
+    ) -> Self {
         Self {
             router,
             shutdown,
             guard,
+            front,
         }
     }
 
@@ -184,13 +214,23 @@ impl Fallback {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router;
-        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+        let front = self.front;
+        let service = hyper::service::service_fn(move |request: H2Request| {
+            let request = match &front {
+                Some(front) if request.version() == http::Version::HTTP_2 => {
+                    match Arc::clone(front).serve_h2(request, peer, secure) {
+                        Ok(answer) => return Either::Left(answer.map(Ok)),
+                        Err(request) => request,
+                    }
+                }
+                _ => request,
+            };
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             if secure {
                 request.extensions_mut().insert(Secure);
             }
-            router.clone().call(request)
+            Either::Right(router.clone().call(request))
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // A client that half-closes (or a refused pipelined head, which ends the read side)

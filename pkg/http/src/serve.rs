@@ -68,7 +68,12 @@ pub(crate) async fn serve_http(
     listener: TcpListener,
     shared: Arc<HttpListener>,
 ) -> std::io::Result<()> {
-    let fallback = Fallback::new(shared.router.clone(), shared.shutdown.clone(), shared.guard);
+    let fallback = Fallback::new(
+        shared.router.clone(),
+        shared.shutdown.clone(),
+        shared.guard,
+        shared.front.clone(),
+    );
     let connections = tokio_util::task::TaskTracker::new();
     let stopping = Stopping::default();
     loop {

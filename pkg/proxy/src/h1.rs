@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use httparse::Header;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -167,6 +167,41 @@ pub enum Framing {
     Chunked,
     /// Until the upstream closes (HTTP/1.0 style): the client connection closes too.
     UntilClose,
+}
+
+/// Where [`UpstreamConnection::next_data`] is in a response body.
+#[derive(Debug)]
+pub enum BodyReader {
+    /// Bytes left.
+    Length(u64),
+    Chunked(ChunkedScanner),
+    UntilClose,
+    Done,
+}
+
+impl BodyReader {
+    pub fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty | Framing::Length(0) => BodyReader::Done,
+            Framing::Length(n) => BodyReader::Length(n),
+            Framing::Chunked => BodyReader::Chunked(ChunkedScanner::default()),
+            Framing::UntilClose => BodyReader::UntilClose,
+        }
+    }
+
+    /// Whether the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        matches!(self, BodyReader::Done)
+    }
+
+    /// Bytes left, when the framing says.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            BodyReader::Length(n) => Some(*n),
+            BodyReader::Done => Some(0),
+            BodyReader::Chunked(_) | BodyReader::UntilClose => None,
+        }
+    }
 }
 
 /// A response head read from an upstream.
@@ -467,6 +502,76 @@ impl UpstreamConnection {
             }
         }
         Ok(())
+    }
+
+    /// The next piece of the response body as `body` delimits it, with any chunk framing
+    /// taken off (for a client that frames bodies its own way: HTTP/2); `None` at its end.
+    /// `body` is [`BodyReader::Done`] as soon as the last piece has been returned.
+    pub fn poll_data(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        body: &mut BodyReader,
+    ) -> std::task::Poll<std::io::Result<Option<Bytes>>> {
+        use std::task::Poll;
+        loop {
+            match body {
+                BodyReader::Done => return Poll::Ready(Ok(None)),
+                BodyReader::Length(left) => {
+                    if !self.buf.is_empty() {
+                        let take = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(self.buf.len());
+                        *left -= take as u64;
+                        if *left == 0 {
+                            *body = BodyReader::Done;
+                        }
+                        return Poll::Ready(Ok(Some(self.buf.split_to(take).freeze())));
+                    }
+                }
+                BodyReader::Chunked(scanner) => {
+                    let mut data = BytesMut::new();
+                    let (used, done) = scanner
+                        .decode(&self.buf, &mut data)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    self.buf.advance(used);
+                    if done {
+                        *body = BodyReader::Done;
+                    }
+                    if !data.is_empty() {
+                        return Poll::Ready(Ok(Some(data.freeze())));
+                    }
+                    if done {
+                        return Poll::Ready(Ok(None));
+                    }
+                }
+                BodyReader::UntilClose => {
+                    if !self.buf.is_empty() {
+                        return Poll::Ready(Ok(Some(self.buf.split().freeze())));
+                    }
+                }
+            }
+            // Nothing buffered to hand out: read more.
+            self.buf.reserve(16 * 1024);
+            let read = match self.stream.try_read_buf(&mut self.buf) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    match self.stream.poll_read_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(ready) => {
+                            ready?;
+                            continue;
+                        }
+                    }
+                }
+                read => read?,
+            };
+            if read == 0 {
+                if matches!(body, BodyReader::UntilClose) {
+                    *body = BodyReader::Done;
+                    return Poll::Ready(Ok(None));
+                }
+                return Poll::Ready(Err(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
     }
 
     async fn fill(&mut self) -> std::io::Result<()> {

@@ -201,6 +201,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// HTTP/2 may split cookies over several fields; HTTP/1.1 wants them in one (RFC 9113
+/// §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -269,6 +287,9 @@ impl Proxy {
 
         let original_host = parts.headers.remove(header::HOST);
         strip_hop_by_hop(&mut parts.headers);
+        if parts.version == http::Version::HTTP_2 {
+            join_cookies(&mut parts.headers);
+        }
         // The length is hyper's to write, from the body actually sent.
         parts.headers.remove(header::CONTENT_LENGTH);
         if let Some(addr) = client
