@@ -86,9 +86,14 @@ async fn bare_proxy_loop(listener: std::net::TcpListener, upstream: u16) {
 }
 
 async fn serve(port: u16) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
+    // A deep accept queue: a proxy opening hundreds of upstream connections at once must not
+    // meet tokio's default of 128 (dropped handshakes, one-second stalls in every figure).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .unwrap();
+    let listener = socket.listen(4096).unwrap();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

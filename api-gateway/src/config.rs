@@ -79,8 +79,9 @@ pub struct GatewayConfig {
     /// `HEALTH_DETAIL`: `/health` shows every endpoint to anyone (default: status only;
     /// the detail, with upstream addresses, needs an admin token).
     pub health_detail: bool,
-    /// `GATEWAY_FAST_PATH` (default on): serve plain HTTP/1.1 API requests on the gateway's
-    /// own HTTP/1 engine ([`crate::fast`]) instead of hyper.
+    /// `GATEWAY_FAST_PATH` (default on): serve API requests (HTTP/1.1, plain or over TLS,
+    /// and HTTP/2) with the gateway's own HTTP/1 upstream engine ([`crate::fast`]) instead
+    /// of the router and hyper's client.
     pub fast_path: bool,
     /// `HEALTH_CHECK_INTERVAL`: how often each endpoint's `/health` is probed.
     pub health_check_interval: Duration,

@@ -183,7 +183,7 @@ impl FastPath {
             stopping,
             limits,
         } = connection;
-        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut buf = BytesMut::with_capacity(2 * 1024);
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         let connected = Instant::now();

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body as AxumBody;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -244,7 +244,7 @@ impl FastPath {
             out,
             _slot: slot,
         } = answer;
-        let mut response = Response::builder();
+        let mut headers = HeaderMap::with_capacity(16);
         let mut rest = &out[..];
         // Interim (1xx) heads come first in the rewritten bytes: HTTP/2 clients get the
         // final one.
@@ -259,17 +259,12 @@ impl FastPath {
                 rest = &rest[len..];
                 continue;
             }
-            response = response.status(head.status);
             for field in parsed.headers.iter() {
-                if CONNECTION_SPECIFIC
-                    .iter()
-                    .any(|name| field.name.eq_ignore_ascii_case(name))
-                {
+                let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+                if CONNECTION_SPECIFIC.contains(&name.as_str()) {
                     continue;
                 }
-                let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
-                let value = HeaderValue::from_bytes(field.value).ok()?;
-                response = response.header(name, value);
+                headers.append(name, HeaderValue::from_bytes(field.value).ok()?);
             }
             break;
         }
@@ -281,7 +276,10 @@ impl FastPath {
             slot: Some(slot),
         }
         .settled();
-        response.body(AxumBody::new(body)).ok()
+        let mut response = Response::new(AxumBody::new(body));
+        *response.status_mut() = StatusCode::from_u16(head.status).ok()?;
+        *response.headers_mut() = headers;
+        Some(response)
     }
 }
 

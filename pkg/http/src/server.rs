@@ -308,18 +308,31 @@ fn listen_shared(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError>
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(1024)?;
+        socket.listen(i32::try_from(BACKLOG).unwrap_or(1024))?;
         socket.set_nonblocking(true)?;
         Ok(socket.into())
     };
     bind().map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// Connections the kernel queues on a listening socket until they are accepted. Past it, a
+/// connecting client's handshake is dropped and retried a second later: tokio's default
+/// (128) turned a burst of a few hundred connections into one-second stalls.
+const BACKLOG: u32 = 4096;
+
 async fn listen(host: IpAddr, port: u16) -> Result<TcpListener, ServerError> {
     let addr = SocketAddr::new(host, port);
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    bind().map_err(|source| ServerError::Bind { addr, source })
 }
 
 impl Server {

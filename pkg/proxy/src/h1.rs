@@ -270,7 +270,7 @@ impl Client {
             }
             return Ok(UpstreamConnection {
                 stream: idle.stream,
-                buf: BytesMut::with_capacity(4096),
+                buf: BytesMut::with_capacity(2048),
                 reused: true,
                 key,
             });
@@ -306,7 +306,7 @@ impl Client {
         let _ = stream.set_nodelay(true);
         Ok(UpstreamConnection {
             stream,
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::with_capacity(2048),
             reused: false,
             key,
         })
