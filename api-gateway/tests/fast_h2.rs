@@ -131,7 +131,37 @@ async fn exercise(fast_path: bool) -> Vec<String> {
     assert_eq!(response.status(), 200);
     assert_eq!(response.version(), Version::HTTP_2);
 
+    // HEAD: the upstream's head, no body.
+    let response = client
+        .head(format!("{https}/api/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "");
+
+    // Over `MAX_BODY_BYTES` (64 KiB here): the fast path leaves it to the router, which
+    // refuses it before any upstream sees it.
+    let before = upstream.requests().len();
+    let response = client
+        .post(format!("{https}/api/v1/auth/login"))
+        .body("x".repeat(100 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
     let seen = upstream.requests();
+    assert_eq!(
+        seen.len(),
+        before,
+        "nothing of the refused body went upstream"
+    );
     let me = &seen[0];
     let lower = me.to_ascii_lowercase();
     assert!(

@@ -206,32 +206,19 @@ impl FastPath {
             )
             .instrument(span.clone())
             .await;
-        match outcome {
-            Ok(answer) => {
-                let status = answer.head.status;
-                record(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
-                match self.relayed(answer) {
-                    Some(response) => response,
-                    None => {
-                        tracing::warn!(service = %route.service, "an upstream answer could not be re-framed for HTTP/2");
-                        generated(
-                            platform_proxy::ProxyError::Broken {
-                                service: route.service.clone(),
-                                reason: "invalid response head".to_owned(),
-                            }
-                            .to_problem()
-                            .into_response(),
-                            &request_id,
-                            secure,
-                        )
-                    }
-                }
-            }
-            Err(response) => {
-                record(response.status());
-                generated(response, &request_id, secure)
-            }
-        }
+        let response = match outcome {
+            Ok(answer) => self.relayed(answer).unwrap_or_else(|| {
+                tracing::warn!(service = %route.service, "an upstream answer could not be re-framed for HTTP/2");
+                let broken = platform_proxy::ProxyError::Broken {
+                    service: route.service.clone(),
+                    reason: "invalid response head".to_owned(),
+                };
+                generated(broken.to_problem().into_response(), &request_id, secure)
+            }),
+            Err(response) => generated(response, &request_id, secure),
+        };
+        record(response.status());
+        response
     }
 
     /// The upstream's answer as an HTTP/2 response: the head the HTTP/1 exchange rewrote
