@@ -65,7 +65,6 @@ impl RequestHead for Http2Head<'_> {
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut cookies: Option<Vec<u8>> = None;
         for (name, value) in &parts.headers {
             let name = name.as_str();
             // HTTP/2 carries no connection-specific fields (hyper refuses them), so the
@@ -78,18 +77,11 @@ impl RequestHead for Http2Head<'_> {
                 continue;
             }
             if name == "cookie" {
-                // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one
-                // (RFC 9113 §8.2.3).
-                let joined = cookies.get_or_insert_with(Vec::new);
-                if !joined.is_empty() {
-                    joined.extend_from_slice(b"; ");
-                }
-                joined.extend_from_slice(value.as_bytes());
                 continue;
             }
             h1::put_header(out, name, value.as_bytes());
         }
-        if let Some(cookies) = cookies {
+        if let Some(cookies) = platform_proxy::joined_cookies(&parts.headers) {
             h1::put_header(out, "cookie", &cookies);
         }
     }

@@ -169,7 +169,7 @@ pub enum Framing {
     UntilClose,
 }
 
-/// Where [`UpstreamConnection::next_data`] is in a response body.
+/// Where [`UpstreamConnection::poll_data`] is in a response body.
 #[derive(Debug)]
 pub enum BodyReader {
     /// Bytes left.

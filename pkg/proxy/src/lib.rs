@@ -201,20 +201,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// HTTP/2 may split cookies over several fields; HTTP/1.1 wants them in one (RFC 9113
-/// §8.2.3).
+/// The `Cookie` fields of `headers` as the one field an HTTP/1.1 upstream expects: HTTP/2
+/// may split cookies over several (RFC 9113 §8.2.3). `None` without cookies.
+pub fn joined_cookies(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let mut joined = values.next()?.as_bytes().to_vec();
+    for value in values {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    Some(joined)
+}
+
 fn join_cookies(headers: &mut HeaderMap) {
     if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
         return;
     }
-    let mut joined = Vec::new();
-    for value in headers.get_all(header::COOKIE) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(value.as_bytes());
-    }
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+    if let Some(joined) = joined_cookies(headers)
+        && let Ok(value) = HeaderValue::from_bytes(&joined)
+    {
         headers.insert(header::COOKIE, value);
     }
 }
