@@ -2,7 +2,10 @@
 //!
 //! For each delivery: the handler for its type runs; success acks it; failure (an error or a
 //! panic) is retried with exponential backoff and jitter until `max_attempts`, then the event is
-//! dead-lettered with the error and attempt count. Deliveries left pending by a consumer that
+//! dead-lettered with the error and attempt count. The acks of one read's deliveries go to the
+//! bus together once the read is handled (or before a retry's wait), one round trip instead of
+//! one per event; a crash in between only redelivers handled events, which handlers must
+//! tolerate anyway. Deliveries left pending by a consumer that
 //! died are claimed after the visibility timeout and count their earlier deliveries as
 //! attempts. Deliveries are handled one at a time, in stream order, so a retry holds back the
 //! events behind it rather than reordering them. On shutdown the consumer stops between
@@ -42,6 +45,37 @@ where
 {
     fn handle(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), HandlerError>> {
         Box::pin(self(envelope))
+    }
+}
+
+/// Handles every event of some families that one read brought, in one go (an append-only
+/// store writes them in one statement). The events of a read are in stream order.
+pub trait BatchHandler: Send + Sync + 'static {
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> BoxFuture<'static, Result<(), HandlerError>>;
+}
+
+impl<F, Fut> BatchHandler for F
+where
+    F: Fn(Vec<Envelope>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn handle_batch(
+        &self,
+        envelopes: Vec<Envelope>,
+    ) -> BoxFuture<'static, Result<(), HandlerError>> {
+        Box::pin(self(envelopes))
+    }
+}
+
+/// A batch handler asked about one event: the path of retries and dead letters.
+struct OneOfBatch(Arc<dyn BatchHandler>);
+
+impl Handler for OneOfBatch {
+    fn handle(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), HandlerError>> {
+        self.0.handle_batch(vec![envelope])
     }
 }
 
@@ -98,8 +132,8 @@ pub struct Consumer {
     config: ConsumerConfig,
     /// Handlers by event type.
     handlers: HashMap<String, Arc<dyn Handler>>,
-    /// Handlers for every type of a family.
-    family_handlers: HashMap<String, Arc<dyn Handler>>,
+    /// Handlers for every type of a family, by family; several families may share one.
+    family_handlers: HashMap<String, Arc<dyn BatchHandler>>,
     metrics: Option<Metrics>,
 }
 
@@ -113,10 +147,26 @@ impl std::fmt::Debug for Consumer {
 
 /// What became of one delivery.
 enum Outcome {
+    /// Handled (or not ours); its ack is among the read's pending acks.
     Handled,
     DeadLettered,
     /// Shutdown interrupted the retries; the delivery stays pending.
     Interrupted,
+}
+
+/// Deliveries of the current read that are handled but not yet acked, with the event type and
+/// outcome their metric is counted under once the ack lands.
+#[derive(Default)]
+struct PendingAcks<'d> {
+    deliveries: Vec<&'d Delivery>,
+    counted: Vec<(String, &'static str)>,
+}
+
+impl<'d> PendingAcks<'d> {
+    fn push(&mut self, delivery: &'d Delivery, event_type: &str, outcome: &'static str) {
+        self.deliveries.push(delivery);
+        self.counted.push((event_type.to_owned(), outcome));
+    }
 }
 
 impl Consumer {
@@ -137,10 +187,16 @@ impl Consumer {
         self
     }
 
-    /// Handles every event of `family` (e.g. `user`).
-    pub fn on_family(mut self, family: &str, handler: impl Handler) -> Self {
-        self.family_handlers
-            .insert(family.to_owned(), Arc::new(handler));
+    /// Handles every event of `families` (e.g. `user`) with one handler, given each read's
+    /// events of those families together. A batch that fails is handled again one event at a
+    /// time (with the usual retries and dead letters), so the handler must be idempotent per
+    /// event. A read's batch is handled before its events of other handlers.
+    pub fn on_families(mut self, families: &[&str], handler: impl BatchHandler) -> Self {
+        let handler: Arc<dyn BatchHandler> = Arc::new(handler);
+        for family in families {
+            self.family_handlers
+                .insert((*family).to_owned(), handler.clone());
+        }
         self
     }
 
@@ -161,10 +217,75 @@ impl Consumer {
     }
 
     fn handler_for(&self, event_type: &str) -> Option<Arc<dyn Handler>> {
-        self.handlers
-            .get(event_type)
-            .or_else(|| self.family_handlers.get(family_of(event_type)))
-            .cloned()
+        if let Some(handler) = self.handlers.get(event_type) {
+            return Some(handler.clone());
+        }
+        self.batch_handler_for(event_type)
+            .map(|batch| Arc::new(OneOfBatch(batch.clone())) as Arc<dyn Handler>)
+    }
+
+    /// The batch handler of `event_type`'s family, unless a handler of the type itself wins.
+    fn batch_handler_for(&self, event_type: &str) -> Option<&Arc<dyn BatchHandler>> {
+        if self.handlers.contains_key(event_type) {
+            return None;
+        }
+        self.family_handlers.get(family_of(event_type))
+    }
+
+    /// Hands each batch handler its share of the read, when it is more than one event, and
+    /// queues the acks of what it handled; returns which deliveries are done. A failed batch
+    /// leaves its deliveries to the one-at-a-time path.
+    async fn handle_batches<'d>(
+        &self,
+        deliveries: &'d [Delivery],
+        acks: &mut PendingAcks<'d>,
+    ) -> Vec<bool> {
+        let mut done = vec![false; deliveries.len()];
+        let mut groups: Vec<(Arc<dyn BatchHandler>, Vec<usize>)> = Vec::new();
+        for (index, delivery) in deliveries.iter().enumerate() {
+            let Ok(envelope) = &delivery.envelope else {
+                continue;
+            };
+            let Some(handler) = self.batch_handler_for(&envelope.event_type) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(h, _)| Arc::ptr_eq(h, handler)) {
+                Some((_, members)) => members.push(index),
+                None => groups.push((handler.clone(), vec![index])),
+            }
+        }
+        for (handler, members) in groups {
+            if members.len() < 2 {
+                continue;
+            }
+            let mut envelopes = Vec::with_capacity(members.len());
+            let mut spans = Vec::with_capacity(members.len());
+            for &index in &members {
+                let delivery = &deliveries[index];
+                if let Ok(envelope) = &delivery.envelope {
+                    spans.push(self.process_span(delivery, envelope));
+                    envelopes.push(envelope.clone());
+                }
+            }
+            let result = AssertUnwindSafe(handler.handle_batch(envelopes))
+                .catch_unwind()
+                .await;
+            if let Ok(Ok(())) = result {
+                for &index in &members {
+                    let delivery = &deliveries[index];
+                    if let Ok(envelope) = &delivery.envelope {
+                        acks.push(delivery, &envelope.event_type, "ok");
+                        done[index] = true;
+                    }
+                }
+            } else {
+                tracing::debug!(group = %self.config.group, count = members.len(), "a batch failed; handling its events one by one");
+                for span in &spans {
+                    platform_telemetry::record_error(span, "batch_failed", "retried one by one");
+                }
+            }
+        }
+        done
     }
 
     fn count(&self, event_type: &str, outcome: &'static str) {
@@ -271,20 +392,32 @@ impl Consumer {
                     }
                 }
             }
-            for delivery in deliveries {
+            let mut acks = PendingAcks::default();
+            let done = self.handle_batches(&deliveries, &mut acks).await;
+            for (delivery, done) in deliveries.iter().zip(done) {
+                if done {
+                    continue;
+                }
                 if shutdown.is_cancelled() {
                     break;
                 }
-                if let Outcome::Interrupted = self.process(&delivery, &shutdown).await {
+                if let Outcome::Interrupted = self.process(delivery, &mut acks, &shutdown).await {
                     break;
                 }
             }
+            // Handled work is acked even when shutdown cut the read short.
+            self.settle_acks(&mut acks).await;
         }
         tracing::info!(%group, "event consumer stopped");
     }
 
     /// Handles one delivery to its end: acked, dead-lettered, or left pending on shutdown.
-    async fn process(&self, delivery: &Delivery, shutdown: &CancellationToken) -> Outcome {
+    async fn process<'d>(
+        &self,
+        delivery: &'d Delivery,
+        acks: &mut PendingAcks<'d>,
+        shutdown: &CancellationToken,
+    ) -> Outcome {
         let group = &self.config.group;
         let envelope = match &delivery.envelope {
             Ok(envelope) => envelope.clone(),
@@ -297,12 +430,11 @@ impl Consumer {
         };
         let Some(handler) = self.handler_for(&envelope.event_type) else {
             // Another type of a family we read: not ours to handle.
-            self.settle_ack(delivery, &envelope.event_type, "ignored")
-                .await;
+            acks.push(delivery, &envelope.event_type, "ignored");
             return Outcome::Handled;
         };
         let span = self.process_span(delivery, &envelope);
-        self.handle(handler, delivery, envelope, shutdown)
+        self.handle(handler, delivery, envelope, acks, shutdown)
             .instrument(span)
             .await
     }
@@ -329,11 +461,12 @@ impl Consumer {
     }
 
     /// Runs `handler` on one decoded delivery, retrying, to its end.
-    async fn handle(
+    async fn handle<'d>(
         &self,
         handler: Arc<dyn Handler>,
-        delivery: &Delivery,
+        delivery: &'d Delivery,
         envelope: Envelope,
+        acks: &mut PendingAcks<'d>,
         shutdown: &CancellationToken,
     ) -> Outcome {
         let group = &self.config.group;
@@ -344,7 +477,7 @@ impl Consumer {
                 .await;
             let error = match result {
                 Ok(Ok(())) => {
-                    self.settle_ack(delivery, &envelope.event_type, "ok").await;
+                    acks.push(delivery, &envelope.event_type, "ok");
                     return Outcome::Handled;
                 }
                 Ok(Err(error)) => error.to_string(),
@@ -369,6 +502,9 @@ impl Consumer {
                 return Outcome::DeadLettered;
             }
             self.count(&envelope.event_type, "retry");
+            // What this read handled before must not wait out a retry's backoff unacked (it
+            // could pass the visibility timeout and be handled again elsewhere).
+            self.settle_acks(acks).await;
             let wait = self.config.backoff(attempt);
             tracing::warn!(%group, id = %envelope.id, r#type = %envelope.event_type, attempt, %error, retry_in_ms = wait.as_millis() as u64, "handler failed; retrying");
             if sleep_or_stop(wait, shutdown).await {
@@ -378,14 +514,27 @@ impl Consumer {
         }
     }
 
-    async fn settle_ack(&self, delivery: &Delivery, event_type: &str, outcome: &'static str) {
-        match self.transport.ack(&self.config.group, delivery).await {
-            Ok(()) => self.count(event_type, outcome),
-            // It stays pending and comes back; idempotent handlers make that harmless.
+    async fn settle_acks(&self, acks: &mut PendingAcks<'_>) {
+        if acks.deliveries.is_empty() {
+            return;
+        }
+        match self
+            .transport
+            .ack_many(&self.config.group, &acks.deliveries)
+            .await
+        {
+            Ok(()) => {
+                for (event_type, outcome) in &acks.counted {
+                    self.count(event_type, outcome);
+                }
+            }
+            // They stay pending and come back; idempotent handlers make that harmless.
             Err(error) => {
-                tracing::warn!(group = %self.config.group, id = %delivery.id, %error, "ack failed; the event will be redelivered")
+                tracing::warn!(group = %self.config.group, count = acks.deliveries.len(), %error, "ack failed; the events will be redelivered")
             }
         }
+        acks.deliveries.clear();
+        acks.counted.clear();
     }
 
     async fn settle_dead(&self, delivery: &Delivery, error: &str, attempts: u32, event_type: &str) {

@@ -37,20 +37,41 @@ pub mod entity {
 
 /// Appends an event; `false` when it was already stored.
 pub async fn append<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Result<bool, DbErr> {
-    let json = serde_json::to_value(envelope).map_err(|e| DbErr::Json(e.to_string()))?;
-    let inserted = entity::Entity::insert(entity::ActiveModel {
-        event_id: Set(envelope.id),
-        event_type: Set(envelope.event_type.clone()),
-        source: Set(envelope.source.clone()),
-        subject: Set(envelope.subject.clone()),
-        occurred_at: Set(envelope.time),
-        stored_at: Set(Utc::now()),
-        envelope: Set(json),
+    Ok(append_many(conn, std::slice::from_ref(envelope)).await? > 0)
+}
+
+/// Appends events in one statement; how many were new (those already stored are skipped).
+pub async fn append_many<C: ConnectionTrait>(
+    conn: &C,
+    envelopes: &[Envelope],
+) -> Result<u64, DbErr> {
+    if envelopes.is_empty() {
+        return Ok(0);
+    }
+    let stored_at = Utc::now();
+    let rows = envelopes
+        .iter()
+        .map(|envelope| {
+            let json = serde_json::to_value(envelope).map_err(|e| DbErr::Json(e.to_string()))?;
+            Ok(entity::ActiveModel {
+                event_id: Set(envelope.id),
+                event_type: Set(envelope.event_type.clone()),
+                source: Set(envelope.source.clone()),
+                subject: Set(envelope.subject.clone()),
+                occurred_at: Set(envelope.time),
+                stored_at: Set(stored_at),
+                envelope: Set(json),
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    let inserted = entity::Entity::insert_many(rows)
+        .on_conflict_do_nothing()
+        .exec_without_returning(conn)
+        .await?;
+    Ok(match inserted {
+        TryInsertResult::Inserted(n) => n,
+        TryInsertResult::Empty | TryInsertResult::Conflicted => 0,
     })
-    .on_conflict_do_nothing()
-    .exec_without_returning(conn)
-    .await?;
-    Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
 }
 
 /// Which events to list.

@@ -181,7 +181,37 @@ async fn lag_counts_what_the_group_has_not_received(kind: Kind) {
     assert_eq!(t.lag("g", &families()).await.unwrap(), 3);
 }
 
+async fn acking_many_at_once_settles_exactly_those(kind: Kind) {
+    let Some(bus) = TestBus::new(kind).await else {
+        return;
+    };
+    let t = &bus.transport;
+    t.subscribe("g", &families()).await.unwrap();
+    for n in 0..5 {
+        t.publish(&happened("a", n)).await.unwrap();
+    }
+    let read = t
+        .read("g", "c1", &families(), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 5);
+    t.ack_many("g", &[]).await.unwrap();
+    let acked: Vec<_> = read.iter().step_by(2).collect();
+    t.ack_many("g", &acked).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let back = t
+        .claim_stale("g", "c2", &families(), Duration::from_millis(200), 10)
+        .await
+        .unwrap();
+    let numbers: Vec<u32> = back
+        .iter()
+        .map(|d| number(d.envelope.as_ref().unwrap()))
+        .collect();
+    assert_eq!(numbers, vec![1, 3], "only the unacked ones come back");
+}
+
 transport_tests!(
+    acking_many_at_once_settles_exactly_those,
     every_group_gets_every_event_once_in_order,
     a_blocked_read_wakes_up_for_a_new_event,
     unacked_deliveries_go_to_another_consumer_after_the_visibility_timeout,

@@ -44,24 +44,25 @@ impl EventStore {
         let (audit, audit_publisher) =
             platform_events::audit::bus_audit(&name, transport.clone(), Some(metrics.clone()));
 
-        let mut consumer = Consumer::new(
+        let consumer = Consumer::new(
             transport.clone(),
             ConsumerConfig::new(&name, &config.events),
         )
         .with_metrics(metrics.clone());
-        for family in FAMILIES {
+        let consumer = consumer.on_families(FAMILIES, {
             let db = db.clone();
-            consumer = consumer.on_family(family, move |envelope: Envelope| {
+            // Appending is idempotent on the event id: redeliveries add nothing. A read's
+            // events go in as one statement (one commit, not one per event).
+            move |envelopes: Vec<Envelope>| {
                 let db = db.clone();
-                // Appending is idempotent on the event id: redeliveries add nothing.
                 async move {
-                    store::append(&db, &envelope)
+                    store::append_many(&db, &envelopes)
                         .await
                         .map(|_| ())
                         .map_err(HandlerError::from)
                 }
-            });
-        }
+            }
+        });
 
         let jwt = Jwt::connect(config.jwt, config.redis.as_ref())?;
         let server = Server::bind(

@@ -460,7 +460,49 @@ async fn the_audit_endpoint_is_documented_with_every_status(backend: Backend) {
     assert_eq!(parameters, ["actor", "action", "since", "page", "per_page"]);
 }
 
+async fn a_batch_appends_each_new_event_once(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let conn = platform_db::connect(&db.config, "event-store")
+        .await
+        .unwrap();
+    platform_db::migrate::<event_store::startup::Migrator>(&conn)
+        .await
+        .unwrap();
+    let user = || uuid::Uuid::now_v7().to_string();
+    let (a, b, c) = (
+        registered(&user()),
+        registered(&user()),
+        registered(&user()),
+    );
+    use platform_events::store;
+    // A read may carry the same event twice (a replay next to the original).
+    assert_eq!(
+        store::append_many(&conn, &[a.clone(), b.clone(), a.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store::append_many(&conn, &[a.clone(), c.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store::append_many(&conn, &[]).await.unwrap(), 0);
+    assert!(!store::append(&conn, &b).await.unwrap());
+    let (stored, total) = store::query(&conn, &store::Filter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(total, 3);
+    let ids: Vec<_> = stored.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [a.id, b.id, c.id]);
+    conn.close().await.unwrap();
+}
+
 platform_testing::backend_tests!(
+    a_batch_appends_each_new_event_once,
     every_published_event_is_stored_once_and_queryable,
     dead_letters_are_listed_and_replayed_by_administrators,
     the_audit_trail_is_filtered_paginated_and_newest_first,

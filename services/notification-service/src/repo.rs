@@ -2,6 +2,8 @@
 //! cases choose what runs in one transaction. One code path for SQLite and PostgreSQL: the
 //! worker's claim is a conditional `UPDATE` per row rather than `FOR UPDATE SKIP LOCKED`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use platform_http::PageRequest;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -247,24 +249,34 @@ pub async fn insert_notification<C: ConnectionTrait>(
     Ok(())
 }
 
-/// How many messages `user` had on `channel` since `since` that were (or will be) sent:
-/// what the rate limit counts.
-pub async fn count_recent<C: ConnectionTrait>(
+/// How many queued or sent notifications `user` has had since `since`, per channel (a channel
+/// with none is absent): one grouped query for every channel a plan may use.
+pub async fn count_recent_by_channel<C: ConnectionTrait>(
     conn: &C,
     user: Uuid,
-    channel: Channel,
     since: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    notification::Entity::find()
+) -> Result<HashMap<Channel, u64>, DbErr> {
+    let rows: Vec<(String, i64)> = notification::Entity::find()
+        .select_only()
+        .column(notification::Column::Channel)
+        .column_as(notification::Column::Id.count(), "n")
         .filter(notification::Column::UserId.eq(user))
-        .filter(notification::Column::Channel.eq(channel.as_str()))
         .filter(notification::Column::CreatedAt.gte(since))
         .filter(notification::Column::Status.is_in([
             DeliveryStatus::Queued.as_str(),
             DeliveryStatus::Sent.as_str(),
         ]))
-        .count(conn)
-        .await
+        .group_by(notification::Column::Channel)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(channel, n)| {
+            let channel = Channel::parse(&channel)
+                .map_err(|e| DbErr::Type(format!("notifications.channel: {e}")))?;
+            Ok((channel, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect()
 }
 
 /// One page of a user's in-app notifications, newest first.

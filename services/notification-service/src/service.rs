@@ -454,6 +454,8 @@ impl Notifications {
             None => vec![Channel::InApp, Channel::Email, Channel::Sms, Channel::Push],
         };
         let mut created = Vec::new();
+        // The rate limit's counts, asked once for every channel when the first needs them.
+        let mut recent = None;
         for channel in channels {
             let explicit = preference(&preferences, channel, plan.topic);
             let enabled = explicit.unwrap_or_else(|| enabled_by_default(channel));
@@ -476,7 +478,8 @@ impl Notifications {
             } else if channel != Channel::InApp && recipient.is_none() && !waits {
                 Err(Suppression::NoAddress)
             } else {
-                self.within_rate(conn, plan.user, channel, now).await?
+                self.within_rate(conn, &mut recent, plan.user, channel, now)
+                    .await?
             };
             let (status, reason, next_attempt_at, sent_at) = match decision {
                 Err(why) => (DeliveryStatus::Suppressed, Some(why.as_str()), now, None),
@@ -618,6 +621,7 @@ impl Notifications {
     async fn within_rate<C: ConnectionTrait>(
         &self,
         conn: &C,
+        recent: &mut Option<HashMap<Channel, u64>>,
         user: Uuid,
         channel: Channel,
         now: DateTime<Utc>,
@@ -629,7 +633,11 @@ impl Notifications {
         let since = now
             .checked_sub_signed(window)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let recent = repo::count_recent(conn, user, channel, since).await?;
+        let counts = match recent {
+            Some(counts) => counts,
+            None => recent.insert(repo::count_recent_by_channel(conn, user, since).await?),
+        };
+        let recent = counts.get(&channel).copied().unwrap_or(0);
         Ok(if recent >= u64::from(limit.max) {
             Err(Suppression::RateLimited)
         } else {

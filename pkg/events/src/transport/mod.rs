@@ -126,6 +126,22 @@ pub trait Transport: Send + Sync + 'static {
         delivery: &'a Delivery,
     ) -> BoxFuture<'a, Result<(), BusError>>;
 
+    /// Marks several deliveries of one read handled, in as few round trips as the bus allows
+    /// (one transaction, one `XACK` per stream). Either all are acked or the error says some
+    /// may not be: unacked ones come back, which idempotent handlers make harmless.
+    fn ack_many<'a>(
+        &'a self,
+        group: &'a str,
+        deliveries: &'a [&'a Delivery],
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            for delivery in deliveries {
+                self.ack(group, delivery).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Moves a delivery to the dead letters (with its error and attempt count) and acks it, in
     /// one step.
     fn dead_letter<'a>(

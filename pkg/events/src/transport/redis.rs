@@ -285,6 +285,36 @@ impl Transport for RedisTransport {
         })
     }
 
+    fn ack_many<'a>(
+        &'a self,
+        group: &'a str,
+        deliveries: &'a [&'a Delivery],
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            if deliveries.is_empty() {
+                return Ok(());
+            }
+            // XACK takes many ids of one stream: one command per family in the read.
+            let mut by_family: Vec<(&str, Vec<&str>)> = Vec::new();
+            for delivery in deliveries {
+                match by_family.iter_mut().find(|(f, _)| *f == delivery.family) {
+                    Some((_, ids)) => ids.push(&delivery.id),
+                    None => by_family.push((&delivery.family, vec![&delivery.id])),
+                }
+            }
+            let mut conn = self.conn().await?;
+            let mut pipe = redis::pipe();
+            for (family, ids) in &by_family {
+                pipe.cmd("XACK")
+                    .arg(self.stream(family))
+                    .arg(group)
+                    .arg(ids);
+            }
+            let _: Vec<u64> = pipe.query_async(&mut conn).await?;
+            Ok(())
+        })
+    }
+
     fn dead_letter<'a>(
         &'a self,
         group: &'a str,
