@@ -8,7 +8,8 @@
 //! tolerate anyway. Deliveries left pending by a consumer that
 //! died are claimed after the visibility timeout and count their earlier deliveries as
 //! attempts. Deliveries are handled one at a time, in stream order, so a retry holds back the
-//! events behind it rather than reordering them. On shutdown the consumer stops between
+//! events behind it rather than reordering them; a batch handler ([`Consumer::on_families`])
+//! takes its share of a read first, in one call. On shutdown the consumer stops between
 //! deliveries (or during a backoff), leaving unacked work pending for the next consumer.
 //!
 //! Handlers must be idempotent (see [`crate::idempotency`]): at-least-once delivery means the
