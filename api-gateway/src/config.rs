@@ -4,13 +4,13 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
-use platform_cache::RedisConfig;
 use platform_config::Env;
 use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
 use platform_middleware::CorsConfig;
 use platform_proxy::ProxyConfig;
 use platform_proxy::balance::Strategy;
+use platform_redis::RedisConfig;
 use platform_resilience::BreakerConfig;
 
 use crate::routes::{self, FileConfig, RouteTable, ServiceDef};

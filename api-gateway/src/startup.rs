@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{any, get};
 use platform_auth::{Jwt, Revocations};
-use platform_cache::RedisPool;
 use platform_config::Env;
 use platform_http::{
     BoxError, CancellationToken, HttpApi, Metrics, Readiness, Server, ServiceParts,
@@ -15,6 +14,7 @@ use platform_metrics::{Counter, counter};
 use platform_middleware::{LoadShed, MaxHeaderBytes, RateLimiter};
 use platform_proxy::Proxy;
 use platform_proxy::balance::{Endpoint, Pool};
+use platform_redis::RedisPool;
 use platform_resilience::{RetryBudget, observed_breaker};
 
 use crate::config::GatewayConfig;

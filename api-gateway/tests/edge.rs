@@ -215,7 +215,7 @@ async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
     let make = |url: &str| {
         let mut cfg = config(&[("user-service", &users.url)]);
         cfg.rate_limit_per_minute = NonZeroU32::new(4);
-        cfg.redis = Some(platform_cache::RedisConfig::new(url));
+        cfg.redis = Some(platform_redis::RedisConfig::new(url));
         // The buckets' keys (per user and per IP) live in the test's namespace.
         cfg.rate_limit_prefix = format!("{}.ratelimit", redis.namespace);
         cfg

@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use platform_cache::RedisConfig;
 use platform_http::audit::{Action, Actor, Outcome};
 use platform_http::{CancellationToken, Service};
+use platform_redis::RedisConfig;
 use platform_testing::{AuditCapture, Backend, RedisNamespace, TestDatabase};
 use serde_json::{Value, json};
 use support::{Fake, SECRET, TestGateway, config, eventually};

@@ -18,10 +18,10 @@ use event_store::EventStore;
 use notification_service::Application as NotificationService;
 use order_service::Application as OrderService;
 use payment_service::Application as PaymentService;
-use platform_cache::RedisConfig;
 use platform_config::{ConfigError, Env, ExposeSecret};
 use platform_events::{BusError, DeadLetter, EventsConfig, Transport};
 use platform_http::{BoxError, CancellationToken, Service};
+use platform_redis::RedisConfig;
 use product_service::Application as ProductService;
 use user_service::Application as UserService;
 

@@ -3,6 +3,8 @@
 //! `serve <service>` and `migrate <service>` run one part alone: the multi-call binary every
 //! container image holds. `probe URL` is the images' health check (they have no shell).
 
+platform_alloc::install!();
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -1,5 +1,6 @@
-//! The memory allocator of every binary of the platform (they all link the service kit, which
-//! links this crate): mimalloc, tuned for a small resident footprint.
+//! The memory allocator of every binary of the platform: mimalloc, tuned for a small resident
+//! footprint. Each binary chooses it with [`install!`] in its `main.rs`; libraries never
+//! install an allocator, so a crate that links the platform's libraries keeps its own choice.
 //!
 //! Why mimalloc: request handling allocates many small, short-lived objects, which glibc's
 //! allocator served with a fifth of the gateway's CPU time in profiles; mimalloc's
@@ -11,8 +12,26 @@
 //! [`ARENA_EAGER_COMMIT`] is turned off before the first allocation (as the
 //! `MIMALLOC_ARENA_EAGER_COMMIT=0` environment variable would, had every operator to set it).
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub use mimalloc::MiMalloc;
+
+/// Makes mimalloc, tuned, the allocator of the binary whose crate root invokes it:
+///
+/// ```ignore
+/// platform_alloc::install!();
+/// ```
+///
+/// Besides the allocator, it keeps a reference to [`TUNE_BEFORE_MAIN`], so the linker keeps
+/// the object file holding that constructor even though nothing calls it.
+#[macro_export]
+macro_rules! install {
+    () => {
+        #[global_allocator]
+        static PLATFORM_ALLOCATOR: $crate::MiMalloc = $crate::MiMalloc;
+
+        #[used]
+        static PLATFORM_ALLOCATOR_TUNING: &$crate::Constructor = &$crate::TUNE_BEFORE_MAIN;
+    };
+}
 
 /// `mi_option_arena_eager_commit`: its index in `mi_option_e` (`mimalloc.h`; the same in
 /// mimalloc 2 and 3). `libmimalloc-sys` does not export this constant.
@@ -44,13 +63,15 @@ extern "C" fn tune_before_main() {
     tune();
 }
 
+/// A function run by the loader before `main`.
+pub type Constructor = extern "C" fn();
+
 /// Runs [`tune`] as an ELF constructor: before Rust's runtime makes its first allocation, so
-/// even the first arena is reserved lazily.
-#[cfg(target_os = "linux")]
+/// even the first arena is reserved lazily. Other platforms keep it as a plain static.
 #[used]
 #[allow(unsafe_code)]
-#[unsafe(link_section = ".init_array")]
-static TUNE_BEFORE_MAIN: extern "C" fn() = tune_before_main;
+#[cfg_attr(target_os = "linux", unsafe(link_section = ".init_array"))]
+pub static TUNE_BEFORE_MAIN: Constructor = tune_before_main;
 
 #[cfg(test)]
 mod tests {

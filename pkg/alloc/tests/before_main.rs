@@ -1,4 +1,7 @@
 //! The tuning is applied before `main` by the constructor alone: nothing here calls `tune`.
+//! This test binary installs the allocator the way every platform binary does.
+
+platform_alloc::install!();
 
 #[test]
 #[cfg(target_os = "linux")]

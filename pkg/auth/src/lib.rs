@@ -393,8 +393,8 @@ impl Jwt {
     /// other processes' revocations.
     pub fn connect(
         config: JwtConfig,
-        redis: Option<&platform_cache::RedisConfig>,
-    ) -> Result<Self, platform_cache::CacheError> {
+        redis: Option<&platform_redis::RedisConfig>,
+    ) -> Result<Self, platform_redis::Error> {
         Ok(Self::new(config).with_revocations(Revocations::from_config(redis)?))
     }
 

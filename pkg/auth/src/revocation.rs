@@ -36,8 +36,8 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use platform_cache::{CacheError, RedisConfig, RedisPool, redis};
 use platform_config::ExposeSecret;
+use platform_redis::{RedisConfig, RedisPool, redis};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -55,14 +55,14 @@ const SCAN_COUNT: usize = 500;
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {
     #[error("the revocation store is unavailable: {0}")]
-    Unavailable(#[from] CacheError),
+    Unavailable(#[from] platform_redis::Error),
     #[error("the revocation store did not answer in time")]
     Timeout,
 }
 
 impl From<redis::RedisError> for RevocationError {
     fn from(error: redis::RedisError) -> Self {
-        RevocationError::Unavailable(CacheError::Redis(error))
+        RevocationError::Unavailable(platform_redis::Error::Redis(error))
     }
 }
 
@@ -190,9 +190,9 @@ impl Revocations {
 
     /// A store shared through Redis under `prefix` (`revocations` in production). Nothing
     /// connects yet; call [`Revocations::start`] to receive other replicas' revocations.
-    pub fn redis(config: &RedisConfig, prefix: &str) -> Result<Self, CacheError> {
-        let client =
-            redis::Client::open(config.url.expose_secret()).map_err(|_| CacheError::InvalidUrl)?;
+    pub fn redis(config: &RedisConfig, prefix: &str) -> Result<Self, platform_redis::Error> {
+        let client = redis::Client::open(config.url.expose_secret())
+            .map_err(|_| platform_redis::Error::InvalidUrl)?;
         Ok(Self::build(Some(Shared {
             pool: RedisPool::new(config)?,
             client,
@@ -202,7 +202,7 @@ impl Revocations {
     }
 
     /// Through Redis when configured, else the process's own store.
-    pub fn from_config(redis: Option<&RedisConfig>) -> Result<Self, CacheError> {
+    pub fn from_config(redis: Option<&RedisConfig>) -> Result<Self, platform_redis::Error> {
         match redis {
             Some(config) => Self::redis(config, "revocations"),
             None => Ok(Self::in_process()),

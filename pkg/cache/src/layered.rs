@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{CacheError, RedisPool};
+use platform_redis::RedisPool;
 
 /// While L2 is degraded, reads try it again at most this often.
 pub const L2_RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -272,7 +272,7 @@ enum L2Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
-    Redis(#[from] CacheError),
+    Redis(#[from] platform_redis::Error),
 }
 
 /// What an L2 lookup found. `generation` is the generation the lookup read, for the write-back.
@@ -583,7 +583,7 @@ where
         if !inner.enabled {
             return None;
         }
-        let client = inner.l2.as_ref()?.client.clone();
+        let client = inner.l2.as_ref()?.client().clone();
         let channel = inner.channel.clone();
         let name = inner.name;
         let mut alive = inner._alive.subscribe();
@@ -632,7 +632,7 @@ where
 
     async fn l2_call<T>(
         &self,
-        call: impl Future<Output = Result<T, CacheError>>,
+        call: impl Future<Output = Result<T, platform_redis::Error>>,
     ) -> Result<T, L2Error> {
         match tokio::time::timeout(self.l2_timeout, call).await {
             Ok(result) => Ok(result?),

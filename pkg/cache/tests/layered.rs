@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use platform_cache::{CacheConfig, LayeredCache, RedisConfig, RedisPool};
+use platform_cache::{CacheConfig, LayeredCache};
 use platform_metrics::Metrics;
-use platform_testing::RedisNamespace;
+use platform_redis::{RedisConfig, RedisPool};
+use platform_test_backends::RedisNamespace;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

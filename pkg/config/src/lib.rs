@@ -4,7 +4,9 @@
 //! parses each variable into a typed value and, instead of stopping at the first mistake,
 //! collects every missing or malformed variable so that start-up can fail once with the whole
 //! list (see [`ConfigError`]). Each crate owns the section it needs (`ServerConfig` in
-//! `platform-http`, `DatabaseConfig` in `platform-db`, …) and builds it from an `&mut Env`.
+//! `platform-http`, `RedisConfig` in `platform-redis`, …) and builds it from an `&mut Env`;
+//! the database section ([`database::DatabaseConfig`]) lives here, so that test support and
+//! configuration need not link the database driver.
 //!
 //! Hand-written rather than taken from `envy`/`figment`/`clap`: those report the first error
 //! only, and none of them knows which values are secrets that must never be echoed back.
@@ -19,6 +21,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod database;
 
 pub use secrecy::{ExposeSecret, SecretString};
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use platform_testing::{Backend, TestDatabase};
+use platform_test_backends::{Backend, TestDatabase};
 use sea_orm::ConnectionTrait;
 
 #[tokio::test]

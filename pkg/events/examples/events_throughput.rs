@@ -114,12 +114,12 @@ async fn main() {
     match std::env::var("REDIS_URL") {
         Ok(url) => {
             // The benchmark's streams are deleted when this goes out of scope.
-            let scratch = platform_testing::RedisNamespace {
+            let scratch = platform_test_backends::RedisNamespace {
                 url: url.clone(),
                 namespace: format!("bench-{}", uuid::Uuid::new_v4().simple()),
             };
             let mut redis = base.clone();
-            redis.redis = Some(platform_cache::RedisConfig::new(&url));
+            redis.redis = Some(platform_redis::RedisConfig::new(&url));
             redis.namespace = scratch.namespace.clone();
             let rate = run("redis", redis, n).await;
             println!("ratio redis/embedded: {:.2}", rate / embedded);

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform_cache::RedisConfig;
 use platform_config::{Env, ExposeSecret};
+use platform_redis::RedisConfig;
 
 use crate::transport::embedded::EmbeddedTransport;
 use crate::transport::redis::RedisTransport;

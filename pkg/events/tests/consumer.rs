@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use platform_events::{Consumer, ConsumerConfig, Envelope, HandlerError, idempotency};
-use platform_testing::{Backend, TestDatabase};
+use platform_test_backends::{Backend, TestDatabase};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use support::{Kind, TestBus, happened};
@@ -486,4 +486,4 @@ async fn processed_events_are_recorded_once_and_only_when_committed(backend: Bac
     );
 }
 
-platform_testing::backend_tests!(processed_events_are_recorded_once_and_only_when_committed);
+platform_test_backends::backend_tests!(processed_events_are_recorded_once_and_only_when_committed);

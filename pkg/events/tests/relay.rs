@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use platform_events::transport::redis::RedisTransport;
 use platform_events::{Envelope, Relay, Transport, outbox};
-use platform_testing::{Backend, TestDatabase};
+use platform_test_backends::{Backend, TestDatabase};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use support::{Kind, TestBus, happened, number};
@@ -175,7 +175,7 @@ async fn a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events(backe
     assert_exactly_once_in_order(&published, &written);
 }
 
-platform_testing::backend_tests!(
+platform_test_backends::backend_tests!(
     the_relay_publishes_every_row_in_order_and_marks_it,
     two_relays_on_one_outbox_publish_every_row_exactly_once,
     a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events,

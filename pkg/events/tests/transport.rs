@@ -221,7 +221,7 @@ transport_tests!(
 
 #[tokio::test]
 async fn redis_streams_are_capped_near_their_maximum_length() {
-    let Some(redis) = platform_testing::RedisNamespace::create() else {
+    let Some(redis) = platform_test_backends::RedisNamespace::create() else {
         return;
     };
     let t =

@@ -56,6 +56,3 @@ pub use server::{
 };
 pub use service::{BoxError, Command, Service, run, run_main};
 pub use tokio_util::sync::CancellationToken;
-
-// Every binary linking the kit gets the platform's allocator (mimalloc, tuned) from here.
-use platform_alloc as _;

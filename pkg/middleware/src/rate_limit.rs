@@ -16,7 +16,7 @@ use governor::Quota;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
-use platform_cache::RedisPool;
+use platform_redis::RedisPool;
 
 /// Whose bucket: a client address or a user. A small value, so a check allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -255,7 +255,7 @@ impl RateLimiter {
         shared: &Shared,
         key: &LimitKey,
         per_minute: NonZeroU32,
-    ) -> Result<Decision, platform_cache::CacheError> {
+    ) -> Result<Decision, platform_redis::Error> {
         let mut conn = shared.pool.get().await?;
         let limit = per_minute.get();
         let per_ms = f64::from(limit) / 60_000.0;
@@ -332,7 +332,7 @@ mod tests {
     #[tokio::test]
     async fn a_redis_that_is_down_falls_back_to_local_buckets() {
         let pool =
-            RedisPool::new(&platform_cache::RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+            RedisPool::new(&platform_redis::RedisConfig::new("redis://127.0.0.1:1")).unwrap();
         let limiter = RateLimiter::shared(pool, "test");
         let started = Instant::now();
         for _ in 0..3 {
@@ -350,10 +350,10 @@ mod tests {
 
     #[tokio::test]
     async fn two_limiters_on_one_redis_share_the_bucket() {
-        let Some(redis) = platform_testing::RedisNamespace::create() else {
+        let Some(redis) = platform_test_backends::RedisNamespace::create() else {
             return;
         };
-        let config = platform_cache::RedisConfig::new(&redis.url);
+        let config = platform_redis::RedisConfig::new(&redis.url);
         let a = RateLimiter::shared(RedisPool::new(&config).unwrap(), &redis.namespace);
         let b = RateLimiter::shared(RedisPool::new(&config).unwrap(), &redis.namespace);
         let user = LimitKey::User(uuid::Uuid::new_v4());

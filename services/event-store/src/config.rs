@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
-use platform_cache::RedisConfig;
 use platform_config::Env;
 use platform_db::DatabaseConfig;
 use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
+use platform_redis::RedisConfig;
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "event-store",

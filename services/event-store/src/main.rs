@@ -1,5 +1,7 @@
 //! The event store as a standalone process.
 
+platform_alloc::install!();
+
 fn main() -> std::process::ExitCode {
     platform_http::run_main::<event_store::EventStore>()
 }

@@ -37,7 +37,7 @@ async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>
     events.visibility_timeout = Duration::from_millis(500);
     let transport: Arc<dyn Transport> = match &redis {
         Some(redis) => {
-            events.redis = Some(platform_cache::RedisConfig::new(&redis.url));
+            events.redis = Some(platform_redis::RedisConfig::new(&redis.url));
             events.namespace = redis.namespace.clone();
             Arc::new(RedisTransport::new(&redis.url, &redis.namespace, 10_000).unwrap())
         }

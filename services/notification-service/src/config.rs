@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use platform_auth::JwtConfig;
-use platform_cache::RedisConfig;
 use platform_config::{Env, SecretString};
 use platform_db::DatabaseConfig;
 use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
+use platform_redis::RedisConfig;
 
 use crate::channels::{ChannelsConfig, Senders};
 use crate::domain::{QuietHours, RateLimit};

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use platform_auth::{Jwt, Revocations};
-use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::audit::AuditPublisher;
@@ -14,6 +13,7 @@ use platform_events::catalogue::{
 };
 use platform_events::{Consumer, ConsumerConfig, Envelope, Event, HandlerError};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use platform_redis::{RedisCheck, RedisPool};
 use sea_orm::DatabaseConnection;
 
 use crate::config::NotificationServiceConfig;

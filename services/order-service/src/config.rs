@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use platform_auth::JwtConfig;
 use platform_auth::service_identity::ServiceAuthConfig;
-use platform_cache::RedisConfig;
 use platform_config::Env;
 use platform_db::DatabaseConfig;
 use platform_events::EventsConfig;
 use platform_http::{ServerConfig, ServerDefaults};
+use platform_redis::RedisConfig;
 use platform_resilience::BreakerConfig;
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {

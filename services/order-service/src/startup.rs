@@ -3,13 +3,13 @@
 
 use platform_auth::service_identity::ServiceIdentity;
 use platform_auth::{Jwt, Revocations};
-use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::audit::AuditPublisher;
 use platform_events::catalogue::{PaymentCaptured, PaymentRefunded};
 use platform_events::{Consumer, ConsumerConfig, Envelope, Event, HandlerError, Relay};
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use platform_redis::{RedisCheck, RedisPool};
 use sea_orm::DatabaseConnection;
 
 use crate::clients::Clients;

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use platform_auth::JwtConfig;
 use platform_auth::service_identity::ServiceAuthConfig;
-use platform_cache::RedisConfig;
 use platform_config::{Env, Environment, ExposeSecret, SecretString};
 use platform_db::DatabaseConfig;
 use platform_events::EventsConfig;
 use platform_http::{BoxError, ServerConfig, ServerDefaults};
+use platform_redis::RedisConfig;
 
 use crate::fraud::FraudConfig;
 use crate::providers::adyen::{AdyenConfig, AdyenProvider};

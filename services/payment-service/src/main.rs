@@ -1,5 +1,7 @@
 //! The payment service as a standalone process.
 
+platform_alloc::install!();
+
 fn main() -> std::process::ExitCode {
     platform_http::run_main::<payment_service::Application>()
 }

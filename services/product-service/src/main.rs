@@ -1,5 +1,7 @@
 //! The product service as a standalone process.
 
+platform_alloc::install!();
+
 fn main() -> std::process::ExitCode {
     platform_http::run_main::<product_service::Application>()
 }

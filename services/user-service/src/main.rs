@@ -1,5 +1,7 @@
 //! The user service as a standalone process.
 
+platform_alloc::install!();
+
 fn main() -> std::process::ExitCode {
     platform_http::run_main::<user_service::Application>()
 }

@@ -2,12 +2,12 @@
 
 use platform_auth::service_identity::ServiceIdentity;
 use platform_auth::{Jwt, Revocations};
-use platform_cache::{RedisCheck, RedisPool};
 use platform_config::Env;
 use platform_db::DatabaseCheck;
 use platform_events::Relay;
 use platform_events::audit::AuditPublisher;
 use platform_http::{BoxError, CancellationToken, Metrics, Readiness, Server, ServiceParts};
+use platform_redis::{RedisCheck, RedisPool};
 use sea_orm::DatabaseConnection;
 
 use crate::config::UserServiceConfig;

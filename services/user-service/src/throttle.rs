@@ -18,9 +18,9 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use platform_cache::redis::aio::ConnectionManager;
-use platform_cache::{RedisPool, redis};
 use platform_config::Env;
+use platform_redis::redis::aio::ConnectionManager;
+use platform_redis::{RedisPool, redis};
 
 /// A Redis call must answer within this; beyond, the in-process counts decide.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -361,7 +361,7 @@ mod tests {
         let Some(namespace) = platform_testing::RedisNamespace::create() else {
             return;
         };
-        let pool = || RedisPool::new(&platform_cache::RedisConfig::new(&namespace.url)).unwrap();
+        let pool = || RedisPool::new(&platform_redis::RedisConfig::new(&namespace.url)).unwrap();
         let mut config = config(3, Duration::from_millis(300));
         config.key_prefix = format!("{}.login", namespace.namespace);
         let throttle = LoginThrottle::new(config.clone(), Some(pool()));
@@ -382,7 +382,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_redis_falls_back_to_counting_in_process() {
         let pool =
-            RedisPool::new(&platform_cache::RedisConfig::new("redis://127.0.0.1:1")).unwrap();
+            RedisPool::new(&platform_redis::RedisConfig::new("redis://127.0.0.1:1")).unwrap();
         let throttle = LoginThrottle::new(config(2, Duration::from_secs(60)), Some(pool));
         let account = AccountKey::new("dan@example.com");
         throttle.failed(&account).await;

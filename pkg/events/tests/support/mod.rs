@@ -22,7 +22,7 @@ pub struct TestBus {
     pub transport: Arc<dyn Transport>,
     pub config: EventsConfig,
     pub dir: tempfile::TempDir,
-    _redis: Option<platform_testing::RedisNamespace>,
+    _redis: Option<platform_test_backends::RedisNamespace>,
 }
 
 impl TestBus {
@@ -45,8 +45,8 @@ impl TestBus {
                 })
             }
             Kind::Redis => {
-                let redis = platform_testing::RedisNamespace::create()?;
-                config.redis = Some(platform_cache::RedisConfig::new(&redis.url));
+                let redis = platform_test_backends::RedisNamespace::create()?;
+                config.redis = Some(platform_redis::RedisConfig::new(&redis.url));
                 config.namespace = redis.namespace.clone();
                 let transport =
                     Arc::new(RedisTransport::new(&redis.url, &redis.namespace, 100_000).unwrap());

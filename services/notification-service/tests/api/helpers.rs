@@ -69,7 +69,7 @@ pub async fn spawn_with(
     let mut config = NotificationServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     let transport: Arc<dyn Transport> = match &redis {
         Some(redis) => {
-            config.events.redis = Some(platform_cache::RedisConfig::new(&redis.url));
+            config.events.redis = Some(platform_redis::RedisConfig::new(&redis.url));
             config.events.namespace = redis.namespace.clone();
             Arc::new(RedisTransport::new(&redis.url, &redis.namespace, 10_000).unwrap())
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use platform_cache::RedisConfig;
+use platform_redis::RedisConfig;
 use platform_testing::{Backend, RedisNamespace, TestDatabase};
 use serde_json::{Value, json};
 
@@ -127,7 +127,7 @@ async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
     let b = spawn_on(&db, configure).await;
     // Both replicas' invalidation listeners are subscribed (one subscribing later would
     // clear its L1 meanwhile, and the counts below would be off).
-    let client = platform_cache::redis::Client::open(redis.url.as_str()).unwrap();
+    let client = platform_redis::redis::Client::open(redis.url.as_str()).unwrap();
     let conn = client.get_multiplexed_async_connection().await.unwrap();
     for cache in ["products", "product_lists"] {
         let channel = format!("{name}:{cache}:invalidate");
@@ -138,7 +138,7 @@ async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
                 let mut conn = conn.clone();
                 let channel = channel.clone();
                 async move {
-                    let (_, subscribers): (String, i64) = platform_cache::redis::cmd("PUBSUB")
+                    let (_, subscribers): (String, i64) = platform_redis::redis::cmd("PUBSUB")
                         .arg("NUMSUB")
                         .arg(&channel)
                         .query_async(&mut conn)

@@ -1,6 +1,6 @@
 //! `/health`, `/ready`, `/metrics` and `/openapi.json` of the user service.
 
-use platform_cache::RedisConfig;
+use platform_redis::RedisConfig;
 use platform_testing::Backend;
 use serde_json::Value;
 

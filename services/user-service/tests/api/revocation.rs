@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use platform_auth::{AuthError, Jwt, JwtConfig};
-use platform_cache::RedisConfig;
+use platform_redis::RedisConfig;
 use platform_testing::{Backend, RedisNamespace};
 use serde_json::{Value, json};
 

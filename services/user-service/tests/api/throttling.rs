@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use platform_cache::RedisConfig;
+use platform_redis::RedisConfig;
 use platform_testing::{Backend, RedisNamespace};
 use serde_json::Value;
 use user_service::UserServiceConfig;

@@ -1,0 +1,248 @@
+//! The databases and Redis namespaces tests run against; the bottom of the test support.
+//!
+//! - [`Backend`] and [`TestDatabase`]: a fresh, private database per test, on SQLite (a file in
+//!   a temporary directory) or on PostgreSQL (a new database on the server named by
+//!   `TEST_DATABASE_URL`, dropped when the test ends, even when it panics). Tests are therefore
+//!   independent and safe to run in parallel.
+//! - [`backend_tests!`]: runs each listed test once per backend, as `sqlite::name` and
+//!   `postgres::name`, so the output shows which backend ran.
+//! - [`RedisNamespace`]: a private key namespace on the test Redis, cleaned up afterwards.
+//! - [`postgres_url`] / [`redis_url`]: the servers to use, when configured. Without them the
+//!   PostgreSQL and Redis variants skip (and say so); with `TEST_REQUIRE_BACKENDS=1` (set by CI)
+//!   a missing server fails the test instead, so CI can never silently skip them.
+//!
+//! A crate of its own, depending on no other platform crate but `platform-config`, so the
+//! crates below the services (`platform-db`, `platform-redis`, `platform-cache`,
+//! `platform-events`) can test against real backends without a dependency loop through the
+//! service-level helpers of `platform-testing`, which re-exports everything here.
+#![forbid(unsafe_code)]
+// Test support: failing loudly on a broken test environment is the point.
+#![allow(clippy::expect_used)]
+
+use platform_config::database::DatabaseConfig;
+use sea_orm::{ConnectionTrait, Database};
+
+/// The database backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn required() -> bool {
+    std::env::var("TEST_REQUIRE_BACKENDS").is_ok_and(|v| v == "1" || v == "true")
+}
+
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if required() => panic!("{var} must be set when TEST_REQUIRE_BACKENDS=1"),
+        _ => None,
+    }
+}
+
+/// `TEST_DATABASE_URL`: a PostgreSQL server where tests may create databases.
+pub fn postgres_url() -> Option<String> {
+    server_url("TEST_DATABASE_URL")
+}
+
+/// `TEST_REDIS_URL`: a Redis server tests may use.
+pub fn redis_url() -> Option<String> {
+    server_url("TEST_REDIS_URL")
+}
+
+/// A private database for one test; dropped (PostgreSQL) or deleted (SQLite) with this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub config: DatabaseConfig,
+    /// Holds the SQLite file's directory alive.
+    dir: tempfile::TempDir,
+    /// The PostgreSQL database to drop, and the server URL to drop it from.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh database on `backend`, or `None` (after saying so) when PostgreSQL is not
+    /// configured.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        match backend {
+            Backend::Sqlite => Some(Self {
+                backend,
+                config: DatabaseConfig::sqlite(dir.path()),
+                dir,
+                postgres: None,
+            }),
+            Backend::Postgres => {
+                let Some(server) = postgres_url() else {
+                    eprintln!("skipped: TEST_DATABASE_URL is not set");
+                    return None;
+                };
+                let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(server.as_str())
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                // template0 is never connected to, so concurrent CREATE DATABASE cannot fail
+                // with "source database is being accessed by other users".
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                let mut config = DatabaseConfig::url(with_database(&server, &name));
+                config.data_dir = dir.path().to_path_buf();
+                config.max_connections = 10;
+                Some(Self {
+                    backend,
+                    config,
+                    dir,
+                    postgres: Some((server, name)),
+                })
+            }
+        }
+    }
+
+    /// The directory tests may use for files (SQLite lives here too).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop may run inside (or outside) a runtime, and during a panic: use a thread with a
+        // runtime of its own. WITH (FORCE) ends the pool's connections still open.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(admin) = Database::connect(server.as_str()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A key namespace of its own on the test Redis (`test-<uuid>`); its keys are deleted when the
+/// value is dropped, so parallel tests never see each other's streams.
+#[derive(Debug)]
+pub struct RedisNamespace {
+    pub url: String,
+    pub namespace: String,
+}
+
+impl RedisNamespace {
+    /// `None` (after saying so) when `TEST_REDIS_URL` is not set.
+    pub fn create() -> Option<Self> {
+        let Some(url) = redis_url() else {
+            eprintln!("skipped: TEST_REDIS_URL is not set");
+            return None;
+        };
+        Some(Self {
+            url,
+            namespace: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}.*", self.namespace))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// `postgres://u@h:5432/postgres?x=y` with the database replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{name}?{query}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL:
+///
+/// ```ignore
+/// async fn registers_a_user(backend: Backend) { let app = spawn_app(backend).await; … }
+/// platform_testing::backend_tests!(registers_a_user, rejects_duplicates);
+/// ```
+///
+/// The PostgreSQL variant of a test decides for itself whether to skip (its `spawn_app` gets
+/// `None` from [`TestDatabase::create`]).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced_and_query_kept() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+            "postgres://u:p@h/t2?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "t3"),
+            "postgres://h:5432/t3"
+        );
+    }
+}
