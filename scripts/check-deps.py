@@ -46,6 +46,11 @@ ALLOWED = {
     "platform-middleware": {
         "platform-config", "platform-http", "platform-metrics", "platform-redis",
     },
+    # The service kit: above everything a service is built from.
+    "platform-service": {
+        "platform-auth", "platform-config", "platform-db", "platform-events", "platform-http",
+        "platform-redis",
+    },
     # Test support: the bottom half first, so the crates above can test on real backends.
     "platform-test-backends": {"platform-config"},
     "platform-testing": {

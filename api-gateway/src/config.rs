@@ -17,8 +17,8 @@ use crate::routes::{self, FileConfig, RouteTable, ServiceDef};
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "api-gateway",
-    port: 8080,
-    grpc_port: 0,
+    port: platform_service::ports::GATEWAY.http,
+    grpc_port: platform_service::ports::GATEWAY.grpc,
     request_timeout: Duration::from_secs(35),
     per_core: true,
     edge: true,

@@ -28,4 +28,4 @@ pub mod routes;
 pub mod startup;
 
 pub use config::GatewayConfig;
-pub use startup::Gateway;
+pub use startup::Application;

@@ -14,22 +14,22 @@ use std::time::Duration;
 
 use axum::http::Method;
 use platform_proxy::balance::Strategy;
+use platform_service::ports::{self, Ports};
 use serde::Deserialize;
 
-/// The built-in configuration: every path of the specification.
+/// The platform's services and their default ports (one table: `platform_service::ports`);
+/// the built-in configuration sends each to `127.0.0.1` on its port.
+const SERVICES: [(&str, Ports); 6] = [
+    ("user-service", ports::USER),
+    ("product-service", ports::PRODUCT),
+    ("order-service", ports::ORDER),
+    ("payment-service", ports::PAYMENT),
+    ("notification-service", ports::NOTIFICATION),
+    ("event-store", ports::EVENT_STORE),
+];
+
+/// The built-in routes: every path of the specification (the services are [`SERVICES`]).
 pub const DEFAULT_CONFIG: &str = r#"
-[services.user-service]
-upstreams = ["http://127.0.0.1:8081"]
-[services.product-service]
-upstreams = ["http://127.0.0.1:8082"]
-[services.order-service]
-upstreams = ["http://127.0.0.1:8083"]
-[services.payment-service]
-upstreams = ["http://127.0.0.1:8084"]
-[services.notification-service]
-upstreams = ["http://127.0.0.1:8085"]
-[services.event-store]
-upstreams = ["http://127.0.0.1:8086"]
 
 [[routes]]
 prefix = "/api/v1/auth"
@@ -182,8 +182,17 @@ pub struct FileConfig {
 
 impl FileConfig {
     pub fn defaults() -> Self {
+        let services: String = SERVICES
+            .iter()
+            .map(|(name, ports)| {
+                format!(
+                    "[services.{name}]\nupstreams = [\"{}\"]\n",
+                    ports.local_http()
+                )
+            })
+            .collect();
         // The built-in text is tested to parse; an error here would be a build defect.
-        toml::from_str(DEFAULT_CONFIG).unwrap_or(FileConfig {
+        toml::from_str(&(services + DEFAULT_CONFIG)).unwrap_or(FileConfig {
             services: BTreeMap::new(),
             routes: Vec::new(),
         })

@@ -23,7 +23,7 @@ use crate::forward::{Gateway as State, handle};
 use crate::health::Upstreams;
 
 /// A built, bound gateway.
-pub struct Gateway {
+pub struct Application {
     server: Server,
     pools: Vec<Arc<Pool>>,
     proxy: Proxy,
@@ -85,7 +85,7 @@ fn upstream_counters(
     counters
 }
 
-impl Gateway {
+impl Application {
     pub async fn build(config: GatewayConfig) -> Result<Self, BoxError> {
         let name = config.server.service_name.clone();
         let metrics = Metrics::new(&name);
@@ -191,7 +191,7 @@ impl Gateway {
     }
 }
 
-impl platform_http::Service for Gateway {
+impl platform_http::Service for Application {
     type Config = GatewayConfig;
     const NAME: &'static str = crate::config::DEFAULTS.name;
     const ENV_PREFIX: &'static str = "API_GATEWAY_";
@@ -201,7 +201,7 @@ impl platform_http::Service for Gateway {
     }
 
     async fn build(config: GatewayConfig) -> Result<Self, BoxError> {
-        Gateway::build(config).await
+        Application::build(config).await
     }
 
     fn server(&self) -> &Server {

@@ -13,8 +13,8 @@
 
 use std::net::SocketAddr;
 
-use api_gateway::Gateway;
-use event_store::EventStore;
+use api_gateway::Application as Gateway;
+use event_store::Application as EventStore;
 use notification_service::Application as NotificationService;
 use order_service::Application as OrderService;
 use payment_service::Application as PaymentService;
@@ -206,6 +206,7 @@ pub async fn up(env: &Env, shutdown: CancellationToken) -> Result<Running, Platf
     // A direct charge naming an order is checked with this process's order service.
     if let Some(grpc) = orders_endpoint.grpc {
         payments
+            .declared()
             .order_book()
             .point_at(&format!("http://{grpc}"))
             .map_err(|source| PlatformError::Start {

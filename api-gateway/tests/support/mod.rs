@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_gateway::routes::{self, FileConfig};
-use api_gateway::{Gateway, GatewayConfig};
+use api_gateway::{Application as Gateway, GatewayConfig};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;

@@ -2,54 +2,43 @@
 
 use std::time::Duration;
 
-use platform_auth::JwtConfig;
 use platform_config::Env;
 use platform_db::DatabaseConfig;
 use platform_events::EventsConfig;
-use platform_http::{ServerConfig, ServerDefaults};
-use platform_redis::RedisConfig;
+use platform_http::ServerDefaults;
+use platform_service::{CommonConfig, ports};
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "event-store",
-    port: 8086,
-    grpc_port: 0,
+    port: ports::EVENT_STORE.http,
+    grpc_port: ports::EVENT_STORE.grpc,
     request_timeout: Duration::from_secs(30),
     per_core: false,
     edge: false,
 };
 
+/// The event store's settings: only the common ones (it derefs to them); its JWT settings
+/// verify the administrators' access tokens.
 #[derive(Debug, Clone)]
 pub struct EventStoreConfig {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    pub redis: Option<RedisConfig>,
-    pub events: EventsConfig,
-    /// To verify the administrators' access tokens.
-    pub jwt: JwtConfig,
+    /// Server, database, Redis (the event bus only), JWT.
+    pub common: CommonConfig,
 }
+
+platform_service::extends_common!(EventStoreConfig);
 
 impl EventStoreConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let server = ServerConfig::from_env(env, DEFAULTS);
-        let jwt = JwtConfig::from_env(env, server.environment);
-        let redis = RedisConfig::from_env(env);
         Self {
-            database: DatabaseConfig::from_env(env),
-            events: EventsConfig::from_env(env, redis.clone()),
-            redis,
-            jwt,
-            server,
+            common: CommonConfig::from_env(env, DEFAULTS),
         }
     }
 
-    /// Tests: loopback, free port, the embedded bus in `events`'s directory.
+    /// Tests: loopback, free port, the bus `events` names (Redis or embedded).
     pub fn for_tests(database: DatabaseConfig, events: EventsConfig, jwt_secret: &str) -> Self {
-        Self {
-            server: ServerConfig::for_tests(DEFAULTS.name),
-            database,
-            redis: events.redis.clone(),
-            events,
-            jwt: JwtConfig::with_secret(jwt_secret),
-        }
+        let mut common = CommonConfig::for_tests(DEFAULTS, database, jwt_secret);
+        common.redis = events.redis.clone();
+        common.events = events;
+        Self { common }
     }
 }

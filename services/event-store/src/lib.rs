@@ -11,7 +11,8 @@
 
 pub mod config;
 pub mod http;
+pub mod migration;
 pub mod startup;
 
 pub use config::EventStoreConfig;
-pub use startup::EventStore;
+pub use startup::Application;

@@ -3,5 +3,5 @@
 platform_alloc::install!();
 
 fn main() -> std::process::ExitCode {
-    platform_http::run_main::<event_store::EventStore>()
+    platform_http::run_main::<event_store::Application>()
 }

@@ -6,7 +6,7 @@ use platform_testing::http::Documented as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_store::{EventStore, EventStoreConfig};
+use event_store::{Application, EventStoreConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use platform_events::catalogue::{UserDeleted, UserRegistered};
 use platform_events::transport::embedded::EmbeddedTransport;
@@ -47,7 +47,7 @@ async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>
                 .unwrap(),
         ),
     };
-    let service = platform_testing::spawn::<EventStore>(EventStoreConfig::for_tests(
+    let service = platform_testing::spawn::<Application>(EventStoreConfig::for_tests(
         db.config.clone(),
         events,
         SECRET,
@@ -467,7 +467,7 @@ async fn a_batch_appends_each_new_event_once(backend: Backend) {
     let conn = platform_db::connect(&db.config, "event-store")
         .await
         .unwrap();
-    platform_db::migrate::<event_store::startup::Migrator>(&conn)
+    platform_db::migrate::<event_store::migration::Migrator>(&conn)
         .await
         .unwrap();
     let user = || uuid::Uuid::now_v7().to_string();

@@ -2,20 +2,18 @@
 
 use std::time::Duration;
 
-use platform_auth::JwtConfig;
 use platform_config::{Env, SecretString};
 use platform_db::DatabaseConfig;
-use platform_events::EventsConfig;
-use platform_http::{ServerConfig, ServerDefaults};
-use platform_redis::RedisConfig;
+use platform_http::{BoxError, ServerDefaults};
+use platform_service::{CommonConfig, ports};
 
 use crate::channels::{ChannelsConfig, Senders};
 use crate::domain::{QuietHours, RateLimit};
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "notification-service",
-    port: 8085,
-    grpc_port: 0,
+    port: ports::NOTIFICATION.http,
+    grpc_port: ports::NOTIFICATION.grpc,
     request_timeout: Duration::from_secs(30),
     per_core: false,
     edge: false,
@@ -96,14 +94,11 @@ impl DeliverySettings {
     }
 }
 
+/// The notification service's settings: the common ones (it derefs to them) and its own.
 #[derive(Debug, Clone)]
 pub struct NotificationServiceConfig {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// The event bus (Redis Streams) when set.
-    pub redis: Option<RedisConfig>,
-    pub events: EventsConfig,
-    pub jwt: JwtConfig,
+    /// Server, database, Redis (the event bus only), JWT.
+    pub common: CommonConfig,
     /// Which providers deliver email, SMS and push (`SMTP_*`, `TWILIO_*`, `FCM_*`).
     pub channels: ChannelsConfig,
     /// Already-built senders to use instead of building them from `channels`: lets a test
@@ -121,36 +116,49 @@ pub struct NotificationServiceConfig {
     pub internal_token: Option<SecretString>,
 }
 
+platform_service::extends_common!(NotificationServiceConfig);
+
 impl NotificationServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let server = ServerConfig::from_env(env, DEFAULTS);
-        let jwt = JwtConfig::from_env(env, server.environment);
-        let redis = RedisConfig::from_env(env);
+        let common = CommonConfig::from_env(env, DEFAULTS);
         let internal_token = env.secret("NOTIFY_INTERNAL_TOKEN");
         Self {
-            database: DatabaseConfig::from_env(env),
-            events: EventsConfig::from_env(env, redis.clone()),
-            redis,
-            jwt,
+            common,
             channels: ChannelsConfig::from_env(env),
             senders: None,
             delivery: DeliverySettings::from_env(env),
             sse_heartbeat: env.or("NOTIFY_SSE_HEARTBEAT", Duration::from_secs(15)),
             sse_max_per_user: env.in_range("SSE_MAX_PER_USER", 5, 1..=1000),
             internal_token,
-            server,
         }
+    }
+
+    /// The senders to deliver with: the ones given (tests), else built from `channels`.
+    /// Channels without a provider only log their messages, which is said once, here.
+    pub fn senders(&self) -> Result<Senders, BoxError> {
+        let senders = match self.senders.clone() {
+            Some(senders) => senders,
+            None => self.channels.build()?,
+        };
+        let log_only = senders.log_only();
+        if log_only.is_empty() {
+            tracing::info!(?senders, "notification providers configured");
+        } else {
+            let channels: Vec<&str> = log_only.iter().map(|c| c.as_str()).collect();
+            tracing::warn!(
+                ?senders,
+                log_only = ?channels,
+                "no provider configured for these channels: their messages are logged, not sent (set SMTP_*, TWILIO_*, FCM_*)"
+            );
+        }
+        Ok(senders)
     }
 
     /// A configuration for tests: loopback, free ports, a known JWT secret, every channel
     /// to the log sink, quick retries.
     pub fn for_tests(database: DatabaseConfig, jwt_secret: &str) -> Self {
         Self {
-            server: ServerConfig::for_tests(DEFAULTS.name),
-            events: EventsConfig::embedded(&database.data_dir),
-            database,
-            redis: None,
-            jwt: JwtConfig::with_secret(jwt_secret),
+            common: CommonConfig::for_tests(DEFAULTS, database, jwt_secret),
             channels: ChannelsConfig::default(),
             senders: None,
             delivery: DeliverySettings {

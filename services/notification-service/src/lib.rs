@@ -22,6 +22,7 @@
 pub mod address;
 pub mod channels;
 pub mod config;
+mod consumers;
 pub mod delivery;
 pub mod domain;
 pub mod http;

@@ -2,19 +2,16 @@
 
 use std::time::Duration;
 
-use platform_auth::JwtConfig;
-use platform_auth::service_identity::ServiceAuthConfig;
 use platform_config::Env;
 use platform_db::DatabaseConfig;
-use platform_events::EventsConfig;
-use platform_http::{ServerConfig, ServerDefaults};
-use platform_redis::RedisConfig;
+use platform_http::ServerDefaults;
 use platform_resilience::BreakerConfig;
+use platform_service::{CommonConfig, ports};
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "order-service",
-    port: 8083,
-    grpc_port: 9083,
+    port: ports::ORDER.http,
+    grpc_port: ports::ORDER.grpc,
     request_timeout: Duration::from_secs(30),
     per_core: false,
     edge: false,
@@ -63,16 +60,11 @@ pub enum HaltAt {
     AfterChargeCall,
 }
 
+/// The order service's settings: the common ones (it derefs to them) and its own.
 #[derive(Debug, Clone)]
 pub struct OrderServiceConfig {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    pub redis: Option<RedisConfig>,
-    pub events: EventsConfig,
-    pub jwt: JwtConfig,
-    /// Who this service is to the others on gRPC, and how it checks who calls it
-    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
-    pub internal: ServiceAuthConfig,
+    /// Server, database, Redis (the event bus only), JWT, service identity.
+    pub common: CommonConfig,
     pub clients: ClientsConfig,
     pub saga: SagaConfig,
     /// `ORDER_RECONCILE_INTERVAL` (default 5m): how often orders are reconciled with their
@@ -82,15 +74,14 @@ pub struct OrderServiceConfig {
     pub reconcile_window: Duration,
 }
 
+platform_service::extends_common!(OrderServiceConfig);
+
 impl OrderServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let server = ServerConfig::from_env(env, DEFAULTS);
-        let jwt = JwtConfig::from_env(env, server.environment);
-        let internal = ServiceAuthConfig::from_env(env, server.environment);
-        let redis = RedisConfig::from_env(env);
+        let common = CommonConfig::from_env(env, DEFAULTS);
         let clients = ClientsConfig {
-            product_url: env.or("PRODUCT_GRPC_URL", "http://127.0.0.1:9082".to_owned()),
-            payment_url: env.or("PAYMENT_GRPC_URL", "http://127.0.0.1:9084".to_owned()),
+            product_url: env.or("PRODUCT_GRPC_URL", ports::PRODUCT.local_grpc()),
+            payment_url: env.or("PAYMENT_GRPC_URL", ports::PAYMENT.local_grpc()),
             call_timeout: env.or("ORDER_CALL_TIMEOUT", Duration::from_secs(5)),
             attempts: env.in_range("ORDER_CALL_ATTEMPTS", 3u32, 1..=10),
             breaker: BreakerConfig::default(),
@@ -103,16 +94,11 @@ impl OrderServiceConfig {
             halt_at: None,
         };
         Self {
-            database: DatabaseConfig::from_env(env),
-            events: EventsConfig::from_env(env, redis.clone()),
-            redis,
-            jwt,
-            internal,
+            common,
             clients,
             saga,
             reconcile_interval: env.or("ORDER_RECONCILE_INTERVAL", Duration::from_secs(300)),
             reconcile_window: env.or("ORDER_RECONCILE_WINDOW", Duration::from_secs(24 * 3600)),
-            server,
         }
     }
 
@@ -125,13 +111,8 @@ impl OrderServiceConfig {
         payment_url: String,
     ) -> Self {
         Self {
-            server: ServerConfig::for_tests(DEFAULTS.name),
-            events: EventsConfig::embedded(&database.data_dir),
-            database,
-            redis: None,
-            jwt: JwtConfig::with_secret(jwt_secret),
             // Tests sign service tokens with the one test secret too.
-            internal: ServiceAuthConfig::with_secret(jwt_secret),
+            common: CommonConfig::for_tests(DEFAULTS, database, jwt_secret),
             clients: ClientsConfig {
                 product_url,
                 payment_url,

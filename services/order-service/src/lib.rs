@@ -13,6 +13,7 @@
 
 pub mod clients;
 pub mod config;
+mod consumers;
 pub mod domain;
 pub mod grpc;
 pub mod http;

@@ -3,13 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform_auth::JwtConfig;
-use platform_auth::service_identity::ServiceAuthConfig;
 use platform_config::{Env, Environment, ExposeSecret, SecretString};
 use platform_db::DatabaseConfig;
-use platform_events::EventsConfig;
-use platform_http::{BoxError, ServerConfig, ServerDefaults};
-use platform_redis::RedisConfig;
+use platform_http::{BoxError, ServerDefaults};
+use platform_service::{CommonConfig, ports};
 
 use crate::fraud::FraudConfig;
 use crate::providers::adyen::{AdyenConfig, AdyenProvider};
@@ -19,8 +16,8 @@ use crate::providers::{PaymentProvider, Providers};
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "payment-service",
-    port: 8084,
-    grpc_port: 9084,
+    port: ports::PAYMENT.http,
+    grpc_port: ports::PAYMENT.grpc,
     request_timeout: Duration::from_secs(30),
     per_core: false,
     edge: false,
@@ -119,16 +116,11 @@ impl ProvidersConfig {
     }
 }
 
+/// The payment service's settings: the common ones (it derefs to them) and its own.
 #[derive(Debug, Clone)]
 pub struct PaymentServiceConfig {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    pub redis: Option<RedisConfig>,
-    pub events: EventsConfig,
-    pub jwt: JwtConfig,
-    /// Who this service is to the others on gRPC, and how it checks who calls it
-    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
-    pub internal: ServiceAuthConfig,
+    /// Server, database, Redis (the event bus only), JWT, service identity.
+    pub common: CommonConfig,
     pub providers: ProvidersConfig,
     pub fraud: FraudConfig,
     /// `PAYMENT_RECONCILE_INTERVAL` (default 5s): how often the reconciler looks for charges
@@ -146,38 +138,28 @@ pub struct PaymentServiceConfig {
     pub order_url: String,
 }
 
+platform_service::extends_common!(PaymentServiceConfig);
+
 impl PaymentServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let server = ServerConfig::from_env(env, DEFAULTS);
-        let jwt = JwtConfig::from_env(env, server.environment);
-        let internal = ServiceAuthConfig::from_env(env, server.environment);
-        let redis = RedisConfig::from_env(env);
+        let common = CommonConfig::from_env(env, DEFAULTS);
+        let environment = common.server.environment;
         Self {
-            database: DatabaseConfig::from_env(env),
-            events: EventsConfig::from_env(env, redis.clone()),
-            redis,
-            jwt,
-            internal,
-            providers: ProvidersConfig::from_env(env, server.environment),
+            common,
+            providers: ProvidersConfig::from_env(env, environment),
             fraud: FraudConfig::from_env(env),
             reconcile_interval: env.or("PAYMENT_RECONCILE_INTERVAL", Duration::from_secs(5)),
             review_ttl: env.or("PAYMENT_REVIEW_TTL", crate::service::DEFAULT_REVIEW_TTL),
-            direct_payments: env.or("DIRECT_PAYMENTS", !server.environment.is_production()),
-            order_url: env.or("ORDER_GRPC_URL", "http://127.0.0.1:9083".to_owned()),
-            server,
+            direct_payments: env.or("DIRECT_PAYMENTS", !environment.is_production()),
+            order_url: env.or("ORDER_GRPC_URL", ports::ORDER.local_grpc()),
         }
     }
 
     /// A configuration for tests: loopback, free ports, a known JWT secret, the sandbox.
     pub fn for_tests(database: DatabaseConfig, jwt_secret: &str) -> Self {
         Self {
-            server: ServerConfig::for_tests(DEFAULTS.name),
-            events: EventsConfig::embedded(&database.data_dir),
-            database,
-            redis: None,
-            jwt: JwtConfig::with_secret(jwt_secret),
             // Tests sign service tokens with the one test secret too.
-            internal: ServiceAuthConfig::with_secret(jwt_secret),
+            common: CommonConfig::for_tests(DEFAULTS, database, jwt_secret),
             providers: ProvidersConfig {
                 order: vec!["sandbox".to_owned()],
                 sandbox_secret: SecretString::from(sandbox::DEV_WEBHOOK_SECRET),

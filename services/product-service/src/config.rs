@@ -2,18 +2,19 @@
 
 use std::time::Duration;
 
-use platform_auth::JwtConfig;
-use platform_auth::service_identity::ServiceAuthConfig;
+use platform_cache::{CacheConfig, LayeredCache};
 use platform_config::Env;
 use platform_db::DatabaseConfig;
-use platform_events::EventsConfig;
-use platform_http::{ServerConfig, ServerDefaults};
-use platform_redis::RedisConfig;
+use platform_http::{Metrics, ServerDefaults};
+use platform_redis::RedisPool;
+use platform_service::{CommonConfig, ports};
+
+use crate::service::Caches;
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "product-service",
-    port: 8082,
-    grpc_port: 9082,
+    port: ports::PRODUCT.http,
+    grpc_port: ports::PRODUCT.grpc,
     request_timeout: Duration::from_secs(30),
     per_core: false,
     edge: false,
@@ -32,17 +33,31 @@ pub struct CacheSettings {
     pub l1_capacity: u64,
 }
 
+impl CacheSettings {
+    /// The product and list caches of the service `name`, with `redis` as their second layer
+    /// and invalidation channel when set.
+    pub fn caches(&self, name: &str, redis: Option<&RedisPool>, metrics: &Metrics) -> Caches {
+        let cache = |label: &'static str, ttl| {
+            let mut cache = CacheConfig::new(label, ttl);
+            cache.l1_capacity = self.l1_capacity;
+            cache.l2 = redis.cloned();
+            cache.key_prefix = format!("{name}:{label}");
+            cache.enabled = self.enabled;
+            cache
+        };
+        Caches {
+            products: LayeredCache::new(cache("products", self.product_ttl), metrics),
+            lists: LayeredCache::new(cache("product_lists", self.list_ttl), metrics),
+        }
+    }
+}
+
+/// The product service's settings: the common ones (it derefs to them) and its own.
 #[derive(Debug, Clone)]
 pub struct ProductServiceConfig {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// The cache's second layer and invalidation channel when set; also the event bus then.
-    pub redis: Option<RedisConfig>,
-    pub events: EventsConfig,
-    pub jwt: JwtConfig,
-    /// Who this service is to the others on gRPC, and how it checks who calls it
-    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
-    pub internal: ServiceAuthConfig,
+    /// Server, database, Redis (the cache's second layer and invalidation channel when set;
+    /// also the event bus then), JWT, service identity.
+    pub common: CommonConfig,
     pub cache: CacheSettings,
     /// `RESERVATION_TTL`: how long an uncommitted reservation holds stock (default 15m).
     pub reservation_ttl: Duration,
@@ -55,19 +70,14 @@ pub struct ProductServiceConfig {
     pub seed_demo_data: bool,
 }
 
+platform_service::extends_common!(ProductServiceConfig);
+
 impl ProductServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let server = ServerConfig::from_env(env, DEFAULTS);
-        let jwt = JwtConfig::from_env(env, server.environment);
-        let internal = ServiceAuthConfig::from_env(env, server.environment);
-        let redis = RedisConfig::from_env(env);
-        let database = DatabaseConfig::from_env(env);
-        let seed_default = database.url.is_none();
+        let common = CommonConfig::from_env(env, DEFAULTS);
+        let seed_default = common.database.url.is_none();
         Self {
-            events: EventsConfig::from_env(env, redis.clone()),
-            redis,
-            jwt,
-            internal,
+            common,
             cache: CacheSettings {
                 enabled: env.or("CACHE_ENABLED", true),
                 product_ttl: env.or("CACHE_TTL", Duration::from_secs(300)),
@@ -78,21 +88,14 @@ impl ProductServiceConfig {
             sweep_interval: env.or("RESERVATION_SWEEP_INTERVAL", Duration::from_secs(30)),
             low_stock_threshold: env.in_range("LOW_STOCK_THRESHOLD", 5, 0..=1_000_000_000),
             seed_demo_data: env.or("SEED_DEMO_DATA", seed_default),
-            database,
-            server,
         }
     }
 
     /// A configuration for tests: loopback, free ports, a known JWT secret, no demo data.
     pub fn for_tests(database: DatabaseConfig, jwt_secret: &str) -> Self {
         Self {
-            server: ServerConfig::for_tests(DEFAULTS.name),
-            events: EventsConfig::embedded(&database.data_dir),
-            database,
-            redis: None,
-            jwt: JwtConfig::with_secret(jwt_secret),
             // Tests sign service tokens with the one test secret too.
-            internal: ServiceAuthConfig::with_secret(jwt_secret),
+            common: CommonConfig::for_tests(DEFAULTS, database, jwt_secret),
             cache: CacheSettings {
                 enabled: true,
                 product_ttl: Duration::from_secs(300),

@@ -21,6 +21,7 @@ pub mod repo;
 pub mod seed;
 pub mod service;
 pub mod startup;
+mod sweep;
 pub mod view;
 
 pub use config::ProductServiceConfig;

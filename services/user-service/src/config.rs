@@ -2,13 +2,10 @@
 
 use std::time::Duration;
 
-use platform_auth::JwtConfig;
-use platform_auth::service_identity::ServiceAuthConfig;
 use platform_config::{Env, SecretString};
 use platform_db::DatabaseConfig;
-use platform_events::EventsConfig;
-use platform_http::{ServerConfig, ServerDefaults};
-use platform_redis::RedisConfig;
+use platform_http::ServerDefaults;
+use platform_service::{CommonConfig, ports};
 
 use crate::domain::{Email, Password, UserName};
 use crate::passwords::{HashingLimits, PasswordConfig};
@@ -16,8 +13,8 @@ use crate::throttle::ThrottleConfig;
 
 pub const DEFAULTS: ServerDefaults = ServerDefaults {
     name: "user-service",
-    port: 8081,
-    grpc_port: 9081,
+    port: ports::USER.http,
+    grpc_port: ports::USER.grpc,
     request_timeout: Duration::from_secs(30),
     per_core: false,
     edge: false,
@@ -32,18 +29,12 @@ pub struct AdminSeed {
     pub password: Password,
 }
 
+/// The user service's settings: the common ones (it derefs to them) and its own.
 #[derive(Debug, Clone)]
 pub struct UserServiceConfig {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// Checked by `/ready` when set; also the event bus then.
-    pub redis: Option<RedisConfig>,
-    /// Where the outbox relay publishes `user.*` events.
-    pub events: EventsConfig,
-    pub jwt: JwtConfig,
-    /// Who this service is to the others on gRPC, and how it checks who calls it
-    /// (`INTERNAL_AUTH_SECRET`, `INTERNAL_TLS_*`).
-    pub internal: ServiceAuthConfig,
+    /// Server, database, Redis (required for readiness here: the login throttle lives
+    /// there), the bus where `user.*` events go, JWT, service identity.
+    pub common: CommonConfig,
     pub passwords: PasswordConfig,
     /// `ARGON2_MAX_CONCURRENT`, `ARGON2_MAX_QUEUE`, `ARGON2_QUEUE_TIMEOUT`.
     pub hashing: HashingLimits,
@@ -52,23 +43,14 @@ pub struct UserServiceConfig {
     /// `REFRESH_TOKEN_EXPIRATION`: lifetime of a refresh token (default 7 days).
     pub refresh_token_ttl: Duration,
     pub admin: Option<AdminSeed>,
-    /// The audit trail to record in; a log-only one named after the service when `None`
-    /// (tests pass one with a capturing sink).
-    pub audit: Option<platform_http::audit::Audit>,
 }
+
+platform_service::extends_common!(UserServiceConfig);
 
 impl UserServiceConfig {
     pub fn from_env(env: &mut Env) -> Self {
-        let server = ServerConfig::from_env(env, DEFAULTS);
-        let jwt = JwtConfig::from_env(env, server.environment);
-        let internal = ServiceAuthConfig::from_env(env, server.environment);
-        let redis = RedisConfig::from_env(env);
         Self {
-            database: DatabaseConfig::from_env(env),
-            events: EventsConfig::from_env(env, redis.clone()),
-            redis,
-            jwt,
-            internal,
+            common: CommonConfig::from_env(env, DEFAULTS),
             passwords: PasswordConfig::from_env(env),
             hashing: HashingLimits::from_env(env),
             throttle: ThrottleConfig::from_env(env),
@@ -77,27 +59,19 @@ impl UserServiceConfig {
                 Duration::from_secs(7 * 24 * 3600),
             ),
             admin: admin_from_env(env),
-            server,
-            audit: None,
         }
     }
 
     /// A configuration for tests: loopback, free ports, cheap hashing, a known JWT secret.
     pub fn for_tests(database: DatabaseConfig, jwt_secret: &str) -> Self {
         Self {
-            server: ServerConfig::for_tests(DEFAULTS.name),
-            events: EventsConfig::embedded(&database.data_dir),
-            database,
-            redis: None,
-            jwt: JwtConfig::with_secret(jwt_secret),
             // Tests sign service tokens with the one test secret too.
-            internal: ServiceAuthConfig::with_secret(jwt_secret),
+            common: CommonConfig::for_tests(DEFAULTS, database, jwt_secret),
             passwords: PasswordConfig::fast_for_tests(),
             hashing: HashingLimits::default(),
             throttle: ThrottleConfig::default(),
             refresh_token_ttl: Duration::from_secs(3600),
             admin: None,
-            audit: None,
         }
     }
 }

@@ -95,12 +95,12 @@ async fn spawn_services(
 
     let mut products = ProductServiceConfig::for_tests(product_db.config.clone(), JWT_SECRET);
     products.events = EventsConfig::embedded(bus.path());
-    products.internal = internal_auth(pki, "product-service");
+    products.internal = Some(internal_auth(pki, "product-service"));
     let products = platform_testing::spawn::<product_service::Application>(products).await;
 
     let mut payments = PaymentServiceConfig::for_tests(payment_db.config.clone(), JWT_SECRET);
     payments.events = EventsConfig::embedded(bus.path());
-    payments.internal = internal_auth(pki, "payment-service");
+    payments.internal = Some(internal_auth(pki, "payment-service"));
     // Tests charge one card many times in a minute; the velocity rules are not under test.
     payments.fraud.max_payments_per_card = 100_000;
     payments.fraud.max_payments_per_user = 100_000;
@@ -116,7 +116,7 @@ async fn spawn_services(
         payment_grpc,
     );
     config.events = EventsConfig::embedded(bus.path());
-    config.internal = internal_auth(pki, "order-service");
+    config.internal = Some(internal_auth(pki, "order-service"));
     customize(&mut config);
     // The tests read stock levels as the order service does.
     let stock_reader = match pki {

@@ -141,10 +141,10 @@ async fn only_the_order_service_may_charge_or_refund(backend: Backend) {
 async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
     let files = pki.service(PAYMENTS);
     spawn_with(backend, move |config| {
-        config.internal = ServiceAuthConfig {
+        config.internal = Some(ServiceAuthConfig {
             tls: Some(files),
             ..ServiceAuthConfig::with_secret(JWT_SECRET)
-        };
+        });
     })
     .await
 }

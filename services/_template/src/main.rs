@@ -1,0 +1,7 @@
+//! The template service as a standalone process.
+
+platform_alloc::install!();
+
+fn main() -> std::process::ExitCode {
+    platform_http::run_main::<template_service::Application>()
+}

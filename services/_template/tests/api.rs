@@ -1,0 +1,90 @@
+//! The template service end to end, on both backends: started the way its binary starts it,
+//! called over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use platform_auth::Role;
+use platform_testing::http::{actor, error_fields, json_of, problem};
+use platform_testing::{Backend, Spawned, TestDatabase};
+use serde_json::json;
+use template_service::{Application, TemplateServiceConfig};
+
+const SECRET: &str = "template-service-test-secret-0123456789";
+
+async fn spawn(backend: Backend) -> Option<(Spawned, TestDatabase)> {
+    let db = TestDatabase::create(backend).await?;
+    let config = TemplateServiceConfig::for_tests(db.config.clone(), SECRET);
+    Some((platform_testing::spawn::<Application>(config).await, db))
+}
+
+async fn an_item_is_created_and_read_back_by_its_id(backend: Backend) {
+    let Some((service, _db)) = spawn(backend).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let user = actor(Role::User, SECRET);
+    let created = client
+        .post(format!("{}/api/v1/items", service.base))
+        .bearer_auth(&user.token)
+        .json(&json!({"name": "  First item "}))
+        .send()
+        .await
+        .unwrap();
+    let created = json_of(created, 201).await;
+    assert_eq!(created["name"], "First item");
+    assert_eq!(created["owner"], user.id.to_string());
+
+    let id = created["id"].as_str().unwrap();
+    let read = client
+        .get(format!("{}/api/v1/items/{id}", service.base))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(read, 200).await, created);
+}
+
+async fn bad_input_and_strangers_get_problems(backend: Backend) {
+    let Some((service, _db)) = spawn(backend).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let user = actor(Role::User, SECRET);
+    let items = format!("{}/api/v1/items", service.base);
+    let empty = client
+        .post(&items)
+        .bearer_auth(&user.token)
+        .json(&json!({"name": "   "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_fields(&problem(empty, 422).await), ["name"]);
+    let anonymous = client
+        .post(&items)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    problem(anonymous, 401).await;
+    let missing = client
+        .get(format!("{items}/{}", uuid_zero()))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    problem(missing, 404).await;
+    let ready = client
+        .get(format!("{}/ready", service.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(ready, 200).await["status"], "ready");
+}
+
+fn uuid_zero() -> &'static str {
+    "00000000-0000-0000-0000-000000000000"
+}
+
+platform_testing::backend_tests!(
+    an_item_is_created_and_read_back_by_its_id,
+    bad_input_and_strangers_get_problems
+);
