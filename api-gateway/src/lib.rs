@@ -24,6 +24,7 @@ pub mod docs;
 pub mod fast;
 pub mod forward;
 pub mod health;
+mod parts;
 pub mod routes;
 pub mod startup;
 

@@ -11,6 +11,7 @@
 //! 11 MB more RSS at rest and 32 MB instead of 21 MB at peak, for no measurable throughput.
 //! [`ARENA_EAGER_COMMIT`] is turned off before the first allocation (as the
 //! `MIMALLOC_ARENA_EAGER_COMMIT=0` environment variable would, had every operator to set it).
+#![warn(missing_docs)]
 
 pub use mimalloc::MiMalloc;
 

@@ -12,6 +12,7 @@
 //! IP, request id), on what (`target`, an identifier) and why (`reason`, a short code such as
 //! `bad_password` or `expired`). Passwords, tokens and keys have nowhere to go.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 use std::net::IpAddr;
@@ -34,8 +35,11 @@ pub enum Action {
     /// A rotated refresh token presented again: its whole family is revoked.
     #[serde(rename = "auth.refresh_reuse")]
     RefreshReuse,
+    /// A session ended: the refresh token's family revoked along with the user's access
+    /// tokens; `failure` with `unknown_token` when the token was not known.
     #[serde(rename = "auth.logout")]
     Logout,
+    /// A password changed, by its user or, with the reason `admin_reset`, by an administrator.
     #[serde(rename = "auth.password_change")]
     PasswordChange,
     /// A credential refused (HTTP 401, gRPC `UNAUTHENTICATED`); `reason` says which class.
@@ -47,21 +51,29 @@ pub enum Action {
     /// A user account registered.
     #[serde(rename = "user.register")]
     UserRegister,
+    /// A user account deleted; the actor is whoever deleted it.
     #[serde(rename = "user.delete")]
     UserDelete,
+    /// A user's role changed; `reason` is `granted_admin` or `revoked_admin`.
     #[serde(rename = "user.role_change")]
     UserRoleChange,
+    /// A product added to the catalog by an administrator.
     #[serde(rename = "product.create")]
     ProductCreate,
+    /// A product's details changed by an administrator.
     #[serde(rename = "product.update")]
     ProductUpdate,
+    /// A product withdrawn from the catalog by an administrator.
     #[serde(rename = "product.delete")]
     ProductDelete,
+    /// A product's stock set or adjusted by an administrator.
     #[serde(rename = "inventory.update")]
     InventoryUpdate,
     /// An administrator moved an order along (shipped, delivered, cancelled).
     #[serde(rename = "order.status_change")]
     OrderStatusChange,
+    /// A payment refunded, in full or in part (by an administrator, or by another service for
+    /// an order); a replayed request is not recorded again.
     #[serde(rename = "payment.refund")]
     PaymentRefund,
     /// An administrator approved or declined a payment held for review.
@@ -95,6 +107,7 @@ impl Action {
         Action::EventReplay,
     ];
 
+    /// The action's name in records and (after `audit.`) in event types, e.g. `auth.login`.
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Login => "auth.login",
@@ -118,6 +131,7 @@ impl Action {
         }
     }
 
+    /// The action named `raw` (as [`Action::as_str`] writes it); `None` for an unknown name.
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.as_str() == raw)
     }
@@ -142,6 +156,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Its name in records: `success`, `failure` or `denied`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
@@ -154,7 +169,9 @@ impl Outcome {
 /// Who acted: a user (by id), another service (by name), or nobody known.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Actor {
+    /// A user, by id.
     User(Uuid),
+    /// Another service, by name (`order-service`); written `service:<name>`.
     Service(Arc<str>),
 }
 
@@ -208,15 +225,20 @@ impl Actor {
 /// proxies) and the request id. Recorded with every audit event of that request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditContext {
+    /// The client's address; `None` when unknown.
     pub client_ip: Option<IpAddr>,
+    /// The request id the kit assigned or accepted (`x-request-id`), when there is one.
     pub request_id: Option<Arc<str>>,
 }
 
 /// One audit event as the code states it; [`Audit::record`] adds when, where and which service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
+    /// What was decided or done.
     pub action: Action,
+    /// How it ended.
     pub outcome: Outcome,
+    /// Who acted; `None` when nobody is known (a failed login of an unknown account).
     pub actor: Option<Actor>,
     /// What was acted on: an identifier such as `user:<id>`, `product:<id>`,
     /// `GET /api/v1/orders`, `product.v1.ProductService/Reserve`.
@@ -227,6 +249,7 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// An event with no actor, target or reason yet; the builder methods below add them.
     pub fn new(action: Action, outcome: Outcome) -> Self {
         Self {
             action,
@@ -237,20 +260,24 @@ impl AuditEvent {
         }
     }
 
+    /// Sets (or, with `None`, clears) who acted.
     pub fn actor(mut self, actor: impl Into<Option<Actor>>) -> Self {
         self.actor = actor.into();
         self
     }
 
+    /// Sets the actor to the user `id`.
     pub fn user(self, id: Uuid) -> Self {
         self.actor(Actor::User(id))
     }
 
+    /// Sets what was acted on, e.g. `user:<id>`.
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self
     }
 
+    /// Sets the short code saying why, e.g. `bad_password`; never a message containing input.
     pub fn reason(mut self, reason: &'static str) -> Self {
         self.reason = Some(reason);
         self
@@ -261,29 +288,38 @@ impl AuditEvent {
 /// Its JSON is the payload of the `audit.*` event in the event store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
+    /// The record's id: a UUIDv7, so ids sort by the time they were recorded.
     pub id: Uuid,
+    /// When the record was made (UTC).
     pub time: DateTime<Utc>,
     /// The service that made the decision.
     pub service: String,
+    /// What was decided or done.
     pub action: Action,
+    /// How it ended.
     pub outcome: Outcome,
     /// Who acted: a user id, or `service:<name>`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(value_type = Option<String>)]
     pub actor: Option<Actor>,
+    /// The client's address, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(value_type = Option<String>)]
     pub client_ip: Option<IpAddr>,
+    /// The id of the request that led to the decision, when it had one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
+    /// What was acted on: an identifier such as `user:<id>` or `product:<id>`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target: Option<String>,
+    /// A short code saying why, such as `bad_password` or `expired`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
 }
 
 /// Where records go besides the log: must not block (the request path calls it).
 pub trait Sink: Send + Sync + 'static {
+    /// Takes one record, already logged. Called on the request path: queue it, never wait.
     fn accept(&self, record: AuditRecord);
 }
 
@@ -331,6 +367,7 @@ impl Audit {
         }
     }
 
+    /// The name of the service whose records these are.
     pub fn service(&self) -> &str {
         &self.inner.service
     }

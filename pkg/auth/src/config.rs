@@ -42,7 +42,9 @@ impl fmt::Debug for JwtConfig {
     }
 }
 
+/// The `iss` of access tokens when `JWT_ISSUER` is unset.
 pub const DEFAULT_ISSUER: &str = "microservices-platform";
+/// The `aud` of access tokens when `JWT_AUDIENCE` is unset.
 pub const DEFAULT_AUDIENCE: &str = "microservices-platform";
 
 impl JwtConfig {

@@ -10,11 +10,15 @@ use crate::UserId;
 /// audit trail gets the class ([`AuthError::reason`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// No `Authorization` header.
     #[error("missing bearer token")]
     Missing,
     /// An `Authorization` header that is not `Bearer <token>`.
     #[error("the Authorization header is not a bearer token")]
     NotBearer,
+    /// Refused by the token checks: expired, forged, malformed, or of another algorithm,
+    /// issuer or audience ([`AuthError::reason`] tells which class). From
+    /// [`Jwt::issue`](crate::Jwt::issue): signing failed.
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
     /// Valid, but issued before its user's tokens were revoked.

@@ -26,7 +26,9 @@ pub fn bearer(authorization: Option<&[u8]>) -> Result<&str, AuthError> {
 /// The authenticated caller, from a verified `Authorization: Bearer` token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthUser {
+    /// The token's subject.
     pub id: UserId,
+    /// The role the token was issued with (a role change revokes the older tokens).
     pub role: Role,
     /// The token's version: revocations refuse it once the user's minimum passes it.
     pub token_version: TokenVersion,
@@ -46,6 +48,7 @@ impl From<Claims> for AuthUser {
 }
 
 impl AuthUser {
+    /// Whether the token carries [`Role::Admin`].
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

@@ -21,14 +21,17 @@ impl UserId {
         Self(Uuid::now_v7())
     }
 
+    /// An existing id (a database row's, an event's).
     pub fn from_uuid(id: Uuid) -> Self {
         Self(id)
     }
 
+    /// Any textual UUID form the `uuid` crate reads (hyphenated, simple, braced, URN).
     pub fn parse(raw: &str) -> Result<Self, uuid::Error> {
         Uuid::parse_str(raw).map(Self)
     }
 
+    /// The bare UUID, for storage and the wire.
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
@@ -44,11 +47,14 @@ impl fmt::Display for UserId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Acts on their own resources only.
     User,
+    /// Acts on every user's resources, and may call `/api/v1/admin/`.
     Admin,
 }
 
 impl Role {
+    /// The lowercase name, as in the `role` claim and JSON: `user` or `admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -56,6 +62,7 @@ impl Role {
         }
     }
 
+    /// The inverse of [`Role::as_str`], exact (case matters); `None` for any other string.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "user" => Some(Role::User),
@@ -80,10 +87,12 @@ impl fmt::Display for Role {
 pub struct TokenVersion(u64);
 
 impl TokenVersion {
+    /// A version as user-service stores it; a token without `ver` is version 0.
     pub const fn new(version: u64) -> Self {
         Self(version)
     }
 
+    /// The number, as stored and as the `ver` claim carries it.
     pub const fn get(self) -> u64 {
         self.0
     }

@@ -21,12 +21,19 @@ const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    /// The user the token speaks for.
     pub sub: UserId,
+    /// The user's role at issue.
     pub role: Role,
+    /// Expiry, Unix seconds; checked with no leeway.
     pub exp: i64,
+    /// Issue time, Unix seconds.
     pub iat: i64,
+    /// A random UUID (v4), unique per token.
     pub jti: String,
+    /// The issuer (`JWT_ISSUER`); verification requires the configured one.
     pub iss: String,
+    /// The audience (`JWT_AUDIENCE`); verification requires the configured one.
     pub aud: String,
     /// The user's token version at issue; tokens from before versions existed have none (0).
     #[serde(default)]
@@ -36,6 +43,7 @@ pub struct Claims {
 /// A freshly issued access token.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
+    /// The signed JWT, sent as `Authorization: Bearer <token>`.
     pub token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
@@ -70,6 +78,9 @@ impl fmt::Debug for Jwt {
 }
 
 impl Jwt {
+    /// Keys and validation from `config`, checking revocations in the process's own store
+    /// ([`Jwt::connect`] shares one through Redis). Verification accepts HS256 only and
+    /// requires `exp`, `iat`, `sub`, `iss` and `aud`.
     pub fn new(config: JwtConfig) -> Self {
         let secret = config.secret.expose_secret().as_bytes();
         // Pinned to HS256: a token naming any other algorithm (or `none`) fails validation.
@@ -109,10 +120,12 @@ impl Jwt {
         self
     }
 
+    /// The store its verifications consult.
     pub fn revocations(&self) -> &Revocations {
         &self.revocations
     }
 
+    /// The settings it was built from.
     pub fn config(&self) -> &JwtConfig {
         &self.inner.config
     }

@@ -14,6 +14,7 @@
 //! Architecture invariant: this crate verifies and issues tokens; it never sees passwords or
 //! refresh tokens (those belong to user-service).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod revocation;
 pub mod service_identity;

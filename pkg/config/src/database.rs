@@ -32,6 +32,8 @@ pub struct DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// Reads the section, with the defaults given on each field (`DATA_DIR` `./data`,
+    /// `DB_QUERY_TIMEOUT` 30s, `DB_CONNECT_TIMEOUT` 10s); problems are recorded in `env`.
     pub fn from_env(env: &mut Env) -> Self {
         let url = env.secret("DATABASE_URL");
         if let Some(url) = &url {

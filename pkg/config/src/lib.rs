@@ -15,6 +15,7 @@
 //! `USER_SERVICE_PORT` wins over `PORT`. `platform up` uses this to give each in-process
 //! service its own port and database while sharing everything else.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::collections::HashMap;
 use std::fmt;
@@ -57,15 +58,20 @@ impl fmt::Debug for Env {
 /// One offending variable: its name, what we found (unless secret) and what we expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
+    /// The variable as read: with its prefix when the value came from the prefixed form
+    /// (`USER_SERVICE_PORT`), the bare name when it was missing.
     pub variable: String,
     /// The raw value, or `None` when it was missing or is a secret.
     pub found: Option<String>,
+    /// What a valid value looks like (`an integer from 0 to 65535`), ending in `(required)`
+    /// when the variable was missing.
     pub expected: String,
 }
 
 /// Start-up configuration is invalid; the message names every offending variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
+    /// Every problem, in the order the variables were read; never empty.
     pub issues: Vec<ConfigIssue>,
 }
 
@@ -110,6 +116,7 @@ impl Env {
         Self::from_fn(move |name| map.get(name).cloned())
     }
 
+    /// Reads through `source`, which returns a variable's raw value or `None` when unset.
     pub fn from_fn(source: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
         Self {
             source: Arc::new(source),
@@ -296,6 +303,7 @@ impl Env {
 pub trait FromEnv: Sized {
     /// What a valid value looks like, for the error message.
     const EXPECTED: &'static str;
+    /// Parses the raw value (trimmed, never empty); `None` when it is malformed.
     fn from_env(raw: &str) -> Option<Self>;
 }
 
@@ -353,18 +361,24 @@ impl FromEnv for Duration {
 /// The deployment environment; production turns insecure defaults into start-up errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Environment {
+    /// A developer's machine (`development` or `dev`); the default.
     #[default]
     Development,
+    /// Automated tests (`test`).
     Test,
+    /// A pre-production deployment (`staging`); as lenient as development.
     Staging,
+    /// Production (`production` or `prod`): insecure defaults are refused.
     Production,
 }
 
 impl Environment {
+    /// Whether insecure settings (a missing or short signing secret, say) fail start-up.
     pub fn is_production(self) -> bool {
         self == Environment::Production
     }
 
+    /// Its canonical name, lower-case: `development`, `test`, `staging`, `production`.
     pub fn as_str(self) -> &'static str {
         match self {
             Environment::Development => "development",

@@ -9,6 +9,7 @@
 //! Architecture invariant: no service's tables are known here; services bring their entities
 //! and migrations.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,20 +32,32 @@ pub use platform_config::database::{DatabaseConfig, SQLITE_POOL, redact};
 /// The database could not be reached, set up or migrated.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    /// The directory for the SQLite file (`DATA_DIR`) could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
+        /// The directory.
         path: PathBuf,
+        /// The file system's error.
         source: std::io::Error,
     },
+    /// No connection after the retries, or the `DB_SCHEMA` schema could not be created.
     #[error("cannot connect to {target}: {source}")]
-    Connect { target: String, source: DbErr },
+    Connect {
+        /// The database, as [`DatabaseConfig::describe`] names it: password masked.
+        target: String,
+        /// The driver's last error.
+        source: DbErr,
+    },
+    /// Applying the pending migrations failed.
     #[error("migrations failed on {target}: {source}")]
-    Migrate { target: String, source: DbErr },
+    Migrate {
+        /// The backend, as [`backend_name`] names it.
+        target: String,
+        /// The failing migration's error.
+        source: DbErr,
+    },
 }
 
-/// Opens the pool for `service`: PostgreSQL when a URL is configured, else the service's
-/// SQLite file (created on first use, in WAL mode so readers never wait for the writer).
-/// Retries for a few seconds so that a service started together with its database comes up.
 /// Times every statement on `db` (transactions included) into
 /// `db_query_duration_seconds{operation}` of `metrics`, and records each as a client span
 /// (`db.system.name`, `db.operation.name`, `db.collection.name`; never the parameters)
@@ -156,6 +169,13 @@ fn collection_of(sql: &str) -> Option<&str> {
     None
 }
 
+/// Opens the pool for `service`: PostgreSQL when a URL is configured, else the service's
+/// SQLite file (created on first use, in WAL mode so readers never wait for the writer).
+/// Retries for a few seconds so that a service started together with its database comes up.
+/// On PostgreSQL with a `DB_SCHEMA`, creates that schema first and searches it.
+///
+/// Fails with [`DbError::DataDir`] when the SQLite directory cannot be created, and with
+/// [`DbError::Connect`] after five failed attempts or when the schema cannot be created.
 pub async fn connect(
     config: &DatabaseConfig,
     service: &str,
@@ -325,6 +345,7 @@ pub async fn migrate_only<M: MigratorTrait>(
     migrated
 }
 
+/// The pool's backend, for logs and errors: `postgres`, `sqlite`, `mysql` or `unknown`.
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     match db.get_database_backend() {
         DbBackend::Postgres => "postgres",
@@ -379,6 +400,19 @@ pub fn is_unavailable(err: &DbErr) -> bool {
         }),
         _ => false,
     }
+}
+
+/// A stored value that is none of its type's: a state column holding a word this version
+/// does not know (a newer version wrote it, or someone edited the row). Reading such a row
+/// fails with this rather than guessing; the typed state columns (`DeriveValueType` with a
+/// `from_str` returning it) use it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{found:?} is not a known {what}")]
+pub struct UnknownValue {
+    /// What the column holds (`order status`, `saga step`).
+    pub what: &'static str,
+    /// The stored text.
+    pub found: String,
 }
 
 /// Readiness check of a pool: a round trip to the database.

@@ -37,9 +37,13 @@ macro_rules! event {
 /// A user account was created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRegistered {
+    /// The new account's id; the subject.
     pub user_id: Uuid,
+    /// The address, trimmed and lower-cased.
     pub email: String,
+    /// The display name.
     pub name: String,
+    /// `user` or `admin`.
     pub role: String,
 }
 
@@ -48,7 +52,9 @@ event!(UserRegistered, "user.registered", 1, user_id);
 /// A user's profile or password changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserUpdated {
+    /// The account's id; the subject.
     pub user_id: Uuid,
+    /// The display name after the change.
     pub name: String,
     /// Which fields changed: `name`, `password`.
     pub changed: Vec<String>,
@@ -59,6 +65,7 @@ event!(UserUpdated, "user.updated", 1, user_id);
 /// A user account was deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDeleted {
+    /// The deleted account's id; the subject.
     pub user_id: Uuid,
 }
 
@@ -67,13 +74,19 @@ event!(UserDeleted, "user.deleted", 1, user_id);
 /// A product was added to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductCreated {
+    /// The new product's id; the subject.
     pub product_id: Uuid,
+    /// The stock-keeping unit, unique in the catalog.
     pub sku: String,
+    /// The display name.
     pub name: String,
+    /// The category it is listed under.
     pub category: String,
     /// Minor units of `currency`.
     pub price_amount: i64,
+    /// ISO 4217 code of the price, upper-case (`EUR`).
     pub currency: String,
+    /// Units on hand at creation.
     pub stock: i64,
 }
 
@@ -82,11 +95,17 @@ event!(ProductCreated, "product.created", 1, product_id);
 /// A product's details or price changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductUpdated {
+    /// The product's id; the subject.
     pub product_id: Uuid,
+    /// The stock-keeping unit after the change.
     pub sku: String,
+    /// The display name after the change.
     pub name: String,
+    /// The category after the change.
     pub category: String,
+    /// The price after the change, in minor units of `currency`.
     pub price_amount: i64,
+    /// ISO 4217 code of the price, upper-case.
     pub currency: String,
     /// Which fields changed: `name`, `description`, `category`, `price`, `image_url`, `sku`.
     pub changed: Vec<String>,
@@ -97,6 +116,7 @@ event!(ProductUpdated, "product.updated", 1, product_id);
 /// A product was withdrawn from the catalog (it stays readable for past orders).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductArchived {
+    /// The product's id; the subject.
     pub product_id: Uuid,
 }
 
@@ -105,9 +125,13 @@ event!(ProductArchived, "product.archived", 1, product_id);
 /// A product's stock or reserved quantity changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryChanged {
+    /// The product's id; the subject.
     pub product_id: Uuid,
+    /// Units on hand after the change, reserved ones included.
     pub stock: i64,
+    /// Units held by reservations not yet committed or released; never above `stock`.
     pub reserved: i64,
+    /// Units that can still be ordered: `stock - reserved`.
     pub available: i64,
     /// `set`, `adjusted`, `reserved`, `released`, `committed`, `expired`, `returned` (a
     /// confirmed order cancelled: its units back in stock).
@@ -122,9 +146,13 @@ event!(InventoryChanged, "inventory.changed", 1, product_id);
 /// A product's available quantity fell below the low-stock threshold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryLow {
+    /// The product's id; the subject.
     pub product_id: Uuid,
+    /// Its stock-keeping unit, for whoever restocks.
     pub sku: String,
+    /// Units that can still be ordered (`stock - reserved`), now below `threshold`.
     pub available: i64,
+    /// The product service's `LOW_STOCK_THRESHOLD` (default 5).
     pub threshold: i64,
 }
 
@@ -133,11 +161,15 @@ event!(InventoryLow, "inventory.low", 1, product_id);
 /// The fields every payment event carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentFacts {
+    /// The payment's id; the subject of every payment event.
     pub payment_id: Uuid,
+    /// The order the payment is for.
     pub order_id: Uuid,
+    /// The customer who pays.
     pub user_id: Uuid,
     /// Minor units of `currency`.
     pub amount: i64,
+    /// ISO 4217 code, upper-case.
     pub currency: String,
     /// `sandbox`, `stripe`, `adyen`, or empty when no provider was reached.
     pub provider: String,
@@ -146,6 +178,7 @@ pub struct PaymentFacts {
 /// Money is held on the customer's card, not yet taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentAuthorized {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
 }
@@ -153,6 +186,7 @@ pub struct PaymentAuthorized {
 /// Money was taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentCaptured {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
 }
@@ -160,28 +194,36 @@ pub struct PaymentCaptured {
 /// The provider declined or the charge failed; nothing was taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentFailed {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
+    /// Why, in words: a provider's decline as `code: message`, or what went wrong (an
+    /// unavailable provider, a declined review); may be empty.
     pub reason: String,
 }
 
 /// Part or all of a captured payment was given back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRefunded {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
     /// This refund, in minor units.
     pub refund_amount: i64,
     /// Every refund of the payment so far, this one included.
     pub refunded_total: i64,
+    /// Why, in words, as given with the refund (`order cancelled`, an administrator's text,
+    /// `refunded at the provider`).
     pub reason: String,
 }
 
 /// The fraud rules stopped the payment before any provider saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentBlocked {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
+    /// The fraud score, 0 to 100: the points of the rules that fired.
     pub score: u8,
     /// Reason codes of the rules that fired.
     pub reasons: Vec<String>,
@@ -192,9 +234,12 @@ pub struct PaymentBlocked {
 /// their payment is being checked; administrators that a review is waiting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentReviewRequested {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
+    /// `fraud` or `provider`.
     pub held_by: String,
+    /// The fraud score, 0 to 100.
     pub score: u8,
     /// Reason codes of the rules that fired.
     pub reasons: Vec<String>,
@@ -206,8 +251,10 @@ pub struct PaymentReviewRequested {
 /// accompanies it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentReviewDecided {
+    /// The payment, flattened into the payload.
     #[serde(flatten)]
     pub payment: PaymentFacts,
+    /// `approved`, `declined` or `expired`.
     pub decision: String,
     /// Why, in the decider's words (never shown as free text to other customers).
     pub reason: String,
@@ -240,18 +287,24 @@ facts_events! { payment.payment_id:
 /// The fields every order event carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderFacts {
+    /// The order's id; the subject of every order event.
     pub order_id: Uuid,
+    /// The customer who placed it.
     pub user_id: Uuid,
     /// The order total in minor units of `currency`.
     pub total: i64,
+    /// ISO 4217 code, upper-case; every line is in it.
     pub currency: String,
 }
 
 /// One line of an order, priced when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
+    /// The product ordered.
     pub product_id: Uuid,
+    /// The product's name when the order was placed.
     pub name: String,
+    /// Units ordered; at least 1.
     pub quantity: u32,
     /// Minor units of the order's currency.
     pub unit_price: i64,
@@ -260,24 +313,30 @@ pub struct OrderLine {
 /// An order was accepted and its checkout started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCreated {
+    /// The order, flattened into the payload.
     #[serde(flatten)]
     pub order: OrderFacts,
+    /// The lines, as ordered.
     pub items: Vec<OrderLine>,
 }
 
 /// Stock is committed and the payment taken: the order will be fulfilled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderConfirmed {
+    /// The order, flattened into the payload.
     #[serde(flatten)]
     pub order: OrderFacts,
+    /// The captured payment.
     pub payment_id: Uuid,
 }
 
 /// Checkout failed; whatever was reserved or charged has been given back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderFailed {
+    /// The order, flattened into the payload.
     #[serde(flatten)]
     pub order: OrderFacts,
+    /// Why checkout failed, in words (`out of stock: …`, `payment declined`, …).
     pub reason: String,
     /// Minor units charged and given back (0 when nothing had been captured). Absent in
     /// events written before it existed.
@@ -288,6 +347,7 @@ pub struct OrderFailed {
 /// The order was cancelled; stock was released and any captured payment refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderCancelled {
+    /// The order, flattened into the payload.
     #[serde(flatten)]
     pub order: OrderFacts,
     /// Minor units given back (0 when nothing had been charged).
@@ -297,6 +357,7 @@ pub struct OrderCancelled {
 /// The order left the warehouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderShipped {
+    /// The order, flattened into the payload.
     #[serde(flatten)]
     pub order: OrderFacts,
 }
@@ -304,6 +365,7 @@ pub struct OrderShipped {
 /// The order reached the customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderDelivered {
+    /// The order, flattened into the payload.
     #[serde(flatten)]
     pub order: OrderFacts,
 }

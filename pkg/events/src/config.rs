@@ -26,8 +26,10 @@ pub struct EventsConfig {
     /// `EVENTS_VISIBILITY_TIMEOUT`: how long a delivery may stay unacked before another
     /// consumer of the group takes it over.
     pub visibility_timeout: Duration,
-    /// `EVENTS_RETRY_BASE` / `EVENTS_RETRY_MAX`: exponential backoff between attempts.
+    /// `EVENTS_RETRY_BASE`: the first backoff between attempts (of a handler, of the relay),
+    /// doubled after each further failure.
     pub retry_base: Duration,
+    /// `EVENTS_RETRY_MAX`: the cap on one backoff.
     pub retry_max: Duration,
     /// `EVENTS_STREAM_MAXLEN`: approximate cap of each stream's length.
     pub stream_max_len: usize,
@@ -89,6 +91,7 @@ impl EventsConfig {
         }
     }
 
+    /// `DATA_DIR`: where the embedded bus keeps `event-bus.db` (unused with Redis).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

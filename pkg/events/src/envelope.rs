@@ -13,6 +13,7 @@ pub const SPEC_VERSION: &str = "1.0";
 /// read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// The CloudEvents version: [`SPEC_VERSION`].
     pub specversion: String,
     /// Unique per event; consumers deduplicate on it.
     pub id: Uuid,
@@ -25,7 +26,10 @@ pub struct Envelope {
     pub time: DateTime<Utc>,
     /// The aggregate the event is about (its id); the unit of ordering.
     pub subject: String,
+    /// The media type of `data`: always `application/json`.
     pub datacontenttype: String,
+    /// The payload as JSON: a catalogue event (see [`Envelope::decode`]), or an
+    /// `AuditRecord` for the `audit.*` types.
     pub data: serde_json::Value,
     /// Ties together everything one client request caused (the request's trace id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +69,7 @@ impl Envelope {
         })
     }
 
+    /// Sets `causation_id`: the id of the event (or request) that led to this one.
     pub fn caused_by(mut self, causation_id: impl Into<String>) -> Self {
         self.causation_id = Some(causation_id.into());
         self

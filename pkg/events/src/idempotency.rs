@@ -20,14 +20,18 @@ use uuid::Uuid;
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
+    /// One event a consumer has handled.
     #[sea_orm::model]
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "processed_events")]
     pub struct Model {
+        /// Who handled it: the name passed to [`super::first_time`], usually the service's.
         #[sea_orm(primary_key, auto_increment = false)]
         pub consumer: String,
+        /// The envelope's `id`.
         #[sea_orm(primary_key, auto_increment = false)]
         pub event_id: Uuid,
+        /// When it was first handled.
         pub processed_at: DateTimeUtc,
     }
 
@@ -57,6 +61,7 @@ pub mod migration {
     use sea_orm_migration::prelude::*;
     use sea_orm_migration::schema::*;
 
+    /// Creates the `processed_events` table, keyed by consumer and event id.
     pub struct CreateProcessedEvents;
 
     impl MigrationName for CreateProcessedEvents {

@@ -19,6 +19,7 @@
 //! Architecture invariant: a service sees only this crate's API; which transport runs
 //! underneath is configuration.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod catalogue;

@@ -19,6 +19,7 @@ use crate::envelope::Envelope;
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
+    /// One event waiting in (or already relayed from) the outbox.
     #[sea_orm::model]
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "outbox")]
@@ -29,15 +30,19 @@ pub mod entity {
         /// The event id (`Envelope::id`).
         #[sea_orm(unique)]
         pub event_id: Uuid,
+        /// The CloudEvents `type`, e.g. `user.registered`.
         pub event_type: String,
+        /// The aggregate's id: rows of one subject are published in `seq` order.
         pub subject: String,
         /// The whole envelope as JSON.
         pub envelope: Json,
+        /// The envelope's `time`: when the change happened.
         pub created_at: DateTimeUtc,
         /// Set by the relay once the bus has the event.
         pub published_at: Option<DateTimeUtc>,
         /// Publication attempts so far (for backoff and alerting).
         pub attempts: i32,
+        /// The error of the last failed publication attempt, if any.
         pub last_error: Option<String>,
     }
 
@@ -66,8 +71,11 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, envelope: &Envelope) -> Resul
 /// A pending row, claimed for publication.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// Its publication order; what [`mark_published`] and [`mark_failed`] take.
     pub seq: i64,
+    /// The CloudEvents `type`, for metrics.
     pub event_type: String,
+    /// The stored envelope, as JSON.
     pub envelope: serde_json::Value,
 }
 
@@ -196,6 +204,7 @@ pub mod migration {
     use sea_orm_migration::prelude::*;
     use sea_orm_migration::schema::*;
 
+    /// Creates the `outbox` table with its pending-rows and per-subject indexes.
     pub struct CreateOutbox;
 
     impl MigrationName for CreateOutbox {

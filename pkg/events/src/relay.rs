@@ -24,8 +24,12 @@ use crate::transport::{BusError, Transport};
 /// A round failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
+    /// The outbox database failed (claiming or marking rows): the round's rows stay pending,
+    /// and those already published are published again next round.
     #[error("outbox database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    /// Publishing a row failed (or its stored envelope does not decode); the rows before it
+    /// are marked published, it and the rows after it stay pending.
     #[error("event bus: {0}")]
     Bus(#[from] BusError),
 }
@@ -50,6 +54,8 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
+    /// A relay of `db`'s outbox onto `transport`: `EVENTS_BATCH` rows a round, a look every
+    /// `EVENTS_RELAY_INTERVAL` when idle, and the `EVENTS_RETRY_*` backoff while the bus fails.
     pub fn new(
         db: DatabaseConnection,
         transport: Arc<dyn Transport>,

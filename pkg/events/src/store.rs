@@ -16,19 +16,25 @@ use crate::envelope::Envelope;
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
+    /// One stored event, with the attributes it is queried by.
     #[sea_orm::model]
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "event_store")]
     pub struct Model {
+        /// The envelope's `id`: appending the same event twice stores it once.
         #[sea_orm(primary_key, auto_increment = false)]
         pub event_id: Uuid,
+        /// The CloudEvents `type`, e.g. `order.created` or `audit.auth.login`.
         pub event_type: String,
+        /// The producing service.
         pub source: String,
+        /// The aggregate the event is about.
         pub subject: String,
         /// The event's own time.
         pub occurred_at: DateTimeUtc,
         /// When the store received it.
         pub stored_at: DateTimeUtc,
+        /// The whole envelope as JSON.
         pub envelope: Json,
     }
 
@@ -77,7 +83,9 @@ pub async fn append_many<C: ConnectionTrait>(
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
+    /// Only events about this aggregate (exact match).
     pub subject: Option<String>,
+    /// Only events of this type (exact match, e.g. `order.created`).
     pub event_type: Option<String>,
     /// Only events of this family (`audit`: types `audit.*`).
     pub family: Option<String>,
@@ -138,6 +146,7 @@ pub mod migration {
     use sea_orm_migration::prelude::*;
     use sea_orm_migration::schema::*;
 
+    /// Creates the `event_store` table with its indexes for the queries of [`super::query`].
     pub struct CreateEventStore;
 
     impl MigrationName for CreateEventStore {

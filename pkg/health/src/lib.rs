@@ -4,6 +4,7 @@
 //! Redis), so those crates implement [`HealthCheck`] without depending on the HTTP stack that
 //! serves `/ready` (`platform-http`).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,15 +47,19 @@ impl std::fmt::Debug for Readiness {
 const CHECK_DEADLINE: Duration = Duration::from_secs(2);
 
 impl Readiness {
+    /// No checks yet: always ready.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// [`Readiness::add`], by value, for building in one expression.
     pub fn with(mut self, name: impl Into<String>, check: impl HealthCheck) -> Self {
         self.add(name, check);
         self
     }
 
+    /// A dependency the service cannot do without: when it is down (or does not answer within
+    /// 2 s), `/ready` answers 503 with status `unavailable`.
     pub fn add(&mut self, name: impl Into<String>, check: impl HealthCheck) {
         self.checks
             .push((name.into(), Arc::new(check), Need::Required));
@@ -121,19 +126,26 @@ impl Readiness {
     }
 }
 
+/// Whether a dependency answered its check; `up` or `down` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
+    /// The check succeeded within its deadline.
     Up,
+    /// The check failed or did not answer within its deadline (2 s).
     Down,
 }
 
 /// One dependency's state.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CheckReport {
+    /// Whether it answered.
     pub status: CheckStatus,
+    /// Why it is down: the check's own reason, or that it did not answer in time; absent
+    /// when up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How long the check took, in milliseconds; about 2000 when it timed out.
     pub latency_ms: u64,
 }
 
@@ -143,10 +155,13 @@ pub struct CheckReport {
 pub struct ReadinessReport {
     /// `ready`, `degraded` (an optional dependency is down; still serving) or `unavailable`.
     pub status: String,
+    /// Every check, by the name it was added under.
     pub checks: BTreeMap<String, CheckReport>,
 }
 
 impl ReadinessReport {
+    /// Whether the service should receive traffic: `ready` or `degraded` (`/ready` answers
+    /// 200), not `unavailable` (503).
     pub fn is_ready(&self) -> bool {
         self.status != "unavailable"
     }

@@ -14,7 +14,9 @@ pub use platform_audit::{Action, Actor, Audit, AuditContext, AuditEvent, AuditRe
 /// The service's audit trail bound to one request.
 #[derive(Debug, Clone)]
 pub struct Auditor {
+    /// The service's trail.
     pub audit: Audit,
+    /// The request's client address and request id, stamped on every record.
     pub context: AuditContext,
 }
 

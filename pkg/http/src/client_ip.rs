@@ -50,10 +50,12 @@ impl TrustedProxies {
         .unwrap_or_default()
     }
 
+    /// No proxy is trusted: every connection's own address is its client.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Whether `ip` is a trusted proxy; an IPv4-mapped IPv6 address counts as its IPv4 form.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|net| net.contains(&ip))

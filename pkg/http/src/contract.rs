@@ -265,6 +265,8 @@ pub struct Documented {
 }
 
 impl Documented {
+    /// Reads the `responses` of every operation under `paths` of an OpenAPI document (as
+    /// JSON); anything that is not an operation is skipped, never an error.
     pub fn from_document(document: &Value) -> Self {
         let mut operations: HashMap<String, HashMap<Method, Option<HashSet<u16>>>> = HashMap::new();
         let paths = document.get("paths").and_then(Value::as_object);

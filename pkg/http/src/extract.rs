@@ -172,6 +172,7 @@ pub struct FieldErrors {
 }
 
 impl FieldErrors {
+    /// No errors yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -191,6 +192,7 @@ impl FieldErrors {
         }
     }
 
+    /// Records `message` under `field` (a field may collect several).
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
         self.errors
             .entry(field.to_owned())
@@ -198,6 +200,7 @@ impl FieldErrors {
             .push(message.into());
     }
 
+    /// Whether every field checked so far was valid.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
@@ -248,10 +251,38 @@ pub fn idempotent_response<T: Serialize>(status: StatusCode, body: T, replayed: 
     response
 }
 
-/// The `Idempotency-Key` header of a request that must not take effect twice (charges,
-/// refunds, orders): required, 1 to 255 visible ASCII characters (a UUID is a good choice).
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub String);
+/// An idempotency key: what makes a request that must not take effect twice (a charge, a
+/// refund, an order) safe to repeat. 1 to 255 visible ASCII characters (a UUID is a good
+/// choice). The one rule for every edge: the `Idempotency-Key` header (this type is its
+/// extractor, and the header is required) and the `idempotency_key` of gRPC requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+/// Why a text is not an idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be 1 to 255 visible ASCII characters")]
+pub struct InvalidIdempotencyKey;
+
+impl IdempotencyKey {
+    /// `raw`, if it is 1 to 255 visible ASCII characters (taken as is: no trimming).
+    pub fn parse(raw: &str) -> Result<Self, InvalidIdempotencyKey> {
+        if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidIdempotencyKey)
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = Problem;
@@ -261,22 +292,33 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .headers
             .get("idempotency-key")
             .ok_or_else(|| Problem::bad_request("An `Idempotency-Key` header is required."))?;
-        match value.to_str() {
-            Ok(key)
-                if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Ok(Self(key.to_owned()))
-            }
-            _ => Err(Problem::bad_request(
-                "`Idempotency-Key` must be 1 to 255 visible ASCII characters.",
-            )),
-        }
+        value
+            .to_str()
+            .ok()
+            .and_then(|key| Self::parse(key).ok())
+            .ok_or_else(|| {
+                Problem::bad_request("`Idempotency-Key` must be 1 to 255 visible ASCII characters.")
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_of_bounded_length() {
+        assert_eq!(IdempotencyKey::parse("key-1").unwrap().as_str(), "key-1");
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
+        for bad in ["", " key", "k\u{e9}y", "a\tb"] {
+            assert_eq!(
+                IdempotencyKey::parse(bad),
+                Err(InvalidIdempotencyKey),
+                "{bad:?}"
+            );
+        }
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

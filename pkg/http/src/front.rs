@@ -37,7 +37,9 @@ pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// A client's connection as the front reads it: plain TCP, or TLS after the handshake.
 /// An enum rather than a boxed trait object, so the plain path pays nothing for TLS.
 pub enum ClientStream {
+    /// Plain TCP.
     Plain(TcpStream),
+    /// TLS, the handshake done (boxed: the TLS state is large).
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
@@ -108,7 +110,9 @@ impl AsyncWrite for ClientStream {
 
 /// An accepted connection and what its front needs to serve it.
 pub struct Connection {
+    /// The client's connection, nothing read from it yet.
     pub stream: ClientStream,
+    /// The address the connection comes from (a proxy's, when there is one in front).
     pub peer: SocketAddr,
     /// Serves the connection with hyper and the router, when the front will not.
     pub fallback: Fallback,
@@ -126,6 +130,7 @@ pub struct Connection {
 pub struct Stopping(Arc<std::sync::atomic::AtomicBool>);
 
 impl Stopping {
+    /// The server is stopping: finish the request in flight, then close.
     pub fn is_set(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -143,6 +148,8 @@ pub type H2Request = hyper::Request<hyper::body::Incoming>;
 
 /// Serves accepted HTTP/1 connections ahead of hyper, and HTTP/2 requests ahead of the router.
 pub trait Front: Send + Sync + 'static {
+    /// Serves `connection` to its end, or hands it over with the bytes already read to
+    /// [`Connection::fallback`] at the first thing the front does not serve.
     fn serve(self: Arc<Self>, connection: Connection) -> ConnectionFuture;
 
     /// Answers one HTTP/2 request (hyper keeps the framing) or gives it back for the

@@ -38,17 +38,23 @@ use crate::serve::GrpcConnection;
 /// Why a call's credential was refused; [`CredentialError::reason`] is the audit reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
+    /// Neither a client certificate nor an `authorization` header.
     #[error("a service credential is required")]
     Missing,
+    /// Present, but malformed, not verifiable, or naming no valid service.
     #[error("the service credential is invalid")]
     Invalid,
+    /// A verified credential meant for calls to another service.
     #[error("the service credential is meant for another service")]
     WrongAudience,
+    /// A verified credential past its expiry.
     #[error("the service credential has expired")]
     Expired,
 }
 
 impl CredentialError {
+    /// The reason class of the `auth.token_rejected` audit record (`missing`, `invalid`,
+    /// `wrong_audience`, `expired`).
     pub fn reason(self) -> &'static str {
         match self {
             CredentialError::Missing => "missing",
@@ -63,11 +69,15 @@ impl CredentialError {
 /// signature checked out, but it was expired or meant for another service).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unauthenticated {
+    /// What was wrong with the credential.
     pub error: CredentialError,
+    /// The calling service the credential names, only when its signature checked out; the
+    /// audit record's actor.
     pub claimed: Option<Arc<str>>,
 }
 
 impl Unauthenticated {
+    /// A refusal that names no caller.
     pub fn new(error: CredentialError) -> Self {
         Self {
             error,
@@ -114,6 +124,7 @@ pub struct GrpcAccess {
 }
 
 impl GrpcAccess {
+    /// A policy that allows nothing yet.
     pub fn new() -> Self {
         Self::default()
     }

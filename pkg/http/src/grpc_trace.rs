@@ -84,6 +84,7 @@ pub struct ClientSpans<S> {
 }
 
 impl<S> ClientSpans<S> {
+    /// Wraps `inner`: calls from `service` to `peer` (the callee, as `server.address`).
     pub fn new(inner: S, service: &str, peer: &str) -> Self {
         Self {
             inner,

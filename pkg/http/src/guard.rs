@@ -52,6 +52,7 @@ pub const OPAQUE_START: usize = 24;
 /// The limits a guard enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardConfig {
+    /// Size limits of each request head (414 and 431 beyond).
     pub head: HeadLimits,
     /// A request head (or the HTTP/2 preface) must arrive within this.
     pub header_read_timeout: Duration,
@@ -97,6 +98,7 @@ pub struct Guard<S> {
 }
 
 impl<S> Guard<S> {
+    /// Guards a connection with nothing read from it yet; the header-read clock starts now.
     pub fn new(inner: S, config: GuardConfig, protocol: Protocol) -> Self {
         let now = Instant::now();
         let first_head = now + config.header_read_timeout;

@@ -22,17 +22,24 @@ pub use platform_health::{
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"status": "ok", "service": "user-service", "version": "0.1.0"}))]
 pub struct Liveness {
+    /// Always `ok`: a process that can answer is alive.
     pub status: String,
+    /// The service's name.
     pub service: String,
+    /// The version the binary was built as (the workspace's package version).
     pub version: String,
 }
 
 /// What the operational endpoints need.
 #[derive(Clone)]
 pub struct OpsState {
+    /// The service's name, as `/health` reports it.
     pub service: Arc<str>,
+    /// The version `/health` reports.
     pub version: &'static str,
+    /// The checks `/ready` runs.
     pub readiness: Readiness,
+    /// The registry `/metrics` renders.
     pub metrics: platform_metrics::Metrics,
     /// Render every registry in the process, not only this service's.
     pub federate_metrics: bool,

@@ -16,6 +16,7 @@
 //! Architecture invariant: the kit knows no domain and no database. Services plug in by handing
 //! over an [`HttpApi`], optional [`GrpcApi`], their [`Readiness`] checks and [`Metrics`].
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod client_ip;
@@ -41,7 +42,8 @@ pub mod tls;
 pub use audit::Auditor;
 pub use client_ip::TrustedProxies;
 pub use extract::{
-    FieldErrors, IdempotencyKey, Json, Path, Query, fingerprint, idempotent_response,
+    FieldErrors, IdempotencyKey, InvalidIdempotencyKey, Json, Path, Query, fingerprint,
+    idempotent_response,
 };
 pub use grpc_guard::{CallerAuthenticator, GrpcAccess, GrpcCaller};
 pub use health::{FnCheck, HealthCheck, Readiness, ReadinessReport};

@@ -46,7 +46,9 @@ pub struct RouteLabel(pub Arc<str>);
 /// What [`pipeline`] needs.
 #[derive(Clone)]
 pub struct PipelineState {
+    /// The service's name, on every request's span.
     pub service: Arc<str>,
+    /// Where the per-request metrics are recorded.
     pub metrics: Metrics,
     /// The per-request deadline.
     pub timeout: Duration,

@@ -33,6 +33,8 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// A 1-based `page` of `per_page` items, `per_page` capped to [`MAX_PER_PAGE`]. Either
+    /// being 0 is a 422 naming the field.
     pub fn new(page: u64, per_page: u64) -> Result<Self, Problem> {
         let mut errors = FieldErrors::new();
         if page == 0 {
@@ -48,10 +50,12 @@ impl PageRequest {
         })
     }
 
+    /// The 1-based page number, at least 1.
     pub fn page(&self) -> u64 {
         self.page
     }
 
+    /// Items per page, 1 to [`MAX_PER_PAGE`].
     pub fn per_page(&self) -> u64 {
         self.per_page
     }
@@ -92,6 +96,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
 /// One page of a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
+    /// This page's items, at most `per_page` of them.
     pub items: Vec<T>,
     /// The 1-based page number returned.
     pub page: u64,
@@ -102,6 +107,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The same page with each item converted (rows to their API view).
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
         Page {
             items: self.items.into_iter().map(f).collect(),

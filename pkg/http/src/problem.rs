@@ -60,26 +60,31 @@ impl Problem {
         }
     }
 
+    /// Sets the type to `urn:problem-type:<kind>` (`kind` such as `validation-error`).
     pub fn with_type(mut self, kind: &str) -> Self {
         self.kind = format!("urn:problem-type:{kind}");
         self
     }
 
+    /// Replaces the status's reason phrase as title.
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
         self.title = title.into();
         self
     }
 
+    /// What went wrong this time. The client sees it: never internal details.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
+    /// Seconds before a retry may succeed, sent as `Retry-After` (429 and 503).
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
     }
 
+    /// The status as an HTTP status code; 500 if `status` is not a valid one.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

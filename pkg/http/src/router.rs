@@ -57,7 +57,9 @@ pub struct OperationsDoc;
 /// Limits applied to every request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
+    /// The deadline of one request (`REQUEST_TIMEOUT`): past it the answer is a 503.
     pub timeout: Duration,
+    /// The largest request body accepted (`MAX_BODY_BYTES`): beyond it, a 413.
     pub max_body_bytes: usize,
 }
 
@@ -65,7 +67,9 @@ pub struct RequestLimits {
 /// forwarding headers to believe when naming the client.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
+    /// The service's trail, handed to every request as an [`Auditor`](crate::Auditor).
     pub audit: Audit,
+    /// Whose forwarding headers name the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
     /// `/metrics` goes on a router of its own (`METRICS_PORT`), not on the main one.
     pub separate_metrics: bool,
@@ -75,7 +79,9 @@ pub struct RequestContext {
 
 /// The service's routers: the main one, and `/metrics` alone when it is served apart.
 pub struct Routers {
+    /// The API, the operational endpoints and `/openapi.json`, inside the middleware stack.
     pub main: Router,
+    /// `/metrics` alone (no middleware), when [`RequestContext::separate_metrics`] is set.
     pub metrics: Option<Router>,
 }
 

@@ -30,10 +30,12 @@ use crate::guard::{Guard, GuardConfig, Protocol};
 pub struct LiveTls(Arc<RwLock<Arc<rustls::ServerConfig>>>);
 
 impl LiveTls {
+    /// Serves `config` until it is replaced.
     pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
         Self(Arc::new(RwLock::new(config)))
     }
 
+    /// Serves `config` from the next handshake on; connections already open keep theirs.
     pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
         if let Ok(mut current) = self.0.write() {
             *current = config;

@@ -23,6 +23,7 @@ pub const EXIT_CONFIG: u8 = 2;
 
 /// A service of the platform, startable on its own or in-process by `platform up`.
 pub trait Service: Sized + Send + 'static {
+    /// Everything the service reads from the environment ([`Service::config_from_env`]).
     type Config: Send + 'static;
 
     /// The service's name: the default `SERVICE_NAME`, its database file's name.
@@ -48,6 +49,7 @@ pub trait Service: Sized + Send + 'static {
     /// The bound server the service runs (its addresses come from here).
     fn server(&self) -> &Server;
 
+    /// Where HTTP is served (the real port when `PORT` was 0).
     fn http_addr(&self) -> SocketAddr {
         self.server().http_addr()
     }

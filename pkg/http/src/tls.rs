@@ -13,11 +13,15 @@ use tokio_util::sync::CancellationToken;
 /// `TLS_CERT_FILE` and `TLS_KEY_FILE` (PEM): both or neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
+    /// `TLS_CERT_FILE`: the certificate chain, leaf first.
     pub cert_file: PathBuf,
+    /// `TLS_KEY_FILE`: the leaf certificate's private key.
     pub key_file: PathBuf,
 }
 
 impl TlsConfig {
+    /// `None` when neither variable is set (plain HTTP); one without the other is recorded in
+    /// `env`.
     pub fn from_env(env: &mut Env) -> Option<Self> {
         let cert = env.optional::<PathBuf>("TLS_CERT_FILE");
         let key = env.optional::<PathBuf>("TLS_KEY_FILE");

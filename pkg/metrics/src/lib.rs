@@ -9,6 +9,7 @@
 //! Metric names follow the specification: `http_requests_total`,
 //! `http_request_duration_seconds`, and later `circuit_breaker_state`, `cache_hits_total`, …
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod process;
 

@@ -12,9 +12,16 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub struct CorsConfig {
     /// `*` for any, or exact origins such as `https://shop.example.com`.
     pub origins: Option<Vec<String>>,
+    /// `CORS_ALLOWED_METHODS`, comma-separated (default `GET`, `POST`, `PUT`, `PATCH`,
+    /// `DELETE`, `OPTIONS`).
     pub methods: Vec<Method>,
+    /// `CORS_ALLOWED_HEADERS`, comma-separated (default `authorization`, `content-type`,
+    /// `idempotency-key`, `x-request-id`, `traceparent`).
     pub headers: Vec<HeaderName>,
+    /// `CORS_ALLOW_CREDENTIALS` (default `false`); refused with the origin `*`, which
+    /// browsers do not accept with credentials.
     pub credentials: bool,
+    /// `CORS_MAX_AGE`: how long browsers may cache a preflight's answer (default 10 min).
     pub max_age: Duration,
 }
 
@@ -27,6 +34,8 @@ fn list(raw: &str) -> Vec<String> {
 }
 
 impl CorsConfig {
+    /// Reads the `CORS_*` variables; CORS stays off unless `CORS_ALLOWED_ORIGINS` is set.
+    /// Malformed values are recorded in `env`.
     pub fn from_env(env: &mut Env) -> Self {
         let origins = env.optional_with(
             "CORS_ALLOWED_ORIGINS",

@@ -8,6 +8,7 @@
 //!   of request headers (431);
 //! - [`cors`]: CORS settings from the environment.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod cors;
 pub mod limits;

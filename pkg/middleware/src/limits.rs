@@ -20,6 +20,8 @@ pub struct LoadShed {
 }
 
 impl LoadShed {
+    /// Admits at most `max_in_flight` requests at a time; counts nothing until
+    /// [`LoadShed::counted`].
     pub fn new(max_in_flight: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight)),

@@ -21,7 +21,9 @@ use platform_redis::RedisPool;
 /// Whose bucket: a client address or a user. A small value, so a check allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LimitKey {
+    /// A client address; written `ip:<address>`.
     Ip(std::net::IpAddr),
+    /// An authenticated user, by id; written `user:<id>`.
     User(uuid::Uuid),
 }
 
@@ -37,6 +39,7 @@ impl std::fmt::Display for LimitKey {
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
+    /// Whether the request may go on; refused ones are answered 429.
     pub allowed: bool,
     /// The bucket's size (`RateLimit-Limit`).
     pub limit: u32,

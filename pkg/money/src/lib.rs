@@ -2,8 +2,10 @@
 //! ISO 4217 currency. Floats never hold money; amounts of different currencies never mix.
 //!
 //! Owns [`Currency`] (a known ISO 4217 code, with its number of minor units) and [`Money`]
-//! (`{"amount": 1999, "currency": "EUR"}` on the wire).
+//! (`{"amount": 1999, "currency": "EUR"}` on the wire), and the [`CardToken`] a payment is
+//! made with.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -169,6 +171,10 @@ const CURRENCIES: &[(&str, u8)] = &[
     ("ZWG", 2),
 ];
 
+mod token;
+
+pub use token::{CardToken, TokenError};
+
 /// The currency codes [`Currency::parse`] knows, for API documents (`schema_with`).
 pub fn currency_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
@@ -180,12 +186,16 @@ pub fn currency_schema() -> utoipa::openapi::Object {
 /// Why a currency or an amount was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
+    /// The code is not an ISO 4217 currency (in any case).
     #[error("is not an ISO 4217 currency code")]
     UnknownCurrency,
+    /// The amount is zero or negative: money here is always positive.
     #[error("must be greater than zero")]
     NotPositive,
+    /// Two amounts of different currencies were added; nothing converts between them.
     #[error("amounts in different currencies cannot be combined")]
     CurrencyMismatch,
+    /// The result does not fit in an `i64` of minor units.
     #[error("is too large")]
     Overflow,
 }
@@ -195,7 +205,9 @@ pub enum MoneyError {
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// The euro (2 minor units).
     pub const EUR: Currency = Currency(*b"EUR");
+    /// The US dollar (2 minor units).
     pub const USD: Currency = Currency(*b"USD");
 
     /// Accepts the code in any case (`eur` → `EUR`); refuses codes not in ISO 4217.
@@ -209,6 +221,7 @@ impl Currency {
             .ok_or(MoneyError::UnknownCurrency)
     }
 
+    /// The three upper-case letters of the code, as on the wire (`EUR`).
     pub fn as_str(&self) -> &str {
         // Only ever built from the ASCII table above.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
@@ -259,6 +272,7 @@ pub struct Money {
 }
 
 impl Money {
+    /// `amount` minor units of `currency`; [`MoneyError::NotPositive`] unless `amount > 0`.
     pub fn new(amount: i64, currency: Currency) -> Result<Self, MoneyError> {
         if amount <= 0 {
             return Err(MoneyError::NotPositive);
@@ -266,10 +280,12 @@ impl Money {
         Ok(Self { amount, currency })
     }
 
+    /// The amount in minor units (1999 for €19.99); always greater than zero.
     pub fn amount(&self) -> i64 {
         self.amount
     }
 
+    /// The currency the amount is in.
     pub fn currency(&self) -> Currency {
         self.currency
     }

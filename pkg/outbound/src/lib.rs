@@ -8,6 +8,7 @@
 //! wrong; repeating it cannot help). Each service maps these onto its own error type: a
 //! notification can be sent again after either of the first two, money only after the first.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::time::{Duration, Instant};
 

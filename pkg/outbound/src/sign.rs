@@ -17,6 +17,7 @@ pub fn hmac_sha256(key: &hmac::Key, parts: &[&[u8]]) -> hmac::Tag {
     context.sign()
 }
 
+/// Lower-case hex, two digits a byte: how signatures travel in headers.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -27,6 +28,8 @@ pub fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Hex in either case (surrounding whitespace ignored) back to bytes; `None` when empty, of odd
+/// length, or not hex.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim().as_bytes();
     if text.is_empty() || !text.len().is_multiple_of(2) {

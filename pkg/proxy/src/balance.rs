@@ -20,14 +20,20 @@ use crate::{Proxy, Upstream};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    /// Each eligible endpoint in turn (`round_robin`).
     RoundRobin,
+    /// In proportion to the endpoints' weights, interleaved (`weighted_round_robin`).
     WeightedRoundRobin,
+    /// The one with fewer requests in flight of two picked at random (`p2c` or
+    /// `power_of_two_choices`); the default.
     #[default]
     #[serde(alias = "p2c")]
     PowerOfTwoChoices,
 }
 
 impl Strategy {
+    /// The configuration's names: `round_robin`, `weighted_round_robin`, `p2c` or
+    /// `power_of_two_choices`; `None` for anything else.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "round_robin" => Some(Strategy::RoundRobin),
@@ -40,10 +46,13 @@ impl Strategy {
 
 /// One upstream address of a service.
 pub struct Endpoint {
+    /// Where its requests go.
     pub upstream: Upstream,
     /// `upstream`'s base URL, kept for labels and logs (shared, never re-formatted).
     url: Arc<str>,
+    /// Its share under weighted round-robin; at least 1.
     pub weight: u32,
+    /// While it refuses calls, the endpoint is not picked.
     pub breaker: Arc<CircuitBreaker>,
     in_flight: AtomicUsize,
     healthy: AtomicBool,
@@ -67,6 +76,8 @@ impl std::fmt::Debug for Endpoint {
 const UNHEALTHY_AFTER: u32 = 2;
 
 impl Endpoint {
+    /// An endpoint taken as healthy until its health checks say otherwise; a weight of 0
+    /// counts as 1.
     pub fn new(upstream: Upstream, weight: u32, breaker: CircuitBreaker) -> Self {
         Self {
             url: Arc::from(upstream.base_url()),
@@ -81,6 +92,7 @@ impl Endpoint {
         }
     }
 
+    /// The base URL (`http://host:port`).
     pub fn url(&self) -> String {
         self.url.to_string()
     }
@@ -90,14 +102,18 @@ impl Endpoint {
         Arc::clone(&self.url)
     }
 
+    /// Whether its health checks pass: it is taken out after 2 failures in a row and back at
+    /// the first success.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Requests on it now (each counted from [`Endpoint::start`] until its guard drops).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// How long the last health check took; zero before the first.
     pub fn check_latency(&self) -> Duration {
         Duration::from_micros(self.latency_us.load(Ordering::Relaxed))
     }
@@ -141,6 +157,7 @@ impl Drop for InFlight {
 
 /// A service's endpoints and how to choose among them.
 pub struct Pool {
+    /// The service's name.
     pub service: String,
     endpoints: Vec<Arc<Endpoint>>,
     strategy: Strategy,
@@ -160,6 +177,7 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// A pool choosing among `endpoints` by `strategy`.
     pub fn new(service: &str, endpoints: Vec<Endpoint>, strategy: Strategy) -> Self {
         let current = vec![0; endpoints.len()];
         Self {
@@ -191,10 +209,12 @@ impl Pool {
         Ok(Self::new(service, endpoints, strategy))
     }
 
+    /// Every endpoint, eligible or not, in the order given.
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
         &self.endpoints
     }
 
+    /// How the pool chooses.
     pub fn strategy(&self) -> Strategy {
         self.strategy
     }

@@ -14,6 +14,7 @@
 //! Architecture invariant: no routing or auth here — the gateway decides *what* goes *where*;
 //! this crate knows *how* to pick an endpoint and forward.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod balance;
 pub mod h1;
@@ -49,6 +50,8 @@ pub struct Upstream {
 pub struct InvalidUpstream(pub String);
 
 impl Upstream {
+    /// The upstream of `service` at `url`: `http://` with a host (and port); any path is
+    /// dropped.
     pub fn parse(service: &str, url: &str) -> Result<Self, InvalidUpstream> {
         let uri: Uri = url.parse().map_err(|_| InvalidUpstream(url.to_owned()))?;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
@@ -78,6 +81,7 @@ impl Upstream {
             .build()
     }
 
+    /// `http://host:port`, without a trailing slash.
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.authority)
     }
@@ -88,13 +92,28 @@ impl Upstream {
 pub enum ProxyError {
     /// No connection could be made: the request never left; retrying elsewhere is safe.
     #[error("{service} is unreachable: {reason}")]
-    Unreachable { service: String, reason: String },
+    Unreachable {
+        /// The upstream's service name.
+        service: String,
+        /// Why connecting failed (logs only: never shown to the client).
+        reason: String,
+    },
     /// No response headers within the deadline; the upstream may have acted on the request.
     #[error("{service} did not answer within {timeout:?}")]
-    Timeout { service: String, timeout: Duration },
+    Timeout {
+        /// The upstream's service name.
+        service: String,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
     /// The exchange broke after the request was sent.
     #[error("{service} failed: {reason}")]
-    Broken { service: String, reason: String },
+    Broken {
+        /// The upstream's service name.
+        service: String,
+        /// What broke (logs only: never shown to the client).
+        reason: String,
+    },
     /// The request could not be turned into an upstream request (a bug, not the client's fault).
     #[error("cannot build the upstream request: {0}")]
     Request(String),
@@ -225,6 +244,7 @@ fn join_cookies(headers: &mut HeaderMap) {
 }
 
 impl Proxy {
+    /// A proxy with pools of its own; each thread opens its pool at its first request.
     pub fn new(config: ProxyConfig) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {

@@ -9,6 +9,7 @@
 //! service starts (and reports "not ready" on `/ready`) while Redis is down, instead of
 //! crash-looping.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +47,8 @@ impl RedisConfig {
         })
     }
 
+    /// Redis at `url` (either form `REDIS_URL` takes) with a pool of 4, for tests and tools.
+    /// The URL is not checked here: [`RedisPool::new`] refuses a malformed one.
     pub fn new(url: &str) -> Self {
         Self {
             url: SecretString::from(normalize_url(url)),
@@ -66,8 +69,10 @@ fn normalize_url(raw: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 /// Why a Redis connection could not be had.
 pub enum Error {
+    /// The configured URL does not parse as a Redis URL; retrying will not help.
     #[error("invalid Redis URL")]
     InvalidUrl,
+    /// Redis could not be reached, did not answer within 2 s, or answered with an error.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
 }
@@ -91,6 +96,8 @@ impl std::fmt::Debug for RedisPool {
 }
 
 impl RedisPool {
+    /// A pool of `pool_size` connections (at least one), none opened yet: building it never
+    /// touches the network. Fails only with [`Error::InvalidUrl`].
     pub fn new(config: &RedisConfig) -> Result<Self, Error> {
         let client =
             redis::Client::open(config.url.expose_secret()).map_err(|_| Error::InvalidUrl)?;
@@ -125,6 +132,8 @@ impl RedisPool {
         &self.client
     }
 
+    /// Sends `PING` on one of the pool's connections (opening it if needed); `Err` when Redis
+    /// cannot be reached or does not answer.
     pub async fn ping(&self) -> Result<(), Error> {
         let mut conn = self.get().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

@@ -11,6 +11,7 @@
 //! per endpoint as a value (for `/health` and the `circuit_breaker_state` gauge) and a
 //! breaker that is consulted before an endpoint is chosen, not only as a layer.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod breaker;
 pub mod observed;

@@ -7,7 +7,9 @@ use tower::retry::budget::{Budget, TpsBudget};
 /// Exponential backoff with jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The full delay before the first retry; each further retry doubles it.
     pub base: Duration,
+    /// The cap on the full delay, however many retries came before.
     pub max: Duration,
 }
 

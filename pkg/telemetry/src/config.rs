@@ -34,7 +34,9 @@ impl FromEnv for LogFormat {
 /// records every trace that starts here.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sampling {
+    /// Every trace (`always_on`), whatever the caller decided.
     AlwaysOn,
+    /// No trace (`always_off`): nothing is exported.
     AlwaysOff,
     /// This fraction of traces, by trace id.
     Ratio(f64),
@@ -45,8 +47,11 @@ pub enum Sampling {
 /// The choice for traces that start in this process, under [`Sampling::ParentBased`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Root {
+    /// Record every trace that starts here (`parentbased_always_on`, the default).
     AlwaysOn,
+    /// Record none of them (`parentbased_always_off`).
     AlwaysOff,
+    /// This fraction of them, by trace id (`parentbased_traceidratio`).
     Ratio(f64),
 }
 
@@ -100,6 +105,7 @@ impl Sampling {
 /// Settings of the logging and tracing pipeline.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
+    /// `LOG_FORMAT` (`json`, `pretty`, or `compact`/`text`); default JSON.
     pub log_format: LogFormat,
     /// An `EnvFilter` directive string.
     pub filter: String,
@@ -108,6 +114,8 @@ pub struct TelemetryConfig {
     /// `OTEL_SDK_DISABLED=true`. The exporter reads `OTEL_EXPORTER_OTLP_HEADERS` and
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` itself.
     pub otlp_endpoint: Option<String>,
+    /// `OTEL_TRACES_SAMPLER` with its ratio in `OTEL_TRACES_SAMPLER_ARG` (0 to 1, default 1);
+    /// default `parentbased_always_on`.
     pub sampling: Sampling,
     /// `OTEL_SERVICE_NAME`: names every span of the process, whichever service made it.
     pub service_name: Option<String>,
@@ -122,6 +130,8 @@ pub struct TelemetryConfig {
 pub(crate) const QUIET: &str = "sqlx=warn,sea_orm=warn,sea_orm_migration=warn,hyper=warn,hyper_util=warn,h2=warn,tower=warn,opentelemetry=warn,rustls=error";
 
 impl TelemetryConfig {
+    /// Reads the settings; problems are recorded in `env`. The filter is `RUST_LOG` when set,
+    /// else `LOG_LEVEL` (default `info`) with the per-query and per-connection crates quieted.
     pub fn from_env(env: &mut Env) -> Self {
         let log_format = env.or("LOG_FORMAT", LogFormat::Json);
         let filter = match env.optional::<String>("RUST_LOG") {

@@ -10,6 +10,7 @@
 //! Architecture invariant: this crate knows nothing of HTTP servers or services; it only reads
 //! and writes header maps.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod config;
 mod export;

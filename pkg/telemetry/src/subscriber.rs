@@ -20,8 +20,10 @@ use crate::{LogFormat, TelemetryConfig, export, logs};
 /// Telemetry could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// The config's `filter` does not parse as `EnvFilter` directives.
     #[error("invalid log filter: {0}")]
     Filter(String),
+    /// The OTLP exporter could not be built for the configured endpoint.
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(String),
 }

@@ -16,6 +16,7 @@
 //! `platform-events`) can test against real backends without a dependency loop through the
 //! service-level helpers of `platform-testing`, which re-exports everything here.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
 
@@ -25,7 +26,10 @@ use sea_orm::{ConnectionTrait, Database};
 /// The database backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A file in a temporary directory; always available.
     Sqlite,
+    /// A new database on the `TEST_DATABASE_URL` server; skipped when that is unset (unless
+    /// `TEST_REQUIRE_BACKENDS=1`, which makes it a failure).
     Postgres,
 }
 
@@ -54,7 +58,10 @@ pub fn redis_url() -> Option<String> {
 /// A private database for one test; dropped (PostgreSQL) or deleted (SQLite) with this value.
 #[derive(Debug)]
 pub struct TestDatabase {
+    /// What it runs on.
     pub backend: Backend,
+    /// How to reach it, as a service would read it: the SQLite data directory, or the
+    /// PostgreSQL URL of the test's own database (pool of 10).
     pub config: DatabaseConfig,
     /// Holds the SQLite file's directory alive.
     dir: tempfile::TempDir,
@@ -142,7 +149,9 @@ impl Drop for TestDatabase {
 /// value is dropped, so parallel tests never see each other's streams.
 #[derive(Debug)]
 pub struct RedisNamespace {
+    /// The server, from `TEST_REDIS_URL`.
     pub url: String,
+    /// `test-<uuid>`: the test's keys start with it and a `.`; those are deleted on drop.
     pub namespace: String,
 }
 

@@ -18,6 +18,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 /// What a test call carries.
 #[derive(Clone)]
 pub enum Credential {
+    /// No `authorization` metadata at all.
     None,
     /// A service's token, minted (and renewed) as its clients do.
     Service(ServiceToken),
@@ -85,6 +86,8 @@ impl Default for Pki {
 }
 
 impl Pki {
+    /// A fresh self-signed CA with a temporary directory for its files; panics if either
+    /// cannot be made.
     pub fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

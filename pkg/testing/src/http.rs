@@ -9,7 +9,9 @@ use serde_json::Value;
 /// Someone calling a REST API: their user id and an access token.
 #[derive(Debug, Clone)]
 pub struct Actor {
+    /// The user's id: the token's subject.
     pub id: uuid::Uuid,
+    /// A bearer access token for `id`, to send as `Authorization: Bearer <token>`.
     pub token: String,
 }
 
@@ -43,6 +45,7 @@ pub fn assert_documented(response: &reqwest::Response) {
 /// [`assert_documented`] as a method, for a test's request helpers:
 /// `request.send().await.unwrap().documented()`.
 pub trait Documented {
+    /// Panics as [`assert_documented`] does; otherwise returns the response unchanged.
     fn documented(self) -> Self;
 }
 

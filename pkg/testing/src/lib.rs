@@ -10,6 +10,7 @@
 //!   the audit records a service published.
 //! - [`process`]: stopping a binary under test with a signal, as an orchestrator would.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
 

@@ -19,8 +19,11 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 pub struct Span {
     /// `service.name` of the resource the span was exported under.
     pub service: String,
+    /// The span's name, e.g. `GET /api/v1/orders` or `publish order`.
     pub name: String,
+    /// 32 lower-case hex digits.
     pub trace_id: String,
+    /// 16 lower-case hex digits.
     pub span_id: String,
     /// Empty for a root span.
     pub parent_span_id: String,
@@ -28,12 +31,14 @@ pub struct Span {
     pub kind: i32,
     /// OTLP's status code: 0 unset, 1 ok, 2 error.
     pub status: i32,
+    /// The span's attributes, every value as text (numbers and booleans formatted).
     pub attributes: HashMap<String, String>,
     /// Names of the span's events (`exception`, log events).
     pub events: Vec<String>,
 }
 
 impl Span {
+    /// The attribute `key` as text; `None` when the span does not have it.
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }

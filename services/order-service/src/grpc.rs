@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::OrderId;
+use crate::domain::{OrderId, OrderStatus};
 use crate::repo;
 
 /// The `OrderService` gRPC server: reads only.
@@ -19,6 +19,8 @@ pub struct OrderGrpc {
 
 #[tonic::async_trait]
 impl OrderService for OrderGrpc {
+    // `status` (text) is deprecated on the wire but still sent, for peers that read only it.
+    #[allow(deprecated)]
     async fn get_order(
         &self,
         request: Request<proto::GetOrderRequest>,
@@ -39,7 +41,8 @@ impl OrderService for OrderGrpc {
                 amount: row.total,
                 currency: row.currency,
             }),
-            status: row.status,
+            status: row.status.as_str().to_owned(),
+            state: wire_status(row.status).into(),
         }))
     }
 }
@@ -60,5 +63,20 @@ pub fn api(db: DatabaseConnection, identity: ServiceIdentity) -> GrpcApi {
         routes: tonic::service::Routes::new(OrderServiceServer::new(OrderGrpc { db })),
         file_descriptor_set: platform_proto::FILE_DESCRIPTOR_SET,
         services: vec![<OrderServiceServer<OrderGrpc> as tonic::server::NamedService>::NAME],
+    }
+}
+
+/// An order's status on the wire.
+fn wire_status(status: OrderStatus) -> proto::OrderStatus {
+    match status {
+        OrderStatus::Pending => proto::OrderStatus::Pending,
+        OrderStatus::StockReserved => proto::OrderStatus::StockReserved,
+        OrderStatus::PaymentReview => proto::OrderStatus::PaymentReview,
+        OrderStatus::PaymentAuthorized => proto::OrderStatus::PaymentAuthorized,
+        OrderStatus::Confirmed => proto::OrderStatus::Confirmed,
+        OrderStatus::Shipped => proto::OrderStatus::Shipped,
+        OrderStatus::Delivered => proto::OrderStatus::Delivered,
+        OrderStatus::Cancelled => proto::OrderStatus::Cancelled,
+        OrderStatus::Failed => proto::OrderStatus::Failed,
     }
 }

@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use platform_http::CancellationToken;
 use platform_metrics::{Metrics, counter, gauge};
 use platform_proto::payment::v1 as payment;
+use platform_proto::payment::v1::PaymentStatus;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Serialize;
 use tonic::Code;
@@ -170,10 +171,10 @@ impl Reconciler {
     }
 
     async fn check(&self, row: &OrderRow, found: &mut Vec<Mismatch>) -> Result<(), ReconcileError> {
-        let status = OrderStatus::parse(&row.status);
+        let status = row.status;
         let paid_for = matches!(
             status,
-            Some(OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered)
+            OrderStatus::Confirmed | OrderStatus::Shipped | OrderStatus::Delivered
         );
         let mut mismatch = |kind: &str, detail: String, repaired: bool| {
             found.push(Mismatch {
@@ -205,8 +206,8 @@ impl Reconciler {
             Err(error) => return Err(error.into()),
         };
         let captured = matches!(
-            paid.status.as_str(),
-            "captured" | "partially_refunded" | "refunded"
+            paid.status(),
+            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
         );
         let (amount, currency) = paid
             .amount
@@ -225,12 +226,12 @@ impl Reconciler {
         if paid_for && !captured {
             mismatch(
                 "confirmed_not_paid",
-                format!("the payment is {}", paid.status),
+                format!("the payment is {}", paid.status().text()),
                 false,
             );
         }
         let mut refunded = paid.refunded_amount;
-        let ended_unpaid = matches!(status, Some(OrderStatus::Failed | OrderStatus::Cancelled));
+        let ended_unpaid = matches!(status, OrderStatus::Failed | OrderStatus::Cancelled);
         if ended_unpaid && captured && refunded < amount {
             let refund = self
                 .clients

@@ -24,8 +24,8 @@ pub mod entities {
             #[sea_orm(primary_key, auto_increment = false)]
             pub id: Uuid,
             pub user_id: Uuid,
-            pub status: String,
-            pub step: String,
+            pub status: crate::domain::OrderStatus,
+            pub step: crate::domain::Step,
             pub total: i64,
             pub currency: String,
             pub shipping_address: String,

@@ -86,8 +86,7 @@ impl OrderView {
         Ok(Self {
             id: row.id,
             user_id: row.user_id,
-            status: OrderStatus::parse(&row.status)
-                .ok_or_else(|| corrupt(format!("unknown status {:?}", row.status)))?,
+            status: row.status,
             items,
             total: money(row.total)?,
             shipping_address: serde_json::from_str(&row.shipping_address)

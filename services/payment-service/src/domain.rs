@@ -35,48 +35,7 @@ impl fmt::Display for PaymentId {
     }
 }
 
-/// Why a card token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("must be a card token (tok_…), never a card number")]
-    NotAToken,
-}
-
-/// A provider's stand-in for a card (`tok_…`, `pm_…`): raw card numbers never reach this
-/// service. Only the brand and last four digits the provider reports are kept.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CardToken(String);
-
-impl CardToken {
-    /// Accepts `tok_`/`pm_` tokens of 5 to 255 visible ASCII characters; anything that looks
-    /// like a card number (12 or more digits, with or without separators) is refused, so a
-    /// client mistake never stores a PAN.
-    pub fn parse(raw: &str) -> Result<Self, TokenError> {
-        let token = raw.trim();
-        let digits = token.chars().filter(char::is_ascii_digit).count();
-        let shaped = (token.starts_with("tok_") || token.starts_with("pm_"))
-            && (5..=255).contains(&token.len())
-            && token
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !shaped || digits >= 12 {
-            return Err(TokenError::NotAToken);
-        }
-        Ok(Self(token.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Tokens are credentials of a sort: logs show only their start.
-impl fmt::Debug for CardToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: String = self.0.chars().take(8).collect();
-        write!(f, "CardToken({shown}…)")
-    }
-}
+pub use platform_money::{CardToken, TokenError};
 
 /// How a payment came to be: for an order, by the checkout saga (refunded through the order,
 /// so the order's state and the stock agree), or a direct charge (`POST /api/v1/payments`,
@@ -111,7 +70,26 @@ pub struct CardInfo {
 }
 
 /// Where a payment is. Transitions are explicit (see [`PaymentStatus::can_become`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stored as its snake_case name (the `status` column); a row holding any other word fails to
+/// load ([`platform_db::UnknownValue`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    sea_orm::DeriveValueType,
+)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(
+    value_type = "String",
+    from_str = "PaymentStatus::from_db",
+    to_str = "PaymentStatus::as_str"
+)]
 pub enum PaymentStatus {
     Pending,
     Authorized,
@@ -160,6 +138,14 @@ impl PaymentStatus {
         Self::ALL.into_iter().find(|s| s.as_str() == raw)
     }
 
+    /// The stored `status` column, or what it holds instead of a status.
+    pub fn from_db(raw: &str) -> Result<Self, platform_db::UnknownValue> {
+        Self::parse(raw).ok_or_else(|| platform_db::UnknownValue {
+            what: "payment status",
+            found: raw.to_owned(),
+        })
+    }
+
     /// The state machine: `pending → authorized → captured → (partially_)refunded`;
     /// `pending`/`authorized`/`requires_review` may fail; review resolves to authorized,
     /// captured or failed (by the provider), or to pending when an administrator approves a
@@ -195,30 +181,64 @@ impl PaymentStatus {
     }
 }
 
+/// Where a refund is: `requested` while the provider has not answered, `unknown` once its
+/// answer was lost (asked again, like `requested` rows left behind), then what the provider
+/// said: `succeeded`, or `pending` (it accepted and will settle later). A refused refund leaves
+/// no row. Stored by name; an unknown word fails to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sea_orm::DeriveValueType)]
+#[sea_orm(
+    value_type = "String",
+    from_str = "RefundStatus::from_db",
+    to_str = "RefundStatus::as_str"
+)]
+pub enum RefundStatus {
+    /// Sent to the provider; no answer yet.
+    Requested,
+    /// The provider's answer was lost; asked again.
+    Unknown,
+    /// The provider refunded.
+    Succeeded,
+    /// The provider accepted; the money moves later.
+    Pending,
+}
+
+impl RefundStatus {
+    /// Its stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Unknown => "unknown",
+            Self::Succeeded => "succeeded",
+            Self::Pending => "pending",
+        }
+    }
+
+    /// The stored `status` column, or what it holds instead of a refund status.
+    pub fn from_db(raw: &str) -> Result<Self, platform_db::UnknownValue> {
+        [
+            Self::Requested,
+            Self::Unknown,
+            Self::Succeeded,
+            Self::Pending,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == raw)
+        .ok_or_else(|| platform_db::UnknownValue {
+            what: "refund status",
+            found: raw.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn card_numbers_are_never_tokens() {
-        assert!(CardToken::parse("tok_visa").is_ok());
-        assert!(CardToken::parse("pm_card_visa").is_ok());
-        for bad in [
-            "4242424242424242",
-            "4242 4242 4242 4242",
-            "tok_4242424242424242",
-            "visa",
-            "tok_",
-            "tok_a b",
-            "",
-        ] {
-            assert!(CardToken::parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            format!("{:?}", CardToken::parse("tok_visa_secret").unwrap()),
-            "CardToken(tok_visa…)"
-        );
-    }
 
     #[test]
     fn the_state_machine_allows_only_its_transitions() {

@@ -3,7 +3,7 @@
 
 use platform_auth::service_identity::ServiceIdentity;
 use platform_http::audit::{Action, Actor, Audit, AuditContext, AuditEvent, Outcome};
-use platform_http::{GrpcAccess, GrpcApi, GrpcCaller};
+use platform_http::{GrpcAccess, GrpcApi, GrpcCaller, IdempotencyKey};
 use platform_money::{Currency, Money};
 use platform_proto::payment::v1 as proto;
 use platform_proto::payment::v1::payment_service_server::{PaymentService, PaymentServiceServer};
@@ -11,7 +11,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::{CardToken, PaymentId, PaymentSource};
+use crate::domain::{CardToken, PaymentId, PaymentSource, PaymentStatus};
 use crate::providers::ProviderError;
 use crate::service::{Caller, ChargeCommand, PaymentError, Payments, RefundCommand};
 use crate::view::PaymentView;
@@ -94,16 +94,29 @@ fn optional_text(
 }
 
 fn key(raw: &str) -> Result<String, Status> {
-    if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(raw.to_owned())
-    } else {
-        Err(Status::invalid_argument(
-            "idempotency_key must be 1 to 255 visible ASCII characters",
-        ))
+    IdempotencyKey::parse(raw)
+        .map(IdempotencyKey::into_string)
+        .map_err(|invalid| Status::invalid_argument(format!("idempotency_key {invalid}")))
+}
+
+/// A payment's status on the wire.
+fn wire_status(status: PaymentStatus) -> proto::PaymentStatus {
+    match status {
+        PaymentStatus::Pending => proto::PaymentStatus::Pending,
+        PaymentStatus::Authorized => proto::PaymentStatus::Authorized,
+        PaymentStatus::Captured => proto::PaymentStatus::Captured,
+        PaymentStatus::PartiallyRefunded => proto::PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded => proto::PaymentStatus::Refunded,
+        PaymentStatus::Failed => proto::PaymentStatus::Failed,
+        PaymentStatus::Blocked => proto::PaymentStatus::Blocked,
+        PaymentStatus::RequiresReview => proto::PaymentStatus::RequiresReview,
+        PaymentStatus::Unknown => proto::PaymentStatus::Unknown,
     }
 }
 
 impl From<PaymentView> for proto::Payment {
+    // `status` (text) is deprecated on the wire but still sent, for peers that read only it.
+    #[allow(deprecated)]
     fn from(view: PaymentView) -> Self {
         proto::Payment {
             id: view.id.to_string(),
@@ -113,7 +126,8 @@ impl From<PaymentView> for proto::Payment {
                 amount: view.amount.amount(),
                 currency: view.amount.currency().to_string(),
             }),
-            status: view.status,
+            status: view.status.as_str().to_owned(),
+            state: wire_status(view.status).into(),
             provider: view.provider,
             provider_payment_id: view.provider_payment_id.unwrap_or_default(),
             risk: Some(proto::Risk {

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::{PaymentId, PaymentStatus};
+use crate::domain::{PaymentId, PaymentStatus, RefundStatus};
 
 pub mod entities {
     pub mod payment {
@@ -26,7 +26,7 @@ pub mod entities {
             pub user_id: Uuid,
             pub amount: i64,
             pub currency: String,
-            pub status: String,
+            pub status: crate::domain::PaymentStatus,
             pub provider: String,
             pub provider_payment_id: Option<String>,
             pub token_hash: String,
@@ -61,7 +61,7 @@ pub mod entities {
             pub payment_id: Uuid,
             pub amount: i64,
             pub reason: String,
-            pub status: String,
+            pub status: crate::domain::RefundStatus,
             pub provider_refund_id: Option<String>,
             pub created_at: DateTimeUtc,
             pub idempotency_key: Option<String>,
@@ -174,7 +174,7 @@ pub async fn list_payments<C: ConnectionTrait>(
         query = query.filter(payment::Column::UserId.eq(user));
     }
     if let Some(status) = status {
-        query = query.filter(payment::Column::Status.eq(status.as_str()));
+        query = query.filter(payment::Column::Status.eq(status));
     }
     let total = query.clone().count(conn).await?;
     let rows = query
@@ -223,9 +223,9 @@ pub async fn activity<C: ConnectionTrait>(
     };
     let recent = || payment::Entity::find().filter(payment::Column::CreatedAt.gte(since));
     let captured = [
-        PaymentStatus::Captured.as_str(),
-        PaymentStatus::PartiallyRefunded.as_str(),
-        PaymentStatus::Refunded.as_str(),
+        PaymentStatus::Captured,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
     ];
     // The user's last 100 captured payments in this currency.
     let history = payment::Entity::find()
@@ -258,7 +258,7 @@ pub async fn activity<C: ConnectionTrait>(
             count(
                 recent()
                     .filter(payment::Column::UserId.eq(user))
-                    .filter(payment::Column::Status.eq(PaymentStatus::Failed.as_str())),
+                    .filter(payment::Column::Status.eq(PaymentStatus::Failed)),
             ),
             Alias::new("user_declines"),
         )
@@ -304,10 +304,7 @@ pub async fn reserve_refund<C: ConnectionTrait>(
     amount: i64,
     at: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
-    let captured = [
-        PaymentStatus::Captured.as_str(),
-        PaymentStatus::PartiallyRefunded.as_str(),
-    ];
+    let captured = [PaymentStatus::Captured, PaymentStatus::PartiallyRefunded];
     let result = payment::Entity::update_many()
         .col_expr(
             payment::Column::RefundedAmount,
@@ -355,7 +352,7 @@ pub use refund::Model as RefundRow;
 pub async fn mark_refund<C: ConnectionTrait>(
     conn: &C,
     id: Uuid,
-    status: &str,
+    status: RefundStatus,
     provider_refund_id: Option<String>,
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -398,7 +395,7 @@ pub async fn stale_refunds<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<RefundRow>, DbErr> {
     refund::Entity::find()
-        .filter(refund::Column::Status.is_in(["requested", "unknown"]))
+        .filter(refund::Column::Status.is_in([RefundStatus::Requested, RefundStatus::Unknown]))
         .filter(refund::Column::UpdatedAt.lte(before))
         .order_by_asc(refund::Column::UpdatedAt)
         .limit(limit)
@@ -495,7 +492,7 @@ pub async fn due_checks<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<PaymentRow>, DbErr> {
     payment::Entity::find()
-        .filter(payment::Column::Status.eq(PaymentStatus::Unknown.as_str()))
+        .filter(payment::Column::Status.eq(PaymentStatus::Unknown))
         .filter(payment::Column::NextCheckAt.lte(now))
         .order_by_asc(payment::Column::NextCheckAt)
         .limit(limit)
@@ -521,8 +518,8 @@ pub async fn reviews<C: ConnectionTrait>(
     conn: &C,
     page: PageRequest,
 ) -> Result<(Vec<PaymentRow>, u64), DbErr> {
-    let query = payment::Entity::find()
-        .filter(payment::Column::Status.eq(PaymentStatus::RequiresReview.as_str()));
+    let query =
+        payment::Entity::find().filter(payment::Column::Status.eq(PaymentStatus::RequiresReview));
     let total = query.clone().count(conn).await?;
     let rows = query
         .order_by_asc(payment::Column::CreatedAt)
@@ -541,7 +538,7 @@ pub async fn expired_reviews<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<PaymentRow>, DbErr> {
     payment::Entity::find()
-        .filter(payment::Column::Status.eq(PaymentStatus::RequiresReview.as_str()))
+        .filter(payment::Column::Status.eq(PaymentStatus::RequiresReview))
         .filter(payment::Column::Provider.eq(""))
         .filter(payment::Column::CreatedAt.lte(before))
         .order_by_asc(payment::Column::CreatedAt)
@@ -557,7 +554,7 @@ pub async fn stalled_approvals<C: ConnectionTrait>(
     limit: u64,
 ) -> Result<Vec<PaymentRow>, DbErr> {
     payment::Entity::find()
-        .filter(payment::Column::Status.eq(PaymentStatus::Pending.as_str()))
+        .filter(payment::Column::Status.eq(PaymentStatus::Pending))
         .filter(payment::Column::Provider.eq(""))
         .filter(payment::Column::RetryToken.is_not_null())
         .filter(payment::Column::UpdatedAt.lte(before))

@@ -37,7 +37,7 @@ pub struct PaymentView {
     /// `blocked`, `requires_review` or `unknown` (the provider's answer was lost; it is asked
     /// again, and the payment moves on by itself).
     #[schema(example = "captured")]
-    pub status: String,
+    pub status: PaymentStatus,
     /// The provider that handled it (`sandbox`, `stripe`, `adyen`); empty when none did.
     pub provider: String,
     pub provider_payment_id: Option<String>,
@@ -49,12 +49,6 @@ pub struct PaymentView {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl PaymentView {
-    pub fn status(&self) -> Option<PaymentStatus> {
-        PaymentStatus::parse(&self.status)
-    }
 }
 
 /// Why a stored row could not be shown (a corrupt database, never user input).
@@ -86,7 +80,7 @@ impl TryFrom<&PaymentRow> for PaymentView {
             order_id: row.order_id,
             user_id: row.user_id,
             amount,
-            status: row.status.clone(),
+            status: row.status,
             provider: row.provider.clone(),
             provider_payment_id: row.provider_payment_id.clone(),
             card,

@@ -43,10 +43,14 @@ use tokio::sync::watch;
 use crate::{TokenVersion, UserId};
 use redis_store::Shared;
 
+/// A revocation could not be stored, so other verifiers may not know it: the caller must not
+/// go on with the change that caused it (fail closed).
 #[derive(Debug, thiserror::Error)]
 pub enum RevocationError {
+    /// Redis could not be reached, or refused the write.
     #[error("the revocation store is unavailable: {0}")]
     Unavailable(#[from] platform_redis::Error),
+    /// Redis did not answer within 2 seconds.
     #[error("the revocation store did not answer in time")]
     Timeout,
 }

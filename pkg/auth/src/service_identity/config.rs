@@ -17,6 +17,7 @@ pub struct InternalTlsFiles {
     /// This service's certificate chain: its DNS name is the service's name; it serves it
     /// and presents it as a client.
     pub cert: PathBuf,
+    /// The private key of `cert`'s leaf.
     pub key: PathBuf,
 }
 

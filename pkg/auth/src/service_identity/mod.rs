@@ -49,6 +49,8 @@ pub struct ServiceName(Arc<str>);
 pub struct InvalidServiceName(String);
 
 impl ServiceName {
+    /// At most 253 bytes of dot-separated labels, each 1 to 63 lowercase letters, digits or
+    /// `-` (not at either end), starting with a letter.
     pub fn parse(raw: &str) -> Result<Self, InvalidServiceName> {
         let label = |label: &str| {
             (1..=63).contains(&label.len())
@@ -68,6 +70,7 @@ impl ServiceName {
         }
     }
 
+    /// The name, as tokens and certificates carry it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -82,16 +85,27 @@ impl fmt::Display for ServiceName {
 /// The service identity could not be set up, or a credential not made.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The service's own name is not a DNS name.
     #[error("SERVICE_NAME: {0}")]
     Name(#[from] InvalidServiceName),
+    /// An `INTERNAL_TLS_*` file is unreadable or holds no usable PEM, the key does not match
+    /// the certificate, or the certificate does not name the service.
     #[error("internal TLS: {0}")]
     Tls(String),
+    /// Signing a service token failed.
     #[error("cannot sign a service token: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
+    /// A token was asked for, but mutual TLS is configured without `INTERNAL_AUTH_SECRET`.
     #[error("no INTERNAL_AUTH_SECRET to sign service tokens with")]
     NoSecret,
+    /// A callee's URL does not make a gRPC endpoint.
     #[error("gRPC endpoint {url:?}: {reason}")]
-    Endpoint { url: String, reason: String },
+    Endpoint {
+        /// The URL as given.
+        url: String,
+        /// What tonic said of it.
+        reason: String,
+    },
 }
 
 /// This service's identity: mints its tokens, presents its certificate, and tells the kit
@@ -139,6 +153,7 @@ impl ServiceIdentity {
         })
     }
 
+    /// This service's name: the `iss` of its tokens, the DNS name of its certificate.
     pub fn name(&self) -> &ServiceName {
         &self.inner.name
     }

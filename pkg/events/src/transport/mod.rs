@@ -62,18 +62,25 @@ pub struct DeadLetter {
     pub error: String,
     /// Deliveries attempted.
     pub attempts: u32,
+    /// When the group gave up on it.
     pub dead_at: DateTime<Utc>,
 }
 
 /// The transport failed (the broker is down, a reply made no sense, …).
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// Redis could not be reached or refused a command (Redis transport).
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The SQLite file of the embedded transport failed.
     #[error("event bus database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    /// An event could not be turned into (or, from the outbox, back from) JSON: a bug, not
+    /// an outage; retrying does not help.
     #[error("cannot encode an event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// Anything else the transport could not make sense of: an unexpected reply, a malformed
+    /// message id, an embedded bus file that would not open.
     #[error("unexpected reply: {0}")]
     Protocol(String),
 }

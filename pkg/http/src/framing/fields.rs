@@ -7,14 +7,18 @@ use super::Refusal;
 /// How a request's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
+    /// No body: no framing field, or `Content-Length: 0`.
     None,
+    /// Exactly this many bytes (`Content-Length`, never 0).
     Length(u64),
+    /// `Transfer-Encoding: chunked`, to be read with a [`super::ChunkedScanner`].
     Chunked,
 }
 
 /// What the head says about the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Framing {
+    /// Where the body ends.
     pub body: BodyFraming,
     /// The connection closes after this exchange (`Connection: close`, or HTTP/1.0 without
     /// `keep-alive`).

@@ -105,10 +105,13 @@ pub enum Head<'h, 'b> {
     Incomplete,
     /// More header fields than the caller's array holds.
     TooManyHeaders,
+    /// A whole head that passed every check.
     Complete {
         /// The head's length, blank line included.
         len: usize,
+        /// The parsed request line and fields, borrowing `buf` and the caller's array.
         request: httparse::Request<'h, 'b>,
+        /// What the fields declare about the body and the connection.
         framing: Framing,
     },
 }

@@ -10,12 +10,15 @@ use crate::problem::{PROBLEM_JSON, Problem};
 /// Why a request was refused before anything acted on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status to answer with: 400, or 405, 408, 414, 431, 503 (each its own problem
+    /// type).
     pub status: u16,
     /// Says what was wrong, never echoing the input.
     pub reason: &'static str,
 }
 
 impl Refusal {
+    /// A 400 for a malformed request.
     pub const fn bad(reason: &'static str) -> Self {
         Self {
             status: 400,

@@ -128,6 +128,8 @@ impl Server {
         self
     }
 
+    /// Where HTTP is served (the real port when `PORT` was 0), one port for every HTTP
+    /// thread; `0.0.0.0:0` if the socket cannot say.
     pub fn http_addr(&self) -> SocketAddr {
         let addr = match &self.http_listener {
             Listeners::Shared(listener) => listener.local_addr(),
@@ -139,6 +141,7 @@ impl Server {
         addr.unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Where gRPC is served; `None` for a service without a gRPC side.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc.as_ref().and_then(|(l, _, _)| l.local_addr().ok())
     }

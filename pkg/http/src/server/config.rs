@@ -81,6 +81,9 @@ impl Default for ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// Reads the limits, defaults beneath: `HEADER_READ_TIMEOUT` 10s, `IDLE_TIMEOUT` 60s
+    /// (neither may be zero), `MAX_CONNECTIONS` 10 000 (1 to 1 000 000), `MAX_HEADER_BYTES`
+    /// 16 KiB (1 KiB to 1 MiB). Problems are recorded in `env`.
     pub fn from_env(env: &mut Env) -> Self {
         let defaults = Self::default();
         let header_read_timeout = env.or("HEADER_READ_TIMEOUT", defaults.header_read_timeout);
@@ -123,8 +126,11 @@ impl ConnectionLimits {
 /// A service's own defaults, overridden by the environment.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerDefaults {
+    /// The default of `SERVICE_NAME`.
     pub name: &'static str,
+    /// The default of `PORT`.
     pub port: u16,
+    /// The default of `GRPC_PORT` (unused by services without gRPC).
     pub grpc_port: u16,
     /// The gateway's is longer than its upstream timeout, so a slow upstream gets the precise
     /// 504 rather than the generic deadline.
@@ -137,6 +143,11 @@ pub struct ServerDefaults {
 }
 
 impl ServerConfig {
+    /// Reads every setting, `defaults` beneath; problems are recorded in `env`. Other
+    /// defaults: `HOST` every interface at the edge, loopback otherwise; `MAX_BODY_BYTES`
+    /// 1 MiB (up to 1 GiB); `SHUTDOWN_TIMEOUT` 30s; `HTTP_THREADS` one per core when
+    /// `per_core`, else 0; `TRUSTED_PROXIES` nobody at the edge, the internal networks
+    /// otherwise; `METRICS_FEDERATE` and `GRPC_REFLECTION` off.
     pub fn from_env(env: &mut Env, defaults: ServerDefaults) -> Self {
         Self {
             service_name: env.or("SERVICE_NAME", defaults.name.to_owned()),

@@ -44,9 +44,13 @@ pub struct GrpcApi {
 
 /// Everything a service hands the kit.
 pub struct ServiceParts {
+    /// The service's routes and their OpenAPI document.
     pub http: HttpApi,
+    /// The gRPC side; `None` opens no gRPC listener.
     pub grpc: Option<GrpcApi>,
+    /// The checks `/ready` runs.
     pub readiness: Readiness,
+    /// The service's registry: request metrics go to it, `/metrics` renders it.
     pub metrics: Metrics,
     /// The service's audit trail: every request carries it (see [`crate::audit::Auditor`]).
     pub audit: Audit,
@@ -55,15 +59,21 @@ pub struct ServiceParts {
 /// Failure to start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A listener could not be opened (a port already taken, say).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why the system refused it.
         source: std::io::Error,
     },
+    /// The service's descriptor set does not make a reflection service.
     #[error("cannot build the gRPC reflection service: {0}")]
     Reflection(String),
+    /// The certificate or key could not be loaded: start-up stops rather than serve without.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A listener failed while serving, or an HTTP thread could not start or ended abnormally.
     #[error("server failed: {0}")]
     Serve(String),
 }

@@ -11,8 +11,11 @@ use super::UpstreamConnection;
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
+    /// No body: a 204, a 304 or the answer to a `HEAD`.
     Empty,
+    /// Exactly this many bytes (`Content-Length`).
     Length(u64),
+    /// `Transfer-Encoding: chunked`, relayed with its chunk framing.
     Chunked,
     /// Until the upstream closes (HTTP/1.0 style): the client connection closes too.
     UntilClose,
@@ -23,12 +26,16 @@ pub enum Framing {
 pub enum BodyReader {
     /// Bytes left.
     Length(u64),
+    /// In a chunked body; the scanner knows where the current chunk ends.
     Chunked(ChunkedScanner),
+    /// Until the upstream closes.
     UntilClose,
+    /// Read to its end.
     Done,
 }
 
 impl BodyReader {
+    /// At the start of a body framed as `framing`; an empty one is `Done` at once.
     pub fn new(framing: Framing) -> Self {
         match framing {
             Framing::Empty | Framing::Length(0) => BodyReader::Done,
@@ -57,7 +64,9 @@ impl BodyReader {
 /// can still be answered with an error).
 #[derive(Debug)]
 pub struct RelayError {
+    /// What failed: a write to the client or a read from the upstream.
     pub error: std::io::Error,
+    /// Part of the answer reached the client: it can no longer be sent an error, only closed.
     pub sent: bool,
 }
 

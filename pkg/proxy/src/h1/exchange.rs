@@ -15,6 +15,8 @@ pub enum ExchangeError {
     /// before the request arrived: safe to try again on a fresh connection when the request
     /// may be repeated.
     Stale(ProxyError),
+    /// Any other failure (a fresh connection, or the upstream may have seen the request):
+    /// answered with the error, not retried.
     Failed(ProxyError),
 }
 

@@ -35,7 +35,9 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 pub struct Client {
     /// Tells pools of different proxies apart.
     pub id: u64,
+    /// The TCP connect deadline (`Unreachable` past it).
     pub connect_timeout: Duration,
+    /// Idle connections kept per upstream on each thread; more are closed on release.
     pub max_idle: usize,
 }
 

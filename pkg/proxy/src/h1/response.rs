@@ -12,7 +12,9 @@ use super::headers::{MAX_HEADERS, has_token, is_hop_by_hop, put_header, put_numb
 /// A response head read from an upstream.
 #[derive(Debug)]
 pub struct ResponseHead {
+    /// The final (non-1xx) status code.
     pub status: u16,
+    /// How the body that follows is delimited.
     pub framing: Framing,
     /// The upstream connection may carry another request afterwards.
     pub reusable: bool,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{OrderStatus, PaymentToken, Quantity, ShippingAddress};
+use crate::domain::{CardToken, OrderStatus, Quantity, ShippingAddress};
 use crate::service::WantedLine;
 
 /// At most this many lines per order.
@@ -51,7 +51,7 @@ pub struct OrderInput {
 /// A valid order request.
 pub struct ParsedOrder {
     pub lines: Vec<WantedLine>,
-    pub token: PaymentToken,
+    pub token: CardToken,
     pub shipping_address: ShippingAddress,
 }
 
@@ -88,7 +88,7 @@ impl OrderInput {
                 _ => merged.push(line),
             }
         }
-        let token = errors.check("payment.token", PaymentToken::parse(&self.payment.token));
+        let token = errors.check("payment.token", CardToken::parse(&self.payment.token));
         let address = match ShippingAddress::parse(&self.shipping_address) {
             Ok(address) => Some(address),
             Err(problems) => {

@@ -53,7 +53,7 @@ fn respond(order: OrderView, replayed: bool) -> Response {
 pub async fn place(
     State(state): State<AppState>,
     user: AuthUser,
-    IdempotencyKey(key): IdempotencyKey,
+    key: IdempotencyKey,
     Json(input): Json<OrderInput>,
 ) -> Result<Response, Problem> {
     let parsed = input.parse()?;
@@ -65,7 +65,7 @@ pub async fn place(
                 lines: parsed.lines,
                 token: parsed.token,
                 shipping_address: parsed.shipping_address,
-                idempotency_key: key,
+                idempotency_key: key.into_string(),
             },
         )
         .await?;
@@ -156,13 +156,13 @@ pub async fn refund(
     AdminUser(admin): AdminUser,
     auditor: Auditor,
     Path(id): Path<Uuid>,
-    IdempotencyKey(key): IdempotencyKey,
+    key: IdempotencyKey,
     Json(input): Json<RefundInput>,
 ) -> Result<Response, Problem> {
     let (amount, reason) = input.parse()?;
     let refunded = state
         .orders
-        .refund(admin, OrderId::from_uuid(id), amount, reason, &key)
+        .refund(admin, OrderId::from_uuid(id), amount, reason, key.as_str())
         .await?;
     // A replay repeats the answer, not the refund: nothing new for the audit trail.
     if !refunded.replayed {

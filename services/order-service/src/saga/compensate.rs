@@ -4,6 +4,7 @@
 use platform_events::catalogue::{OrderCancelled, OrderFailed};
 use platform_events::outbox;
 use platform_proto::payment::v1 as payment;
+use platform_proto::payment::v1::PaymentStatus;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -33,7 +34,7 @@ impl Saga {
         // A charge whose outcome is unknown: ask again under the same key.
         if row.charge_unresolved {
             match clients.charge(Self::charge_request(&row)).await {
-                Ok(paid) if paid.status == "requires_review" => {
+                Ok(paid) if paid.status() == PaymentStatus::RequiresReview => {
                     // Held for a person: the checkout gave up on it, so it is declined;
                     // nothing was charged. While the provider holds it, wait.
                     row.payment_id = Uuid::parse_str(&paid.id).ok();
@@ -43,7 +44,12 @@ impl Saga {
                         "the checkout ended"
                     };
                     match clients.void(paid.id.clone(), reason.to_owned()).await {
-                        Ok(voided) if voided.status == "failed" || voided.status == "blocked" => {
+                        Ok(voided)
+                            if matches!(
+                                voided.status(),
+                                PaymentStatus::Failed | PaymentStatus::Blocked
+                            ) =>
+                        {
                             row.charge_unresolved = false;
                         }
                         Ok(_) | Err(_) => {
@@ -52,10 +58,15 @@ impl Saga {
                         }
                     }
                 }
-                Ok(paid) if matches!(paid.status.as_str(), "pending" | "unknown") => {
+                Ok(paid)
+                    if matches!(
+                        paid.status(),
+                        PaymentStatus::Pending | PaymentStatus::Unknown
+                    ) =>
+                {
                     // Not settled at the provider yet: what to give back is not known.
                     row.payment_id = Uuid::parse_str(&paid.id).ok();
-                    tracing::warn!(order_id = %row.id, status = %paid.status, "waiting for the charge to settle before compensating");
+                    tracing::warn!(order_id = %row.id, status = paid.status().text(), "waiting for the charge to settle before compensating");
                     return self.wait(row).await;
                 }
                 Ok(paid) => {

@@ -52,9 +52,7 @@ impl Saga {
             if row.lease_owner.as_deref() != Some(inner.owner.as_str()) {
                 return Ok(Driven::Stopped);
             }
-            let step = Step::parse(&row.step).ok_or_else(|| {
-                SagaError::Corrupt(row.id, format!("unknown step {:?}", row.step))
-            })?;
+            let step = row.step;
             let forward = matches!(
                 step,
                 Step::Reserve | Step::Charge | Step::Review | Step::Commit
@@ -101,7 +99,7 @@ impl Saga {
                 }
             };
             match progress {
-                Progress::Next(Some(row)) if row.step == Step::Done.as_str() => {
+                Progress::Next(Some(row)) if row.step == Step::Done => {
                     return Ok(Driven::Confirmed(row));
                 }
                 Progress::Next(next) => known = next,

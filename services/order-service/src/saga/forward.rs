@@ -3,6 +3,7 @@
 
 use platform_events::catalogue::OrderConfirmed;
 use platform_proto::payment::v1 as payment;
+use platform_proto::payment::v1::PaymentStatus;
 use platform_proto::product::v1 as product;
 use tonic::Code;
 use uuid::Uuid;
@@ -128,27 +129,27 @@ impl Saga {
                         format!("{what}: {}", paid.failure_reason)
                     }
                 };
-                match paid.status.as_str() {
-                    "captured" | "authorized" => {
+                match paid.status() {
+                    PaymentStatus::Captured | PaymentStatus::Authorized => {
                         Self::move_to(&mut row, OrderStatus::PaymentAuthorized, Step::Commit)?;
                         self.advance(row, Vec::new()).await
                     }
-                    "pending" | "unknown" => {
+                    PaymentStatus::Pending | PaymentStatus::Unknown => {
                         // The provider has not said yet (or its answer was lost and the
                         // payment service is asking it again): ask again shortly. Past the
                         // deadline, compensation waits for the answer before refunding.
                         row.charge_unresolved = true;
                         self.wait(row).await
                     }
-                    "failed" => {
+                    PaymentStatus::Failed => {
                         self.compensate_from_here(row, Some(declined("payment declined")))
                             .await
                     }
-                    "blocked" => {
+                    PaymentStatus::Blocked => {
                         let reason = "payment blocked by the fraud checks".to_owned();
                         self.compensate_from_here(row, Some(reason)).await
                     }
-                    "requires_review" => {
+                    PaymentStatus::RequiresReview => {
                         // Held for a person: the order waits in `payment_review`; the charge
                         // stays unresolved until the review is decided.
                         row.charge_unresolved = true;
@@ -157,7 +158,7 @@ impl Saga {
                         self.advance(row, Vec::new()).await
                     }
                     other => {
-                        let reason = format!("unexpected payment status {other}");
+                        let reason = format!("unexpected payment status {}", other.text());
                         self.compensate_from_here(row, Some(reason)).await
                     }
                 }
@@ -218,14 +219,14 @@ impl Saga {
                 return self.wait(row).await;
             }
         };
-        match paid.status.as_str() {
-            "captured" | "authorized" => {
+        match paid.status() {
+            PaymentStatus::Captured | PaymentStatus::Authorized => {
                 row.charge_unresolved = false;
                 row.deadline = now() + chrono(self.inner.config.deadline);
                 Self::move_to(&mut row, OrderStatus::PaymentAuthorized, Step::Commit)?;
                 self.advance(row, Vec::new()).await
             }
-            "failed" | "blocked" => {
+            PaymentStatus::Failed | PaymentStatus::Blocked => {
                 row.charge_unresolved = false;
                 // The reviewer's own words stay with the payment: the customer reads this.
                 let reason = if paid.failure_reason.contains("not reviewed in time") {

@@ -17,7 +17,7 @@ impl Saga {
     ) -> Result<Progress, SagaError> {
         let inner = &self.inner;
         row.updated_at = now();
-        if row.step == Step::Done.as_str() {
+        if row.step == Step::Done {
             row.lease_owner = None;
             row.lease_until = None;
         } else {
@@ -50,11 +50,11 @@ impl Saga {
             return Ok(Progress::Lost);
         }
         // Cancelled while the step ran: keep what the step learnt, then undo it all.
-        if row.step == Step::Charge.as_str() {
+        if row.step == Step::Charge {
             // The step that ran was the reservation: no charge was ever sent.
             row.charge_unresolved = false;
         }
-        row.step = Step::Compensate.as_str().to_owned();
+        row.step = Step::Compensate;
         row.lease_owner = Some(inner.owner.clone());
         row.lease_until = Some(self.lease_until());
         self.save(row).await
@@ -83,7 +83,7 @@ impl Saga {
         if let Some(reason) = &reason {
             tracing::info!(order_id = %row.id, %reason, "checkout failed; compensating");
         }
-        row.step = Step::Compensate.as_str().to_owned();
+        row.step = Step::Compensate;
         row.failure_reason = reason;
         row.updated_at = now();
         row.lease_until = Some(self.lease_until());
@@ -99,15 +99,8 @@ impl Saga {
         to: OrderStatus,
         step: Step,
     ) -> Result<(), SagaError> {
-        let from = OrderStatus::parse(&row.status).ok_or_else(|| {
-            SagaError::Corrupt(row.id, format!("unknown status {:?}", row.status))
-        })?;
-        row.status = from
-            .transition(to)
-            .map_err(|e| (row.id, e))?
-            .as_str()
-            .to_owned();
-        row.step = step.as_str().to_owned();
+        row.status = row.status.transition(to).map_err(|e| (row.id, e))?;
+        row.step = step;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use platform_events::catalogue::{OrderDelivered, OrderShipped};
 use platform_events::{Envelope, outbox};
 use platform_money::Money;
 
-use super::{OrderError, Orders, Placed, parse_status};
+use super::{OrderError, Orders, Placed};
 use crate::clients::CallError;
 use crate::domain::{OrderId, OrderStatus, now};
 use crate::repo;
@@ -25,7 +25,7 @@ impl Orders {
         let row = repo::find(&self.db, id)
             .await?
             .ok_or(OrderError::NotFound)?;
-        let from = parse_status(&row)?;
+        let from = row.status;
         if !to.set_by_admin() || !from.allows(to) {
             return Err(OrderError::InvalidTransition(from, to));
         }
@@ -45,7 +45,7 @@ impl Orders {
             let now_row = repo::find(&self.db, id)
                 .await?
                 .ok_or(OrderError::NotFound)?;
-            let current = OrderStatus::parse(&now_row.status).unwrap_or(from);
+            let current = now_row.status;
             return Err(OrderError::InvalidTransition(current, to));
         }
         outbox::enqueue(&txn, &event).await?;
@@ -61,7 +61,7 @@ impl Orders {
     /// refunded. Cancelling a cancelled order changes nothing.
     pub async fn cancel(&self, caller: AuthUser, id: OrderId) -> Result<OrderView, OrderError> {
         let row = self.visible(caller, id).await?;
-        let status = parse_status(&row)?;
+        let status = row.status;
         if status == OrderStatus::Cancelled || (row.cancel_requested && status.cancellable()) {
             return self.settle_existing(id).await;
         }
@@ -69,7 +69,7 @@ impl Orders {
             let current = repo::find(&self.db, id)
                 .await?
                 .ok_or(OrderError::NotFound)?;
-            let current = OrderStatus::parse(&current.status).unwrap_or(status);
+            let current = current.status;
             if current == OrderStatus::Cancelled {
                 return self.get(caller, id).await;
             }
@@ -92,7 +92,7 @@ impl Orders {
         key: &str,
     ) -> Result<Placed, OrderError> {
         let row = self.visible(admin, id).await?;
-        let status = parse_status(&row)?;
+        let status = row.status;
         if let Some(money) = amount
             && money.currency().as_str() != row.currency
         {

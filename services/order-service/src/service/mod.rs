@@ -17,7 +17,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use uuid::Uuid;
 
 use crate::clients::CallError;
-use crate::domain::{OrderId, OrderStatus, PaymentToken, Quantity, ShippingAddress};
+use crate::domain::{CardToken, OrderId, OrderStatus, Quantity, ShippingAddress};
 use crate::repo::{self, OrderRow};
 use crate::saga::{Saga, SagaError};
 use crate::view::{CorruptRow, OrderView};
@@ -77,7 +77,7 @@ pub struct WantedLine {
 #[derive(Debug, Clone)]
 pub struct PlaceOrder {
     pub lines: Vec<WantedLine>,
-    pub token: PaymentToken,
+    pub token: CardToken,
     pub shipping_address: ShippingAddress,
     pub idempotency_key: String,
 }
@@ -147,12 +147,4 @@ impl Orders {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(page.into_page(views, total))
     }
-}
-
-/// The row's status, which the database should always hold a known one of.
-fn parse_status(row: &OrderRow) -> Result<OrderStatus, CorruptRow> {
-    OrderStatus::parse(&row.status).ok_or_else(|| CorruptRow {
-        id: row.id,
-        what: format!("unknown status {:?}", row.status),
-    })
 }

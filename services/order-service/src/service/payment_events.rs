@@ -27,8 +27,7 @@ impl Orders {
             // Not one of our orders (a direct charge with an order id of its own).
             return Ok(false);
         };
-        let status = OrderStatus::parse(&row.status);
-        if !matches!(status, Some(OrderStatus::Failed | OrderStatus::Cancelled)) {
+        if !matches!(row.status, OrderStatus::Failed | OrderStatus::Cancelled) {
             return Ok(false);
         }
         let refunded = self

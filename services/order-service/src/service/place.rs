@@ -103,8 +103,8 @@ impl Orders {
         let mut row = OrderRow {
             id: id.as_uuid(),
             user_id: caller.id.as_uuid(),
-            status: OrderStatus::Pending.as_str().to_owned(),
-            step: crate::domain::Step::Reserve.as_str().to_owned(),
+            status: OrderStatus::Pending,
+            step: crate::domain::Step::Reserve,
             total: total.amount(),
             currency: total.currency().to_string(),
             shipping_address: serde_json::to_string(&command.shipping_address)?,
@@ -217,7 +217,7 @@ impl Orders {
                     let row = repo::find(&self.db, id)
                         .await?
                         .ok_or(OrderError::NotFound)?;
-                    if row.step == crate::domain::Step::Done.as_str() {
+                    if row.step == crate::domain::Step::Done {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(25)).await;

@@ -25,6 +25,10 @@ async fn the_payment_service_reads_an_orders_owner_and_total(backend: Backend) {
     let order = payments.get_order(ask(&id)).await.unwrap().into_inner();
     assert_eq!(order.order_id, id);
     assert_eq!(order.user_id, app.user.id.to_string());
+    assert_eq!(
+        order.state(),
+        platform_proto::order::v1::OrderStatus::Confirmed
+    );
     let total = order.total.unwrap();
     assert_eq!((total.amount, total.currency.as_str()), (2500, "EUR"));
     assert_eq!(order.status, "confirmed");

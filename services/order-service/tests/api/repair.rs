@@ -10,6 +10,7 @@ use platform_proto::payment::v1::{ChargeRequest, Money};
 use platform_testing::Backend;
 use serde_json::{Value, json};
 
+use order_service::domain::OrderStatus;
 use order_service::repo::entities::order;
 use payment_service::repo::entities::payment;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
@@ -196,10 +197,10 @@ async fn the_reconciler_repairs_what_it_can_and_reports_the_rest(backend: Backen
     // 1. A cancelled order that forgot its refund: the payment says 1250 came back.
     corrupt_order(&app, cancelled_id, |row| row.refunded = Set(0)).await;
     // 2. A failed order whose compensation never refunded: captured, nothing given back.
-    corrupt_order(&app, failed_id, |row| row.status = Set("failed".into())).await;
+    corrupt_order(&app, failed_id, |row| row.status = Set(OrderStatus::Failed)).await;
     // 3. A confirmed order whose payment is not captured: nothing safe to do but report.
     corrupt_payment(&app, unpaid["payment_id"].as_str().unwrap(), |row| {
-        row.status = Set("failed".into());
+        row.status = Set(payment_service::domain::PaymentStatus::Failed);
     })
     .await;
 

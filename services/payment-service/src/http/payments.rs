@@ -50,7 +50,7 @@ fn respond(status: StatusCode, outcome: Outcome) -> Response {
 pub async fn charge(
     State(state): State<AppState>,
     user: AuthUser,
-    IdempotencyKey(key): IdempotencyKey,
+    key: IdempotencyKey,
     Json(input): Json<ChargeInput>,
 ) -> Result<Response, Problem> {
     if !state.direct_payments {
@@ -68,7 +68,7 @@ pub async fn charge(
                 card_bin: parsed.bin,
                 card_country: parsed.country,
                 shipping_country: None,
-                idempotency_key: key,
+                idempotency_key: key.into_string(),
                 source: PaymentSource::Direct,
             },
         )
@@ -137,7 +137,7 @@ pub async fn refund(
     AdminUser(user): AdminUser,
     auditor: Auditor,
     Path(id): Path<Uuid>,
-    IdempotencyKey(key): IdempotencyKey,
+    key: IdempotencyKey,
     Json(input): Json<RefundInput>,
 ) -> Result<Response, Problem> {
     let (amount, reason) = input.parse()?;
@@ -150,7 +150,7 @@ pub async fn refund(
                 payment_id: PaymentId::from_uuid(id),
                 amount,
                 reason,
-                idempotency_key: key,
+                idempotency_key: key.into_string(),
                 via_order: false,
             },
         )

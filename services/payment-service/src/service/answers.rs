@@ -71,9 +71,7 @@ impl Payments {
                 tracing::warn!(payment_id = %row.id, provider = %row.provider, %reason, "charge outcome unknown; the provider will be asked again");
                 PaymentStatus::Unknown
             }
-            Err(ProviderError::Rejected(reason))
-                if PaymentStatus::parse(&row.status) == Some(PaymentStatus::Unknown) =>
-            {
+            Err(ProviderError::Rejected(reason)) if row.status == PaymentStatus::Unknown => {
                 // A repeat the provider refused says nothing about the first request.
                 tracing::error!(payment_id = %row.id, provider = %row.provider, %reason, "a question about an unknown charge was refused; it stays unknown");
                 PaymentStatus::Unknown
@@ -98,7 +96,7 @@ impl Payments {
             row.retry_token = None;
             row.next_check_at = None;
         }
-        row.status = status.as_str().to_owned();
+        row.status = status;
     }
 
     /// Asks the provider again about a payment whose outcome is unknown, and records the
@@ -108,7 +106,7 @@ impl Payments {
         let row = repo::find_payment(&self.db, id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        if row.status != PaymentStatus::Unknown.as_str() {
+        if row.status != PaymentStatus::Unknown {
             return Ok(row);
         }
         let Some(token) = row
@@ -124,7 +122,7 @@ impl Payments {
         let mut current = repo::lock_payment(&txn, id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        if current.status != PaymentStatus::Unknown.as_str() {
+        if current.status != PaymentStatus::Unknown {
             return Ok(current);
         }
         Self::record_answer(&mut current, result, &token);
@@ -132,11 +130,11 @@ impl Payments {
         repo::save_payment(&txn, &current).await?;
         self.announce(&txn, &current).await?;
         txn.commit().await?;
-        if current.status == PaymentStatus::Captured.as_str() {
+        if current.status == PaymentStatus::Captured {
             self.counters
                 .money("captured", &current.currency, current.amount);
         }
-        if current.status != PaymentStatus::Unknown.as_str() {
+        if current.status != PaymentStatus::Unknown {
             tracing::info!(payment_id = %id, status = %current.status, checks = current.checks, "unknown charge outcome resolved");
         }
         Ok(current)

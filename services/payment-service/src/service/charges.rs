@@ -134,7 +134,7 @@ impl Payments {
             user_id: caller.user_id,
             amount: command.amount.amount(),
             currency: command.amount.currency().to_string(),
-            status: status.as_str().to_owned(),
+            status,
             provider: String::new(),
             provider_payment_id: None,
             token_hash,
@@ -267,7 +267,7 @@ impl Payments {
             row.provider = provider.to_owned();
         }
         Self::record_answer(&mut row, result, &command.token);
-        let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
+        let status = row.status;
         row.updated_at = now();
         let view = PaymentView::try_from(&row)?;
         let key = &command.idempotency_key;
@@ -326,7 +326,7 @@ impl Payments {
                     match payments.record_charge(&row, &scope, &key, &view).await {
                         Ok(written) => {
                             // Counted once: not when an earlier attempt had landed after all.
-                            if written && row.status == PaymentStatus::Captured.as_str() {
+                            if written && row.status == PaymentStatus::Captured {
                                 payments.counters.money("captured", &row.currency, row.amount);
                             }
                             tracing::info!(payment_id = %row.id, status = %row.status, attempt, "provider's answer recorded after the database came back");
@@ -368,9 +368,7 @@ impl Payments {
             // outcome is asked about again first.
             let id = PaymentId::from_uuid(key.payment_id);
             let row = match repo::find_payment(&self.db, id).await? {
-                Some(row) if row.status == PaymentStatus::Unknown.as_str() => {
-                    self.resolve(id).await?
-                }
+                Some(row) if row.status == PaymentStatus::Unknown => self.resolve(id).await?,
                 Some(row) => row,
                 None => return Err(PaymentError::NotFound),
             };

@@ -104,7 +104,7 @@ pub enum PaymentError {
         expected: String,
     },
     #[error("the payment is {0}, not waiting for a review")]
-    NotInReview(String),
+    NotInReview(PaymentStatus),
     #[error("the provider holds this payment for its own check; its webhook decides it")]
     HeldByProvider,
     #[error("webhook refused: {0}")]
@@ -221,16 +221,14 @@ impl Payments {
         row: &PaymentRow,
     ) -> Result<(), PaymentError> {
         let payment = Self::facts(row);
-        match PaymentStatus::parse(&row.status) {
-            Some(PaymentStatus::Authorized) => {
-                self.emit(conn, &PaymentAuthorized { payment }).await
-            }
-            Some(PaymentStatus::Captured) => self.emit(conn, &PaymentCaptured { payment }).await,
-            Some(PaymentStatus::Failed) => {
+        match row.status {
+            PaymentStatus::Authorized => self.emit(conn, &PaymentAuthorized { payment }).await,
+            PaymentStatus::Captured => self.emit(conn, &PaymentCaptured { payment }).await,
+            PaymentStatus::Failed => {
                 let reason = row.failure_reason.clone().unwrap_or_default();
                 self.emit(conn, &PaymentFailed { payment, reason }).await
             }
-            Some(PaymentStatus::RequiresReview) => {
+            PaymentStatus::RequiresReview => {
                 let reasons: Vec<fraud::Reason> =
                     serde_json::from_str(&row.risk_reasons).unwrap_or_default();
                 let requested = PaymentReviewRequested {

@@ -11,15 +11,10 @@ use uuid::Uuid;
 
 use super::keys::{self, ABANDONED_AFTER};
 use super::{Caller, Outcome, PaymentError, Payments, detached};
-use crate::domain::{PaymentId, PaymentSource, PaymentStatus, now};
+use crate::domain::{PaymentId, PaymentSource, PaymentStatus, RefundStatus, now};
 use crate::providers::{ProviderError, RefundRequest};
 use crate::repo::{self, KeyRow, PaymentRow, RefundRow};
 use crate::view::{CorruptRow, PaymentView};
-
-/// A refund row's status while the provider has not answered yet.
-const REFUND_REQUESTED: &str = "requested";
-/// A refund row's status after its answer was lost (a timeout): asked again.
-const REFUND_UNKNOWN: &str = "unknown";
 
 /// A refund to make, validated.
 #[derive(Debug, Clone)]
@@ -110,7 +105,7 @@ impl Payments {
     /// through a provider still configured.
     fn refundable(&self, row: &PaymentRow, command: &RefundCommand) -> Result<i64, PaymentError> {
         let requested = command.amount.map(|m| m.amount());
-        let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
+        let status = row.status;
         if !matches!(
             status,
             PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
@@ -158,7 +153,7 @@ impl Payments {
             payment_id: row.id,
             amount,
             reason: command.reason.clone(),
-            status: REFUND_REQUESTED.to_owned(),
+            status: RefundStatus::Requested,
             provider_refund_id: None,
             created_at: at,
             idempotency_key: Some(provider_key(id, &command.idempotency_key)),
@@ -214,7 +209,7 @@ impl Payments {
                 // It may have gone through: keep the reservation and the key; the next
                 // repeat or the reconciler asks again under the same provider key.
                 tracing::warn!(payment_id = %id, %reason, "refund outcome unknown; will ask again");
-                repo::mark_refund(&self.db, refund.id, REFUND_UNKNOWN, None, now()).await?;
+                repo::mark_refund(&self.db, refund.id, RefundStatus::Unknown, None, now()).await?;
                 return Err(PaymentError::Provider(ProviderError::Unknown(reason)));
             }
             Err(error) => {
@@ -237,14 +232,12 @@ impl Payments {
             PaymentStatus::Refunded
         } else {
             PaymentStatus::PartiallyRefunded
-        }
-        .as_str()
-        .to_owned();
+        };
         row.updated_at = now();
         repo::save_payment(&txn, &row).await?;
         let status = match answer.outcome {
-            crate::providers::RefundOutcome::Succeeded => "succeeded",
-            crate::providers::RefundOutcome::Pending => "pending",
+            crate::providers::RefundOutcome::Succeeded => RefundStatus::Succeeded,
+            crate::providers::RefundOutcome::Pending => RefundStatus::Pending,
         };
         repo::mark_refund(
             &txn,
@@ -293,7 +286,7 @@ impl Payments {
                 .await?;
         let abandoned = keys::abandoned(&key);
         match refund {
-            Some(refund) if refund.status == REFUND_UNKNOWN || abandoned => {
+            Some(refund) if refund.status == RefundStatus::Unknown || abandoned => {
                 tracing::warn!(payment_id = %payment_id, "taking over an unfinished refund");
                 let payment = self.finish_refund(refund, &key.scope, &key.key).await?;
                 Ok(Outcome {

@@ -38,7 +38,7 @@ impl Payments {
             .ok_or(CorruptRow(row.id, "retry_token"))?;
         // Claimed before any provider call: a second approval, a decline or the expiry
         // now finds it pending; if this process dies here, the reconciler finishes it.
-        row.status = PaymentStatus::Pending.as_str().to_owned();
+        row.status = PaymentStatus::Pending;
         row.updated_at = now();
         repo::save_payment(&txn, &row).await?;
         let decided = PaymentReviewDecided {
@@ -65,7 +65,7 @@ impl Payments {
         let current = repo::lock_payment(&txn, PaymentId::from_uuid(row.id))
             .await?
             .ok_or(PaymentError::NotFound)?;
-        if current.status != PaymentStatus::Pending.as_str() {
+        if current.status != PaymentStatus::Pending {
             // Settled meanwhile (a webhook): that is the answer.
             return Ok(current);
         }
@@ -77,7 +77,7 @@ impl Payments {
         repo::save_payment(&txn, &row).await?;
         self.announce(&txn, &row).await?;
         txn.commit().await?;
-        if row.status == PaymentStatus::Captured.as_str() {
+        if row.status == PaymentStatus::Captured {
             self.counters.money("captured", &row.currency, row.amount);
         }
         Ok(row)
@@ -96,7 +96,7 @@ impl Payments {
             .await?
             .ok_or(PaymentError::NotFound)?;
         Self::held_by_us(&row)?;
-        row.status = PaymentStatus::Failed.as_str().to_owned();
+        row.status = PaymentStatus::Failed;
         row.failure_reason = Some(format!("not approved in review: {reason}"));
         row.retry_token = None;
         row.updated_at = now();
@@ -120,26 +120,22 @@ impl Payments {
         let row = repo::find_payment(&self.db, id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        match PaymentStatus::parse(&row.status) {
-            Some(PaymentStatus::RequiresReview) if row.provider.is_empty() => {
+        match row.status {
+            PaymentStatus::RequiresReview if row.provider.is_empty() => {
                 self.decline(id, "declined", reason).await
             }
-            Some(PaymentStatus::Failed | PaymentStatus::Blocked) => {
-                Ok(PaymentView::try_from(&row)?)
+            PaymentStatus::Failed | PaymentStatus::Blocked => Ok(PaymentView::try_from(&row)?),
+            PaymentStatus::RequiresReview | PaymentStatus::Pending | PaymentStatus::Unknown => {
+                Err(PaymentError::HeldByProvider)
             }
-            Some(
-                PaymentStatus::RequiresReview | PaymentStatus::Pending | PaymentStatus::Unknown,
-            ) => Err(PaymentError::HeldByProvider),
-            _ => Err(PaymentError::NotRefundable(
-                PaymentStatus::parse(&row.status).map_or("corrupt", |s| s.as_str()),
-            )),
+            _ => Err(PaymentError::NotRefundable(row.status.as_str())),
         }
     }
 
     /// Whether `row` is a review this service may decide.
     fn held_by_us(row: &PaymentRow) -> Result<(), PaymentError> {
-        if row.status != PaymentStatus::RequiresReview.as_str() {
-            return Err(PaymentError::NotInReview(row.status.clone()));
+        if row.status != PaymentStatus::RequiresReview {
+            return Err(PaymentError::NotInReview(row.status));
         }
         if !row.provider.is_empty() {
             return Err(PaymentError::HeldByProvider);

@@ -71,7 +71,7 @@ impl Payments {
                 tracing::warn!(provider = provider.name(), event = %event.id, "webhook for a payment not known (yet); asking for a retry");
                 return Err(PaymentError::WebhookTooEarly);
             };
-            let status = PaymentStatus::parse(&row.status).unwrap_or(PaymentStatus::Failed);
+            let status = row.status;
             // What the event moved, counted once its transaction has committed.
             let mut moved_money = None;
             let changed = match &event.kind {
@@ -112,9 +112,7 @@ impl Payments {
                             PaymentStatus::Refunded
                         } else {
                             PaymentStatus::PartiallyRefunded
-                        }
-                        .as_str()
-                        .to_owned();
+                        };
                         self.emit(
                             &txn,
                             &PaymentRefunded {
@@ -151,7 +149,7 @@ impl Payments {
 
     fn move_to(&self, row: &mut PaymentRow, from: PaymentStatus, to: PaymentStatus) -> bool {
         if from.can_become(to) {
-            row.status = to.as_str().to_owned();
+            row.status = to;
             // Settled: nothing left to ask the provider.
             row.retry_token = None;
             row.next_check_at = None;

@@ -36,6 +36,7 @@ async fn charge_refund_and_read(backend: Backend) {
     let request = charge_request(user, "tok_visa", 3000, &key);
     let payment = client.charge(request.clone()).await.unwrap().into_inner();
     assert_eq!(payment.status, "captured");
+    assert_eq!(payment.state(), proto::PaymentStatus::Captured);
     assert_eq!(payment.provider, "sandbox");
     assert!(payment.provider_payment_id.starts_with("sbx_"));
     assert_eq!(payment.user_id, user.to_string());
@@ -68,6 +69,7 @@ async fn charge_refund_and_read(backend: Backend) {
     };
     let refunded = client.refund(refund.clone()).await.unwrap().into_inner();
     assert_eq!(refunded.status, "partially_refunded");
+    assert_eq!(refunded.state(), proto::PaymentStatus::PartiallyRefunded);
     assert_eq!(refunded.refunded_amount, 1000);
     assert_eq!(client.refund(refund).await.unwrap().into_inner(), refunded);
     let read = client

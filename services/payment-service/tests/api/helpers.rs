@@ -76,6 +76,7 @@ impl FakeOrders {
                 currency: currency.to_owned(),
             }),
             status: "confirmed".to_owned(),
+            state: order::OrderStatus::Confirmed.into(),
         };
         self.orders.lock().unwrap().insert(id.to_string(), placed);
         id

@@ -155,7 +155,7 @@ async fn crash_mid_refund(app: &TestApp, id: &str, amount: i64, key: &str, ago: 
             payment_id: payment.as_uuid(),
             amount,
             reason: "returned".into(),
-            status: "requested".into(),
+            status: payment_service::domain::RefundStatus::Requested,
             provider_refund_id: None,
             created_at: at,
             idempotency_key: Some(format!("{id}:{key}")),

@@ -31,54 +31,10 @@ use crate::config::EventsConfig;
 use crate::envelope::Envelope;
 use crate::transport::{Delivery, Transport, family_of};
 
-/// What a handler may fail with; the message goes to the dead letters on the last attempt.
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+mod handlers;
 
-/// Handles one event.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), HandlerError>>;
-}
-
-impl<F, Fut> Handler for F
-where
-    F: Fn(Envelope) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
-{
-    fn handle(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), HandlerError>> {
-        Box::pin(self(envelope))
-    }
-}
-
-/// Handles every event of some families that one read brought, in one go (an append-only
-/// store writes them in one statement). The events of a read are in stream order.
-pub trait BatchHandler: Send + Sync + 'static {
-    fn handle_batch(
-        &self,
-        envelopes: Vec<Envelope>,
-    ) -> BoxFuture<'static, Result<(), HandlerError>>;
-}
-
-impl<F, Fut> BatchHandler for F
-where
-    F: Fn(Vec<Envelope>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
-{
-    fn handle_batch(
-        &self,
-        envelopes: Vec<Envelope>,
-    ) -> BoxFuture<'static, Result<(), HandlerError>> {
-        Box::pin(self(envelopes))
-    }
-}
-
-/// A batch handler asked about one event: the path of retries and dead letters.
-struct OneOfBatch(Arc<dyn BatchHandler>);
-
-impl Handler for OneOfBatch {
-    fn handle(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), HandlerError>> {
-        self.0.handle_batch(vec![envelope])
-    }
-}
+use handlers::OneOfBatch;
+pub use handlers::{BatchHandler, Handler, HandlerError};
 
 /// How a consumer behaves.
 #[derive(Debug, Clone)]
@@ -87,9 +43,16 @@ pub struct ConsumerConfig {
     pub group: String,
     /// This instance's name within the group.
     pub consumer: String,
+    /// Handler attempts before an event is dead-lettered (`EVENTS_MAX_ATTEMPTS`); earlier
+    /// deliveries to a consumer that died count.
     pub max_attempts: u32,
+    /// How long a delivery may stay unacked before another consumer of the group claims it
+    /// (`EVENTS_VISIBILITY_TIMEOUT`); stale deliveries are looked for every half of it.
     pub visibility_timeout: Duration,
+    /// The backoff before the second attempt, doubled for each further one
+    /// (`EVENTS_RETRY_BASE`).
     pub retry_base: Duration,
+    /// The cap on one backoff (`EVENTS_RETRY_MAX`).
     pub retry_max: Duration,
     /// Messages per read.
     pub batch: usize,
@@ -171,6 +134,9 @@ impl<'d> PendingAcks<'d> {
 }
 
 impl Consumer {
+    /// A member of `config.group` reading from `transport`, with no handlers yet: add them
+    /// with [`Consumer::on`] and [`Consumer::on_families`]. Events no handler wants are acked
+    /// and skipped.
     pub fn new(transport: Arc<dyn Transport>, config: ConsumerConfig) -> Self {
         Self {
             transport,

@@ -55,12 +55,16 @@ impl Default for BreakerConfig {
 /// The externally visible state; the numbers are the `circuit_breaker_state` gauge's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
+    /// Calls pass, and their outcomes fill the window.
     Closed = 0,
+    /// Calls are refused at once, until `open_for` has passed.
     Open = 1,
+    /// Up to `half_open_probes` calls pass as probes; the rest are refused.
     HalfOpen = 2,
 }
 
 impl BreakerState {
+    /// Its name, as `Display` writes it: `closed`, `open` or `half_open`.
     pub fn as_str(self) -> &'static str {
         match self {
             BreakerState::Closed => "closed",
@@ -69,6 +73,7 @@ impl BreakerState {
         }
     }
 
+    /// Its value on the `circuit_breaker_state` gauge: 0 closed, 1 open, 2 half-open.
     pub fn gauge(self) -> f64 {
         f64::from(self as u8)
     }
@@ -156,6 +161,7 @@ impl Drop for Permit {
 }
 
 impl CircuitBreaker {
+    /// A closed breaker with an empty window and no transition listener.
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             config,
@@ -178,6 +184,7 @@ impl CircuitBreaker {
         self
     }
 
+    /// The tuning it was built with.
     pub fn config(&self) -> &BreakerConfig {
         &self.config
     }
@@ -367,76 +374,11 @@ impl CircuitBreaker {
     }
 }
 
-/// Wraps a tower service in a breaker: refused calls fail with [`Rejected`] (boxed), and
-/// `is_failure` decides which outcomes count against the endpoint.
-#[derive(Clone)]
-pub struct CircuitBreakerLayer<F> {
-    breaker: Arc<CircuitBreaker>,
-    is_failure: F,
-}
+mod layer;
 
-impl<F> CircuitBreakerLayer<F> {
-    pub fn new(breaker: Arc<CircuitBreaker>, is_failure: F) -> Self {
-        Self {
-            breaker,
-            is_failure,
-        }
-    }
-}
-
-impl<S, F: Clone> tower::Layer<S> for CircuitBreakerLayer<F> {
-    type Service = CircuitBreakerService<S, F>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService {
-            inner,
-            breaker: Arc::clone(&self.breaker),
-            is_failure: self.is_failure.clone(),
-        }
-    }
-}
-
-/// See [`CircuitBreakerLayer`].
-#[derive(Clone)]
-pub struct CircuitBreakerService<S, F> {
-    inner: S,
-    breaker: Arc<CircuitBreaker>,
-    is_failure: F,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<S, F, Req> tower::Service<Req> for CircuitBreakerService<S, F>
-where
-    S: tower::Service<Req>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Response: Send + 'static,
-    F: Fn(&Result<S::Response, BoxError>) -> bool + Clone + Send + Sync + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Req) -> Self::Future {
-        let permit = match self.breaker.try_acquire() {
-            Ok(permit) => permit,
-            Err(rejected) => return Box::pin(async move { Err(Box::new(rejected) as BoxError) }),
-        };
-        let future = self.inner.call(request);
-        let breaker = Arc::clone(&self.breaker);
-        let is_failure = self.is_failure.clone();
-        Box::pin(async move {
-            let result = future.await.map_err(Into::into);
-            breaker.record(permit, !is_failure(&result));
-            result
-        })
-    }
-}
+#[cfg(test)]
+use layer::BoxError;
+pub use layer::{CircuitBreakerLayer, CircuitBreakerService};
 
 #[cfg(test)]
 mod tests {
