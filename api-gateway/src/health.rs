@@ -45,12 +45,27 @@ impl HealthState {
     }
 }
 
+/// How things are. The gateway is `ok` (every service up), `degraded` (some down) or
+/// `down` (all down); one service is `up` (an endpoint passes its checks) or `down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The gateway: every service up.
+    Ok,
+    /// A service: at least one endpoint passes its health checks.
+    Up,
+    /// The gateway: some services down.
+    Degraded,
+    /// The gateway: every service down; a service: no endpoint passes.
+    Down,
+}
+
 /// The public answer: how things are, not what they are made of.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthStatus {
     /// Gateway: `ok`, `degraded` or `down`; one service: `up` or `down`.
-    pub status: String,
+    pub status: Health,
 }
 
 /// One endpoint's state.
@@ -66,8 +81,8 @@ pub struct EndpointHealth {
 /// One service's state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServiceHealth {
-    /// `up` when at least one endpoint passes its health checks.
-    pub status: String,
+    /// `up` when at least one endpoint passes its health checks, else `down`.
+    pub status: Health,
     /// The worst breaker among the endpoints: `closed`, `half_open` or `open`.
     pub circuit_breaker: String,
     /// Latency of the fastest healthy endpoint's last health check.
@@ -97,7 +112,7 @@ pub enum ServiceHealthAnswer {
 #[schema(example = json!({"status": "degraded", "services": {"user_service": {"status": "up", "circuit_breaker": "closed", "latency_ms": 0.4, "endpoints": []}}}))]
 pub struct GatewayHealth {
     /// `ok` (every service up), `degraded` (some down) or `down` (all down).
-    pub status: String,
+    pub status: Health,
     /// Keyed by service name with `_` for `-` (`user_service`).
     pub services: BTreeMap<String, ServiceHealth>,
 }
@@ -126,7 +141,7 @@ fn service_health(pool: &Pool) -> ServiceHealth {
         .unwrap_or(BreakerState::Closed);
     let up = endpoints.iter().any(|e| e.healthy);
     ServiceHealth {
-        status: if up { "up" } else { "down" }.to_owned(),
+        status: if up { Health::Up } else { Health::Down },
         circuit_breaker: worst.as_str().to_owned(),
         latency_ms: endpoints
             .iter()
@@ -152,29 +167,21 @@ pub async fn aggregate(State(state): State<HealthState>, headers: HeaderMap) -> 
         .iter()
         .map(|(name, pool)| (name.replace('-', "_"), service_health(pool)))
         .collect();
-    let up = services.values().filter(|s| s.status == "up").count();
+    let up = services.values().filter(|s| s.status == Health::Up).count();
     let status = match up {
-        n if n == services.len() => "ok",
-        0 => "down",
-        _ => "degraded",
+        n if n == services.len() => Health::Ok,
+        0 => Health::Down,
+        _ => Health::Degraded,
     };
-    let code = if status == "down" {
+    let code = if status == Health::Down {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
     if !state.shows_detail(&headers) {
-        let status = status.to_owned();
         return (code, Json(HealthStatus { status })).into_response();
     }
-    (
-        code,
-        Json(GatewayHealth {
-            status: status.to_owned(),
-            services,
-        }),
-    )
-        .into_response()
+    (code, Json(GatewayHealth { status, services })).into_response()
 }
 
 /// The state of one service behind the gateway: its status for anyone, the detail for
@@ -196,7 +203,7 @@ pub async fn service(
         return Problem::not_found("No such service.").into_response();
     };
     let health = service_health(pool);
-    let code = if health.status == "up" {
+    let code = if health.status == Health::Up {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

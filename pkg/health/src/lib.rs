@@ -110,14 +110,14 @@ impl Readiness {
                 .any(|(_, need, r)| *need == wanted && r.status == CheckStatus::Down)
         };
         let status = if down(Need::Required) {
-            "unavailable"
+            ReadinessStatus::Unavailable
         } else if down(Need::Optional) {
-            "degraded"
+            ReadinessStatus::Degraded
         } else {
-            "ready"
+            ReadinessStatus::Ready
         };
         ReadinessReport {
-            status: status.to_owned(),
+            status,
             checks: results
                 .into_iter()
                 .map(|(name, _, report)| (name, report))
@@ -149,12 +149,24 @@ pub struct CheckReport {
     pub latency_ms: u64,
 }
 
+/// Whether a service should receive traffic, and how well it can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadinessStatus {
+    /// Every dependency is up.
+    Ready,
+    /// An optional dependency is down; still serving without it (`/ready` answers 200).
+    Degraded,
+    /// A required dependency is down (`/ready` answers 503).
+    Unavailable,
+}
+
 /// Body of `/ready`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"status": "ready", "checks": {"database": {"status": "up", "latency_ms": 1}}}))]
 pub struct ReadinessReport {
     /// `ready`, `degraded` (an optional dependency is down; still serving) or `unavailable`.
-    pub status: String,
+    pub status: ReadinessStatus,
     /// Every check, by the name it was added under.
     pub checks: BTreeMap<String, CheckReport>,
 }
@@ -163,7 +175,7 @@ impl ReadinessReport {
     /// Whether the service should receive traffic: `ready` or `degraded` (`/ready` answers
     /// 200), not `unavailable` (503).
     pub fn is_ready(&self) -> bool {
-        self.status != "unavailable"
+        self.status != ReadinessStatus::Unavailable
     }
 }
 
@@ -211,11 +223,14 @@ mod tests {
         );
         let report = readiness.report().await;
         assert!(report.is_ready());
-        assert_eq!(report.status, "degraded");
+        assert_eq!(report.status, ReadinessStatus::Degraded);
         assert_eq!(report.checks["cache"].status, CheckStatus::Down);
 
         readiness.add("database-2", FnCheck(|| async { Err("down".to_owned()) }));
-        assert_eq!(readiness.report().await.status, "unavailable");
+        assert_eq!(
+            readiness.report().await.status,
+            ReadinessStatus::Unavailable
+        );
     }
 
     #[tokio::test]

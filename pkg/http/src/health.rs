@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use platform_health::{
-    CheckReport, CheckStatus, FnCheck, HealthCheck, Readiness, ReadinessReport,
+    CheckReport, CheckStatus, FnCheck, HealthCheck, Readiness, ReadinessReport, ReadinessStatus,
 };
 
 /// Body of `/health`.
