@@ -80,6 +80,25 @@ async fn bad_input_and_strangers_get_problems(backend: Backend) {
     assert_eq!(json_of(ready, 200).await["status"], "ready");
 }
 
+/// The kit's rule for a service that uses Redis only as its bus (`RedisUse::Bus`): with Redis
+/// down it stays in rotation, `degraded`, naming Redis (the user service, `RedisUse::State`,
+/// answers 503 instead: its own tests show that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_only_service_stays_ready_but_degraded_without_redis() {
+    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let mut config = TemplateServiceConfig::for_tests(db.config.clone(), SECRET);
+    // Port 1 on loopback: nothing listens there.
+    config.redis = Some(platform_redis::RedisConfig::new("redis://127.0.0.1:1"));
+    let service = platform_testing::spawn::<Application>(config).await;
+    let ready = reqwest::get(format!("{}/ready", service.base))
+        .await
+        .unwrap();
+    let body = json_of(ready, 200).await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["redis"]["status"], "down", "{body}");
+    assert_eq!(body["checks"]["database"]["status"], "up", "{body}");
+}
+
 fn uuid_zero() -> &'static str {
     "00000000-0000-0000-0000-000000000000"
 }
