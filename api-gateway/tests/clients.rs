@@ -13,14 +13,14 @@ use serde_json::Value;
 use support::{Fake, TestGateway, config};
 
 async fn echo(gateway: &TestGateway, forwarded_for: Option<&str>) -> reqwest::Response {
-    let mut request = gateway.client.get(gateway.url("/api/v1/products/echo"));
+    let mut call = gateway.get("/api/v1/products/echo");
     if let Some(chain) = forwarded_for {
-        request = request
+        call = call
             .header("x-forwarded-for", chain)
             .header("x-forwarded-proto", "https")
             .header("forwarded", "for=203.0.113.200");
     }
-    request.send().await.unwrap()
+    call.await
 }
 
 async fn gateway(products: &Fake, trusted: &str, fast_path: bool) -> TestGateway {
@@ -130,16 +130,10 @@ async fn event_streams_hold_a_slot_while_they_last(fast_path: bool) {
     cfg.max_concurrent_requests = 2;
     let gateway = TestGateway::start(cfg).await;
     let token = support::user_token();
-    let get = |path: &str| {
-        gateway
-            .client
-            .get(gateway.url(path))
-            .bearer_auth(&token)
-            .send()
-    };
+    let get = |path: &str| gateway.get(path).by(&token);
     let open = || get("/api/v1/notifications/stream");
-    let mut first = open().await.unwrap();
-    let mut second = open().await.unwrap();
+    let mut first = open().await;
+    let mut second = open().await;
     assert_eq!(
         (first.status().as_u16(), second.status().as_u16()),
         (200, 200)
@@ -148,14 +142,14 @@ async fn event_streams_hold_a_slot_while_they_last(fast_path: bool) {
     assert!(first.chunk().await.unwrap().is_some());
     assert!(second.chunk().await.unwrap().is_some());
     // ...so a third request of any kind is shed.
-    let third = get("/api/v1/notifications").await.unwrap();
+    let third = get("/api/v1/notifications").await;
     assert_eq!(third.status(), 503);
     // A stream that ends gives its slot back.
     drop(first);
     let mut served = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let next = get("/api/v1/notifications").await.unwrap();
+        let next = get("/api/v1/notifications").await;
         if next.status() == 200 {
             served = true;
             break;

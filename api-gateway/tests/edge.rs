@@ -6,6 +6,7 @@ mod support;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use platform_testing::eventually;
 use serde_json::Value;
 use support::{Fake, TestGateway, config, token, user_token};
 
@@ -17,22 +18,12 @@ async fn routes_enforce_their_auth_requirement_before_reaching_the_service() {
         ("event-store", &events.url),
     ]))
     .await;
-    let client = &gateway.client;
 
     // User routes: no token, a bad token, another algorithm → 401, and the service never sees them.
-    let response = client
-        .get(gateway.url("/api/v1/users/me"))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.get("/api/v1/users/me").await;
     assert_eq!(response.status(), 401);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
-    let response = client
-        .get(gateway.url("/api/v1/users/me"))
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.get("/api/v1/users/me").by("not-a-token").await;
     assert_eq!(response.status(), 401);
     let expired = {
         let now = chrono::Utc::now().timestamp();
@@ -44,35 +35,20 @@ async fn routes_enforce_their_auth_requirement_before_reaching_the_service() {
         )
         .unwrap()
     };
-    assert_eq!(
-        client
-            .get(gateway.url("/api/v1/users/me"))
-            .bearer_auth(expired)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    let response = gateway.get("/api/v1/users/me").by(expired).await;
+    assert_eq!(response.status(), 401);
     assert_eq!(users.hits(), 0);
 
     // Admin routes: a user token → 403; an admin token passes.
-    let response = client
-        .get(gateway.url("/api/v1/admin/events"))
-        .bearer_auth(user_token())
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.get("/api/v1/admin/events").by(user_token()).await;
     assert_eq!(response.status(), 403);
     assert_eq!(events.hits(), 0);
     let admin = uuid::Uuid::now_v7();
-    let echo: Value = client
-        .get(gateway.url("/api/v1/admin/events"))
-        .bearer_auth(token("admin", admin))
+    let echo: Value = gateway
+        .get("/api/v1/admin/events")
+        .by(token("admin", admin))
         .header("x-user-role", "superuser")
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -80,26 +56,9 @@ async fn routes_enforce_their_auth_requirement_before_reaching_the_service() {
     assert_eq!(echo["headers"]["x-user-role"], "admin");
 
     // Public routes pass without a token (and a bad one is left to the service).
-    assert_eq!(
-        client
-            .post(gateway.url("/api/v1/users"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .post(gateway.url("/api/v1/auth/login"))
-            .bearer_auth("junk")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gateway.post("/api/v1/users").body("{}").await.status(), 200);
+    let response = gateway.post("/api/v1/auth/login").by("junk").await;
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
@@ -108,14 +67,9 @@ async fn clients_over_the_limit_get_429_with_ratelimit_headers_per_ip_and_per_us
     let mut cfg = config(&[("user-service", &users.url)]);
     cfg.rate_limit_per_minute = NonZeroU32::new(3);
     let gateway = TestGateway::start(cfg).await;
-    let client = &gateway.client;
 
     for remaining in (0..3).rev() {
-        let response = client
-            .post(gateway.url("/api/v1/auth/login"))
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.post("/api/v1/auth/login").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["ratelimit-limit"], "3");
         assert_eq!(
@@ -123,11 +77,7 @@ async fn clients_over_the_limit_get_429_with_ratelimit_headers_per_ip_and_per_us
             remaining.to_string().as_str()
         );
     }
-    let response = client
-        .post(gateway.url("/api/v1/auth/login"))
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post("/api/v1/auth/login").await;
     assert_eq!(response.status(), 429);
     assert_eq!(
         response.headers()["content-type"],
@@ -143,22 +93,20 @@ async fn clients_over_the_limit_get_429_with_ratelimit_headers_per_ip_and_per_us
     assert_eq!(users.hits(), 3);
     for path in ["/health", "/metrics", "/ready"] {
         assert_ne!(
-            client.get(gateway.url(path)).send().await.unwrap().status(),
+            gateway.get(path).await.status(),
             429,
             "{path} is never limited"
         );
     }
-    let metrics = client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"rate_limited_total{service="api-gateway",scope="ip"} 1"#),
-        "{metrics}"
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metrics.sum(
+            "rate_limited_total",
+            &[("service", "api-gateway"), ("scope", "ip")]
+        ),
+        1.0,
+        "{}",
+        metrics.text()
     );
 }
 
@@ -175,16 +123,12 @@ async fn a_per_route_limit_overrides_the_default_and_users_have_their_own_bucket
     cfg.rate_limit_per_minute = NonZeroU32::new(1000);
     let gateway = TestGateway::start(cfg).await;
     let alice = token("user", uuid::Uuid::now_v7());
-    let statuses: Vec<u16> = futures::future::join_all((0..3).map(|_| {
-        gateway
-            .client
-            .get(gateway.url("/api/v1/users/me"))
-            .bearer_auth(&alice)
-            .send()
-    }))
+    let statuses: Vec<u16> = futures::future::join_all(
+        (0..3).map(|_| gateway.get("/api/v1/users/me").by(&alice).send()),
+    )
     .await
     .into_iter()
-    .map(|r| r.unwrap().status().as_u16())
+    .map(|r| r.status().as_u16())
     .collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 429).count(),
@@ -193,24 +137,12 @@ async fn a_per_route_limit_overrides_the_default_and_users_have_their_own_bucket
     );
     // Unlimited route.
     for _ in 0..20 {
-        assert_eq!(
-            gateway
-                .client
-                .get(gateway.url("/api/v1/open"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(gateway.get("/api/v1/open").await.status(), 200);
     }
 }
 
-#[tokio::test]
 async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
-    let Some(redis) = platform_testing::RedisNamespace::create() else {
-        return;
-    };
+    let redis = platform_testing::RedisNamespace::create();
     let users = Fake::start("users").await;
     let make = |url: &str| {
         let mut cfg = config(&[("user-service", &users.url)]);
@@ -226,14 +158,7 @@ async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
     let mut allowed = 0;
     for i in 0..8 {
         let gateway = if i % 2 == 0 { &first } else { &second };
-        let status = gateway
-            .client
-            .get(gateway.url("/api/v1/users/me"))
-            .bearer_auth(&alice)
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = gateway.get("/api/v1/users/me").by(&alice).await.status();
         if status == 200 {
             allowed += 1;
         }
@@ -246,16 +171,7 @@ async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
     let started = std::time::Instant::now();
     let mut served = 0;
     for _ in 0..6 {
-        if lost
-            .client
-            .get(lost.url("/api/v1/users/me"))
-            .bearer_auth(&bob)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
+        if lost.get("/api/v1/users/me").by(&bob).await.status() == 200 {
             served += 1;
         }
     }
@@ -279,17 +195,15 @@ async fn cors_preflights_are_answered_for_allowed_origins_only() {
     let gateway = TestGateway::start(cfg).await;
     let preflight = |origin: &'static str| {
         gateway
-            .client
-            .request(reqwest::Method::OPTIONS, gateway.url("/api/v1/users/me"))
+            .request(reqwest::Method::OPTIONS, "/api/v1/users/me")
             .header("origin", origin)
             .header("access-control-request-method", "PUT")
             .header(
                 "access-control-request-headers",
                 "authorization, content-type",
             )
-            .send()
     };
-    let response = preflight("https://shop.example.com").await.unwrap();
+    let response = preflight("https://shop.example.com").await;
     assert!(response.status().is_success(), "{}", response.status());
     assert_eq!(
         response.headers()["access-control-allow-origin"],
@@ -303,7 +217,7 @@ async fn cors_preflights_are_answered_for_allowed_origins_only() {
     );
     assert_eq!(response.headers()["access-control-max-age"], "3600");
     assert_eq!(users.hits(), 0, "preflights are answered at the edge");
-    let response = preflight("https://evil.example.com").await.unwrap();
+    let response = preflight("https://evil.example.com").await;
     assert!(
         response
             .headers()
@@ -312,13 +226,10 @@ async fn cors_preflights_are_answered_for_allowed_origins_only() {
     );
 
     let response = gateway
-        .client
-        .get(gateway.url("/api/v1/users/me"))
+        .get("/api/v1/users/me")
         .header("origin", "https://shop.example.com")
-        .bearer_auth(user_token())
-        .send()
-        .await
-        .unwrap();
+        .by(user_token())
+        .await;
     assert_eq!(
         response.headers()["access-control-allow-origin"],
         "https://shop.example.com"
@@ -334,45 +245,33 @@ async fn oversized_bodies_and_headers_are_refused_and_overload_is_shed() {
     cfg.server.connections.max_header_bytes = 2048;
     cfg.max_concurrent_requests = 2;
     let gateway = TestGateway::start(cfg).await;
-    let client = &gateway.client;
 
-    let response = client
-        .post(gateway.url("/api/v1/auth/login"))
+    let response = gateway
+        .post("/api/v1/auth/login")
         .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 413);
     // A streamed body without a length is cut at the limit too.
     let chunks = futures::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 512])));
-    let response = client
-        .post(gateway.url("/api/v1/auth/login"))
+    let response = gateway
+        .post("/api/v1/auth/login")
         .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         response.status(),
         413,
         "the client's excess, not the upstream's failure"
     );
 
-    let response = client
-        .get(gateway.url("/api/v1/auth/x"))
+    let response = gateway
+        .get("/api/v1/auth/x")
         .header("x-big", "z".repeat(3000))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 431);
 
-    let burst = futures::future::join_all(
-        (0..6).map(|_| client.post(gateway.url("/api/v1/auth/login")).send()),
-    )
-    .await;
-    let statuses: Vec<u16> = burst
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
+    let burst =
+        futures::future::join_all((0..6).map(|_| gateway.post("/api/v1/auth/login").send())).await;
+    let statuses: Vec<u16> = burst.into_iter().map(|r| r.status().as_u16()).collect();
     assert!(
         statuses.contains(&503),
         "beyond two in flight, requests are shed: {statuses:?}"
@@ -436,19 +335,16 @@ async fn tls_serves_http2_and_http1_and_reloads_a_changed_certificate() {
     );
 
     // A new certificate on disk is picked up without a restart.
-    let addr = gateway.base.trim_start_matches("http://").to_owned();
+    let addr = gateway.address();
     assert_eq!(served_certificate(&addr).await, first);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = support::certificate(dir.path());
-    assert!(
-        support::eventually(Duration::from_secs(6), || {
-            let addr = addr.clone();
-            let second = second.clone();
-            async move { served_certificate(&addr).await == second }
-        })
-        .await,
-        "the changed certificate is served"
-    );
+    eventually(
+        "the changed certificate to be served",
+        Duration::from_secs(6),
+        async || served_certificate(&addr).await == second,
+    )
+    .await;
 }
 
 async fn answers_carry_the_security_headers(fast_path: bool) {
@@ -456,15 +352,10 @@ async fn answers_carry_the_security_headers(fast_path: bool) {
     let mut cfg = config(&[("user-service", &users.url)]);
     cfg.fast_path = fast_path;
     let gateway = TestGateway::start(cfg).await;
-    let client = &gateway.client;
     // A proxied answer, one the gateway makes itself (401), and its own page.
-    let proxied = gateway.get("/api/v1/users/me").await;
-    let refused = client
-        .get(gateway.url("/api/v1/users/me"))
-        .send()
-        .await
-        .unwrap();
-    let own = client.get(gateway.url("/health")).send().await.unwrap();
+    let proxied = gateway.get("/api/v1/users/me").by(user_token()).await;
+    let refused = gateway.get("/api/v1/users/me").await;
+    let own = gateway.get("/health").await;
     for (what, response) in [("proxied", proxied), ("refused", refused), ("own", own)] {
         let headers = response.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
@@ -487,3 +378,5 @@ async fn answers_carry_the_security_headers_on_the_fast_path() {
 async fn answers_carry_the_security_headers_through_hyper() {
     answers_carry_the_security_headers(false).await;
 }
+
+platform_testing::redis_tests!(two_gateways_on_one_redis_share_the_limit_and_survive_its_loss);

@@ -16,13 +16,9 @@ async fn gateway(upstream: &RawUpstream) -> TestGateway {
     TestGateway::start(config(&[("user-service", &upstream.url)])).await
 }
 
-fn address(gateway: &TestGateway) -> String {
-    gateway.base.trim_start_matches("http://").to_owned()
-}
-
 /// A new connection to the gateway that has sent `raw`.
 async fn send_raw(gateway: &TestGateway, raw: &[u8]) -> TcpStream {
-    let mut client = TcpStream::connect(address(gateway)).await.unwrap();
+    let mut client = TcpStream::connect(gateway.address()).await.unwrap();
     client.write_all(raw).await.unwrap();
     client
 }
@@ -76,7 +72,7 @@ async fn pipelined_requests_are_answered_in_order_over_one_upstream_connection()
     let upstream = RawUpstream::start().await;
     let gateway = gateway(&upstream).await;
     let token = user_token();
-    let mut client = TcpStream::connect(address(&gateway)).await.unwrap();
+    let mut client = TcpStream::connect(gateway.address()).await.unwrap();
     let mut requests = String::new();
     for i in 0..3 {
         requests.push_str(&format!(
@@ -147,7 +143,7 @@ async fn https_requests_take_the_fast_path_after_the_handshake() {
     cfg.server.http_threads = 2;
     let gateway = TestGateway::start(cfg).await;
     let token = user_token();
-    let mut client = support::tls_connect(&address(&gateway)).await;
+    let mut client = support::tls_connect(&gateway.address()).await;
     let requests = format!(
         "GET /api/v1/users/me HTTP/1.1\r\nHost: edge.example\r\nAuthorization: Bearer {token}\r\n\r\n\
          GET /api/v1/users/me HTTP/1.1\r\nHost: edge.example\r\n\r\n"
@@ -260,7 +256,7 @@ async fn an_upstream_connection_closed_while_idle_is_not_reused() {
     let upstream = RawUpstream::start().await;
     let gateway = gateway(&upstream).await;
     let token = user_token();
-    let mut client = TcpStream::connect(address(&gateway)).await.unwrap();
+    let mut client = TcpStream::connect(gateway.address()).await.unwrap();
     let mut pending = Vec::new();
     for _ in 0..3 {
         // Not idempotent, no Idempotency-Key: the gateway may not send it twice, so it must

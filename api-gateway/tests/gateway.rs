@@ -14,17 +14,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures::StreamExt;
 use platform_http::{CancellationToken, Service};
-use platform_testing::{Backend, TestDatabase};
+use platform_testing::{Backend, TestDatabase, eventually};
 use serde_json::{Value, json};
 use support::{Fake, SECRET, TestGateway, config, user_token, with_routes};
 use tokio::sync::{mpsc, oneshot};
 
 struct Running {
-    base: String,
-    client: reqwest::Client,
-    _gateway: TestGateway,
+    gateway: TestGateway,
     stop: CancellationToken,
-    _db: Option<TestDatabase>,
+    _db: TestDatabase,
 }
 
 impl Drop for Running {
@@ -33,13 +31,21 @@ impl Drop for Running {
     }
 }
 
+impl std::ops::Deref for Running {
+    type Target = TestGateway;
+
+    fn deref(&self) -> &TestGateway {
+        &self.gateway
+    }
+}
+
 async fn gateway_to(upstream_url: &str) -> TestGateway {
     TestGateway::start(config(&[("user-service", upstream_url)])).await
 }
 
 /// The user service and a gateway in front of it.
-async fn platform(backend: Backend) -> Option<Running> {
-    let db = TestDatabase::create(backend).await?;
+async fn platform(backend: Backend) -> Running {
+    let db = TestDatabase::create(backend).await;
     let config_users = user_service::UserServiceConfig::for_tests(db.config.clone(), SECRET);
     let users = user_service::Application::build(config_users)
         .await
@@ -47,62 +53,43 @@ async fn platform(backend: Backend) -> Option<Running> {
     let users_url = format!("http://{}", users.http_addr());
     let stop = CancellationToken::new();
     tokio::spawn(users.run(stop.clone()));
-    let gateway = gateway_to(&users_url).await;
-    Some(Running {
-        base: gateway.base.clone(),
-        client: reqwest::Client::new(),
-        _gateway: gateway,
+    Running {
+        gateway: gateway_to(&users_url).await,
         stop,
-        _db: Some(db),
-    })
+        _db: db,
+    }
 }
 
 async fn register_login_and_me_work_through_the_gateway(backend: Backend) {
-    let Some(app) = platform(backend).await else {
-        return;
-    };
+    let app = platform(backend).await;
     let email = format!("e2e-{}@example.com", uuid::Uuid::new_v4().simple());
     let response = app
-        .client
-        .post(format!("{}/api/v1/users", app.base))
+        .post("/api/v1/users")
         .json(&json!({"email": email, "password": "through the gateway", "name": "Edge"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 201);
     assert!(response.headers().contains_key("x-request-id"));
     let user: Value = response.json().await.unwrap();
 
     let tokens: Value = app
-        .client
-        .post(format!("{}/api/v1/auth/login", app.base))
+        .post("/api/v1/auth/login")
         .json(&json!({"email": email, "password": "through the gateway"}))
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let access = tokens["access_token"].as_str().unwrap();
     let me: Value = app
-        .client
-        .get(format!("{}/api/v1/users/me", app.base))
-        .bearer_auth(access)
-        .send()
+        .get("/api/v1/users/me")
+        .by(access)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(me, user);
 
     // Upstream errors keep their status and problem body.
-    let response = app
-        .client
-        .get(format!("{}/api/v1/users/me", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/api/v1/users/me").await;
     assert_eq!(response.status(), 401);
     assert_eq!(
         response.headers()["content-type"],
@@ -110,12 +97,9 @@ async fn register_login_and_me_work_through_the_gateway(backend: Backend) {
     );
 
     let refreshed = app
-        .client
-        .post(format!("{}/api/v1/auth/refresh", app.base))
+        .post("/api/v1/auth/refresh")
         .json(&json!({"refresh_token": tokens["refresh_token"]}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(refreshed.status(), 200);
 }
 
@@ -186,9 +170,8 @@ async fn forwarded_faithfully(fast_path: bool) {
     let gateway = TestGateway::start(config).await;
     let user = uuid::Uuid::now_v7();
     let response = gateway
-        .client
-        .patch(gateway.url("/api/v1/users/42/things?sort=name&page=2"))
-        .bearer_auth(support::token("user", user))
+        .patch("/api/v1/users/42/things?sort=name&page=2")
+        .by(support::token("user", user))
         .header("x-custom", "kept")
         .header("x-request-id", "req-123")
         .header("keep-alive", "timeout=5")
@@ -199,9 +182,7 @@ async fn forwarded_faithfully(fast_path: bool) {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         )
         .body("payload bytes")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         response.status(),
         StatusCode::IM_A_TEAPOT,
@@ -244,12 +225,9 @@ async fn forwarded_faithfully(fast_path: bool) {
     // A request without an id gets one, and the upstream sees the same one; a public route
     // with no token gets no identity headers, even spoofed ones.
     let response = gateway
-        .client
-        .post(gateway.url("/api/v1/auth/login"))
+        .post("/api/v1/auth/login")
         .header("x-user-id", "forged")
-        .send()
-        .await
-        .unwrap();
+        .await;
     let id = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -274,14 +252,9 @@ async fn bodies_stream_both_ways_without_buffering() {
         ),
     ))
     .await;
-    let client = reqwest::Client::new();
 
     // Response: the first part arrives while the upstream still holds back the second.
-    let mut response = client
-        .get(gateway.url("/api/v1/auth/stream"))
-        .send()
-        .await
-        .unwrap();
+    let mut response = gateway.get("/api/v1/auth/stream").await;
     let first = tokio::time::timeout(Duration::from_secs(5), response.chunk())
         .await
         .expect("the first part is forwarded before the upstream finishes")
@@ -301,8 +274,8 @@ async fn bodies_stream_both_ways_without_buffering() {
     let (body_tx, body_rx) = mpsc::unbounded_channel::<Result<Vec<u8>, std::io::Error>>();
     body_tx.send(Ok(b"part-one;".to_vec())).unwrap();
     let request = tokio::spawn(
-        client
-            .post(gateway.url("/api/v1/auth/upload"))
+        gateway
+            .post("/api/v1/auth/upload")
             .body(reqwest::Body::wrap_stream(
                 tokio_stream::wrappers::UnboundedReceiverStream::new(body_rx),
             ))
@@ -315,7 +288,7 @@ async fn bodies_stream_both_ways_without_buffering() {
     assert_eq!(received, b"part-one;");
     body_tx.send(Ok(b"part-two".to_vec())).unwrap();
     drop(body_tx);
-    let echo: Value = request.await.unwrap().unwrap().json().await.unwrap();
+    let echo: Value = request.await.unwrap().json().await.unwrap();
     assert_eq!(echo["body"], "part-one;part-two");
     stop.cancel();
 }
@@ -324,7 +297,7 @@ async fn bodies_stream_both_ways_without_buffering() {
 async fn a_down_upstream_is_503_and_reported_by_health() {
     // Nothing listens on port 1.
     let gateway = gateway_to("http://127.0.0.1:1").await;
-    let response = gateway.get("/api/v1/users/me").await;
+    let response = gateway.get("/api/v1/users/me").by(user_token()).await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         response.headers()["content-type"],
@@ -337,55 +310,32 @@ async fn a_down_upstream_is_503_and_reported_by_health() {
         "internal addresses never leak: {body}"
     );
 
-    assert!(
-        support::eventually(Duration::from_secs(3), || async {
-            gateway
-                .client
-                .get(gateway.url("/health/user-service"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 503
-        })
-        .await
-    );
-    let health = gateway.json("/health").await;
+    eventually(
+        "the user service's health to say 503",
+        Duration::from_secs(3),
+        || async { gateway.get("/health/user-service").await.status() == 503 },
+    )
+    .await;
+    let health = gateway.health().await;
     assert_eq!(health["services"]["user_service"]["status"], "down");
     // The gateway itself stays ready: one service down must not take it out of rotation.
-    assert_eq!(
-        gateway
-            .client
-            .get(gateway.url("/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gateway.get("/ready").await.status(), 200);
 }
 
 #[tokio::test]
 async fn gateway_serves_health_metrics_docs_and_404s() {
-    let Some(app) = platform(Backend::Sqlite).await else {
-        return;
-    };
-    let client = &app.client;
+    let app = platform(Backend::Sqlite).await;
     // A health page as `token`'s holder sees it.
-    let page = |path: &'static str, token: Option<String>| {
-        let mut request = client.get(format!("{}{path}", app.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    let page = async |path: &str, token: Option<String>| -> Value {
+        app.get(path).by(token).await.json().await.unwrap()
     };
     // The services not started here fail their health checks within a few rounds.
-    assert!(
-        support::eventually(Duration::from_secs(3), || async {
-            page("/health", None).await["status"] == "degraded"
-        })
-        .await
-    );
+    eventually(
+        "the gateway's health to be degraded",
+        Duration::from_secs(3),
+        || async { page("/health", None).await["status"] == "degraded" },
+    )
+    .await;
     // Anyone sees how things are; only an administrator sees what they are made of.
     assert_eq!(page("/health", None).await, json!({"status": "degraded"}));
     assert_eq!(
@@ -408,78 +358,49 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
     let upstream = page("/health/user-service", Some(admin)).await;
     assert_eq!(upstream["status"], "up");
     assert!(upstream["endpoints"][0]["url"].is_string());
-    let response = client
-        .get(format!("{}/health/nope-service", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/health/nope-service").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(
-        client
-            .get(format!("{}/ready", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/ready").await.status(), 200);
 
-    let response = client
-        .get(format!("{}/api/v1/unknown", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/api/v1/unknown").await;
     assert_eq!(response.status(), 404);
     assert_eq!(
         response.headers()["content-type"],
         "application/problem+json"
     );
 
-    client
-        .get(format!("{}/api/v1/users/me", app.base))
-        .send()
-        .await
-        .unwrap();
-    client
-        .get(format!("{}/api/v1/users/me", app.base))
-        .bearer_auth(user_token())
-        .send()
-        .await
-        .unwrap();
-    let metrics = client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"http_requests_total{service="api-gateway",method="GET",route="/api/v1/users/*",status="401"} 1"#),
-        "{metrics}"
+    app.get("/api/v1/users/me").await;
+    app.get("/api/v1/users/me").by(user_token()).await;
+    let metrics = app.metrics().await;
+    let text = metrics.text();
+    assert_eq!(
+        metrics.sum(
+            "http_requests_total",
+            &[
+                ("service", "api-gateway"),
+                ("method", "GET"),
+                ("route", "/api/v1/users/*"),
+                ("status", "401"),
+            ]
+        ),
+        1.0,
+        "{text}"
     );
     assert!(
-        metrics.contains(
+        text.contains(
             r#"upstream_requests_total{service="api-gateway",upstream="user-service",endpoint="http://127.0.0.1:"#
         ),
-        "{metrics}"
+        "{text}"
     );
-    assert!(metrics.contains(r#"outcome="4xx"} 1"#), "{metrics}");
+    assert!(text.contains(r#"outcome="4xx"} 1"#), "{text}");
     assert!(
-        metrics.contains(
+        text.contains(
             r#"circuit_breaker_state{service="api-gateway",upstream="user-service",endpoint="http://127.0.0.1:"#
         ),
-        "{metrics}"
+        "{text}"
     );
 
-    let doc: Value = client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     for path in [
         "/api/v1/users",
@@ -495,11 +416,7 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
     }
     assert!(doc["components"]["schemas"]["UserResponse"].is_object());
 
-    let response = client
-        .get(format!("{}/docs/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/docs/").await;
     assert_eq!(response.status(), 200);
     assert!(
         response
@@ -509,11 +426,9 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
             .to_lowercase()
             .contains("swagger")
     );
-    let config = client
-        .get(format!("{}/docs/swagger-initializer.js", app.base))
-        .send()
+    let config = app
+        .get("/docs/swagger-initializer.js")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

@@ -7,8 +7,9 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use platform_testing::eventually;
 use serde_json::{Value, json};
-use support::{Fake, TestGateway, config, eventually, user_token, with_routes};
+use support::{Fake, TestGateway, config, user_token, with_routes};
 
 fn two_endpoints(a: &Fake, b: &Fake, balancer: &str, extra_route: &str) -> String {
     format!(
@@ -20,7 +21,8 @@ fn two_endpoints(a: &Fake, b: &Fake, balancer: &str, extra_route: &str) -> Strin
 async fn who_answers(gateway: &TestGateway, requests: usize) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for _ in 0..requests {
-        let echo: Value = gateway.get("/api/v1/users/me").await.json().await.unwrap();
+        let response = gateway.get("/api/v1/users/me").by(user_token()).await;
+        let echo: Value = response.json().await.unwrap();
         *counts
             .entry(echo["server"].as_str().unwrap().to_owned())
             .or_insert(0) += 1;
@@ -56,16 +58,15 @@ async fn round_robin_and_weighted_round_robin_spread_load_as_configured() {
 async fn power_of_two_choices_steers_away_from_a_slow_endpoint() {
     let (a, b) = (Fake::start("a").await, Fake::start("b").await);
     b.set(|behaviour| behaviour.delay = Duration::from_millis(300));
-    let gateway = std::sync::Arc::new(
-        TestGateway::start(with_routes(config(&[]), &two_endpoints(&a, &b, "p2c", ""))).await,
-    );
+    let gateway =
+        TestGateway::start(with_routes(config(&[]), &two_endpoints(&a, &b, "p2c", ""))).await;
     // A request every 10 ms: b's answers take 300 ms, so requests pile up in flight there while
     // a's finish at once, and new requests go to a.
     let mut requests = Vec::new();
     for _ in 0..40 {
-        let gateway = gateway.clone();
+        let call = gateway.get("/api/v1/users/me").by(user_token());
         requests.push(tokio::spawn(async move {
-            let echo: Value = gateway.get("/api/v1/users/me").await.json().await.unwrap();
+            let echo: Value = call.await.json().await.unwrap();
             echo["server"].as_str().unwrap().to_owned()
         }));
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -86,24 +87,20 @@ async fn failing_health_checks_take_an_endpoint_out_and_recovery_brings_it_back(
     ))
     .await;
     b.set(|behaviour| behaviour.healthy = false);
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            gateway.json("/health").await["services"]["users"]["endpoints"][1]["healthy"] == false
-        })
-        .await
-    );
+    eventually("b to be unhealthy", Duration::from_secs(3), || async {
+        gateway.health().await["services"]["users"]["endpoints"][1]["healthy"] == false
+    })
+    .await;
     let before = b.hits();
     let counts = who_answers(&gateway, 10).await;
     assert_eq!(counts.get("a"), Some(&10), "{counts:?}");
     assert_eq!(b.hits(), before, "no traffic to the unhealthy endpoint");
 
     b.set(|behaviour| behaviour.healthy = true);
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            gateway.json("/health").await["services"]["users"]["endpoints"][1]["healthy"] == true
-        })
-        .await
-    );
+    eventually("b to be healthy again", Duration::from_secs(3), || async {
+        gateway.health().await["services"]["users"]["endpoints"][1]["healthy"] == true
+    })
+    .await;
     let counts = who_answers(&gateway, 10).await;
     assert_eq!(counts.get("b"), Some(&5), "back in rotation: {counts:?}");
 }
@@ -123,57 +120,53 @@ async fn a_failing_endpoint_opens_its_breaker_and_it_closes_after_recovery() {
     let gateway = TestGateway::start(cfg).await;
 
     for _ in 0..5 {
-        assert_eq!(gateway.get("/api/v1/users/me").await.status(), 500);
+        let response = gateway.get("/api/v1/users/me").by(user_token()).await;
+        assert_eq!(response.status(), 500);
     }
     // Open: answered at once, without reaching the upstream.
     let hits = broken.hits();
     let started = std::time::Instant::now();
-    let response = gateway.get("/api/v1/users/me").await;
+    let response = gateway.get("/api/v1/users/me").by(user_token()).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!(broken.hits(), hits, "the open breaker spared the upstream");
-    let health = gateway.json("/health").await;
+    let health = gateway.health().await;
     assert_eq!(health["services"]["users"]["circuit_breaker"], "open");
-    let metrics = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let endpoint = format!("endpoint=\"{}\"", broken.url);
-    assert!(
-        metrics
-            .lines()
-            .any(|line| line.starts_with("circuit_breaker_state{")
-                && line.contains("upstream=\"users\"")
-                && line.contains(&endpoint)
-                && line.ends_with(" 1")),
-        "{metrics}"
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metrics.sum(
+            "circuit_breaker_state",
+            &[("upstream", "users"), ("endpoint", broken.url.as_str())]
+        ),
+        1.0,
+        "{}",
+        metrics.text()
     );
 
     // The upstream recovers; within the open time plus one round of probes, traffic flows.
     broken.set(|behaviour| behaviour.status = 200);
     let recovered = std::time::Instant::now();
-    assert!(
-        eventually(Duration::from_secs(3), || async {
-            gateway.get("/api/v1/users/me").await.status() == 200
-        })
-        .await
-    );
+    eventually("traffic to flow again", Duration::from_secs(3), || async {
+        gateway
+            .get("/api/v1/users/me")
+            .by(user_token())
+            .await
+            .status()
+            == 200
+    })
+    .await;
     assert!(
         recovered.elapsed() < Duration::from_secs(1),
         "closed {:?} after recovery",
         recovered.elapsed()
     );
     for _ in 0..3 {
-        assert_eq!(gateway.get("/api/v1/users/me").await.status(), 200);
+        let response = gateway.get("/api/v1/users/me").by(user_token()).await;
+        assert_eq!(response.status(), 200);
     }
     assert_eq!(
-        gateway.json("/health").await["services"]["users"]["circuit_breaker"],
+        gateway.health().await["services"]["users"]["circuit_breaker"],
         "closed"
     );
 }
@@ -188,33 +181,24 @@ async fn idempotent_requests_are_retried_on_another_endpoint() {
     ))
     .await;
     for _ in 0..6 {
-        let response = gateway.get("/api/v1/users/me").await;
+        let response = gateway.get("/api/v1/users/me").by(user_token()).await;
         assert_eq!(response.status(), 200, "a 503 is retried elsewhere");
     }
     // A PUT whose body may have reached the upstream is not sent again without a key...
     bad.set(|behaviour| behaviour.status = 502);
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let response = gateway
-            .client
-            .put(gateway.url("/api/v1/users/me"))
-            .body("the same body")
-            .send()
-            .await
-            .unwrap();
+        let response = gateway.put("/api/v1/users/me").body("the same body").await;
         statuses.push(response.status().as_u16());
     }
     assert!(statuses.contains(&502), "{statuses:?}");
     // ...and with one it is, the body sent again whole.
     for _ in 0..4 {
         let response = gateway
-            .client
-            .put(gateway.url("/api/v1/users/me"))
+            .put("/api/v1/users/me")
             .header("idempotency-key", "k-1")
             .body("the same body twice")
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(response.status(), 200);
         let echo: Value = response.json().await.unwrap();
         assert_eq!(echo["body"], "the same body twice");
@@ -237,25 +221,16 @@ async fn a_delta_that_timed_out_is_applied_once(fast_path: bool) {
     let gateway = TestGateway::start(cfg).await;
     let admin = support::token("admin", uuid::Uuid::now_v7());
     let response = gateway
-        .client
-        .put(gateway.url("/api/v1/admin/products/7/inventory"))
-        .bearer_auth(&admin)
+        .put("/api/v1/admin/products/7/inventory")
+        .by(&admin)
         .json(&json!({"delta": 5}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 504);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(products.hits(), 1, "the delta reached the upstream once");
 
     // The same failure on a GET is retried: what the count above shows is the policy.
-    let response = gateway
-        .client
-        .get(gateway.url("/api/v1/admin/products/7"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.get("/api/v1/admin/products/7").by(&admin).await;
     assert_eq!(response.status(), 504);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(products.hits(), 1 + 3, "a GET is tried three times");
@@ -280,13 +255,7 @@ async fn a_post_is_retried_only_with_an_idempotency_key() {
         &format!("[services.users]\nupstreams = [\"{}\"]\n[[routes]]\nprefix = \"/api/v1/users\"\nservice = \"users\"\nauth = \"public\"\nretries = 2\n", only.url),
     ))
     .await;
-    let response = gateway
-        .client
-        .post(gateway.url("/api/v1/users"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post("/api/v1/users").body("{}").await;
     assert_eq!(response.status(), 503);
     assert_eq!(
         only.hits(),
@@ -295,13 +264,10 @@ async fn a_post_is_retried_only_with_an_idempotency_key() {
     );
 
     let response = gateway
-        .client
-        .post(gateway.url("/api/v1/users"))
+        .post("/api/v1/users")
         .header("idempotency-key", "k-1")
         .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 503);
     assert_eq!(only.hits(), 4, "with a key: the attempt and two retries");
 }
@@ -322,7 +288,7 @@ async fn the_retry_budget_caps_amplification_during_an_outage() {
     cfg.retry.budget_ratio = 0.1;
     let gateway = TestGateway::start(cfg).await;
     for _ in 0..300 {
-        gateway.get("/api/v1/users/me").await;
+        gateway.get("/api/v1/users/me").by(user_token()).await;
     }
     let hits = down.hits();
     // Without a budget: 4 attempts each = 1200. With it: 300 + 10 % + the floor (5/s over 10 s).
@@ -343,7 +309,7 @@ async fn slow_upstreams_get_504_at_the_route_timeout() {
     ))
     .await;
     let started = std::time::Instant::now();
-    let response = gateway.get("/api/v1/users/me").await;
+    let response = gateway.get("/api/v1/users/me").by(user_token()).await;
     assert_eq!(response.status(), 504);
     assert_eq!(
         response.headers()["content-type"],
@@ -355,5 +321,4 @@ async fn slow_upstreams_get_504_at_the_route_timeout() {
         started.elapsed()
     );
     assert_eq!(slow.hits(), 2, "per-try timeout, then one retry");
-    let _ = user_token();
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use platform_http::audit::{Action, Actor, Outcome};
 use platform_http::{CancellationToken, Service};
 use platform_redis::RedisConfig;
+use platform_testing::eventually;
 use platform_testing::{AuditCapture, Backend, RedisNamespace, TestDatabase};
 use serde_json::{Value, json};
-use support::{Fake, SECRET, TestGateway, config, eventually};
+use support::{Fake, SECRET, TestGateway, config};
 
 const PASSWORD: &str = "through the gateway";
 
@@ -20,7 +21,6 @@ const PASSWORD: &str = "through the gateway";
 /// can only be the gateway's), and a gateway in front of both.
 struct Edge {
     gateway: TestGateway,
-    client: reqwest::Client,
     capture: AuditCapture,
     _orders: Fake,
     stop: CancellationToken,
@@ -33,8 +33,16 @@ impl Drop for Edge {
     }
 }
 
-async fn edge(fast_path: bool, redis: Option<&RedisNamespace>) -> Option<Edge> {
-    let db = TestDatabase::create(Backend::Sqlite).await?;
+impl std::ops::Deref for Edge {
+    type Target = TestGateway;
+
+    fn deref(&self) -> &TestGateway {
+        &self.gateway
+    }
+}
+
+async fn edge(fast_path: bool, redis: Option<&RedisNamespace>) -> Edge {
+    let db = TestDatabase::create(Backend::Sqlite).await;
     let mut users = user_service::UserServiceConfig::for_tests(db.config.clone(), SECRET);
     users.admin = Some(user_service::config::AdminSeed {
         email: user_service::domain::Email::parse("root@example.com").unwrap(),
@@ -52,55 +60,25 @@ async fn edge(fast_path: bool, redis: Option<&RedisNamespace>) -> Option<Edge> {
     gateway.fast_path = fast_path;
     gateway.redis = redis.map(|r| RedisConfig::new(&r.url));
     gateway.audit = Some(capture.audit("api-gateway"));
-    Some(Edge {
+    Edge {
         gateway: TestGateway::start(gateway).await,
-        client: reqwest::Client::new(),
         capture,
         _orders: orders,
         stop,
         _db: db,
-    })
+    }
 }
 
 impl Edge {
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
-        let mut request = self.client.post(self.gateway.url(path)).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> u16 {
-        let mut request = self
-            .client
-            .request(method, self.gateway.url(path))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap().status().as_u16()
-    }
-
     /// The status of an order-service route (the fake says 200 to whatever gets through).
     async fn orders(&self, token: &str) -> u16 {
-        self.send(reqwest::Method::GET, "/api/v1/orders", token, None)
-            .await
+        self.get("/api/v1/orders").by(token).await.status().as_u16()
     }
 
     async fn login(&self, email: &str, password: &str) -> (String, String) {
         let response = self
-            .post(
-                "/api/v1/auth/login",
-                None,
-                json!({"email": email, "password": password}),
-            )
+            .post("/api/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
             .await;
         assert_eq!(response.status(), 200);
         let tokens: Value = response.json().await.unwrap();
@@ -114,11 +92,8 @@ impl Edge {
     async fn user(&self) -> (String, String, String, String) {
         let email = format!("edge-{}@example.com", uuid::Uuid::new_v4().simple());
         let response = self
-            .post(
-                "/api/v1/users",
-                None,
-                json!({"email": email, "password": PASSWORD, "name": "Edge"}),
-            )
+            .post("/api/v1/users")
+            .json(&json!({"email": email, "password": PASSWORD, "name": "Edge"}))
             .await;
         assert_eq!(response.status(), 201);
         let user: Value = response.json().await.unwrap();
@@ -134,13 +109,14 @@ impl Edge {
         )
     }
 
-    /// Whether the edge refuses `token` within a second (at once in one process; after a
-    /// Redis round trip across stores).
-    async fn refused(&self, token: &str) -> bool {
-        eventually(Duration::from_secs(1), || async {
+    /// Asserts the edge refuses `token` within a second (at once in one process; after a
+    /// Redis round trip across stores) `after` what revoked it.
+    async fn refused(&self, token: &str, after: &str) {
+        let what = format!("the edge to refuse the token after {after}");
+        eventually(&what, Duration::from_secs(1), || async {
             self.orders(token).await == 401
         })
-        .await
+        .await;
     }
 }
 
@@ -148,54 +124,41 @@ impl Edge {
 async fn every_revocation_is_refused_at_the_edge(edge: &Edge) {
     let (_, _, access, refresh) = edge.user().await;
     let response = edge
-        .post(
-            "/api/v1/auth/logout",
-            None,
-            json!({"refresh_token": refresh}),
-        )
+        .post("/api/v1/auth/logout")
+        .json(&json!({"refresh_token": refresh}))
         .await;
     assert_eq!(response.status(), 204);
-    assert!(edge.refused(&access).await, "after logout");
+    edge.refused(&access, "logout").await;
 
     let (id, email, access, _) = edge.user().await;
     let change = json!({"password": "another long password", "current_password": PASSWORD});
     let path = format!("/api/v1/users/{id}");
     assert_eq!(
-        edge.send(reqwest::Method::PUT, &path, &access, Some(change))
-            .await,
+        edge.put(&path).by(&access).json(&change).await.status(),
         200
     );
-    assert!(edge.refused(&access).await, "after a password change");
+    edge.refused(&access, "a password change").await;
     let (fresh, _) = edge.login(&email, "another long password").await;
     assert_eq!(edge.orders(&fresh).await, 200, "a new token works at once");
 
     let (id, _, access, _) = edge.user().await;
-    assert_eq!(
-        edge.send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/users/{id}"),
-            &access,
-            None
-        )
-        .await,
-        204
-    );
-    assert!(edge.refused(&access).await, "after deletion");
+    let response = edge
+        .delete(&format!("/api/v1/users/{id}"))
+        .by(&access)
+        .await;
+    assert_eq!(response.status(), 204);
+    edge.refused(&access, "deletion").await;
 
     let (id, _, access, _) = edge.user().await;
     let (admin, _) = edge.login("root@example.com", PASSWORD).await;
     let promote = json!({"role": "admin"});
-    assert_eq!(
-        edge.send(
-            reqwest::Method::PUT,
-            &format!("/api/v1/users/{id}"),
-            &admin,
-            Some(promote)
-        )
-        .await,
-        200
-    );
-    assert!(edge.refused(&access).await, "after a role change");
+    let response = edge
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&admin)
+        .json(&promote)
+        .await;
+    assert_eq!(response.status(), 200);
+    edge.refused(&access, "a role change").await;
 
     // The edge's refusals are in its audit trail, with whose token it was.
     let record = edge
@@ -209,23 +172,20 @@ async fn every_revocation_is_refused_at_the_edge(edge: &Edge) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fast_path_refuses_revoked_tokens() {
-    let edge = edge(true, None).await.unwrap();
+    let edge = edge(true, None).await;
     every_revocation_is_refused_at_the_edge(&edge).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hyper_path_refuses_revoked_tokens() {
-    let edge = edge(false, None).await.unwrap();
+    let edge = edge(false, None).await;
     every_revocation_is_refused_at_the_edge(&edge).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_the_edge_through_redis_on_both_paths() {
     for fast_path in [true, false] {
-        let Some(namespace) = RedisNamespace::create() else {
-            return;
-        };
-        let edge = edge(fast_path, Some(&namespace)).await.unwrap();
+        let namespace = RedisNamespace::create();
+        let edge = edge(fast_path, Some(&namespace)).await;
         every_revocation_is_refused_at_the_edge(&edge).await;
     }
 }
@@ -233,13 +193,8 @@ async fn revocations_reach_the_edge_through_redis_on_both_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_refusals_are_audited_on_both_paths() {
     for fast_path in [true, false] {
-        let edge = edge(fast_path, None).await.unwrap();
-        let response = edge
-            .client
-            .get(edge.gateway.url("/api/v1/orders"))
-            .send()
-            .await
-            .unwrap();
+        let edge = edge(fast_path, None).await;
+        let response = edge.get("/api/v1/orders").await;
         assert_eq!(response.status(), 401);
         let record = edge
             .capture
@@ -261,9 +216,7 @@ async fn edge_refusals_are_audited_on_both_paths() {
         );
 
         let (_, _, access, _) = edge.user().await;
-        let status = edge
-            .send(reqwest::Method::GET, "/api/v1/admin/events", &access, None)
-            .await;
+        let status = edge.get("/api/v1/admin/events").by(&access).await.status();
         assert_eq!(status, 403);
         let record = edge
             .capture
@@ -276,3 +229,5 @@ async fn edge_refusals_are_audited_on_both_paths() {
         assert_eq!(edge.capture.records().len(), before);
     }
 }
+
+platform_testing::redis_tests!(revocations_reach_the_edge_through_redis_on_both_paths);

@@ -28,7 +28,7 @@ async fn run_cases(fast_path: bool) {
     let mut cfg = config(&pairs);
     cfg.fast_path = fast_path;
     let gateway = TestGateway::start(cfg).await;
-    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let address = gateway.address();
     let cases = cases();
     assert!(cases.len() >= 30, "the table has {} cases", cases.len());
     let mut failures = Vec::new();

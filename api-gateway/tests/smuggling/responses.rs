@@ -32,7 +32,7 @@ async fn desync_probes(fast_path: bool) {
     let mut cfg = config(&[("product-service", upstream.url.as_str())]);
     cfg.fast_path = fast_path;
     let gateway = TestGateway::start(cfg).await;
-    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let address = gateway.address();
     for probe in [
         "/api/v1/products/desync-extra",
         "/api/v1/products/desync-later",

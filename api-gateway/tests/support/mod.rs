@@ -18,6 +18,7 @@ use axum::routing::any;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use platform_http::{CancellationToken, Service};
 use platform_resilience::BreakerConfig;
+use platform_testing::TestApp;
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "gateway-test-secret-0123456789abcdef";
@@ -178,9 +179,9 @@ pub fn with_routes(mut config: GatewayConfig, toml: &str) -> GatewayConfig {
     config
 }
 
+/// A gateway on a random port; calls go through its [`TestApp`] (`gateway.get(path)`).
 pub struct TestGateway {
-    pub base: String,
-    pub client: reqwest::Client,
+    http: TestApp,
     stop: CancellationToken,
 }
 
@@ -190,65 +191,38 @@ impl Drop for TestGateway {
     }
 }
 
+impl std::ops::Deref for TestGateway {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.http
+    }
+}
+
 impl TestGateway {
     pub async fn start(config: GatewayConfig) -> TestGateway {
         let gateway = Gateway::build(config).await.unwrap();
-        let base = format!("http://{}", gateway.http_addr());
+        let http = TestApp::new(format!("http://{}", gateway.http_addr()));
         let stop = CancellationToken::new();
         tokio::spawn(gateway.run(stop.clone()));
-        TestGateway {
-            base,
-            client: reqwest::Client::new(),
-            stop,
-        }
+        TestGateway { http, stop }
+    }
+
+    /// `host:port` it listens on, for raw connections.
+    pub fn address(&self) -> String {
+        self.base().trim_start_matches("http://").to_owned()
     }
 
     /// The base URL over TLS, by the name the test certificate is for.
     pub fn https(&self) -> String {
-        self.base.replace("http://127.0.0.1", "https://localhost")
+        self.base().replace("http://127.0.0.1", "https://localhost")
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// `/health` as an administrator (who sees each service's detail) sees it.
+    pub async fn health(&self) -> Value {
+        let admin = token("admin", uuid::Uuid::now_v7());
+        self.get("/health").by(admin).await.json().await.unwrap()
     }
-
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(user_token())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// A GET as an administrator (who sees the health pages' detail), read as JSON.
-    pub async fn json(&self, path: &str) -> Value {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token("admin", uuid::Uuid::now_v7()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-/// Polls `check` every 20 ms until it holds or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check().await
 }
 
 /// Serves `config` over TLS with a new self-signed certificate for `localhost` in `dir`;

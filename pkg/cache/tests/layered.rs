@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use platform_cache::{CacheConfig, LayeredCache};
 use platform_metrics::Metrics;
 use platform_redis::{RedisConfig, RedisPool};
-use platform_test_backends::RedisNamespace;
+use platform_test_backends::{RedisNamespace, eventually};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,14 +61,6 @@ fn l1_only(name: &'static str, ttl: Duration) -> (LayeredCache<Product>, Metrics
     let metrics = Metrics::new("product-service");
     let cache = LayeredCache::new(CacheConfig::new(name, ttl), &metrics);
     (cache, metrics)
-}
-
-async fn wait_until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -398,7 +390,7 @@ async fn listening(cache: &LayeredCache<Product>) -> tokio::task::JoinHandle<()>
         .start_invalidation_listener(std::future::pending())
         .expect("a listener with L2 configured");
     let cache = cache.clone();
-    wait_until(
+    eventually(
         "the listener to subscribe",
         Duration::from_secs(5),
         async || cache.listener_connected(),
@@ -407,11 +399,8 @@ async fn listening(cache: &LayeredCache<Product>) -> tokio::task::JoinHandle<()>
     handle
 }
 
-#[tokio::test]
 async fn a_second_replica_reads_l2_and_hears_invalidations() {
-    let Some(namespace) = RedisNamespace::create() else {
-        return;
-    };
+    let namespace = RedisNamespace::create();
     let [(a, _), (b, b_metrics)] = replicas(&namespace, "products");
     let _a_listener = listening(&a).await;
     let _b_listener = listening(&b).await;
@@ -440,7 +429,7 @@ async fn a_second_replica_reads_l2_and_hears_invalidations() {
     a.invalidate("p1").await;
     let b_reads = b.clone();
     let calls = Arc::clone(&b_calls);
-    wait_until(
+    eventually(
         "B to drop its L1 copy",
         Duration::from_secs(2),
         async move || {
@@ -459,7 +448,7 @@ async fn a_second_replica_reads_l2_and_hears_invalidations() {
         .unwrap();
     b.insert("p1", product("p1", 300)).await;
     let a_reads = a.clone();
-    wait_until(
+    eventually(
         "A to see B's insert",
         Duration::from_secs(2),
         async move || a_reads.get("p1").await == Some(product("p1", 300)),
@@ -467,11 +456,8 @@ async fn a_second_replica_reads_l2_and_hears_invalidations() {
     .await;
 }
 
-#[tokio::test]
 async fn invalidate_all_moves_every_replica_to_a_new_generation() {
-    let Some(namespace) = RedisNamespace::create() else {
-        return;
-    };
+    let namespace = RedisNamespace::create();
     let [(a, _), (b, _)] = replicas(&namespace, "product-lists");
     let _a_listener = listening(&a).await;
     let _b_listener = listening(&b).await;
@@ -492,7 +478,7 @@ async fn invalidate_all_moves_every_replica_to_a_new_generation() {
     // B's L1 copies go (pub/sub), and L2 no longer has them (new generation): B loads.
     let b_reads = b.clone();
     let calls = Arc::clone(&b_calls);
-    wait_until(
+    eventually(
         "B to drop its list pages",
         Duration::from_secs(2),
         async move || {
@@ -523,11 +509,8 @@ async fn invalidate_all_moves_every_replica_to_a_new_generation() {
     assert_eq!(c.get("page=1").await, Some(product("page=1", 2)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_misses_costs_one_l2_lookup_and_one_load() {
-    let Some(namespace) = RedisNamespace::create() else {
-        return;
-    };
+    let namespace = RedisNamespace::create();
     let [(cache, metrics), _] = replicas(&namespace, "burst-l2");
     let calls = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..100)
@@ -551,11 +534,8 @@ async fn a_burst_of_misses_costs_one_l2_lookup_and_one_load() {
     );
 }
 
-#[tokio::test]
 async fn the_listener_stops_on_shutdown() {
-    let Some(namespace) = RedisNamespace::create() else {
-        return;
-    };
+    let namespace = RedisNamespace::create();
     let [(cache, _), _] = replicas(&namespace, "shutdown");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = cache
@@ -564,7 +544,7 @@ async fn the_listener_stops_on_shutdown() {
         })
         .unwrap();
     let probe = cache.clone();
-    wait_until(
+    eventually(
         "the listener to subscribe",
         Duration::from_secs(5),
         async move || probe.listener_connected(),
@@ -578,11 +558,8 @@ async fn the_listener_stops_on_shutdown() {
     assert!(!cache.listener_connected());
 }
 
-#[tokio::test]
 async fn a_subscribed_listener_stops_when_the_cache_is_dropped() {
-    let Some(namespace) = RedisNamespace::create() else {
-        return;
-    };
+    let namespace = RedisNamespace::create();
     let [(cache, _), _] = replicas(&namespace, "dropped-subscribed");
     let handle = listening(&cache).await;
     drop(cache);
@@ -591,3 +568,18 @@ async fn a_subscribed_listener_stops_when_the_cache_is_dropped() {
         .expect("listener still running after the cache was dropped")
         .unwrap();
 }
+
+platform_test_backends::redis_tests!(
+    a_second_replica_reads_l2_and_hears_invalidations,
+    invalidate_all_moves_every_replica_to_a_new_generation,
+    the_listener_stops_on_shutdown,
+    a_subscribed_listener_stops_when_the_cache_is_dropped,
+);
+
+platform_test_backends::variant_tests!(
+    threads = 4,
+    redis_4_threads,
+    [platform_test_backends::Need::Redis],
+    (),
+    a_burst_of_misses_costs_one_l2_lookup_and_one_load,
+);

@@ -6,11 +6,8 @@ use std::time::{Duration, Instant};
 use platform_test_backends::{Backend, TestDatabase};
 use sea_orm::ConnectionTrait;
 
-#[tokio::test]
 async fn statements_are_cut_at_the_query_timeout_and_the_pool_has_the_configured_size() {
-    let Some(mut db) = TestDatabase::create(Backend::Postgres).await else {
-        return;
-    };
+    let mut db = TestDatabase::create(Backend::Postgres).await;
     db.config.query_timeout = Duration::from_millis(300);
     db.config.max_connections = 3;
     let pool = platform_db::connect(&db.config, "timeout-probe")
@@ -33,3 +30,10 @@ async fn statements_are_cut_at_the_query_timeout_and_the_pool_has_the_configured
     assert_eq!(size, 3, "DB_MAX_CONNECTIONS sizes the pool");
     pool.close().await.unwrap();
 }
+
+platform_test_backends::variant_tests!(
+    postgres,
+    [platform_test_backends::Need::Postgres],
+    (),
+    statements_are_cut_at_the_query_timeout_and_the_pool_has_the_configured_size,
+);

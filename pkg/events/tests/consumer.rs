@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use platform_events::{Consumer, ConsumerConfig, Envelope, HandlerError, idempotency};
-use platform_test_backends::{Backend, TestDatabase};
+use platform_test_backends::{Backend, TestDatabase, eventually};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use support::{Kind, TestBus, happened};
@@ -23,14 +23,14 @@ impl MigratorTrait for Migrator {
 }
 
 /// A consumer's own database: processed-event records and an `effects` table.
-async fn effects_db(backend: Backend) -> Option<(TestDatabase, DatabaseConnection)> {
-    let db = TestDatabase::create(backend).await?;
+async fn effects_db(backend: Backend) -> (TestDatabase, DatabaseConnection) {
+    let db = TestDatabase::create(backend).await;
     let conn = platform_db::connect(&db.config, "consumer").await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
     conn.execute_unprepared("CREATE TABLE effects (event_id VARCHAR(64) NOT NULL)")
         .await
         .unwrap();
-    Some((db, conn))
+    (db, conn)
 }
 
 /// The effect of handling an event, applied once thanks to the processed-event record in the
@@ -61,13 +61,17 @@ async fn effects(db: &DatabaseConnection) -> i64 {
     row.try_get("", "n").unwrap()
 }
 
-/// Whether group `g` has received every event of `test` (within two seconds).
-async fn caught_up(bus: &TestBus) -> bool {
+/// Waits (two seconds at most) for group `g` to have received every event of `test`.
+async fn caught_up(bus: &TestBus) {
     let t = bus.transport.clone();
-    bus.eventually(Duration::from_secs(2), || {
-        let t = t.clone();
-        async move { t.lag("g", &["test".to_owned()]).await.unwrap() == 0 }
-    })
+    eventually(
+        "group g has read everything",
+        Duration::from_secs(2),
+        || {
+            let t = t.clone();
+            async move { t.lag("g", &["test".to_owned()]).await.unwrap() == 0 }
+        },
+    )
     .await
 }
 
@@ -80,10 +84,8 @@ fn config(bus: &TestBus, consumer: &str) -> ConsumerConfig {
 }
 
 async fn a_consumer_killed_before_acking_is_replaced_and_the_effect_happens_once(kind: Kind) {
-    let Some(bus) = TestBus::new(kind).await else {
-        return;
-    };
-    let (_db, effects_db) = effects_db(Backend::Sqlite).await.unwrap();
+    let bus = TestBus::new(kind).await;
+    let (_db, effects_db) = effects_db(Backend::Sqlite).await;
     bus.transport
         .publish(&happened("order-1", 1))
         .await
@@ -133,13 +135,10 @@ async fn a_consumer_killed_before_acking_is_replaced_and_the_effect_happens_once
     );
     let stop = CancellationToken::new();
     let b = tokio::spawn(survivor.run(stop.clone()));
-    assert!(
-        bus.eventually(Duration::from_secs(5), || async {
-            handled.load(Ordering::SeqCst) == 1
-        })
-        .await,
-        "redelivered to B"
-    );
+    eventually("redelivered to B", Duration::from_secs(5), || async {
+        handled.load(Ordering::SeqCst) == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         handled.load(Ordering::SeqCst),
@@ -156,10 +155,8 @@ async fn a_consumer_killed_before_acking_is_replaced_and_the_effect_happens_once
 }
 
 async fn a_consumer_killed_before_its_effect_leaves_the_effect_to_its_successor(kind: Kind) {
-    let Some(bus) = TestBus::new(kind).await else {
-        return;
-    };
-    let (_db, effects_db) = effects_db(Backend::Sqlite).await.unwrap();
+    let bus = TestBus::new(kind).await;
+    let (_db, effects_db) = effects_db(Backend::Sqlite).await;
     bus.transport
         .publish(&happened("order-2", 1))
         .await
@@ -200,21 +197,17 @@ async fn a_consumer_killed_before_its_effect_leaves_the_effect_to_its_successor(
     let stop = CancellationToken::new();
     let b = tokio::spawn(survivor.run(stop.clone()));
     let db = effects_db.clone();
-    assert!(
-        bus.eventually(Duration::from_secs(5), || {
-            let db = db.clone();
-            async move { effects(&db).await == 1 }
-        })
-        .await
-    );
+    eventually("the effect applied once", Duration::from_secs(5), || {
+        let db = db.clone();
+        async move { effects(&db).await == 1 }
+    })
+    .await;
     stop.cancel();
     b.await.unwrap();
 }
 
 async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_once(kind: Kind) {
-    let Some(bus) = TestBus::new(kind).await else {
-        return;
-    };
+    let bus = TestBus::new(kind).await;
     let broken = Arc::new(AtomicBool::new(true));
     let attempts = Arc::new(AtomicU32::new(0));
     let successes = Arc::new(AtomicU32::new(0));
@@ -245,13 +238,11 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_onc
     bus.transport.publish(&event).await.unwrap();
 
     let t = bus.transport.clone();
-    assert!(
-        bus.eventually(Duration::from_secs(5), || {
-            let t = t.clone();
-            async move { t.dead_letters(10).await.unwrap().len() == 1 }
-        })
-        .await
-    );
+    eventually("one dead letter", Duration::from_secs(5), || {
+        let t = t.clone();
+        async move { t.dead_letters(10).await.unwrap().len() == 1 }
+    })
+    .await;
     let dead = bus.transport.dead_letters(10).await.unwrap().remove(0);
     assert_eq!(dead.attempts, 3);
     assert_eq!(
@@ -268,12 +259,12 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_onc
 
     broken.store(false, Ordering::SeqCst);
     assert!(bus.transport.replay(&dead.id).await.unwrap());
-    assert!(
-        bus.eventually(Duration::from_secs(5), || async {
-            successes.load(Ordering::SeqCst) == 1
-        })
-        .await
-    );
+    eventually(
+        "the replayed event handled",
+        Duration::from_secs(5),
+        || async { successes.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         successes.load(Ordering::SeqCst),
@@ -296,9 +287,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_replay_delivers_onc
 }
 
 async fn a_panicking_handler_counts_as_a_failure(kind: Kind) {
-    let Some(bus) = TestBus::new(kind).await else {
-        return;
-    };
+    let bus = TestBus::new(kind).await;
     let mut cfg = config(&bus, "a");
     cfg.max_attempts = 2;
     let consumer =
@@ -315,13 +304,11 @@ async fn a_panicking_handler_counts_as_a_failure(kind: Kind) {
         .await
         .unwrap();
     let t = bus.transport.clone();
-    assert!(
-        bus.eventually(Duration::from_secs(5), || {
-            let t = t.clone();
-            async move { t.dead_letters(10).await.unwrap().len() == 1 }
-        })
-        .await
-    );
+    eventually("one dead letter", Duration::from_secs(5), || {
+        let t = t.clone();
+        async move { t.dead_letters(10).await.unwrap().len() == 1 }
+    })
+    .await;
     let dead = bus.transport.dead_letters(10).await.unwrap().remove(0);
     assert!(
         dead.error.contains("panicked") && dead.error.contains("bad data"),
@@ -333,9 +320,7 @@ async fn a_panicking_handler_counts_as_a_failure(kind: Kind) {
 }
 
 async fn events_without_a_handler_are_acknowledged_and_skipped(kind: Kind) {
-    let Some(bus) = TestBus::new(kind).await else {
-        return;
-    };
+    let bus = TestBus::new(kind).await;
     let handled = Arc::new(AtomicU32::new(0));
     let consumer = Consumer::new(bus.transport.clone(), config(&bus, "a")).on("test.happened", {
         let handled = handled.clone();
@@ -358,13 +343,11 @@ async fn events_without_a_handler_are_acknowledged_and_skipped(kind: Kind) {
     .unwrap();
     bus.transport.publish(&noticed).await.unwrap();
     bus.transport.publish(&happened("x", 1)).await.unwrap();
-    assert!(
-        bus.eventually(Duration::from_secs(5), || async {
-            handled.load(Ordering::SeqCst) == 1
-        })
-        .await
-    );
-    assert!(caught_up(&bus).await, "group g has read everything");
+    eventually("the event handled", Duration::from_secs(5), || async {
+        handled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    caught_up(&bus).await;
     stop.cancel();
     task.await.unwrap();
 }
@@ -393,9 +376,7 @@ fn recording_batches(
 }
 
 async fn a_family_handler_gets_a_read_at_once_and_a_failed_batch_one_by_one(kind: Kind) {
-    let Some(bus) = TestBus::new(kind).await else {
-        return;
-    };
+    let bus = TestBus::new(kind).await;
     bus.transport
         .subscribe("g", &["test".to_owned()])
         .await
@@ -415,14 +396,13 @@ async fn a_family_handler_gets_a_read_at_once_and_a_failed_batch_one_by_one(kind
         );
         let stop = CancellationToken::new();
         let task = tokio::spawn(consumer.run(stop.clone()));
-        assert!(
-            bus.eventually(Duration::from_secs(5), || async {
-                numbers.lock().unwrap().len() >= 10
-            })
-            .await,
-            "round {round}"
-        );
-        assert!(caught_up(&bus).await, "group g has read everything");
+        eventually(
+            &format!("round {round}"),
+            Duration::from_secs(5),
+            || async { numbers.lock().unwrap().len() >= 10 },
+        )
+        .await;
+        caught_up(&bus).await;
         stop.cancel();
         task.await.unwrap();
         // A blocked read the stopped consumer left on Redis lives out its block time, and
@@ -464,9 +444,7 @@ transport_tests!(
 );
 
 async fn processed_events_are_recorded_once_and_only_when_committed(backend: Backend) {
-    let Some((_db, conn)) = effects_db(backend).await else {
-        return;
-    };
+    let (_db, conn) = effects_db(backend).await;
     let id = uuid::Uuid::now_v7();
     let txn = conn.begin().await.unwrap();
     assert!(idempotency::first_time(&txn, "g", id).await.unwrap());

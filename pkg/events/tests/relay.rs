@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use platform_events::transport::redis::RedisTransport;
 use platform_events::{Envelope, Relay, Transport, outbox};
-use platform_test_backends::{Backend, TestDatabase};
+use platform_test_backends::{Backend, TestDatabase, eventually};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use support::{Kind, TestBus, happened, number};
@@ -23,11 +23,11 @@ impl MigratorTrait for Migrator {
     }
 }
 
-async fn outbox_db(backend: Backend) -> Option<(TestDatabase, DatabaseConnection)> {
-    let db = TestDatabase::create(backend).await?;
+async fn outbox_db(backend: Backend) -> (TestDatabase, DatabaseConnection) {
+    let db = TestDatabase::create(backend).await;
     let conn = platform_db::connect(&db.config, "producer").await.unwrap();
     Migrator::up(&conn, None).await.unwrap();
-    Some((db, conn))
+    (db, conn)
 }
 
 /// Commits `per_subject` state changes for each of `subjects` subjects, interleaved, each with
@@ -76,10 +76,8 @@ async fn drain(db: &DatabaseConnection, relay: &Relay) {
 }
 
 async fn the_relay_publishes_every_row_in_order_and_marks_it(backend: Backend) {
-    let Some((_db, conn)) = outbox_db(backend).await else {
-        return;
-    };
-    let bus = TestBus::new(Kind::Embedded).await.unwrap();
+    let (_db, conn) = outbox_db(backend).await;
+    let bus = TestBus::new(Kind::Embedded).await;
     let written = commit_changes(&conn, 5, 30).await;
     let relay = Relay::new(conn.clone(), bus.transport.clone(), &bus.config);
     drain(&conn, &relay).await;
@@ -93,10 +91,8 @@ async fn the_relay_publishes_every_row_in_order_and_marks_it(backend: Backend) {
 }
 
 async fn two_relays_on_one_outbox_publish_every_row_exactly_once(backend: Backend) {
-    let Some((db, conn)) = outbox_db(backend).await else {
-        return;
-    };
-    let bus = TestBus::new(Kind::Embedded).await.unwrap();
+    let (db, conn) = outbox_db(backend).await;
+    let bus = TestBus::new(Kind::Embedded).await;
     let written = commit_changes(&conn, 20, 50).await;
     let mut config = bus.config.clone();
     config.batch = 25;
@@ -109,14 +105,15 @@ async fn two_relays_on_one_outbox_publish_every_row_exactly_once(backend: Backen
             Relay::new(pool, bus.transport.clone(), &config).run(stop.clone()),
         ));
     }
-    assert!(
-        bus.eventually(Duration::from_secs(60), || {
+    eventually(
+        "both relays drained the outbox",
+        Duration::from_secs(60),
+        || {
             let conn = conn.clone();
             async move { outbox::pending(&conn).await.unwrap() == 0 }
-        })
-        .await,
-        "both relays drained the outbox"
-    );
+        },
+    )
+    .await;
     stop.cancel();
     for relay in relays {
         relay.await.unwrap();
@@ -126,12 +123,8 @@ async fn two_relays_on_one_outbox_publish_every_row_exactly_once(backend: Backen
 }
 
 async fn a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events(backend: Backend) {
-    let Some((_db, conn)) = outbox_db(backend).await else {
-        return;
-    };
-    let Some(bus) = TestBus::new(Kind::Redis).await else {
-        return;
-    };
+    let (_db, conn) = outbox_db(backend).await;
+    let bus = TestBus::new(Kind::Redis).await;
 
     // The relay first points at a port where nothing listens: Redis is "down".
     let down: Arc<dyn Transport> = Arc::new(
@@ -161,14 +154,15 @@ async fn a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events(backe
     let relay = tokio::spawn(
         Relay::new(conn.clone(), bus.transport.clone(), &bus.config).run(stop.clone()),
     );
-    assert!(
-        bus.eventually(Duration::from_secs(60), || {
+    eventually(
+        "every event published once Redis is back",
+        Duration::from_secs(60),
+        || {
             let conn = conn.clone();
             async move { outbox::pending(&conn).await.unwrap() == 0 }
-        })
-        .await,
-        "every event published once Redis is back"
-    );
+        },
+    )
+    .await;
     stop.cancel();
     relay.await.unwrap();
     let published = bus.transport.history("test", 10_000).await.unwrap();
@@ -178,5 +172,21 @@ async fn a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events(backe
 platform_test_backends::backend_tests!(
     the_relay_publishes_every_row_in_order_and_marks_it,
     two_relays_on_one_outbox_publish_every_row_exactly_once,
+);
+
+// The outage test needs Redis as well as its database.
+platform_test_backends::variant_tests!(
+    sqlite_redis,
+    [platform_test_backends::Need::Redis],
+    (Backend::Sqlite),
+    a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events,
+);
+platform_test_backends::variant_tests!(
+    postgres_redis,
+    [
+        platform_test_backends::Need::Postgres,
+        platform_test_backends::Need::Redis
+    ],
+    (Backend::Postgres),
     a_bus_outage_delays_but_never_loses_duplicates_or_reorders_events,
 );

@@ -9,6 +9,7 @@ use platform_http::{
     FnCheck, HttpApi, Json, Metrics, Page, PageRequest, Problem, Readiness, Server, ServerConfig,
     ServiceParts,
 };
+use platform_test_backends::TestApp;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -48,10 +49,17 @@ async fn fails() -> Result<&'static str, Problem> {
 }
 
 struct Running {
-    base: String,
-    client: reqwest::Client,
+    http: TestApp,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.http
+    }
 }
 
 async fn start(readiness: Readiness, timeout: Duration) -> Running {
@@ -89,18 +97,13 @@ async fn start_with(
     )
     .await
     .unwrap();
-    let base = format!("http://{}", server.http_addr());
+    let http = TestApp::new(format!("http://{}", server.http_addr()));
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let stop = stop.clone();
         async move { server.run(stop).await.unwrap() }
     });
-    Running {
-        base,
-        client: reqwest::Client::new(),
-        stop,
-        task,
-    }
+    Running { http, stop, task }
 }
 
 async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
@@ -115,79 +118,44 @@ async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value 
 #[tokio::test]
 async fn bad_bodies_get_problem_documents_with_the_right_status() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let url = format!("{}/echo", app.base);
-    let send = |body: &'static str, content_type: &'static str| {
-        app.client
-            .post(&url)
+    let send = |body: String, content_type: &'static str| {
+        app.post("/echo")
             .header("content-type", content_type)
             .body(body)
-            .send()
     };
 
-    let ok = send(r#"{"name":"a","times":2}"#, "application/json")
-        .await
-        .unwrap();
+    let ok = send(r#"{"name":"a","times":2}"#.into(), "application/json").await;
     assert_eq!(ok.status(), 200);
 
-    let body = problem(send("{not json", "application/json").await.unwrap(), 400).await;
+    let body = problem(send("{not json".into(), "application/json").await, 400).await;
     assert_eq!(body["status"], 400);
     let body = problem(
-        send(r#"{"name":"a"}"#, "application/json").await.unwrap(),
+        send(r#"{"name":"a"}"#.into(), "application/json").await,
         422,
     )
     .await;
     assert!(body["errors"]["times"].is_array(), "{body}");
-    let body = problem(
-        send(r#"{"name":"a","times":-1}"#, "application/json")
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+    let response = send(r#"{"name":"a","times":-1}"#.into(), "application/json").await;
+    let body = problem(response, 422).await;
     assert!(body["errors"]["times"].is_array(), "{body}");
     problem(
-        send(r#"{"name":"a","times":1}"#, "text/plain")
-            .await
-            .unwrap(),
+        send(r#"{"name":"a","times":1}"#.into(), "text/plain").await,
         415,
     )
     .await;
 
     let big = format!(r#"{{"name":"{}","times":1}}"#, "x".repeat(4096));
-    let response = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    problem(response, 413).await;
+    problem(send(big, "application/json").await, 413).await;
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let response = app
-        .client
-        .get(format!("{}/nope", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/nope").await;
     problem(response, 404).await;
-    let response = app
-        .client
-        .delete(format!("{}/echo", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.delete("/echo").await;
     problem(response, 405).await;
-    let response = app
-        .client
-        .get(format!("{}/items/7", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/items/7").await;
     let body = problem(response, 409).await;
     assert_eq!(body["detail"], "already there");
 }
@@ -195,12 +163,7 @@ async fn unknown_routes_and_methods_are_problems() {
 #[tokio::test]
 async fn slow_requests_time_out_with_503() {
     let app = start(Readiness::new(), Duration::from_millis(200)).await;
-    let response = app
-        .client
-        .get(format!("{}/slow", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/slow").await;
     let body = problem(response, 503).await;
     assert_eq!(body["title"], "Request timed out");
 }
@@ -208,41 +171,20 @@ async fn slow_requests_time_out_with_503() {
 #[tokio::test]
 async fn a_panicking_handler_gives_500_and_the_server_keeps_serving() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let response = app
-        .client
-        .get(format!("{}/boom", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/boom").await;
     let body = problem(response, 500).await;
     assert!(!body.to_string().contains("the handler broke"));
-    let response = app
-        .client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/health").await;
     assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let response = app
-        .client
-        .get(format!("{}/health", app.base))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/health").header("x-request-id", "abc-123").await;
     assert_eq!(response.headers()["x-request-id"], "abc-123");
 
-    let response = app
-        .client
-        .get(format!("{}/health", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/health").await;
     let generated = response.headers()["x-request-id"]
         .to_str()
         .unwrap()
@@ -251,12 +193,9 @@ async fn request_ids_are_echoed_or_generated() {
 
     // A forged id with spaces or one too long is replaced, so it never reaches a log line.
     let response = app
-        .client
-        .get(format!("{}/health", app.base))
+        .get("/health")
         .header("x-request-id", "x".repeat(500))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_ne!(response.headers()["x-request-id"], "x".repeat(500).as_str());
 }
 
@@ -264,26 +203,10 @@ async fn request_ids_are_echoed_or_generated() {
 async fn metrics_use_the_route_template_not_the_raw_path() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
     for id in ["1", "2", "3"] {
-        app.client
-            .get(format!("{}/items/{id}", app.base))
-            .send()
-            .await
-            .unwrap();
+        app.get(&format!("/items/{id}")).await;
     }
-    app.client
-        .get(format!("{}/random/path", app.base))
-        .send()
-        .await
-        .unwrap();
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    app.get("/random/path").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(r#"http_requests_total{service="kit-test",method="GET",route="/items/{id}",status="409"} 3"#),
         "{text}"
@@ -308,12 +231,7 @@ async fn readiness_reports_each_dependency() {
             FnCheck(|| async { Err("connection refused".to_owned()) }),
         );
     let app = start(readiness, Duration::from_secs(5)).await;
-    let response = app
-        .client
-        .get(format!("{}/ready", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/ready").await;
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["status"], "up");
@@ -321,72 +239,38 @@ async fn readiness_reports_each_dependency() {
     assert_eq!(body["checks"]["redis"]["error"], "connection refused");
 
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let response = app
-        .client
-        .get(format!("{}/ready", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/ready").await;
     assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
 async fn pagination_defaults_caps_and_rejects() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let page: serde_json::Value = app
-        .client
-        .get(format!("{}/items", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = app.get("/items").await.json().await.unwrap();
     assert_eq!(page["per_page"], 20);
     assert_eq!(page["page"], 1);
     assert_eq!(page["total"], 250);
     assert_eq!(page["items"].as_array().unwrap().len(), 20);
 
     let page: serde_json::Value = app
-        .client
-        .get(format!("{}/items?page=2&per_page=500", app.base))
-        .send()
+        .get("/items?page=2&per_page=500")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(page["per_page"], 100);
     assert_eq!(page["items"][0], 101);
 
-    let response = app
-        .client
-        .get(format!("{}/items?page=0", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/items?page=0").await;
     problem(response, 422).await;
-    let response = app
-        .client
-        .get(format!("{}/items?page=abc", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/items?page=abc").await;
     problem(response, 400).await;
 }
 
 #[tokio::test]
 async fn openapi_document_lists_the_operational_endpoints() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let doc: serde_json::Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     for path in ["/health", "/ready", "/metrics"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
@@ -396,14 +280,10 @@ async fn openapi_document_lists_the_operational_endpoints() {
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
     let app = start(Readiness::new(), Duration::from_secs(5)).await;
-    let in_flight = tokio::spawn({
-        let client = app.client.clone();
-        let url = format!("{}/slow", app.base);
-        async move { client.get(url).send().await }
-    });
+    let in_flight = tokio::spawn(app.get("/slow").send());
     tokio::time::sleep(Duration::from_millis(150)).await;
     app.stop.cancel();
-    let response = in_flight.await.unwrap().unwrap();
+    let response = in_flight.await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "done");
     tokio::time::timeout(Duration::from_secs(5), app.task)
@@ -412,8 +292,9 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .unwrap();
     // New connections are refused once stopped.
     assert!(
-        app.client
-            .get(format!("{}/health", app.base))
+        app.http
+            .client()
+            .get(app.http.url("/health"))
             .send()
             .await
             .is_err()
@@ -428,11 +309,8 @@ async fn shutdown_waits_no_longer_than_the_shutdown_timeout() {
         Duration::from_millis(200),
     )
     .await;
-    let in_flight = tokio::spawn({
-        let client = app.client.clone();
-        let url = format!("{}/slow", app.base);
-        async move { client.get(url).send().await }
-    });
+    // The raw client: this request is cut off, which a test call would report as a failure.
+    let in_flight = tokio::spawn(app.client().get(app.url("/slow")).send());
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = std::time::Instant::now();
     app.stop.cancel();

@@ -351,11 +351,10 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    platform_test_backends::redis_tests!(two_limiters_on_one_redis_share_the_bucket);
+
     async fn two_limiters_on_one_redis_share_the_bucket() {
-        let Some(redis) = platform_test_backends::RedisNamespace::create() else {
-            return;
-        };
+        let redis = platform_test_backends::RedisNamespace::create();
         let config = platform_redis::RedisConfig::new(&redis.url);
         let a = RateLimiter::shared(RedisPool::new(&config).unwrap(), &redis.namespace);
         let b = RateLimiter::shared(RedisPool::new(&config).unwrap(), &redis.namespace);

@@ -183,13 +183,11 @@ mod tests {
         assert!(pool.ping().await.is_err());
     }
 
-    #[tokio::test]
+    platform_test_backends::redis_tests!(ping_succeeds_against_a_real_redis_when_configured);
+
     async fn ping_succeeds_against_a_real_redis_when_configured() {
-        let Some(url) = platform_test_backends::redis_url() else {
-            eprintln!("skipped: TEST_REDIS_URL is not set");
-            return;
-        };
-        let pool = RedisPool::new(&RedisConfig::new(&url)).unwrap();
+        let redis = platform_test_backends::RedisNamespace::create();
+        let pool = RedisPool::new(&RedisConfig::new(&redis.url)).unwrap();
         pool.ping().await.unwrap();
     }
 }

@@ -33,8 +33,10 @@ use sea_orm_migration::MigratorTrait;
 use tokio::task::JoinHandle;
 
 pub mod ports;
+mod problems;
 
 pub use platform_config::Env;
+pub use problems::database_problem;
 
 /// The settings every service reads the same way: where it listens, its database, Redis,
 /// the event bus, how it verifies users' tokens and, for services with a gRPC side, how it

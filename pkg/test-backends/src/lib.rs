@@ -7,19 +7,29 @@
 //! - [`backend_tests!`]: runs each listed test once per backend, as `sqlite::name` and
 //!   `postgres::name`, so the output shows which backend ran.
 //! - [`RedisNamespace`]: a private key namespace on the test Redis, cleaned up afterwards.
+//! - [`eventually`]: waiting, bounded, for what a service does in the background.
+//! - [`TestApp`]: the one HTTP client of every test that calls an HTTP API:
+//!   `app.post(path).by(token).json(&body).await`, `app.metrics().await.sum(name, labels)`.
+//! - [`variant_tests!`] / [`redis_tests!`]: the one place a test skips. A variant names what it
+//!   [`Need`]s; without that server it skips (and says so) before the test body runs, so test
+//!   bodies and spawn helpers never handle a missing backend.
 //! - [`postgres_url`] / [`redis_url`]: the servers to use, when configured. Without them the
-//!   PostgreSQL and Redis variants skip (and say so); with `TEST_REQUIRE_BACKENDS=1` (set by CI)
-//!   a missing server fails the test instead, so CI can never silently skip them.
+//!   PostgreSQL and Redis variants skip; with `TEST_REQUIRE_BACKENDS=1` (set by CI) a missing
+//!   server fails the test instead, so CI can never silently skip them.
 //!
 //! A crate of its own, depending on no other platform crate but `platform-config`, so the
 //! crates below the services (`platform-db`, `platform-redis`, `platform-cache`,
-//! `platform-events`) can test against real backends without a dependency loop through the
-//! service-level helpers of `platform-testing`, which re-exports everything here.
+//! `platform-events`, `platform-http`) can test against real backends and call their test
+//! servers without a dependency loop through the service-level helpers of `platform-testing`,
+//! which re-exports everything here.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Test support: failing loudly on a broken test environment is the point.
 #![allow(clippy::expect_used)]
 
+mod app;
+
+pub use app::{Call, Credential, Metrics, TestApp, assert_documented};
 use platform_config::database::DatabaseConfig;
 use sea_orm::{ConnectionTrait, Database};
 
@@ -31,6 +41,37 @@ pub enum Backend {
     /// A new database on the `TEST_DATABASE_URL` server; skipped when that is unset (unless
     /// `TEST_REQUIRE_BACKENDS=1`, which makes it a failure).
     Postgres,
+}
+
+/// A server a test variant cannot run without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// `TEST_DATABASE_URL`.
+    Postgres,
+    /// `TEST_REDIS_URL`.
+    Redis,
+}
+
+impl Need {
+    fn var(self) -> &'static str {
+        match self {
+            Self::Postgres => "TEST_DATABASE_URL",
+            Self::Redis => "TEST_REDIS_URL",
+        }
+    }
+}
+
+/// Whether a test needing `needs` must skip here: true (after saying which server is missing)
+/// when one is not configured. With `TEST_REQUIRE_BACKENDS=1` a missing server panics instead.
+/// The macros call it before a test's body; nothing else needs to.
+pub fn skip(needs: &[Need]) -> bool {
+    for need in needs {
+        if server_url(need.var()).is_none() {
+            eprintln!("skipped: {} is not set", need.var());
+            return true;
+        }
+    }
+    false
 }
 
 fn required() -> bool {
@@ -70,22 +111,25 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// A fresh database on `backend`, or `None` (after saying so) when PostgreSQL is not
-    /// configured.
-    pub async fn create(backend: Backend) -> Option<Self> {
+    /// A fresh database on `backend`.
+    ///
+    /// # Panics
+    /// On PostgreSQL when `TEST_DATABASE_URL` is not set: a test reaches here through
+    /// [`backend_tests!`] (or [`variant_tests!`] needing [`Need::Postgres`]), which skips first.
+    pub async fn create(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         match backend {
-            Backend::Sqlite => Some(Self {
+            Backend::Sqlite => Self {
                 backend,
                 config: DatabaseConfig::sqlite(dir.path()),
                 dir,
                 postgres: None,
-            }),
+            },
             Backend::Postgres => {
-                let Some(server) = postgres_url() else {
-                    eprintln!("skipped: TEST_DATABASE_URL is not set");
-                    return None;
-                };
+                let server = postgres_url().expect(
+                    "TEST_DATABASE_URL is not set: run PostgreSQL tests through backend_tests!, \
+                     which skips them",
+                );
                 let name = format!("test_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(server.as_str())
                     .await
@@ -100,12 +144,12 @@ impl TestDatabase {
                 let mut config = DatabaseConfig::url(with_database(&server, &name));
                 config.data_dir = dir.path().to_path_buf();
                 config.max_connections = 10;
-                Some(Self {
+                Self {
                     backend,
                     config,
                     dir,
                     postgres: Some((server, name)),
-                })
+                }
             }
         }
     }
@@ -156,16 +200,20 @@ pub struct RedisNamespace {
 }
 
 impl RedisNamespace {
-    /// `None` (after saying so) when `TEST_REDIS_URL` is not set.
-    pub fn create() -> Option<Self> {
-        let Some(url) = redis_url() else {
-            eprintln!("skipped: TEST_REDIS_URL is not set");
-            return None;
-        };
-        Some(Self {
+    /// A fresh namespace on the `TEST_REDIS_URL` server.
+    ///
+    /// # Panics
+    /// When `TEST_REDIS_URL` is not set: a test reaches here through [`redis_tests!`] (or a
+    /// [`variant_tests!`] variant needing [`Need::Redis`]), which skips first.
+    pub fn create() -> Self {
+        let url = redis_url().expect(
+            "TEST_REDIS_URL is not set: run Redis tests through redis_tests! or variant_tests!, \
+             which skip them",
+        );
+        Self {
             url,
             namespace: format!("test-{}", uuid::Uuid::new_v4().simple()),
-        })
+        }
     }
 }
 
@@ -187,6 +235,23 @@ impl Drop for RedisNamespace {
     }
 }
 
+/// Polls `condition` every 20 ms until it holds, failing after `limit`: how a test waits for
+/// something a service does in the background (a relay, a consumer, a cache invalidation).
+pub async fn eventually(
+    what: &str,
+    limit: std::time::Duration,
+    mut condition: impl AsyncFnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// `postgres://u@h:5432/postgres?x=y` with the database replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -204,31 +269,61 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL:
+/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL, as
+/// `sqlite::name` and `postgres::name`:
 ///
 /// ```ignore
 /// async fn registers_a_user(backend: Backend) { let app = spawn_app(backend).await; … }
 /// platform_testing::backend_tests!(registers_a_user, rejects_duplicates);
 /// ```
 ///
-/// The PostgreSQL variant of a test decides for itself whether to skip (its `spawn_app` gets
-/// `None` from [`TestDatabase::create`]).
+/// The PostgreSQL variant skips when `TEST_DATABASE_URL` is not set (see [`skip`]), so a test
+/// body and its spawn helper always get a database.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        $crate::variant_tests!(sqlite, [], ($crate::Backend::Sqlite), $($name),*);
+        $crate::variant_tests!(
+            postgres, [$crate::Need::Postgres], ($crate::Backend::Postgres), $($name),*
+        );
+    };
+}
+
+/// Runs each named `async fn()` when Redis is configured, as `redis::name`; skips otherwise.
+#[macro_export]
+macro_rules! redis_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::variant_tests!(redis, [$crate::Need::Redis], (), $($name),*);
+    };
+}
+
+/// The general form: a module `variant` with one test per `name`, each calling
+/// `super::name(args…)` unless a server in `needs` is missing (then it skips, see [`skip`]).
+/// A leading `threads = N,` sets the runtime's worker threads (2 otherwise).
+///
+/// ```ignore
+/// platform_testing::variant_tests!(
+///     postgres_redis, [Need::Postgres, Need::Redis], (Backend::Postgres, Bus::Redis),
+///     delivers_an_order_event, retries_a_failed_send,
+/// );
+/// ```
+#[macro_export]
+macro_rules! variant_tests {
+    ($variant:ident, $needs:tt, $args:tt, $($name:ident),* $(,)?) => {
+        $crate::variant_tests!(threads = 2, $variant, $needs, $args, $($name),*);
+    };
+    (threads = $threads:literal, $variant:ident, $needs:tt, $args:tt, $($name:ident),* $(,)?) => {
+        mod $variant {
+            // The arguments are written as in the calling module: resolve them there.
+            #[allow(unused_imports)]
+            use super::*;
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
                 async fn $name() {
-                    super::$name($crate::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::Backend::Postgres).await
+                    if $crate::skip(&$needs) {
+                        return;
+                    }
+                    super::$name $args .await
                 }
             )*
         }
@@ -253,5 +348,10 @@ mod tests {
             with_database("postgres://h:5432", "t3"),
             "postgres://h:5432/t3"
         );
+    }
+
+    #[test]
+    fn nothing_needed_never_skips() {
+        assert!(!skip(&[]));
     }
 }

@@ -1,10 +1,10 @@
 //! Assertions and callers for tests that talk to a service over HTTP: every crate's
 //! integration tests use these rather than their own copies.
 
-use std::time::{Duration, Instant};
-
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
 use serde_json::Value;
+
+pub use platform_test_backends::assert_documented;
 
 /// Someone calling a REST API: their user id and an access token.
 #[derive(Debug, Clone)]
@@ -13,6 +13,12 @@ pub struct Actor {
     pub id: uuid::Uuid,
     /// A bearer access token for `id`, to send as `Authorization: Bearer <token>`.
     pub token: String,
+}
+
+impl platform_test_backends::Credential for Actor {
+    fn bearer(&self) -> Option<&str> {
+        Some(&self.token)
+    }
 }
 
 /// A new user (or administrator) with a fresh access token signed with `secret`.
@@ -26,20 +32,6 @@ pub fn actor(role: Role, secret: &str) -> Actor {
         id: id.as_uuid(),
         token,
     }
-}
-
-/// Fails when the service marked `response` as answered with a status its OpenAPI operation
-/// does not list (`x-undocumented-status`, set by the kit's pipeline in debug builds).
-pub fn assert_documented(response: &reqwest::Response) {
-    let marked = response.headers().get("x-undocumented-status");
-    assert!(
-        marked.is_none(),
-        "{} {} answered {}, a status its OpenAPI operation does not list: add it to the \
-         handler's `responses(...)` annotation (or fix the handler)",
-        response.url().path(),
-        response.url().query().unwrap_or_default(),
-        response.status(),
-    );
 }
 
 /// [`assert_documented`] as a method, for a test's request helpers:
@@ -96,15 +88,19 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
     fields
 }
 
-/// Polls `condition` every 20 ms until it holds, failing after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform_test_backends::Credential;
+
+    #[test]
+    fn an_actor_calls_with_its_token() {
+        let actor = Actor {
+            id: uuid::Uuid::nil(),
+            token: "t1".into(),
+        };
+        assert_eq!(actor.bearer(), Some("t1"));
+        assert_eq!(Some(&actor).bearer(), Some("t1"));
+        assert_eq!(None::<&Actor>.bearer(), None);
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! - Everything of `platform-test-backends`, re-exported: [`Backend`], [`TestDatabase`],
 //!   [`backend_tests!`], [`RedisNamespace`], [`postgres_url`] and [`redis_url`].
+//! - [`TestApp`]: the HTTP client every test calls a service with:
+//!   `app.post(path).by(&actor).json(&body).await`, `app.metrics().await.sum(name, labels)`.
 //! - [`spawn`]: a service started the way its binary would be, on free ports.
 //! - [`outbox`]: the events a service wrote.
-//! - [`http`]: assertions on problem documents and JSON bodies, polling, callers with tokens.
+//! - [`http`]: assertions on problem documents and JSON bodies, callers with tokens.
 //! - [`audit`]: [`AuditCapture`], an audit sink that keeps what a service recorded.
 //! - [`grpc`]: gRPC callers with or without a service credential, a CA for mutual TLS, and
 //!   the audit records a service published.
@@ -23,7 +25,8 @@ pub mod process;
 pub use audit::AuditCapture;
 
 pub use platform_test_backends::{
-    Backend, RedisNamespace, TestDatabase, backend_tests, postgres_url, redis_url, with_database,
+    Backend, Call, Credential, Metrics, Need, RedisNamespace, TestApp, TestDatabase, backend_tests,
+    eventually, postgres_url, redis_tests, redis_url, skip, variant_tests, with_database,
 };
 
 use platform_db::DatabaseConfig;
@@ -59,6 +62,13 @@ pub struct Spawned {
     /// Its gRPC address, when it serves gRPC.
     pub grpc: Option<std::net::SocketAddr>,
     stop: platform_http::CancellationToken,
+}
+
+impl Spawned {
+    /// A [`TestApp`] calling its HTTP API.
+    pub fn app(&self) -> TestApp {
+        TestApp::new(&self.base)
+    }
 }
 
 impl Drop for Spawned {

@@ -4,6 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use platform_testing::TestApp;
+
 use crate::journeys::main_journey;
 use crate::spawn_platform;
 
@@ -13,7 +15,7 @@ fn the_binary_starts_serves_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, gateway, rest) = spawn_platform(dir.path(), &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(main_journey(&gateway));
+    runtime.block_on(main_journey(&TestApp::new(gateway)));
 
     let status = platform_testing::process::stop(&mut child, "INT", Duration::from_secs(15));
     assert!(status.success(), "{status:?}");

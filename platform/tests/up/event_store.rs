@@ -4,24 +4,22 @@
 
 use std::time::Duration;
 
+use platform_testing::TestApp;
 use serde_json::Value;
 
 use crate::journeys::admin_token;
 
 /// The `user.registered` event of `user` reaches the event store: outbox → relay → bus →
 /// consumer → store, read back through the gateway by an administrator.
-pub(crate) async fn registration_event_reaches_the_event_store(base: &str, user: &str) {
-    let client = reqwest::Client::new();
-    let admin = admin_token(base).await;
+pub(crate) async fn registration_event_reaches_the_event_store(app: &TestApp, user: &str) {
+    let admin = admin_token(app).await;
     for _ in 0..250 {
-        let page: Value = client
-            .get(format!(
-                "{base}/api/v1/admin/events?subject={user}&type=user.registered"
+        let page: Value = app
+            .get(&format!(
+                "/api/v1/admin/events?subject={user}&type=user.registered"
             ))
-            .bearer_auth(&admin)
-            .send()
+            .by(&admin)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -32,12 +30,10 @@ pub(crate) async fn registration_event_reaches_the_event_store(base: &str, user:
         }
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    let everything = client
-        .get(format!("{base}/api/v1/admin/events"))
-        .bearer_auth(&admin)
-        .send()
+    let everything = app
+        .get("/api/v1/admin/events")
+        .by(&admin)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -47,21 +43,18 @@ pub(crate) async fn registration_event_reaches_the_event_store(base: &str, user:
 /// Polls the event store's audit trail (through the gateway, as an administrator) for a
 /// record of `action` that `wanted` picks, and returns it; `what` names it if it never comes.
 async fn audit_record(
-    base: &str,
+    app: &TestApp,
     action: &str,
     what: &str,
     wanted: impl Fn(&Value) -> bool,
 ) -> Value {
-    let client = reqwest::Client::new();
-    let admin = admin_token(base).await;
+    let admin = admin_token(app).await;
     let mut last = Value::Null;
     for _ in 0..250 {
-        let response = client
-            .get(format!("{base}/api/v1/admin/audit?action={action}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap();
+        let response = app
+            .get(&format!("/api/v1/admin/audit?action={action}"))
+            .by(&admin)
+            .await;
         last = platform_testing::http::json_of(response, 200).await;
         if let Some(record) = last["items"].as_array().unwrap().iter().find(|r| wanted(r)) {
             return record.clone();
@@ -73,9 +66,13 @@ async fn audit_record(
 
 /// The audit record of an administrator's action reaches the event store: the service's
 /// sink → bus → the store's consumer → `GET /api/v1/admin/audit`, through the gateway.
-pub(crate) async fn audit_record_reaches_the_event_store(base: &str, action: &str, target: &str) {
+pub(crate) async fn audit_record_reaches_the_event_store(
+    app: &TestApp,
+    action: &str,
+    target: &str,
+) {
     let what = format!("the {action} record of {target}");
-    let record = audit_record(base, action, &what, |r| r["target"] == target).await;
+    let record = audit_record(app, action, &what, |r| r["target"] == target).await;
     assert_eq!(record["outcome"], "success");
     assert!(record["actor"].is_string(), "{record}");
     assert!(record["request_id"].is_string(), "{record}");
@@ -83,16 +80,14 @@ pub(crate) async fn audit_record_reaches_the_event_store(base: &str, action: &st
 
 /// A token the gateway refuses at the edge is an audit record in the event store too, with
 /// the client's address and the request id.
-pub(crate) async fn edge_refusal_reaches_the_event_store(base: &str) {
-    let refused = reqwest::Client::new()
-        .get(format!("{base}/api/v1/orders"))
-        .bearer_auth("not.a.token")
+pub(crate) async fn edge_refusal_reaches_the_event_store(app: &TestApp) {
+    let refused = app
+        .get("/api/v1/orders")
+        .by("not.a.token")
         .header("x-request-id", "edge-refusal-1")
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(refused.status(), 401);
-    let record = audit_record(base, "auth.token_rejected", "the edge's refusal", |r| {
+    let record = audit_record(app, "auth.token_rejected", "the edge's refusal", |r| {
         r["request_id"] == "edge-refusal-1"
     })
     .await;

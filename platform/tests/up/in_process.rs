@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use platform_config::Env;
 use platform_http::CancellationToken;
-use platform_testing::{Backend, TestDatabase};
+use platform_testing::{Backend, TestApp, TestDatabase};
 use serde_json::Value;
 
 use crate::env_for;
@@ -18,9 +18,7 @@ use crate::journeys::{
 };
 
 async fn the_main_journey_works_through_platform_up(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        return;
-    };
+    let db = TestDatabase::create(backend).await;
     let stop = CancellationToken::new();
     let running = platform::up(&Env::from_pairs(env_for(&db)), stop.clone())
         .await
@@ -45,48 +43,46 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
     assert!(users.http.ip().is_loopback());
     assert!(users.grpc.unwrap().ip().is_loopback());
 
-    let base = format!("http://{gateway}");
-    let user = main_journey(&base).await;
-    registration_event_reaches_the_event_store(&base, &user).await;
-    let product = product_journey(&base).await;
-    audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
+    let app = TestApp::new(format!("http://{gateway}"));
+    let user = main_journey(&app).await;
+    registration_event_reaches_the_event_store(&app, &user).await;
+    let product = product_journey(&app).await;
+    audit_record_reaches_the_event_store(&app, "product.create", &format!("product:{product}"))
         .await;
-    edge_refusal_reaches_the_event_store(&base).await;
-    let (buyer, order) = order_journey(&base, &product).await;
-    direct_charges_are_checked_against_their_order(&base, &buyer, &order).await;
+    edge_refusal_reaches_the_event_store(&app).await;
+    let (buyer, order) = order_journey(&app, &product).await;
+    direct_charges_are_checked_against_their_order(&app, &buyer, &order).await;
     // The seed's `curl :8080/metrics | grep cache_hits_total`: under platform up the gateway's
     // scrape covers every service, database pools included (each backend's pool is read).
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
+    let text = metrics.text();
     for wanted in [
         r#"cache_hits_total{service="product-service""#,
         r#"db_pool_max_connections{service="order-service"}"#,
         r#"db_query_duration_seconds_count{service="payment-service""#,
-        r#"saga_duration_seconds_count{service="order-service",outcome="confirmed"} 1"#,
     ] {
         assert!(
-            metrics.contains(wanted),
+            text.contains(wanted),
             "{wanted} missing from the gateway's /metrics"
         );
     }
     assert_eq!(
-        metrics.matches("# TYPE cache_hits_total ").count(),
+        metrics.sum(
+            "saga_duration_seconds_count",
+            &[("service", "order-service"), ("outcome", "confirmed")]
+        ),
+        1.0,
+        "one confirmed saga in the gateway's /metrics"
+    );
+    assert_eq!(
+        text.matches("# TYPE cache_hits_total ").count(),
         1,
         "each family declared once"
     );
 
     if backend == Backend::Sqlite {
         // Embedded mode loads the demo catalog.
-        let catalog: Value = reqwest::get(format!("{base}/api/v1/products"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let catalog: Value = app.get("/api/v1/products").await.json().await.unwrap();
         assert!(catalog["total"].as_u64().unwrap() >= 50, "{catalog}");
     }
 
@@ -131,12 +127,9 @@ async fn the_main_journey_works_through_platform_up(backend: Backend) {
 
 platform_testing::backend_tests!(the_main_journey_works_through_platform_up);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_flow_through_redis_streams_when_redis_is_configured() {
-    let Some(redis) = platform_testing::RedisNamespace::create() else {
-        return;
-    };
-    let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
+    let redis = platform_testing::RedisNamespace::create();
+    let db = TestDatabase::create(Backend::Sqlite).await;
     let mut vars = env_for(&db);
     vars.push(("REDIS_URL".to_owned(), redis.url.clone()));
     vars.push(("EVENTS_NAMESPACE".to_owned(), redis.namespace.clone()));
@@ -144,22 +137,22 @@ async fn events_flow_through_redis_streams_when_redis_is_configured() {
     let running = platform::up(&Env::from_pairs(vars), stop.clone())
         .await
         .unwrap();
-    let base = format!("http://{}", running.gateway().unwrap());
-    let user = main_journey(&base).await;
-    registration_event_reaches_the_event_store(&base, &user).await;
-    let product = product_journey(&base).await;
-    audit_record_reaches_the_event_store(&base, "product.create", &format!("product:{product}"))
+    let app = TestApp::new(format!("http://{}", running.gateway().unwrap()));
+    let user = main_journey(&app).await;
+    registration_event_reaches_the_event_store(&app, &user).await;
+    let product = product_journey(&app).await;
+    audit_record_reaches_the_event_store(&app, "product.create", &format!("product:{product}"))
         .await;
-    edge_refusal_reaches_the_event_store(&base).await;
+    edge_refusal_reaches_the_event_store(&app).await;
     // The stream really is in Redis.
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_connection().unwrap();
-    let length: u64 = redis::cmd("XLEN")
+    let length: u64 = ::redis::cmd("XLEN")
         .arg(format!("{}.user", redis.namespace))
         .query(&mut conn)
         .unwrap();
     assert!(length >= 2, "the admin's and the user's registrations");
-    let audited: u64 = redis::cmd("XLEN")
+    let audited: u64 = ::redis::cmd("XLEN")
         .arg(format!("{}.audit", redis.namespace))
         .query(&mut conn)
         .unwrap();
@@ -167,6 +160,8 @@ async fn events_flow_through_redis_streams_when_redis_is_configured() {
     stop.cancel();
     running.wait().await.unwrap();
 }
+
+platform_testing::redis_tests!(events_flow_through_redis_streams_when_redis_is_configured);
 
 #[tokio::test]
 async fn configuration_problems_of_every_service_are_reported_together() {

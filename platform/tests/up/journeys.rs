@@ -3,37 +3,31 @@
 
 use std::time::Duration;
 
+use platform_testing::TestApp;
 use serde_json::{Value, json};
 
 use crate::{ADMIN_EMAIL, ADMIN_PASSWORD};
 
-/// Register, log in and read one's own account through the gateway at `base`; returns the
-/// new user's id.
-pub(crate) async fn main_journey(base: &str) -> String {
-    let client = reqwest::Client::new();
+/// Register, log in and read one's own account through the gateway `app`; returns the new
+/// user's id.
+pub(crate) async fn main_journey(app: &TestApp) -> String {
     let email = format!("journey-{}@example.com", uuid::Uuid::new_v4().simple());
-    let response = client
-        .post(format!("{base}/api/v1/users"))
+    let response = app
+        .post("/api/v1/users")
         .json(&json!({"email": email, "password": "a good password", "name": "Journey"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 201);
-    let tokens: Value = client
-        .post(format!("{base}/api/v1/auth/login"))
+    let tokens: Value = app
+        .post("/api/v1/auth/login")
         .json(&json!({"email": email, "password": "a good password"}))
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
-    let me: Value = client
-        .get(format!("{base}/api/v1/users/me"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
+    let me: Value = app
+        .get("/api/v1/users/me")
+        .by(tokens["access_token"].as_str().unwrap())
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -42,13 +36,11 @@ pub(crate) async fn main_journey(base: &str) -> String {
 }
 
 /// An access token of the administrator `platform up` created from `ADMIN_EMAIL`.
-pub(crate) async fn admin_token(base: &str) -> String {
-    let tokens: Value = reqwest::Client::new()
-        .post(format!("{base}/api/v1/auth/login"))
+pub(crate) async fn admin_token(app: &TestApp) -> String {
+    let tokens: Value = app
+        .post("/api/v1/auth/login")
         .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -57,48 +49,37 @@ pub(crate) async fn admin_token(base: &str) -> String {
 
 /// An administrator adds a product through the gateway; anyone can then find it by listing,
 /// by id and by search. Returns its id.
-pub(crate) async fn product_journey(base: &str) -> String {
-    let client = reqwest::Client::new();
-    let admin = admin_token(base).await;
+pub(crate) async fn product_journey(app: &TestApp) -> String {
+    let admin = admin_token(app).await;
     let sku = format!("J-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let response = client
-        .post(format!("{base}/api/v1/admin/products"))
-        .bearer_auth(&admin)
+    let response = app
+        .post("/api/v1/admin/products")
+        .by(&admin)
         .json(
             &json!({"sku": sku, "name": "Journey teapot", "category": "kitchen",
             "price": {"amount": 2500, "currency": "EUR"}, "stock": 7}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.unwrap();
     let id = created["id"].as_str().unwrap();
-    let product: Value = client
-        .get(format!("{base}/api/v1/products/{id}"))
-        .send()
+    let product: Value = app
+        .get(&format!("/api/v1/products/{id}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(product["available"], 7);
-    let found: Value = client
-        .get(format!("{base}/api/v1/products/search?q=journey%20tea"))
-        .send()
+    let found: Value = app
+        .get("/api/v1/products/search?q=journey%20tea")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(found["items"][0]["id"], id, "{found}");
-    let kitchen: Value = client
-        .get(format!(
-            "{base}/api/v1/products?category=kitchen&per_page=100"
-        ))
-        .send()
+    let kitchen: Value = app
+        .get("/api/v1/products?category=kitchen&per_page=100")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -115,23 +96,20 @@ pub(crate) async fn product_journey(base: &str) -> String {
 /// Checkout through the gateway: the order service prices the order from the catalog,
 /// reserves the stock, charges the sandbox card and confirms. Returns the buyer's token and the
 /// order.
-pub(crate) async fn order_journey(base: &str, product: &str) -> (String, Value) {
-    let client = reqwest::Client::new();
-    let buyer = admin_token(base).await;
-    let order = place_order(base, &buyer, product, 2, None).await;
+pub(crate) async fn order_journey(app: &TestApp, product: &str) -> (String, Value) {
+    let buyer = admin_token(app).await;
+    let order = place_order(app, &buyer, product, 2, None).await;
     assert_eq!(order["total"]["amount"], 5000);
-    let product: Value = client
-        .get(format!("{base}/api/v1/products/{product}"))
-        .send()
+    let product: Value = app
+        .get(&format!("/api/v1/products/{product}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(product["stock"], 5, "two of seven sold: {product}");
 
     // order.confirmed travels outbox → bus → notification service → the buyer's inbox.
-    confirmation_reaches_the_inbox(base, &buyer, order["id"].as_str().unwrap()).await;
+    confirmation_reaches_the_inbox(app, &buyer, order["id"].as_str().unwrap()).await;
     (buyer, order)
 }
 
@@ -139,24 +117,22 @@ pub(crate) async fn order_journey(base: &str, product: &str) -> (String, Value) 
 /// payment service finds once the order service is up): 422 when it does not match the order,
 /// 409 when it does (the checkout paid it).
 pub(crate) async fn direct_charges_are_checked_against_their_order(
-    base: &str,
+    app: &TestApp,
     buyer: &str,
     order: &Value,
 ) {
     let total = order["total"]["amount"].as_i64().unwrap();
     for (amount, status) in [(total - 1, 422), (total, 409)] {
-        let response = reqwest::Client::new()
-            .post(format!("{base}/api/v1/payments"))
-            .bearer_auth(buyer)
+        let response = app
+            .post("/api/v1/payments")
+            .by(buyer)
             .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
             .json(&json!({
                 "order_id": order["id"],
                 "amount": {"amount": amount, "currency": order["total"]["currency"]},
                 "method": {"type": "card", "token": "tok_visa"},
             }))
-            .send()
-            .await
-            .unwrap();
+            .await;
         let code = response.status().as_u16();
         let body = response.text().await.unwrap();
         assert_eq!(
@@ -169,29 +145,27 @@ pub(crate) async fn direct_charges_are_checked_against_their_order(
 /// Checks out `quantity` of `product` with the sandbox card (and the caller's `traceparent`,
 /// when given); returns the order, confirmed.
 pub(crate) async fn place_order(
-    base: &str,
+    app: &TestApp,
     token: &str,
     product: &str,
     quantity: u32,
     traceparent: Option<&str>,
 ) -> Value {
-    let mut request = reqwest::Client::new()
-        .post(format!("{base}/api/v1/orders"))
-        .bearer_auth(token)
+    let mut call = app
+        .post("/api/v1/orders")
+        .by(token)
         .header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
     if let Some(traceparent) = traceparent {
-        request = request.header("traceparent", traceparent);
+        call = call.header("traceparent", traceparent);
     }
-    let response = request
+    let response = call
         .json(&json!({
             "items": [{"product_id": product, "quantity": quantity}],
             "payment": {"token": "tok_visa"},
             "shipping_address": {"name": "Journey", "line1": "1 Road", "city": "Town",
                 "postal_code": "12345", "country": "DE"},
         }))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 201);
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["status"], "confirmed", "{order}");
@@ -200,15 +174,13 @@ pub(crate) async fn place_order(
 
 /// Waits (15 s at most) until the `order.confirmed` notification of `order_id` is in the inbox
 /// of the holder of `token`.
-pub(crate) async fn confirmation_reaches_the_inbox(base: &str, token: &str, order_id: &str) {
+pub(crate) async fn confirmation_reaches_the_inbox(app: &TestApp, token: &str, order_id: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let inbox: Value = reqwest::Client::new()
-            .get(format!("{base}/api/v1/notifications?per_page=100"))
-            .bearer_auth(token)
-            .send()
+        let inbox: Value = app
+            .get("/api/v1/notifications?per_page=100")
+            .by(token)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();

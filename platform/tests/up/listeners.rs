@@ -57,9 +57,7 @@ async fn connections_until_refused(addr: std::net::SocketAddr, http: bool) -> us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_cuts_off_trickling_clients_and_refuses_connections_past_the_limit() {
-    let Some(db) = TestDatabase::create(Backend::Sqlite).await else {
-        return;
-    };
+    let db = TestDatabase::create(Backend::Sqlite).await;
     let mut env = env_for(&db);
     env.push(("HEADER_READ_TIMEOUT".to_owned(), "2s".to_owned()));
     env.push(("MAX_CONNECTIONS".to_owned(), "8".to_owned()));

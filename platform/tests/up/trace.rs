@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use platform_testing::TestApp;
 use serde_json::json;
 
 use crate::journeys::{admin_token, confirmation_reaches_the_inbox, place_order, product_journey};
@@ -27,17 +28,18 @@ fn one_checkout_is_one_trace_through_every_service() {
     let declined_trace = uuid::Uuid::new_v4().simple().to_string();
     let client_span = "00f067aa0ba902b7";
     let order_id = runtime.block_on(async {
-        let product = product_journey(&gateway).await;
-        let buyer = admin_token(&gateway).await;
+        let app = TestApp::new(&gateway);
+        let product = product_journey(&app).await;
+        let buyer = admin_token(&app).await;
         let traceparent = format!("00-{trace_id}-{client_span}-01");
-        let order = place_order(&gateway, &buyer, &product, 1, Some(&traceparent)).await;
+        let order = place_order(&app, &buyer, &product, 1, Some(&traceparent)).await;
         let order_id = order["id"].as_str().unwrap().to_owned();
         // The confirmation's notification is the trace's last hop.
-        confirmation_reaches_the_inbox(&gateway, &buyer, &order_id).await;
+        confirmation_reaches_the_inbox(&app, &buyer, &order_id).await;
         // A declined card: the failure shows in the trace where it happened.
-        let declined = reqwest::Client::new()
-            .post(format!("{gateway}/api/v1/orders"))
-            .bearer_auth(&buyer)
+        let declined = app
+            .post("/api/v1/orders")
+            .by(&buyer)
             .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
             .header(
                 "traceparent",
@@ -49,9 +51,7 @@ fn one_checkout_is_one_trace_through_every_service() {
                 "shipping_address": {"name": "Journey", "line1": "1 Road", "city": "Town",
                     "postal_code": "12345", "country": "DE"},
             }))
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert!(declined.status().is_client_error() || declined.status().is_success());
         order_id
     });

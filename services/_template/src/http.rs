@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use platform_auth::{AuthUser, BearerSecurity, Jwt};
 use platform_http::{HttpApi, Json, Path, Problem};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::repo;
 
 /// What the handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     /// The service's pool.
     pub db: DatabaseConnection,
@@ -23,12 +23,6 @@ pub struct AppState {
     pub jwt: Jwt,
     /// The longest item name accepted (`TEMPLATE_MAX_NAME`).
     pub max_name: usize,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 /// A new item.
@@ -64,18 +58,6 @@ impl From<repo::item::Model> for ItemView {
     }
 }
 
-/// A database failure: a 503 when the database cannot be reached (worth a retry), else a
-/// logged 500.
-fn database(error: DbErr) -> Problem {
-    if platform_db::is_unavailable(&error) {
-        tracing::error!(%error, "no database connection available");
-        return Problem::unavailable("The database is not available right now.")
-            .with_retry_after(1);
-    }
-    tracing::error!(%error, "item query failed");
-    Problem::internal()
-}
-
 /// Creates an item owned by the caller.
 #[utoipa::path(post, path = "/api/v1/items", tag = "items",
     request_body = NewItem,
@@ -103,7 +85,7 @@ pub async fn create(
     }
     let row = repo::create(&state.db, caller.id.as_uuid(), name)
         .await
-        .map_err(database)?;
+        .map_err(|error| platform_service::database_problem("template", &error))?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -121,7 +103,10 @@ pub async fn get(
     _caller: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ItemView>, Problem> {
-    match repo::find(&state.db, id).await.map_err(database)? {
+    match repo::find(&state.db, id)
+        .await
+        .map_err(|error| platform_service::database_problem("template", &error))?
+    {
         Some(row) => Ok(Json(row.into())),
         None => Err(Problem::not_found(format!("No item {id}."))),
     }

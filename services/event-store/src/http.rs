@@ -18,17 +18,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub transport: Arc<dyn Transport>,
     pub jwt: Jwt,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 fn internal(error: impl std::fmt::Display) -> Problem {

@@ -2,7 +2,7 @@
 //! manage dead letters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use platform_testing::http::Documented as _;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use platform_events::transport::redis::RedisTransport;
 use platform_events::{Envelope, EventsConfig, Transport};
 use platform_http::CancellationToken;
 use platform_http::audit::{Action, Actor, AuditContext, AuditEvent, AuditRecord, Outcome};
-use platform_testing::{Backend, TestDatabase};
+use platform_testing::{Backend, RedisNamespace, TestDatabase};
 use serde_json::{Value, json};
 
 const SECRET: &str = "event-store-test-secret-0123456789abcdef";
@@ -22,16 +22,23 @@ const SECRET: &str = "event-store-test-secret-0123456789abcdef";
 struct App {
     /// First, so it is dropped first: the store stops before its database goes.
     _service: platform_testing::Spawned,
-    base: String,
-    client: reqwest::Client,
+    http: platform_testing::TestApp,
     transport: Arc<dyn Transport>,
     _db: TestDatabase,
     _bus_dir: tempfile::TempDir,
-    _redis: Option<platform_testing::RedisNamespace>,
+    _redis: Option<RedisNamespace>,
 }
 
-async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>) -> Option<App> {
-    let db = TestDatabase::create(backend).await?;
+impl Deref for App {
+    type Target = platform_testing::TestApp;
+
+    fn deref(&self) -> &platform_testing::TestApp {
+        &self.http
+    }
+}
+
+async fn spawn(backend: Backend, redis: Option<RedisNamespace>) -> App {
+    let db = TestDatabase::create(backend).await;
     let bus_dir = tempfile::tempdir().unwrap();
     let mut events = EventsConfig::embedded(bus_dir.path());
     events.visibility_timeout = Duration::from_millis(500);
@@ -53,15 +60,14 @@ async fn spawn(backend: Backend, redis: Option<platform_testing::RedisNamespace>
         SECRET,
     ))
     .await;
-    Some(App {
-        base: service.base.clone(),
+    App {
+        http: service.app(),
         _service: service,
-        client: reqwest::Client::new(),
         transport,
         _db: db,
         _bus_dir: bus_dir,
         _redis: redis,
-    })
+    }
 }
 
 fn token(role: &str) -> String {
@@ -96,17 +102,10 @@ fn registered(user: &str) -> Envelope {
 }
 
 impl App {
-    async fn get(&self, path: &str, role: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(role) = role {
-            request = request.bearer_auth(token(role));
-        }
-        request.send().await.unwrap().documented()
-    }
-
     async fn events(&self, query: &str) -> Value {
         let response = self
-            .get(&format!("/api/v1/admin/events{query}"), Some("admin"))
+            .get(&format!("/api/v1/admin/events{query}"))
+            .by(token("admin"))
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
@@ -116,7 +115,7 @@ impl App {
     async fn audit_until(&self, query: &str, total: u64) -> Value {
         let path = format!("/api/v1/admin/audit{query}");
         for _ in 0..250 {
-            let response = self.get(&path, Some("admin")).await;
+            let response = self.get(&path).by(token("admin")).await;
             assert_eq!(response.status(), 200);
             let page: Value = response.json().await.unwrap();
             if page["total"] == total {
@@ -124,7 +123,13 @@ impl App {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let seen = self.get(&path, Some("admin")).await.text().await.unwrap();
+        let seen = self
+            .get(&path)
+            .by(token("admin"))
+            .await
+            .text()
+            .await
+            .unwrap();
         panic!("{path} never listed {total} records: {seen}");
     }
 
@@ -140,9 +145,7 @@ impl App {
 }
 
 async fn every_published_event_is_stored_once_and_queryable(backend: Backend) {
-    let Some(app) = spawn(backend, None).await else {
-        return;
-    };
+    let app = spawn(backend, None).await;
     let (a, b) = (
         uuid::Uuid::now_v7().to_string(),
         uuid::Uuid::now_v7().to_string(),
@@ -183,12 +186,16 @@ async fn every_published_event_is_stored_once_and_queryable(backend: Backend) {
     assert_eq!(paged["items"].as_array().unwrap().len(), 1);
 
     assert_eq!(
-        app.get("/api/v1/admin/events", Some("user")).await.status(),
+        app.get("/api/v1/admin/events")
+            .by(token("user"))
+            .await
+            .status(),
         403
     );
-    assert_eq!(app.get("/api/v1/admin/events", None).await.status(), 401);
+    assert_eq!(app.get("/api/v1/admin/events").await.status(), 401);
     assert_eq!(
-        app.get("/api/v1/admin/events?since=yesterday", Some("admin"))
+        app.get("/api/v1/admin/events?since=yesterday")
+            .by(token("admin"))
             .await
             .status(),
         400
@@ -196,9 +203,7 @@ async fn every_published_event_is_stored_once_and_queryable(backend: Backend) {
 }
 
 async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend) {
-    let Some(app) = spawn(backend, None).await else {
-        return;
-    };
+    let app = spawn(backend, None).await;
     let families = vec!["user".to_owned()];
     app.transport
         .subscribe("fragile-service", &families)
@@ -224,13 +229,15 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
         .unwrap();
 
     assert_eq!(
-        app.get("/api/v1/admin/events/dead-letters", Some("user"))
+        app.get("/api/v1/admin/events/dead-letters")
+            .by(token("user"))
             .await
             .status(),
         403
     );
     let listed: Value = app
-        .get("/api/v1/admin/events/dead-letters", Some("admin"))
+        .get("/api/v1/admin/events/dead-letters")
+        .by(token("admin"))
         .await
         .json()
         .await
@@ -243,27 +250,17 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
 
     let replay = |id: String, role: &'static str| {
         let request = app
-            .client
-            .post(format!(
-                "{}/api/v1/admin/events/dead-letters/{id}/replay",
-                app.base
-            ))
-            .bearer_auth(token(role));
-        async move { request.send().await.unwrap().status().as_u16() }
+            .post(&format!("/api/v1/admin/events/dead-letters/{id}/replay"))
+            .by(token(role));
+        async move { request.await.status().as_u16() }
     };
     let id = dead["id"].as_str().unwrap().to_owned();
     assert_eq!(replay(id.clone(), "user").await, 403);
     let admin = uuid::Uuid::now_v7();
     let replayed = app
-        .client
-        .post(format!(
-            "{}/api/v1/admin/events/dead-letters/{id}/replay",
-            app.base
-        ))
-        .bearer_auth(token_of(admin, "admin"))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/api/v1/admin/events/dead-letters/{id}/replay"))
+        .by(token_of(admin, "admin"))
+        .await;
     assert_eq!(replayed.status(), 202);
     assert_eq!(replay(id.clone(), "admin").await, 404, "gone once replayed");
     // Ids that cannot name a dead letter on either bus are as unknown as spent ones, never a
@@ -309,9 +306,7 @@ async fn audit_trail_of(app: &App, events: Vec<(&str, AuditEvent)>) -> Vec<Audit
 }
 
 async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend) {
-    let Some(app) = spawn(backend, None).await else {
-        return;
-    };
+    let app = spawn(backend, None).await;
     let admin = uuid::Uuid::now_v7();
     let records = audit_trail_of(
         &app,
@@ -387,21 +382,21 @@ async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend
     assert_eq!(second_page["page"], 2);
     assert_eq!(second_page["per_page"], 3);
 
-    assert_eq!(app.get("/api/v1/admin/audit", None).await.status(), 401);
+    assert_eq!(app.get("/api/v1/admin/audit").await.status(), 401);
     assert_eq!(
-        app.get("/api/v1/admin/audit", Some("user")).await.status(),
+        app.get("/api/v1/admin/audit")
+            .by(token("user"))
+            .await
+            .status(),
         403
     );
 
     // That refusal is itself in the trail, under the user who was refused.
     let user = uuid::Uuid::now_v7();
     let refused = app
-        .client
-        .get(format!("{}/api/v1/admin/events/dead-letters", app.base))
-        .bearer_auth(token_of(user, "user"))
-        .send()
-        .await
-        .unwrap();
+        .get("/api/v1/admin/events/dead-letters")
+        .by(token_of(user, "user"))
+        .await;
     assert_eq!(refused.status(), 403);
     let denied = app
         .audit_until(&format!("?actor={user}&action=auth.access_denied"), 1)
@@ -411,9 +406,7 @@ async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend
 }
 
 async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
-    let Some(app) = spawn(backend, None).await else {
-        return;
-    };
+    let app = spawn(backend, None).await;
     for (query, fields) in [
         ("?actor=bob", vec!["actor"]),
         ("?actor=service:", vec!["actor"]),
@@ -427,7 +420,8 @@ async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
         ),
     ] {
         let response = app
-            .get(&format!("/api/v1/admin/audit{query}"), Some("admin"))
+            .get(&format!("/api/v1/admin/audit{query}"))
+            .by(token("admin"))
             .await;
         let problem = platform_testing::http::problem(response, 422).await;
         assert_eq!(
@@ -437,16 +431,15 @@ async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
         );
     }
     let twice = app
-        .get("/api/v1/admin/audit?actor=a&actor=b", Some("admin"))
+        .get("/api/v1/admin/audit?actor=a&actor=b")
+        .by(token("admin"))
         .await;
     platform_testing::http::problem(twice, 400).await;
 }
 
 async fn the_audit_endpoint_is_documented_with_every_status(backend: Backend) {
-    let Some(app) = spawn(backend, None).await else {
-        return;
-    };
-    let document: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let app = spawn(backend, None).await;
+    let document: Value = app.get("/openapi.json").await.json().await.unwrap();
     let operation = &document["paths"]["/api/v1/admin/audit"]["get"];
     let mut statuses: Vec<&String> = operation["responses"].as_object().unwrap().keys().collect();
     statuses.sort();
@@ -461,9 +454,7 @@ async fn the_audit_endpoint_is_documented_with_every_status(backend: Backend) {
 }
 
 async fn a_batch_appends_each_new_event_once(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        return;
-    };
+    let db = TestDatabase::create(backend).await;
     let conn = platform_db::connect(&db.config, "event-store")
         .await
         .unwrap();
@@ -510,12 +501,8 @@ platform_testing::backend_tests!(
     the_audit_endpoint_is_documented_with_every_status,
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_records_reach_the_audit_endpoint_through_redis_streams() {
-    let Some(redis) = platform_testing::RedisNamespace::create() else {
-        return;
-    };
-    let app = spawn(Backend::Sqlite, Some(redis)).await.unwrap();
+    let app = spawn(Backend::Sqlite, Some(RedisNamespace::create())).await;
     let admin = uuid::Uuid::now_v7();
     let records = audit_trail_of(
         &app,
@@ -535,15 +522,16 @@ async fn audit_records_reach_the_audit_endpoint_through_redis_streams() {
     assert_eq!(page["items"][0]["reason"], "shipped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_consumes_from_redis_streams_too() {
-    let Some(redis) = platform_testing::RedisNamespace::create() else {
-        return;
-    };
-    let app = spawn(Backend::Sqlite, Some(redis)).await.unwrap();
+    let app = spawn(Backend::Sqlite, Some(RedisNamespace::create())).await;
     app.transport
         .publish(&registered(&uuid::Uuid::now_v7().to_string()))
         .await
         .unwrap();
     app.wait_for_total(1).await;
 }
+
+platform_testing::redis_tests!(
+    audit_records_reach_the_audit_endpoint_through_redis_streams,
+    the_store_consumes_from_redis_streams_too,
+);

@@ -356,11 +356,10 @@ mod tests {
         locks_after_the_limit_until_the_lockout_ends(throttle).await;
     }
 
-    #[tokio::test]
+    platform_testing::redis_tests!(redis_counts_lock_an_account_after_the_limit_for_every_replica);
+
     async fn redis_counts_lock_an_account_after_the_limit_for_every_replica() {
-        let Some(namespace) = platform_testing::RedisNamespace::create() else {
-            return;
-        };
+        let namespace = platform_testing::RedisNamespace::create();
         let pool = || RedisPool::new(&platform_redis::RedisConfig::new(&namespace.url)).unwrap();
         let mut config = config(3, Duration::from_millis(300));
         config.key_prefix = format!("{}.login", namespace.namespace);

@@ -26,7 +26,7 @@ pub struct TestBus {
 }
 
 impl TestBus {
-    pub async fn new(kind: Kind) -> Option<Self> {
+    pub async fn new(kind: Kind) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EventsConfig::embedded(dir.path());
         config.visibility_timeout = Duration::from_millis(300);
@@ -37,43 +37,27 @@ impl TestBus {
             Kind::Embedded => {
                 let transport =
                     Arc::new(EmbeddedTransport::open(dir.path(), 100_000).await.unwrap());
-                Some(Self {
+                Self {
                     transport,
                     config,
                     dir,
                     _redis: None,
-                })
+                }
             }
             Kind::Redis => {
-                let redis = platform_test_backends::RedisNamespace::create()?;
+                let redis = platform_test_backends::RedisNamespace::create();
                 config.redis = Some(platform_redis::RedisConfig::new(&redis.url));
                 config.namespace = redis.namespace.clone();
                 let transport =
                     Arc::new(RedisTransport::new(&redis.url, &redis.namespace, 100_000).unwrap());
-                Some(Self {
+                Self {
                     transport,
                     config,
                     dir,
                     _redis: Some(redis),
-                })
+                }
             }
         }
-    }
-
-    /// Polls `check` until it holds or `timeout` passes.
-    pub async fn eventually<F, Fut>(&self, timeout: Duration, mut check: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        check().await
     }
 }
 
@@ -125,21 +109,17 @@ pub fn number(envelope: &Envelope) -> u32 {
 #[macro_export]
 macro_rules! transport_tests {
     ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Kind::Embedded).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::support::Kind::Redis).await
-                }
-            )*
-        }
+        platform_test_backends::variant_tests!(
+            embedded,
+            [],
+            ($crate::support::Kind::Embedded),
+            $($name),*
+        );
+        platform_test_backends::variant_tests!(
+            redis,
+            [platform_test_backends::Need::Redis],
+            ($crate::support::Kind::Redis),
+            $($name),*
+        );
     };
 }

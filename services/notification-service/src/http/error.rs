@@ -16,12 +16,10 @@ impl From<NotifyError> for Problem {
             NotifyError::Template(TemplateError::Render(reason)) => {
                 Problem::invalid_field("data", format!("the template cannot be rendered: {reason}"))
             }
-            NotifyError::Database(error) if platform_db::is_unavailable(&error) => {
-                tracing::error!(%error, "no database connection available");
-                Problem::unavailable("The notification database is not available right now.")
-                    .with_retry_after(1)
+            NotifyError::Database(error) => {
+                platform_service::database_problem("notification", &error)
             }
-            error @ (NotifyError::Database(_) | NotifyError::MalformedEvent { .. }) => {
+            error @ NotifyError::MalformedEvent { .. } => {
                 tracing::error!(%error, "request failed");
                 Problem::internal()
             }

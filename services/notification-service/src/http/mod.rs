@@ -23,7 +23,7 @@ use crate::service::Notifications;
 pub use stream::StreamSlots;
 
 /// What handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub notifications: Notifications,
     pub jwt: Jwt,
@@ -35,12 +35,6 @@ pub struct AppState {
     pub streams_stop: CancellationToken,
     /// Open SSE streams per user, capped.
     pub streams: StreamSlots,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 #[derive(OpenApi)]

@@ -13,41 +13,26 @@ use crate::helpers::{Bus, actor, error_fields, json_of, on, problem, spawn_app, 
 const INTERNAL: &str = "internal-service-token-0123456789";
 
 async fn posting_takes_an_administrator_or_the_internal_token(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_with(backend, bus, |config| {
+    let app = spawn_with(backend, bus, |config| {
         config.internal_token = Some(SecretString::from(INTERNAL));
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let body = json!({"user_id": app.user.id, "channel": "in_app",
                       "subject": "Hello", "body": "From the shop"});
     let path = "/api/v1/notifications";
-    problem(app.post(path, None, &body).await, 401).await;
-    problem(app.post(path, Some(&app.user), &body).await, 403).await;
-    json_of(app.post(path, Some(&app.admin), &body).await, 202).await;
+    problem(app.post(path).json(&body).await, 401).await;
+    problem(app.post(path).by(&app.user).json(&body).await, 403).await;
+    json_of(app.post(path).by(&app.admin).json(&body).await, 202).await;
 
-    let internal = |token: &str| {
-        app.client
-            .post(app.url(path))
-            .header("X-Internal-Token", token)
-            .json(&body)
-            .send()
-    };
-    json_of(internal(INTERNAL).await.unwrap(), 202).await;
-    problem(
-        internal("internal-service-token-012345678X").await.unwrap(),
-        401,
-    )
-    .await;
-    problem(internal("").await.unwrap(), 401).await;
+    let internal = |token: &str| app.post(path).header("X-Internal-Token", token).json(&body);
+    json_of(internal(INTERNAL).await, 202).await;
+    problem(internal("internal-service-token-012345678X").await, 401).await;
+    problem(internal("").await, 401).await;
     assert_eq!(app.inbox(&app.user, "").await["total"], 2);
 }
 
 async fn posted_notifications_are_validated(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     let user = app.user.id;
     let path = "/api/v1/notifications";
     for (body, fields) in [
@@ -91,27 +76,22 @@ async fn posted_notifications_are_validated(backend: Backend, bus: Bus) {
             vec!["admin"],
         ),
     ] {
-        let response = app.post(path, Some(&app.admin), &body).await;
+        let response = app.post(path).by(&app.admin).json(&body).await;
         let problem = problem(response, 422).await;
         assert_eq!(error_fields(&problem), fields, "{body}: {problem}");
     }
     let malformed = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(&app.admin.token)
+        .post(path)
+        .by(&app.admin)
         .header("content-type", "application/json")
         .body("{\"user_id\": ")
-        .send()
-        .await
-        .unwrap();
+        .await;
     problem(malformed, 400).await;
     assert!(app.deliveries("").await.is_empty(), "nothing was created");
 }
 
 async fn a_posted_notification_is_queued_then_delivered(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     app.register(&app.user, "ada@example.org", "user").await;
     app.settled(app.user.id, 2).await;
     let accepted = app
@@ -168,9 +148,7 @@ async fn a_posted_notification_is_queued_then_delivered(backend: Backend, bus: B
 }
 
 async fn mark_read_is_isolated_between_users(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     let other = actor(Role::User);
     for who in [&app.user, &app.user, &other] {
         app.notify(&json!({"user_id": who.id, "channel": "in_app",
@@ -187,7 +165,7 @@ async fn mark_read_is_isolated_between_users(backend: Backend, bus: Bus) {
         let path = format!("/api/v1/notifications/{id}/read");
         let who = who.clone();
         let app = &app;
-        async move { app.put(&path, &who).await }
+        async move { app.put(&path).by(&who).await }
     };
     // Someone else's notification does not exist, as far as they can tell.
     problem(read(&other, &id).await, 404).await;
@@ -214,7 +192,13 @@ async fn mark_read_is_isolated_between_users(backend: Backend, bus: Bus) {
     assert_eq!(app.inbox(&other, "?unread=true").await["total"], 1);
     problem(read(&app.user, &Uuid::now_v7().to_string()).await, 404).await;
     problem(read(&app.user, "not-a-uuid").await, 400).await;
-    problem(app.inbox_raw(&app.user, "?per_page=0").await, 422).await;
+    problem(
+        app.get("/api/v1/notifications?per_page=0")
+            .by(&app.user)
+            .await,
+        422,
+    )
+    .await;
     let page = app.inbox(&app.user, "?per_page=1&page=2").await;
     assert_eq!(
         (
@@ -223,21 +207,18 @@ async fn mark_read_is_isolated_between_users(backend: Backend, bus: Bus) {
         ),
         (json!(2), 1)
     );
-    let anonymous = app
-        .client
-        .get(app.url("/api/v1/notifications"))
-        .send()
-        .await
-        .unwrap();
-    problem(anonymous, 401).await;
+    problem(app.get("/api/v1/notifications").await, 401).await;
     // The administrators' list is theirs only.
     problem(
-        app.get("/api/v1/notifications/deliveries", &app.user).await,
+        app.get("/api/v1/notifications/deliveries")
+            .by(&app.user)
+            .await,
         403,
     )
     .await;
     problem(
-        app.get("/api/v1/notifications/deliveries?status=lost", &app.admin)
+        app.get("/api/v1/notifications/deliveries?status=lost")
+            .by(&app.admin)
             .await,
         422,
     )
@@ -245,13 +226,12 @@ async fn mark_read_is_isolated_between_users(backend: Backend, bus: Bus) {
 }
 
 async fn preferences_are_validated_and_reported(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     app.register(&app.user, "ada@example.org", "user").await;
-    crate::helpers::wait_until("the contact", Duration::from_secs(10), || async {
+    crate::helpers::eventually("the contact", Duration::from_secs(10), || async {
         let p = json_of(
-            app.get("/api/v1/notifications/preferences", &app.user)
+            app.get("/api/v1/notifications/preferences")
+                .by(&app.user)
                 .await,
             200,
         )
@@ -260,7 +240,8 @@ async fn preferences_are_validated_and_reported(backend: Backend, bus: Bus) {
     })
     .await;
     let defaults = json_of(
-        app.get("/api/v1/notifications/preferences", &app.user)
+        app.get("/api/v1/notifications/preferences")
+            .by(&app.user)
             .await,
         200,
     )
@@ -324,7 +305,7 @@ async fn preferences_are_validated_and_reported(backend: Backend, bus: Bus) {
             vec!["enabled"],
         ),
     ] {
-        let problem = problem(app.post(path, Some(&app.user), &body).await, 422).await;
+        let problem = problem(app.post(path).by(&app.user).json(&body).await, 422).await;
         assert_eq!(error_fields(&problem), fields, "{body}: {problem}");
     }
 
@@ -367,7 +348,9 @@ async fn preferences_are_validated_and_reported(backend: Backend, bus: Bus) {
     // Another user sees none of it.
     let other = actor(Role::User);
     let theirs = json_of(
-        app.get("/api/v1/notifications/preferences", &other).await,
+        app.get("/api/v1/notifications/preferences")
+            .by(&other)
+            .await,
         200,
     )
     .await;

@@ -2,7 +2,7 @@
 //! the event bus of the test's choice (the embedded bus file, or Redis Streams in a private
 //! namespace) and a handle to publish events on it.
 
-use platform_testing::http::Documented as _;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use platform_testing::{Backend, RedisNamespace, TestDatabase};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use platform_testing::http::{Actor, error_fields, json_of, problem, wait_until};
+pub use platform_testing::eventually;
+pub use platform_testing::http::{Actor, error_fields, json_of, problem};
 
 /// A new user (or administrator) with a fresh token signed with the test secret.
 pub fn actor(role: Role) -> Actor {
@@ -36,8 +37,8 @@ pub enum Bus {
 pub struct TestApp {
     /// First, so it is dropped first: the service stops before its database goes.
     _service: platform_testing::Spawned,
-    pub base: String,
-    pub client: reqwest::Client,
+    /// Calls the service's HTTP API (and the tests, through `Deref`).
+    http: platform_testing::TestApp,
     /// Publishes to the bus the service consumes from.
     pub bus: Arc<dyn Transport>,
     pub admin: Actor,
@@ -50,22 +51,21 @@ pub struct TestApp {
 }
 
 /// The service with default test settings.
-pub async fn spawn_app(backend: Backend, bus: Bus) -> Option<TestApp> {
+pub async fn spawn_app(backend: Backend, bus: Bus) -> TestApp {
     spawn_with(backend, bus, |_| {}).await
 }
 
-/// The service with its configuration adjusted by `customize` (providers, limits…), or
-/// `None` when `backend` or `bus` is not available here.
+/// The service with its configuration adjusted by `customize` (providers, limits…).
 pub async fn spawn_with(
     backend: Backend,
     bus: Bus,
     customize: impl FnOnce(&mut NotificationServiceConfig),
-) -> Option<TestApp> {
+) -> TestApp {
     let redis = match bus {
-        Bus::Redis => Some(RedisNamespace::create()?),
+        Bus::Redis => Some(RedisNamespace::create()),
         Bus::Embedded => None,
     };
-    let db = Arc::new(TestDatabase::create(backend).await?);
+    let db = Arc::new(TestDatabase::create(backend).await);
     let mut config = NotificationServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     let transport: Arc<dyn Transport> = match &redis {
         Some(redis) => {
@@ -83,28 +83,31 @@ pub async fn spawn_with(
     };
     config.senders = Some(log.clone());
     let service = platform_testing::spawn::<Application>(config).await;
-    Some(TestApp {
-        base: service.base.clone(),
+    TestApp {
+        http: service.app(),
         _service: service,
-        client: reqwest::Client::new(),
         bus: transport,
         admin: actor(Role::Admin),
         user: actor(Role::User),
         log,
         _db: db,
         _redis: redis,
-    })
+    }
 }
 
 fn build_senders(channels: &ChannelsConfig) -> Senders {
     channels.build().unwrap()
 }
 
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
+impl Deref for TestApp {
+    type Target = platform_testing::TestApp;
 
+    fn deref(&self) -> &platform_testing::TestApp {
+        &self.http
+    }
+}
+
+impl TestApp {
     pub async fn publish<E: Event>(&self, event: &E) -> Envelope {
         let envelope = Envelope::new("test", event).unwrap();
         self.bus.publish(&envelope).await.unwrap();
@@ -122,38 +125,12 @@ impl TestApp {
         .await
     }
 
-    pub async fn get(&self, path: &str, who: &Actor) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(&who.token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
-    pub async fn post(&self, path: &str, who: Option<&Actor>, body: &Value) -> reqwest::Response {
-        let mut request = self.client.post(self.url(path)).json(body);
-        if let Some(who) = who {
-            request = request.bearer_auth(&who.token);
-        }
-        request.send().await.unwrap().documented()
-    }
-
-    pub async fn put(&self, path: &str, who: &Actor) -> reqwest::Response {
-        self.client
-            .put(self.url(path))
-            .bearer_auth(&who.token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
     /// `POST /api/v1/notifications` as the administrator; asserts 202.
     pub async fn notify(&self, body: &Value) -> Value {
         json_of(
-            self.post("/api/v1/notifications", Some(&self.admin), body)
+            self.post("/api/v1/notifications")
+                .by(&self.admin)
+                .json(body)
                 .await,
             202,
         )
@@ -163,7 +140,9 @@ impl TestApp {
     /// `POST /api/v1/notifications/subscribe` as `who`; asserts 200.
     pub async fn subscribe(&self, who: &Actor, body: &Value) -> Value {
         json_of(
-            self.post("/api/v1/notifications/subscribe", Some(who), body)
+            self.post("/api/v1/notifications/subscribe")
+                .by(who)
+                .json(body)
                 .await,
             200,
         )
@@ -173,7 +152,8 @@ impl TestApp {
     /// The in-app inbox of `who` (`query` like `?unread=true`).
     pub async fn inbox(&self, who: &Actor, query: &str) -> Value {
         json_of(
-            self.get(&format!("/api/v1/notifications{query}"), who)
+            self.get(&format!("/api/v1/notifications{query}"))
+                .by(who)
                 .await,
             200,
         )
@@ -183,11 +163,9 @@ impl TestApp {
     /// The administrators' delivery list (`query` like `?user_id=…&channel=email`).
     pub async fn deliveries(&self, query: &str) -> Vec<Value> {
         let page = json_of(
-            self.get(
-                &format!("/api/v1/notifications/deliveries{query}"),
-                &self.admin,
-            )
-            .await,
+            self.get(&format!("/api/v1/notifications/deliveries{query}"))
+                .by(&self.admin)
+                .await,
             200,
         )
         .await;
@@ -213,24 +191,6 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-    }
-
-    /// The Prometheus text of `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    }
-
-    /// The sum of the series `name{…}` whose labels include every one of `labels`.
-    pub async fn metric(&self, name: &str, labels: &[&str]) -> u64 {
-        let text = self.metrics().await;
-        text.lines()
-            .filter(|line| line.starts_with(&format!("{name}{{")))
-            .filter(|line| labels.iter().all(|label| line.contains(label)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|value| value as u64)
-            .sum()
     }
 }
 
@@ -273,12 +233,4 @@ pub fn all_channels(smtp_port: u16, twilio_base: &str, fcm_base: &str) -> Channe
     let config = ChannelsConfig::from_env(&mut env);
     assert!(env.issues().is_empty(), "{:?}", env.issues());
     config
-}
-
-impl TestApp {
-    /// `GET /api/v1/notifications{query}` as `who`, unchecked.
-    pub async fn inbox_raw(&self, who: &Actor, query: &str) -> reqwest::Response {
-        self.get(&format!("/api/v1/notifications{query}"), who)
-            .await
-    }
 }

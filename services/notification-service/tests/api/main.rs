@@ -12,49 +12,43 @@ mod delivery;
 mod events;
 mod stream;
 
-/// Runs each `async fn(Backend, Bus)` on SQLite and PostgreSQL with the embedded bus.
+/// Runs each `async fn(Backend, Bus)` on SQLite and PostgreSQL with the embedded bus, as
+/// `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! db_tests {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(platform_testing::Backend::Sqlite, $crate::helpers::Bus::Embedded).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(platform_testing::Backend::Postgres, $crate::helpers::Bus::Embedded).await
-                }
-            )*
-        }
+        platform_testing::variant_tests!(
+            sqlite,
+            [],
+            (platform_testing::Backend::Sqlite, $crate::helpers::Bus::Embedded),
+            $($name),*
+        );
+        platform_testing::variant_tests!(
+            postgres,
+            [platform_testing::Need::Postgres],
+            (platform_testing::Backend::Postgres, $crate::helpers::Bus::Embedded),
+            $($name),*
+        );
     };
 }
 
-/// Runs each `async fn(Backend, Bus)` on both databases and both buses.
+/// Runs each `async fn(Backend, Bus)` on both databases and both buses; the Redis variants
+/// are `sqlite_redis::name` and `postgres_redis::name`.
 #[macro_export]
 macro_rules! bus_tests {
     ($($name:ident),* $(,)?) => {
         $crate::db_tests!($($name),*);
-        mod sqlite_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(platform_testing::Backend::Sqlite, $crate::helpers::Bus::Redis).await
-                }
-            )*
-        }
-        mod postgres_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(platform_testing::Backend::Postgres, $crate::helpers::Bus::Redis).await
-                }
-            )*
-        }
+        platform_testing::variant_tests!(
+            sqlite_redis,
+            [platform_testing::Need::Redis],
+            (platform_testing::Backend::Sqlite, $crate::helpers::Bus::Redis),
+            $($name),*
+        );
+        platform_testing::variant_tests!(
+            postgres_redis,
+            [platform_testing::Need::Postgres, platform_testing::Need::Redis],
+            (platform_testing::Backend::Postgres, $crate::helpers::Bus::Redis),
+            $($name),*
+        );
     };
 }

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Actor, Bus, TestApp, actor, problem, spawn_app, spawn_with};
 
+const STREAM: &str = "/api/v1/notifications/stream";
+
 /// One open `text/event-stream` response, read event by event.
 struct Sse {
     response: reqwest::Response,
@@ -24,14 +26,11 @@ struct Received {
 
 impl Sse {
     async fn open(app: &TestApp, who: &Actor, last_event_id: Option<&str>) -> Self {
-        let mut request = app
-            .client
-            .get(app.url("/api/v1/notifications/stream"))
-            .bearer_auth(&who.token);
+        let mut call = app.get(STREAM).by(who);
         if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id);
+            call = call.header("Last-Event-ID", id);
         }
-        let response = request.send().await.unwrap();
+        let response = call.await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         Self {
@@ -85,9 +84,7 @@ impl Sse {
 }
 
 async fn the_stream_delivers_a_notification_within_a_second(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     let mut stream = Sse::open(&app, &app.user, None).await;
     let published = Instant::now();
     app.register(&app.user, "ada@example.org", "user").await;
@@ -105,13 +102,10 @@ async fn the_stream_delivers_a_notification_within_a_second(backend: Backend, bu
 }
 
 async fn the_stream_resumes_is_private_and_beats(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_with(backend, bus, |config| {
+    let app = spawn_with(backend, bus, |config| {
         config.sse_heartbeat = Duration::from_millis(200);
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let other = actor(Role::User);
     let send = |who: &Actor, subject: &str| json!({"user_id": who.id, "channel": "in_app", "subject": subject, "body": "b"});
     for n in 1..=3 {
@@ -144,21 +138,12 @@ async fn the_stream_resumes_is_private_and_beats(backend: Backend, bus: Bus) {
     assert!(beat.starts_with(':'), "a heartbeat comment: {beat:?}");
     assert!(fresh.next(Duration::from_millis(500)).await.is_none());
 
-    let anonymous = app
-        .client
-        .get(app.url("/api/v1/notifications/stream"))
-        .send()
-        .await
-        .unwrap();
-    problem(anonymous, 401).await;
+    problem(app.get(STREAM).await, 401).await;
     let bad = app
-        .client
-        .get(app.url("/api/v1/notifications/stream"))
-        .bearer_auth(&app.user.token)
+        .get(STREAM)
+        .by(&app.user)
         .header("Last-Event-ID", "yesterday")
-        .send()
-        .await
-        .unwrap();
+        .await;
     problem(bad, 400).await;
 }
 
@@ -167,16 +152,6 @@ crate::bus_tests!(the_stream_delivers_a_notification_within_a_second);
 mod resume {
     use super::*;
     crate::db_tests!(the_stream_resumes_is_private_and_beats);
-}
-
-/// A stream request of `who`, whatever its answer.
-async fn request(app: &TestApp, who: &Actor) -> reqwest::Response {
-    app.client
-        .get(app.url("/api/v1/notifications/stream"))
-        .bearer_auth(&who.token)
-        .send()
-        .await
-        .unwrap()
 }
 
 impl Sse {
@@ -195,18 +170,15 @@ impl Sse {
 
 async fn a_user_holds_at_most_five_streams(backend: Backend, bus: Bus) {
     // Quick heartbeats: a write is how the server learns that a client went away.
-    let Some(app) = spawn_with(backend, bus, |config| {
+    let app = spawn_with(backend, bus, |config| {
         config.sse_heartbeat = Duration::from_millis(100);
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let mut open = Vec::new();
     for _ in 0..5 {
         open.push(Sse::open(&app, &app.user, None).await);
     }
-    let sixth = request(&app, &app.user).await;
+    let sixth = app.get(STREAM).by(&app.user).await;
     assert!(sixth.headers().contains_key("retry-after"));
     problem(sixth, 429).await;
     // Another user is not affected.
@@ -215,7 +187,7 @@ async fn a_user_holds_at_most_five_streams(backend: Backend, bus: Bus) {
     drop(open.pop());
     let mut reopened = None;
     for _ in 0..150 {
-        let response = request(&app, &app.user).await;
+        let response = app.get(STREAM).by(&app.user).await;
         if response.status() == 200 {
             reopened = Some(response);
             break;
@@ -226,9 +198,7 @@ async fn a_user_holds_at_most_five_streams(backend: Backend, bus: Bus) {
 }
 
 async fn a_stream_ends_when_its_token_expires(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     let jwt = platform_auth::Jwt::new(platform_auth::JwtConfig {
         expiration: Duration::from_secs(2),
         ..platform_auth::JwtConfig::with_secret(crate::helpers::JWT_SECRET)
@@ -246,9 +216,7 @@ async fn a_stream_ends_when_its_token_expires(backend: Backend, bus: Bus) {
 }
 
 async fn a_stream_ends_when_its_token_is_revoked(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     let mut stream = Sse::open(&app, &app.user, None).await;
     let mut other = Sse::open(&app, &actor(Role::User), None).await;
     // As user-service does at logout (this process's store is the service's).
@@ -271,7 +239,7 @@ async fn a_stream_ends_when_its_token_is_revoked(backend: Backend, bus: Bus) {
         !other.ends_within(Duration::from_millis(300)).await,
         "others' streams go on"
     );
-    problem(request(&app, &app.user).await, 401).await;
+    problem(app.get(STREAM).by(&app.user).await, 401).await;
 }
 
 mod lifetime {

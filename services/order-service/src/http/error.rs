@@ -65,17 +65,10 @@ impl From<OrderError> for Problem {
             // Also when the checkout's first step lost it: the order is kept under its
             // Idempotency-Key, so a retry answers what became of it.
             OrderError::Database(error)
-            | OrderError::Saga(crate::saga::SagaError::Database(error))
-                if platform_db::is_unavailable(&error) =>
-            {
-                tracing::error!(%error, "no database connection available");
-                Problem::unavailable("The order database is not available right now.")
-                    .with_retry_after(1)
+            | OrderError::Saga(crate::saga::SagaError::Database(error)) => {
+                platform_service::database_problem("order", &error)
             }
-            error @ (OrderError::Database(_)
-            | OrderError::Corrupt(_)
-            | OrderError::Saga(_)
-            | OrderError::Encode(_)) => {
+            error @ (OrderError::Corrupt(_) | OrderError::Saga(_) | OrderError::Encode(_)) => {
                 tracing::error!(%error, "request failed");
                 Problem::internal()
             }

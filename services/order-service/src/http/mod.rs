@@ -17,17 +17,11 @@ use crate::reconcile::Reconciler;
 use crate::service::Orders;
 
 /// What handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub orders: Orders,
     pub reconciler: Reconciler,
     pub jwt: Jwt,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 #[derive(OpenApi)]

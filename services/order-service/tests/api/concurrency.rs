@@ -9,16 +9,14 @@ use platform_testing::Backend;
 use crate::helpers::{actor, json_of, new_key, order_body, problem, spawn_app};
 
 async fn a_hundred_buyers_for_ten_units_never_oversell(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let last = app.new_product("Last ones", 900, 10).await;
     let buyers: Vec<_> = (0..100).map(|_| actor(Role::User)).collect();
     let body = order_body(&[(&last, 1)], "tok_visa");
     let orders = join_all(buyers.iter().map(|buyer| {
         let app = &app;
         let body = &body;
-        async move { json_of(app.place_raw(buyer, Some(&new_key()), body).await, 201).await }
+        async move { json_of(app.post_order(&new_key()).by(buyer).json(body).await, 201).await }
     }))
     .await;
 
@@ -47,13 +45,12 @@ async fn a_hundred_buyers_for_ten_units_never_oversell(backend: Backend) {
 }
 
 async fn concurrent_retries_of_one_request_place_one_order(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1250, 50).await;
     let key = new_key();
     let body = order_body(&[(&mug, 2)], "tok_visa");
-    let responses = join_all((0..8).map(|_| app.place_raw(&app.user, Some(&key), &body))).await;
+    let responses =
+        join_all((0..8).map(|_| app.post_order(&key).by(&app.user).json(&body).send())).await;
     let mut ids = HashSet::new();
     let mut replays = 0;
     for response in responses {
@@ -73,15 +70,15 @@ async fn concurrent_retries_of_one_request_place_one_order(backend: Backend) {
     assert_eq!(app.stock(&mug).await, (48, 0, 48));
 
     // A later repeat replays; the same key with another request is refused.
-    let again = app.place_raw(&app.user, Some(&key), &body).await;
+    let again = app.post_order(&key).by(&app.user).json(&body).await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(json_of(again, 201).await["id"], id.as_str());
     let other = order_body(&[(&mug, 3)], "tok_visa");
-    let refused = problem(app.place_raw(&app.user, Some(&key), &other).await, 422).await;
+    let refused = problem(app.post_order(&key).by(&app.user).json(&other).await, 422).await;
     assert!(refused["errors"]["Idempotency-Key"].is_array(), "{refused}");
     // Keys are per user: another user's identical key is another order.
     let stranger = actor(Role::User);
-    let theirs = json_of(app.place_raw(&stranger, Some(&key), &body).await, 201).await;
+    let theirs = json_of(app.post_order(&key).by(&stranger).json(&body).await, 201).await;
     assert_ne!(theirs["id"], id.as_str());
 }
 

@@ -10,13 +10,13 @@ use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
 use platform_testing::grpc::Pki;
-use platform_testing::http::Documented as _;
-use platform_testing::{Backend, Spawned, TestDatabase};
+use platform_testing::{Backend, Call, Spawned, TestDatabase};
 use product_service::ProductServiceConfig;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub use platform_testing::http::{Actor, error_fields, json_of, problem, wait_until};
+pub use platform_testing::eventually;
+pub use platform_testing::http::{Actor, error_fields, json_of, problem};
 
 /// A new user (or administrator) with a fresh token signed with the test secret.
 pub fn actor(role: Role) -> Actor {
@@ -29,14 +29,16 @@ pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 /// go last.
 pub struct TestApp {
     orders: Option<Spawned>,
-    _products: Spawned,
-    payments: Spawned,
-    pub base: String,
-    pub products_base: String,
-    pub payments_base: String,
+    _product_service: Spawned,
+    payment_service: Spawned,
+    /// The order service's HTTP API (what `TestApp` dereferences to).
+    http: platform_testing::TestApp,
+    /// The product service's HTTP API.
+    pub products: platform_testing::TestApp,
+    /// The payment service's HTTP API.
+    pub payments: platform_testing::TestApp,
     /// Calls the product service's gRPC API as the order service.
     stock_reader: platform_testing::grpc::Caller,
-    pub client: reqwest::Client,
     pub config: OrderServiceConfig,
     pub db: TestDatabase,
     _product_db: TestDatabase,
@@ -46,8 +48,8 @@ pub struct TestApp {
     pub user: Actor,
 }
 
-/// The services with default test settings, or `None` when `backend` is not configured.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+/// The services with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, |_| {}).await
 }
 
@@ -55,7 +57,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut OrderServiceConfig),
-) -> Option<TestApp> {
+) -> TestApp {
     spawn_services(backend, None, customize, |_| {}).await
 }
 
@@ -64,13 +66,13 @@ pub async fn spawn_with_payments(
     backend: Backend,
     customize: impl FnOnce(&mut OrderServiceConfig),
     payments: impl FnOnce(&mut PaymentServiceConfig),
-) -> Option<TestApp> {
+) -> TestApp {
     spawn_services(backend, None, customize, payments).await
 }
 
 /// The services talking over mutual TLS only (no token secret anywhere), with certificates
 /// from `pki`.
-pub async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
+pub async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> TestApp {
     spawn_services(backend, Some(pki), |_| {}, |_| {}).await
 }
 
@@ -87,10 +89,10 @@ async fn spawn_services(
     pki: Option<&Pki>,
     customize: impl FnOnce(&mut OrderServiceConfig),
     customize_payments: impl FnOnce(&mut PaymentServiceConfig),
-) -> Option<TestApp> {
-    let db = TestDatabase::create(backend).await?;
-    let product_db = TestDatabase::create(backend).await?;
-    let payment_db = TestDatabase::create(backend).await?;
+) -> TestApp {
+    let db = TestDatabase::create(backend).await;
+    let product_db = TestDatabase::create(backend).await;
+    let payment_db = TestDatabase::create(backend).await;
     let bus = tempfile::tempdir().unwrap();
 
     let mut products = ProductServiceConfig::for_tests(product_db.config.clone(), JWT_SECRET);
@@ -134,15 +136,14 @@ async fn spawn_services(
         ),
     };
     let orders = platform_testing::spawn::<Application>(config.clone()).await;
-    Some(TestApp {
-        base: orders.base.clone(),
+    TestApp {
+        http: orders.app(),
         orders: Some(orders),
-        products_base: products.base.clone(),
-        payments_base: payments.base.clone(),
-        _products: products,
-        payments,
+        products: products.app(),
+        payments: payments.app(),
+        _product_service: products,
+        payment_service: payments,
         stock_reader,
-        client: reqwest::Client::new(),
         config,
         db,
         _product_db: product_db,
@@ -150,7 +151,7 @@ async fn spawn_services(
         _bus: bus,
         admin: actor(Role::Admin),
         user: actor(Role::User),
-    })
+    }
 }
 
 /// A fresh idempotency key.
@@ -173,11 +174,15 @@ pub fn order_body(lines: &[(&str, i64)], token: &str) -> Value {
     })
 }
 
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
+impl std::ops::Deref for TestApp {
+    type Target = platform_testing::TestApp;
 
+    fn deref(&self) -> &Self::Target {
+        &self.http
+    }
+}
+
+impl TestApp {
     /// Calls the order service's gRPC API as `service` (with the test secret).
     pub fn order_grpc_as(&self, service: &str) -> platform_testing::grpc::Caller {
         let addr = self.orders.as_ref().unwrap().grpc.expect("gRPC is served");
@@ -186,7 +191,7 @@ impl TestApp {
 
     /// Calls the payment service's gRPC API as the order service does.
     pub fn payment_grpc(&self) -> platform_testing::grpc::Caller {
-        let addr = self.payments.grpc.expect("gRPC is served");
+        let addr = self.payment_service.grpc.expect("gRPC is served");
         platform_testing::grpc::as_service(addr, "order-service", "payment-service", JWT_SECRET)
     }
 
@@ -204,75 +209,47 @@ impl TestApp {
     /// Starts an order service again over the same database and bus.
     pub async fn restart_orders(&mut self, config: OrderServiceConfig) {
         let orders = platform_testing::spawn::<Application>(config).await;
-        self.base = orders.base.clone();
+        self.http = orders.app();
         self.orders = Some(orders);
     }
 
-    /// `POST /api/v1/orders` as `actor` under `key`.
-    pub async fn place_raw(
-        &self,
-        actor: &Actor,
-        key: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.url("/api/v1/orders"))
-            .bearer_auth(&actor.token)
-            .json(body);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        request.send().await.unwrap().documented()
+    /// `POST /api/v1/orders` under the idempotency key `key`: add `.by(..)` and `.json(..)`.
+    pub fn post_order(&self, key: &str) -> Call {
+        self.post("/api/v1/orders").header("Idempotency-Key", key)
     }
 
-    /// Places an order and expects `201`; returns it.
+    /// Places an order as `actor` under a fresh key and expects `201`; returns it.
     pub async fn place(&self, actor: &Actor, body: &Value) -> Value {
-        json_of(self.place_raw(actor, Some(&new_key()), body).await, 201).await
+        json_of(self.post_order(&new_key()).by(actor).json(body).await, 201).await
     }
 
-    pub async fn get(&self, actor: &Actor, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(&actor.token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
+    /// Order `id` as `actor` sees it; expects `200`.
     pub async fn order(&self, actor: &Actor, id: &str) -> Value {
-        json_of(self.get(actor, &format!("/api/v1/orders/{id}")).await, 200).await
+        json_of(
+            self.get(&format!("/api/v1/orders/{id}")).by(actor).await,
+            200,
+        )
+        .await
     }
 
-    pub async fn cancel(&self, actor: &Actor, id: &str) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("/api/v1/orders/{id}/cancel")))
-            .bearer_auth(&actor.token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
+    /// `POST /api/v1/orders/{id}/cancel`: add `.by(..)`.
+    pub fn cancel(&self, id: &str) -> Call {
+        self.post(&format!("/api/v1/orders/{id}/cancel"))
     }
 
-    pub async fn set_status(&self, actor: &Actor, id: &str, status: &str) -> reqwest::Response {
-        self.client
-            .put(self.url(&format!("/api/v1/orders/{id}/status")))
-            .bearer_auth(&actor.token)
+    /// `PUT /api/v1/orders/{id}/status` to `status`: add `.by(..)`.
+    pub fn set_status(&self, id: &str, status: &str) -> Call {
+        self.put(&format!("/api/v1/orders/{id}/status"))
             .json(&json!({"status": status}))
-            .send()
-            .await
-            .unwrap()
-            .documented()
     }
 
     /// Creates a product (EUR) in the product service; returns its id.
     pub async fn new_product(&self, name: &str, price: i64, stock: i64) -> String {
         let sku = format!("T-{}", &Uuid::new_v4().simple().to_string()[..12]);
         let response = self
-            .client
-            .post(format!("{}/api/v1/admin/products", self.products_base))
-            .bearer_auth(&self.admin.token)
+            .products
+            .post("/api/v1/admin/products")
+            .by(&self.admin)
             .json(&json!({
                 "sku": sku,
                 "name": name,
@@ -281,9 +258,7 @@ impl TestApp {
                 "price": {"amount": price, "currency": "EUR"},
                 "stock": stock,
             }))
-            .send()
-            .await
-            .unwrap();
+            .await;
         json_of(response, 201).await["id"]
             .as_str()
             .unwrap()
@@ -310,15 +285,10 @@ impl TestApp {
         let mut found = Vec::new();
         for page in 1.. {
             let response = self
-                .client
-                .get(format!(
-                    "{}/api/v1/payments?per_page=100&page={page}",
-                    self.payments_base
-                ))
-                .bearer_auth(&self.admin.token)
-                .send()
-                .await
-                .unwrap();
+                .payments
+                .get(&format!("/api/v1/payments?per_page=100&page={page}"))
+                .by(&self.admin)
+                .await;
             let body = json_of(response, 200).await;
             let items = body["items"].as_array().unwrap().clone();
             let done = items.len() < 100;
@@ -334,7 +304,6 @@ impl TestApp {
         found
     }
 
-    /// Every payment the payment service made.
     /// Sends `event` (its `id` and `timestamp` filled in) to the payment service as a signed
     /// sandbox webhook, as the provider would; the response.
     pub async fn sandbox_webhook(&self, mut event: Value) -> reqwest::Response {
@@ -342,31 +311,24 @@ impl TestApp {
         event["timestamp"] = json!(chrono::Utc::now().timestamp());
         let body = serde_json::to_vec(&event).unwrap();
         let provider = payment_service::providers::sandbox::SandboxProvider::default();
-        self.client
-            .post(format!(
-                "{}/api/v1/webhooks/payments/sandbox",
-                self.payments_base
-            ))
+        let signature = provider.sign(&body);
+        self.payments
+            .post("/api/v1/webhooks/payments/sandbox")
             .header("content-type", "application/json")
             .header(
                 payment_service::providers::sandbox::SIGNATURE_HEADER,
-                provider.sign(&body),
+                signature,
             )
             .body(body)
-            .send()
             .await
-            .unwrap()
-            .documented()
     }
 
     pub async fn payment_count(&self) -> u64 {
         let response = self
-            .client
-            .get(format!("{}/api/v1/payments?per_page=1", self.payments_base))
-            .bearer_auth(&self.admin.token)
-            .send()
-            .await
-            .unwrap();
+            .payments
+            .get("/api/v1/payments?per_page=1")
+            .by(&self.admin)
+            .await;
         json_of(response, 200).await["total"].as_u64().unwrap()
     }
 
@@ -378,29 +340,15 @@ impl TestApp {
             .map(|(kind, subject, envelope)| (kind, subject, envelope["data"].clone()))
             .collect()
     }
-
-    /// The order service's `/metrics` text.
-    pub async fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
 }
 
 /// Places an order of `quantity` of `product` paid with `token`, which may still be running
 /// (201 or 202); its id.
 pub async fn place_running(app: &TestApp, product: &str, quantity: i64, token: &str) -> String {
     let placed = app
-        .place_raw(
-            &app.user,
-            Some(&new_key()),
-            &order_body(&[(product, quantity)], token),
-        )
+        .post_order(&new_key())
+        .by(&app.user)
+        .json(&order_body(&[(product, quantity)], token))
         .await;
     assert!(
         [201, 202].contains(&placed.status().as_u16()),

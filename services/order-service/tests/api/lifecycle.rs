@@ -9,12 +9,10 @@ use platform_testing::Backend;
 use platform_testing::grpc::audited;
 use serde_json::json;
 
-use crate::helpers::{actor, json_of, order_body, problem, spawn_app, wait_until};
+use crate::helpers::{actor, eventually, json_of, order_body, problem, spawn_app};
 
 async fn cancelling_a_confirmed_order_restocks_and_refunds(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1250, 5).await;
     let order = app
         .place(&app.user, &order_body(&[(&mug, 3)], "tok_visa"))
@@ -23,7 +21,7 @@ async fn cancelling_a_confirmed_order_restocks_and_refunds(backend: Backend) {
     let id = order["id"].as_str().unwrap();
     assert_eq!(app.stock(&mug).await, (2, 0, 2));
 
-    let cancelled = json_of(app.cancel(&app.user, id).await, 200).await;
+    let cancelled = json_of(app.cancel(id).by(&app.user).await, 200).await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     assert_eq!(cancelled["refunded"], 3750);
     assert!(cancelled["failure_reason"].is_null());
@@ -34,19 +32,17 @@ async fn cancelling_a_confirmed_order_restocks_and_refunds(backend: Backend) {
     assert_eq!(payments[0]["refunded_amount"], 3750);
 
     // Twice is harmless; nothing moves again.
-    let again = json_of(app.cancel(&app.user, id).await, 200).await;
+    let again = json_of(app.cancel(id).by(&app.user).await, 200).await;
     assert_eq!(again["status"], "cancelled");
     assert_eq!(app.stock(&mug).await, (5, 0, 5));
     assert_eq!(app.payments_for(id).await[0]["refunded_amount"], 3750);
     // A cancelled order goes nowhere.
-    let refused = problem(app.set_status(&app.admin, id, "shipped").await, 409).await;
+    let refused = problem(app.set_status(id, "shipped").by(&app.admin).await, 409).await;
     assert!(refused["detail"].as_str().unwrap().contains("cancelled"));
 }
 
 async fn administrators_ship_and_deliver_along_the_allowed_path(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1250, 5).await;
     let id = app
         .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
@@ -55,29 +51,30 @@ async fn administrators_ship_and_deliver_along_the_allowed_path(backend: Backend
         .unwrap()
         .to_owned();
 
-    problem(app.set_status(&app.user, &id, "shipped").await, 403).await;
-    let early = problem(app.set_status(&app.admin, &id, "delivered").await, 409).await;
+    problem(app.set_status(&id, "shipped").by(&app.user).await, 403).await;
+    let early = problem(app.set_status(&id, "delivered").by(&app.admin).await, 409).await;
     assert!(
         early["detail"].as_str().unwrap().contains("confirmed"),
         "names the current status: {early}"
     );
     for by_saga in ["pending", "confirmed", "failed", "cancelled"] {
-        problem(app.set_status(&app.admin, &id, by_saga).await, 409).await;
+        problem(app.set_status(&id, by_saga).by(&app.admin).await, 409).await;
     }
-    problem(app.set_status(&app.admin, &id, "teleported").await, 422).await;
+    problem(app.set_status(&id, "teleported").by(&app.admin).await, 422).await;
 
-    let shipped = json_of(app.set_status(&app.admin, &id, "shipped").await, 200).await;
+    let shipped = json_of(app.set_status(&id, "shipped").by(&app.admin).await, 200).await;
     assert_eq!(shipped["status"], "shipped");
     // Shipped orders can no longer be cancelled, by anyone.
-    let late = problem(app.cancel(&app.user, &id).await, 409).await;
+    let late = problem(app.cancel(&id).by(&app.user).await, 409).await;
     assert!(late["detail"].as_str().unwrap().contains("shipped"));
-    problem(app.cancel(&app.admin, &id).await, 409).await;
-    let delivered = json_of(app.set_status(&app.admin, &id, "delivered").await, 200).await;
+    problem(app.cancel(&id).by(&app.admin).await, 409).await;
+    let delivered = json_of(app.set_status(&id, "delivered").by(&app.admin).await, 200).await;
     assert_eq!(delivered["status"], "delivered");
-    let back = problem(app.set_status(&app.admin, &id, "shipped").await, 409).await;
+    let back = problem(app.set_status(&id, "shipped").by(&app.admin).await, 409).await;
     assert!(back["detail"].as_str().unwrap().contains("delivered"));
     problem(
-        app.set_status(&app.admin, &uuid::Uuid::now_v7().to_string(), "shipped")
+        app.set_status(&uuid::Uuid::now_v7().to_string(), "shipped")
+            .by(&app.admin)
             .await,
         404,
     )
@@ -86,9 +83,7 @@ async fn administrators_ship_and_deliver_along_the_allowed_path(backend: Backend
 }
 
 async fn other_users_orders_do_not_exist_for_them(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1250, 5).await;
     let id = app
         .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
@@ -98,22 +93,20 @@ async fn other_users_orders_do_not_exist_for_them(backend: Backend) {
         .to_owned();
     let stranger = actor(Role::User);
     problem(
-        app.get(&stranger, &format!("/api/v1/orders/{id}")).await,
+        app.get(&format!("/api/v1/orders/{id}")).by(&stranger).await,
         404,
     )
     .await;
-    problem(app.cancel(&stranger, &id).await, 404).await;
+    problem(app.cancel(&id).by(&stranger).await, 404).await;
     assert_eq!(app.order(&app.user, &id).await["status"], "confirmed");
     // An administrator may cancel anyone's order.
-    let cancelled = json_of(app.cancel(&app.admin, &id).await, 200).await;
+    let cancelled = json_of(app.cancel(&id).by(&app.admin).await, 200).await;
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["user_id"], app.user.id.to_string());
 }
 
 async fn refunds_made_at_the_provider_reach_the_order(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1000, 5).await;
     let order = app
         .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
@@ -129,7 +122,7 @@ async fn refunds_made_at_the_provider_reach_the_order(backend: Backend) {
         }))
         .await;
     json_of(response, 200).await;
-    wait_until(
+    eventually(
         "the refund to reach the order",
         Duration::from_secs(10),
         || async { app.order(&app.user, &id).await["refunded"] == 500 },
@@ -139,21 +132,21 @@ async fn refunds_made_at_the_provider_reach_the_order(backend: Backend) {
 }
 
 async fn every_change_is_announced_through_the_outbox(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1000, 10).await;
     let delivered = app
         .place(&app.user, &order_body(&[(&mug, 1)], "tok_visa"))
         .await;
     let delivered_id = delivered["id"].as_str().unwrap();
     json_of(
-        app.set_status(&app.admin, delivered_id, "shipped").await,
+        app.set_status(delivered_id, "shipped").by(&app.admin).await,
         200,
     )
     .await;
     json_of(
-        app.set_status(&app.admin, delivered_id, "delivered").await,
+        app.set_status(delivered_id, "delivered")
+            .by(&app.admin)
+            .await,
         200,
     )
     .await;
@@ -164,7 +157,8 @@ async fn every_change_is_announced_through_the_outbox(backend: Backend) {
         .place(&app.user, &order_body(&[(&mug, 2)], "tok_visa"))
         .await;
     json_of(
-        app.cancel(&app.user, cancelled["id"].as_str().unwrap())
+        app.cancel(cancelled["id"].as_str().unwrap())
+            .by(&app.user)
             .await,
         200,
     )
@@ -211,19 +205,25 @@ async fn every_change_is_announced_through_the_outbox(backend: Backend) {
 }
 
 async fn status_changes_by_administrators_are_audited(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mug = app.new_product("Mug", 1250, 5).await;
     let body = order_body(&[(&mug, 1)], "tok_visa");
     let place = || app.place(&app.user, &body);
     let shipped = place().await["id"].as_str().unwrap().to_owned();
     let cancelled = place().await["id"].as_str().unwrap().to_owned();
     let own = place().await["id"].as_str().unwrap().to_owned();
-    json_of(app.set_status(&app.admin, &shipped, "shipped").await, 200).await;
-    json_of(app.set_status(&app.admin, &shipped, "delivered").await, 200).await;
-    json_of(app.cancel(&app.admin, &cancelled).await, 200).await;
-    json_of(app.cancel(&app.user, &own).await, 200).await;
+    json_of(
+        app.set_status(&shipped, "shipped").by(&app.admin).await,
+        200,
+    )
+    .await;
+    json_of(
+        app.set_status(&shipped, "delivered").by(&app.admin).await,
+        200,
+    )
+    .await;
+    json_of(app.cancel(&cancelled).by(&app.admin).await, 200).await;
+    json_of(app.cancel(&own).by(&app.user).await, 200).await;
 
     for (order, to) in [
         (&shipped, "shipped"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use order_service::config::HaltAt;
 use platform_testing::Backend;
 
-use crate::helpers::{json_of, new_key, order_body, spawn_app, wait_until};
+use crate::helpers::{eventually, json_of, new_key, order_body, spawn_app};
 
 /// Runs an order service on a runtime of its own until the saga halts after the charge, then
 /// drops that runtime (every task of the service dies mid-flight, as in a crash). Returns the
@@ -33,14 +33,12 @@ async fn crash_after_the_charge(app: &crate::helpers::TestApp, mug: &str) -> Str
                 service,
                 platform_http::CancellationToken::new(),
             ));
-            let response = reqwest::Client::new()
-                .post(format!("{base}/api/v1/orders"))
-                .bearer_auth(token)
+            let response = platform_testing::TestApp::new(base)
+                .post("/api/v1/orders")
+                .by(&token)
                 .header("Idempotency-Key", new_key())
                 .json(&body)
-                .send()
-                .await
-                .unwrap();
+                .await;
             // The saga halted: checkout is still "running".
             let order = json_of(response, 202).await;
             let _ = placed_tx.send(order["id"].as_str().unwrap().to_owned());
@@ -56,9 +54,7 @@ async fn crash_after_the_charge(app: &crate::helpers::TestApp, mug: &str) -> Str
 }
 
 async fn a_crash_after_the_charge_resumes_with_exactly_one_charge(backend: Backend) {
-    let Some(mut app) = spawn_app(backend).await else {
-        return;
-    };
+    let mut app = spawn_app(backend).await;
     // Only the crashing instance and its successor run sagas.
     app.stop_orders();
     let mug = app.new_product("Mug", 1250, 5).await;
@@ -71,7 +67,7 @@ async fn a_crash_after_the_charge_resumes_with_exactly_one_charge(backend: Backe
     // The successor finds the stalled saga once the dead process's lease runs out.
     let config = app.config.clone();
     app.restart_orders(config).await;
-    wait_until("the saga to resume", Duration::from_secs(20), || async {
+    eventually("the saga to resume", Duration::from_secs(20), || async {
         app.order(&app.user, &id).await["status"] == "confirmed"
     })
     .await;
@@ -86,9 +82,7 @@ async fn a_crash_after_the_charge_resumes_with_exactly_one_charge(backend: Backe
 }
 
 async fn a_saga_stuck_past_its_deadline_is_compensated(backend: Backend) {
-    let Some(mut app) = spawn_app(backend).await else {
-        return;
-    };
+    let mut app = spawn_app(backend).await;
     app.stop_orders();
     app.config.saga.deadline = Duration::from_secs(2);
     let mug = app.new_product("Mug", 1250, 5).await;
@@ -97,7 +91,7 @@ async fn a_saga_stuck_past_its_deadline_is_compensated(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let config = app.config.clone();
     app.restart_orders(config).await;
-    wait_until(
+    eventually(
         "the saga to be compensated",
         Duration::from_secs(20),
         || async { app.order(&app.user, &id).await["status"] == "failed" },
@@ -121,9 +115,7 @@ async fn a_saga_stuck_past_its_deadline_is_compensated(backend: Backend) {
 }
 
 async fn cancelling_a_saga_whose_driver_died_refunds_the_unrecorded_charge(backend: Backend) {
-    let Some(mut app) = spawn_app(backend).await else {
-        return;
-    };
+    let mut app = spawn_app(backend).await;
     app.stop_orders();
     let mug = app.new_product("Mug", 1250, 5).await;
     let id = crash_after_the_charge(&app, &mug).await;
@@ -131,10 +123,10 @@ async fn cancelling_a_saga_whose_driver_died_refunds_the_unrecorded_charge(backe
     app.restart_orders(config).await;
     // The dead driver's lease still runs: the cancellation is recorded and carried out by
     // whoever drives the saga next, before it may confirm anything.
-    let response = app.cancel(&app.user, &id).await;
+    let response = app.cancel(&id).by(&app.user).await;
     let status = response.status().as_u16();
     assert!(status == 200 || status == 202, "{status}");
-    wait_until("the cancellation", Duration::from_secs(20), || async {
+    eventually("the cancellation", Duration::from_secs(20), || async {
         app.order(&app.user, &id).await["status"] == "cancelled"
     })
     .await;
@@ -146,7 +138,7 @@ async fn cancelling_a_saga_whose_driver_died_refunds_the_unrecorded_charge(backe
     assert_eq!(app.stock(&mug).await, (5, 0, 5));
     // Again: harmless.
     assert_eq!(
-        json_of(app.cancel(&app.user, &id).await, 200).await["status"],
+        json_of(app.cancel(&id).by(&app.user).await, 200).await["status"],
         "cancelled"
     );
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, json_of, place_running, settle, spawn_with_payments};
 
 /// Orders over €50 are held; the checkout's own deadline is short, to show it does not apply.
-async fn spawn(backend: Backend, ttl: Duration) -> Option<TestApp> {
+async fn spawn(backend: Backend, ttl: Duration) -> TestApp {
     spawn_with_payments(
         backend,
         |config| config.saga.deadline = Duration::from_secs(2),
@@ -40,25 +40,21 @@ async fn held_order(app: &TestApp, mug: &str) -> (String, Value) {
 }
 
 async fn decide(app: &TestApp, payment: &Value, decision: &str) -> Value {
+    let path = format!(
+        "/api/v1/admin/payments/{}/{decision}",
+        payment["id"].as_str().unwrap()
+    );
     let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/admin/payments/{}/{decision}",
-            app.payments_base,
-            payment["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&app.admin.token)
+        .payments
+        .post(&path)
+        .by(&app.admin)
         .json(&json!({"reason": "checked by hand"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     json_of(response, 200).await
 }
 
 async fn an_approved_review_confirms_the_order(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(3600)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(3600)).await;
     let mug = app.new_product("Mug", 1250, 10).await;
     let (id, payment) = held_order(&app, &mug).await;
     assert_eq!(app.stock(&mug).await, (10, 6, 4), "the stock stays held");
@@ -76,9 +72,7 @@ async fn an_approved_review_confirms_the_order(backend: Backend) {
 }
 
 async fn a_declined_review_fails_the_order_charging_nothing(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(3600)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(3600)).await;
     let mug = app.new_product("Mug", 1250, 10).await;
     let (id, payment) = held_order(&app, &mug).await;
     assert_eq!(decide(&app, &payment, "decline").await["status"], "failed");
@@ -94,9 +88,7 @@ async fn a_declined_review_fails_the_order_charging_nothing(backend: Backend) {
 }
 
 async fn an_expired_review_fails_the_order(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(2)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(2)).await;
     let mug = app.new_product("Mug", 1250, 10).await;
     let (id, _) = held_order(&app, &mug).await;
     let order = settle(&app, &id).await;
@@ -112,12 +104,10 @@ async fn an_expired_review_fails_the_order(backend: Backend) {
 }
 
 async fn cancelling_an_order_in_review_declines_its_payment(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(3600)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(3600)).await;
     let mug = app.new_product("Mug", 1250, 10).await;
     let (id, payment) = held_order(&app, &mug).await;
-    let cancelled = app.cancel(&app.user, &id).await;
+    let cancelled = app.cancel(&id).by(&app.user).await;
     assert!([200, 202].contains(&cancelled.status().as_u16()));
     let order = settle(&app, &id).await;
     assert_eq!(order["status"], "cancelled", "{order}");
@@ -127,17 +117,11 @@ async fn cancelling_an_order_in_review_declines_its_payment(backend: Backend) {
     assert_eq!(after["id"], payment["id"]);
     assert_eq!(after["status"], "failed", "{after}");
     // Too late to approve it now: nothing can be charged for a cancelled order.
-    let response = app
-        .client
-        .post(format!(
-            "{}/api/v1/admin/payments/{}/approve",
-            app.payments_base,
-            payment["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&app.admin.token)
-        .send()
-        .await
-        .unwrap();
+    let approve = format!(
+        "/api/v1/admin/payments/{}/approve",
+        payment["id"].as_str().unwrap()
+    );
+    let response = app.payments.post(&approve).by(&app.admin).await;
     assert_eq!(response.status(), 409);
 }
 

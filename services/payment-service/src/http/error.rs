@@ -94,13 +94,8 @@ impl From<PaymentError> for Problem {
                 Problem::new(axum::http::StatusCode::BAD_GATEWAY)
                     .with_detail("The payment provider refused the refund; nothing was refunded.")
             }
-            PaymentError::Database(error) if platform_db::is_unavailable(&error) => {
-                tracing::error!(%error, "no database connection available");
-                Problem::unavailable("The payment database is not available right now.")
-                    .with_retry_after(1)
-            }
-            error @ (PaymentError::Database(_)
-            | PaymentError::Interrupted(_)
+            PaymentError::Database(error) => platform_service::database_problem("payment", &error),
+            error @ (PaymentError::Interrupted(_)
             | PaymentError::Corrupt(_)
             | PaymentError::Encode(_)) => {
                 tracing::error!(%error, "request failed");

@@ -16,18 +16,12 @@ use utoipa_axum::routes;
 use crate::service::Payments;
 
 /// What handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub payments: Payments,
     pub jwt: Jwt,
     /// `DIRECT_PAYMENTS`: whether `POST /api/v1/payments` charges without an order.
     pub direct_payments: bool,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 #[derive(OpenApi)]

@@ -72,9 +72,7 @@ async fn refusal(app: &TestApp, action: Action, reason: &str, method: &str) -> A
 }
 
 async fn only_the_order_service_may_charge_or_refund(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let payment = captured(&app).await;
     let unauthenticated = (Err(Code::Unauthenticated), Err(Code::Unauthenticated));
     assert_eq!(
@@ -138,7 +136,7 @@ async fn only_the_order_service_may_charge_or_refund(backend: Backend) {
 
 /// The payment service over mutual TLS with certificates from `pki` (tokens still accepted,
 /// for the test's own setup calls).
-async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
+async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> TestApp {
     let files = pki.service(PAYMENTS);
     spawn_with(backend, move |config| {
         config.internal = Some(ServiceAuthConfig {
@@ -151,9 +149,7 @@ async fn spawn_over_mutual_tls(backend: Backend, pki: &Pki) -> Option<TestApp> {
 
 async fn over_mutual_tls_the_certificate_names_the_caller(backend: Backend) {
     let pki = Pki::new();
-    let Some(app) = spawn_over_mutual_tls(backend, &pki).await else {
-        return;
-    };
+    let app = spawn_over_mutual_tls(backend, &pki).await;
     let payment = PaymentServiceClient::new(over_mutual_tls(
         app.grpc,
         ORDERS,

@@ -7,9 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{charge_body, error_fields, json_of, new_key, problem, spawn_app};
 
 async fn a_good_card_is_captured(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let body = charge_body("tok_visa", 4999, "EUR");
     let payment = app.charge_body(&app.user, &body).await;
     assert_eq!(payment["status"], "captured");
@@ -36,9 +34,7 @@ async fn a_good_card_is_captured(backend: Backend) {
 }
 
 async fn every_provider_outcome_is_a_payment(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let declined = app.charge(&app.user, "tok_decline", 1000).await;
     assert_eq!(declined["status"], "failed");
     let reason = declined["failure_reason"].as_str().unwrap();
@@ -74,19 +70,19 @@ async fn every_provider_outcome_is_a_payment(backend: Backend) {
 }
 
 async fn a_charge_needs_a_token_and_a_key(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let body = charge_body("tok_visa", 1000, "EUR");
-    problem(app.charge_raw(None, Some(&new_key()), &body).await, 401).await;
+    problem(app.post_charge(&new_key()).json(&body).await, 401).await;
     problem(
-        app.charge_raw(Some("not-a-jwt"), Some(&new_key()), &body)
+        app.post_charge(&new_key())
+            .by("not-a-jwt")
+            .json(&body)
             .await,
         401,
     )
     .await;
     let missing = problem(
-        app.charge_raw(Some(&app.user.token), None, &body).await,
+        app.post("/api/v1/payments").by(&app.user).json(&body).await,
         400,
     )
     .await;
@@ -99,8 +95,7 @@ async fn a_charge_needs_a_token_and_a_key(backend: Backend) {
     );
     let too_long = "k".repeat(256);
     problem(
-        app.charge_raw(Some(&app.user.token), Some(&too_long), &body)
-            .await,
+        app.post_charge(&too_long).by(&app.user).json(&body).await,
         400,
     )
     .await;
@@ -110,15 +105,10 @@ async fn a_charge_needs_a_token_and_a_key(backend: Backend) {
 }
 
 async fn invalid_fields_are_all_named(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let charge = |body: Value| {
         let app = &app;
-        async move {
-            app.charge_raw(Some(&app.user.token), Some(&new_key()), &body)
-                .await
-        }
+        async move { app.post_charge(&new_key()).by(&app.user).json(&body).await }
     };
     let mut body = charge_body("4242424242424242", 0, "ZZZ");
     body["method"]["type"] = json!("paypal");
@@ -191,20 +181,17 @@ async fn invalid_fields_are_all_named(backend: Backend) {
 }
 
 async fn unknown_and_malformed_ids_are_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let unknown = uuid::Uuid::now_v7().to_string();
-    problem(app.get_raw(&app.user, &unknown).await, 404).await;
-    problem(app.get_raw(&app.admin, &unknown).await, 404).await;
-    problem(app.get_raw(&app.user, "not-a-uuid").await, 400).await;
-    let response = app
-        .client
-        .get(app.url(&format!("/api/v1/payments/{unknown}")))
-        .send()
-        .await
-        .unwrap();
-    problem(response, 401).await;
+    let path = format!("/api/v1/payments/{unknown}");
+    problem(app.get(&path).by(&app.user).await, 404).await;
+    problem(app.get(&path).by(&app.admin).await, 404).await;
+    problem(
+        app.get("/api/v1/payments/not-a-uuid").by(&app.user).await,
+        400,
+    )
+    .await;
+    problem(app.get(&path).await, 401).await;
 }
 
 platform_testing::backend_tests!(

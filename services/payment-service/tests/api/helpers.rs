@@ -1,7 +1,6 @@
 //! `spawn_app`: the real payment service on random ports, over a private database, with the
 //! sandbox provider (see `providers/sandbox.rs` for its test tokens).
 
-use platform_testing::http::Documented as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use platform_proto::order::v1 as order;
 use platform_proto::order::v1::order_service_server::{OrderService, OrderServiceServer};
 use platform_proto::payment::v1::payment_service_client::PaymentServiceClient;
 use platform_testing::grpc::Caller;
-use platform_testing::{Backend, TestDatabase};
+use platform_testing::{Backend, Call, TestDatabase};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -30,11 +29,11 @@ pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub struct TestApp {
     /// First, so it is dropped first: the service stops before its database goes.
     _service: platform_testing::Spawned,
-    pub base: String,
+    /// The service's HTTP API: `app.get(path).by(&actor).await` and the other verbs.
+    http: platform_testing::TestApp,
     pub grpc: SocketAddr,
     /// The service's event bus (its audit records are there).
     pub events: EventsConfig,
-    pub client: reqwest::Client,
     pub db: Arc<TestDatabase>,
     pub service_name: String,
     pub admin: Actor,
@@ -99,8 +98,8 @@ impl OrderService for FakeOrders {
     }
 }
 
-/// The service with default test settings, or `None` when `backend` is not configured.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+/// The service with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, |_| {}).await
 }
 
@@ -108,8 +107,8 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut PaymentServiceConfig),
-) -> Option<TestApp> {
-    let db = Arc::new(TestDatabase::create(backend).await?);
+) -> TestApp {
+    let db = Arc::new(TestDatabase::create(backend).await);
     let mut config = PaymentServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     let orders = FakeOrders::default();
     config.order_url = orders.serve().await;
@@ -117,20 +116,18 @@ pub async fn spawn_with(
     let service_name = config.server.service_name.clone();
     let events = config.events.clone();
     let service = platform_testing::spawn::<Application>(config).await;
-    let base = service.base.clone();
     let grpc = service.grpc.expect("gRPC is served");
-    Some(TestApp {
-        base,
+    TestApp {
+        http: service.app(),
         grpc,
         events,
-        client: reqwest::Client::new(),
         db,
         service_name,
         admin: actor(Role::Admin),
         user: actor(Role::User),
         orders,
         _service: service,
-    })
+    }
 }
 
 /// A valid charge request for a new order.
@@ -157,41 +154,26 @@ pub fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+impl std::ops::Deref for TestApp {
+    type Target = platform_testing::TestApp;
+
+    fn deref(&self) -> &Self::Target {
+        &self.http
+    }
+}
+
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// `POST /api/v1/payments` under the idempotency key `key`: add `.by(..)` and `.json(..)`.
+    pub fn post_charge(&self, key: &str) -> Call {
+        self.post("/api/v1/payments").header("Idempotency-Key", key)
     }
 
-    /// `POST /api/v1/payments` with an optional bearer token and idempotency key.
-    pub async fn charge_raw(
-        &self,
-        token: Option<&str>,
-        key: Option<&str>,
-        body: &Value,
-    ) -> reqwest::Response {
-        let mut request = self.client.post(self.url("/api/v1/payments")).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        request.send().await.unwrap().documented()
-    }
-
-    /// A direct charge of `amount` `currency` with `tok_visa` naming `order`, as `who`, under a
-    /// fresh key.
-    pub async fn charge_order(
-        &self,
-        who: &Actor,
-        order: impl std::fmt::Display,
-        amount: i64,
-        currency: &str,
-    ) -> reqwest::Response {
+    /// A direct charge of `amount` `currency` with `tok_visa` naming `order`, under a fresh key:
+    /// add `.by(..)`.
+    pub fn charge_order(&self, order: impl std::fmt::Display, amount: i64, currency: &str) -> Call {
         let mut body = charge_body("tok_visa", amount, currency);
         body["order_id"] = order.to_string().into();
-        self.charge_raw(Some(&who.token), Some(&new_key()), &body)
-            .await
+        self.post_charge(&new_key()).json(&body)
     }
 
     /// Charges `amount` EUR to `card_token` as `who` under a fresh key; asserts 201.
@@ -202,29 +184,14 @@ impl TestApp {
 
     /// Charges `body` as `who` under a fresh key; asserts 201.
     pub async fn charge_body(&self, who: &Actor, body: &Value) -> Value {
-        let response = self
-            .charge_raw(Some(&who.token), Some(&new_key()), body)
-            .await;
-        json_of(response, 201).await
+        json_of(self.post_charge(&new_key()).by(who).json(body).await, 201).await
     }
 
-    /// `POST /api/v1/payments/{id}/refund`.
-    pub async fn refund_raw(
-        &self,
-        who: &Actor,
-        id: &str,
-        key: &str,
-        body: &Value,
-    ) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("/api/v1/payments/{id}/refund")))
-            .bearer_auth(&who.token)
+    /// `POST /api/v1/payments/{id}/refund` under the idempotency key `key`: add `.by(..)` and
+    /// `.json(..)`.
+    pub fn post_refund(&self, id: &str, key: &str) -> Call {
+        self.post(&format!("/api/v1/payments/{id}/refund"))
             .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-            .documented()
     }
 
     /// Refunds `amount` EUR (everything left when `None`) under a fresh key; asserts 200.
@@ -235,63 +202,46 @@ impl TestApp {
             }
             None => json!({"reason": "returned"}),
         };
-        json_of(self.refund_raw(who, id, &new_key(), &body).await, 200).await
+        json_of(
+            self.post_refund(id, &new_key()).by(who).json(&body).await,
+            200,
+        )
+        .await
     }
 
-    /// `GET /api/v1/payments/{id}`.
-    pub async fn get_raw(&self, who: &Actor, id: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(&format!("/api/v1/payments/{id}")))
-            .bearer_auth(&who.token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
+    /// `GET /api/v1/payments/{id}` as `who`; asserts 200.
     pub async fn payment(&self, who: &Actor, id: &str) -> Value {
-        json_of(self.get_raw(who, id).await, 200).await
+        let response = self.get(&format!("/api/v1/payments/{id}")).by(who).await;
+        json_of(response, 200).await
     }
 
-    /// `GET /api/v1/payments?…`.
-    pub async fn list_raw(&self, who: &Actor, query: &[(&str, &str)]) -> reqwest::Response {
-        let url = reqwest::Url::parse_with_params(&self.url("/api/v1/payments"), query).unwrap();
-        self.client
-            .get(url)
-            .bearer_auth(&who.token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
+    /// `GET /api/v1/payments?…` as `who`; asserts 200.
     pub async fn list(&self, who: &Actor, query: &[(&str, &str)]) -> Value {
-        json_of(self.list_raw(who, query).await, 200).await
+        json_of(self.get("/api/v1/payments").by(who).query(query).await, 200).await
     }
 
     /// Posts `body` to the webhook of `provider` with the `Sandbox-Signature` given.
-    pub async fn webhook_raw(
+    pub fn webhook(
         &self,
         provider: &str,
         body: impl Into<Vec<u8>>,
         signature: Option<&str>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.url(&format!("/api/v1/webhooks/payments/{provider}")))
+    ) -> Call {
+        let call = self
+            .post(&format!("/api/v1/webhooks/payments/{provider}"))
             .header("content-type", "application/json")
             .body(body.into());
-        if let Some(signature) = signature {
-            request = request.header(sandbox::SIGNATURE_HEADER, signature);
+        match signature {
+            Some(signature) => call.header(sandbox::SIGNATURE_HEADER, signature),
+            None => call,
         }
-        request.send().await.unwrap().documented()
     }
 
     /// Sends `event` as a correctly signed sandbox webhook.
     pub async fn sandbox_webhook(&self, event: &Value) -> reqwest::Response {
         let body = serde_json::to_vec(event).unwrap();
         let signature = signed(&body);
-        self.webhook_raw("sandbox", body, Some(&signature)).await
+        self.webhook("sandbox", body, Some(&signature)).await
     }
 
     /// A gRPC client calling as the order service, the one caller of the saga's methods.
@@ -302,24 +252,6 @@ impl TestApp {
     /// A gRPC channel calling as `service`, with tokens meant for this service (its name).
     pub fn grpc_as(&self, service: &str) -> Caller {
         platform_testing::grpc::as_service(self.grpc, service, &self.service_name, JWT_SECRET)
-    }
-
-    /// The Prometheus text of `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    }
-
-    /// The sum of the series `name{…}` whose labels include every one of `labels`.
-    pub async fn metric(&self, name: &str, labels: &[&str]) -> u64 {
-        let text = self.metrics().await;
-        text.lines()
-            .filter(|line| line.starts_with(&format!("{name}{{")))
-            .filter(|line| labels.iter().all(|label| line.contains(label)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|value| value as u64)
-            .sum()
     }
 
     /// A connection of its own to the service's database.

@@ -14,21 +14,15 @@ use crate::helpers::{
 };
 
 async fn a_repeat_replays_the_first_answer(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let key = new_key();
     let body = charge_body("tok_visa", 2500, "EUR");
-    let first = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
+    let first = app.post_charge(&key).by(&app.user).json(&body).await;
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first_text = first.text().await.unwrap();
 
-    let second = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
+    let second = app.post_charge(&key).by(&app.user).json(&body).await;
     assert_eq!(second.status(), 201);
     assert_eq!(second.headers()["idempotent-replayed"], "true");
     let second_text = second.text().await.unwrap();
@@ -49,31 +43,21 @@ async fn a_repeat_replays_the_first_answer(backend: Backend) {
     let key = new_key();
     let declined = charge_body("tok_decline", 100, "EUR");
     let one = json_of(
-        app.charge_raw(Some(&app.user.token), Some(&key), &declined)
-            .await,
+        app.post_charge(&key).by(&app.user).json(&declined).await,
         201,
     )
     .await;
-    let again = app
-        .charge_raw(Some(&app.user.token), Some(&key), &declined)
-        .await;
+    let again = app.post_charge(&key).by(&app.user).json(&declined).await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(json_of(again, 201).await, one);
     assert_eq!(app.list(&app.user, &[]).await["total"], 2);
 }
 
 async fn a_key_cannot_be_reused_for_another_request(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let key = new_key();
     let body = charge_body("tok_visa", 2500, "EUR");
-    json_of(
-        app.charge_raw(Some(&app.user.token), Some(&key), &body)
-            .await,
-        201,
-    )
-    .await;
+    json_of(app.post_charge(&key).by(&app.user).json(&body).await, 201).await;
 
     let mut other_amount = body.clone();
     other_amount["amount"]["amount"] = json!(2600);
@@ -93,8 +77,7 @@ async fn a_key_cannot_be_reused_for_another_request(backend: Backend) {
         other_country,
     ] {
         let refused = problem(
-            app.charge_raw(Some(&app.user.token), Some(&key), &changed)
-                .await,
+            app.post_charge(&key).by(&app.user).json(&changed).await,
             422,
         )
         .await;
@@ -104,16 +87,12 @@ async fn a_key_cannot_be_reused_for_another_request(backend: Backend) {
 }
 
 async fn keys_belong_to_their_user(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let other = actor(Role::User);
     let key = new_key();
     let body = charge_body("tok_visa", 2500, "EUR");
-    let mine = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
-    let theirs = app.charge_raw(Some(&other.token), Some(&key), &body).await;
+    let mine = app.post_charge(&key).by(&app.user).json(&body).await;
+    let theirs = app.post_charge(&key).by(&other).json(&body).await;
     assert!(theirs.headers().get("idempotent-replayed").is_none());
     let mine = json_of(mine, 201).await;
     let theirs = json_of(theirs, 201).await;
@@ -124,13 +103,11 @@ async fn keys_belong_to_their_user(backend: Backend) {
 }
 
 async fn concurrent_repeats_charge_once(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let key = new_key();
     let body = charge_body("tok_visa", 1500, "EUR");
     let responses = futures::future::join_all(
-        (0..20).map(|_| app.charge_raw(Some(&app.user.token), Some(&key), &body)),
+        (0..20).map(|_| app.post_charge(&key).by(&app.user).json(&body).send()),
     )
     .await;
     let mut ids = Vec::new();
@@ -158,9 +135,7 @@ async fn concurrent_repeats_charge_once(backend: Backend) {
     assert_eq!(app.outbox().await.len(), 1, "captured once");
 
     // Once finished, a repeat is a replay.
-    let again = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
+    let again = app.post_charge(&key).by(&app.user).json(&body).await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(json_of(again, 201).await["id"], ids[0]);
 }
@@ -205,40 +180,24 @@ async fn rewind_to_in_progress(app: &TestApp, key: &str, payment_id: &str, age: 
 }
 
 async fn an_unfinished_charge_is_in_progress_then_taken_over(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let key = new_key();
     let body = charge_body("tok_visa", 1500, "EUR");
-    let first = json_of(
-        app.charge_raw(Some(&app.user.token), Some(&key), &body)
-            .await,
-        201,
-    )
-    .await;
+    let first = json_of(app.post_charge(&key).by(&app.user).json(&body).await, 201).await;
     let id = first["id"].as_str().unwrap();
 
     // Still running (recently claimed): retry later.
     rewind_to_in_progress(&app, &key, id, chrono::Duration::seconds(1)).await;
-    let busy = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
+    let busy = app.post_charge(&key).by(&app.user).json(&body).await;
     assert_eq!(busy.headers()["retry-after"], "1");
     problem(busy, 409).await;
     // A different request under the key is still refused as such.
     let other = charge_body("tok_visa", 1600, "EUR");
-    problem(
-        app.charge_raw(Some(&app.user.token), Some(&key), &other)
-            .await,
-        422,
-    )
-    .await;
+    problem(app.post_charge(&key).by(&app.user).json(&other).await, 422).await;
 
     // Abandoned (the process died): a repeat finishes the same payment.
     rewind_to_in_progress(&app, &key, id, chrono::Duration::minutes(5)).await;
-    let taken_over = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
+    let taken_over = app.post_charge(&key).by(&app.user).json(&body).await;
     assert_eq!(taken_over.headers()["idempotent-replayed"], "true");
     let taken_over = json_of(taken_over, 201).await;
     assert_eq!(taken_over["id"], first["id"]);
@@ -246,9 +205,7 @@ async fn an_unfinished_charge_is_in_progress_then_taken_over(backend: Backend) {
     assert_eq!(taken_over["card"], first["card"]);
     assert_eq!(app.list(&app.admin, &[]).await["total"], 1);
     // And the key now replays that answer.
-    let again = app
-        .charge_raw(Some(&app.user.token), Some(&key), &body)
-        .await;
+    let again = app.post_charge(&key).by(&app.user).json(&body).await;
     assert_eq!(json_of(again, 201).await, taken_over);
 }
 

@@ -11,12 +11,13 @@ use platform_testing::Backend;
 use crate::helpers::{charge_body, json_of, new_key, problem, spawn_app, spawn_with};
 
 async fn a_charge_that_does_not_match_its_order_is_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let order = app.orders.place(app.user.id, 2500, "EUR");
     for (amount, currency) in [(100, "EUR"), (2500, "USD"), (2501, "EUR")] {
-        let response = app.charge_order(&app.user, order, amount, currency).await;
+        let response = app
+            .charge_order(order, amount, currency)
+            .by(&app.user)
+            .await;
         let refused = problem(response, 422).await;
         let detail = refused.to_string();
         assert!(
@@ -32,11 +33,9 @@ async fn a_charge_that_does_not_match_its_order_is_refused(backend: Backend) {
 }
 
 async fn a_charge_matching_its_order_is_left_to_the_checkout(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let order = app.orders.place(app.user.id, 2500, "EUR");
-    let response = app.charge_order(&app.user, order, 2500, "EUR").await;
+    let response = app.charge_order(order, 2500, "EUR").by(&app.user).await;
     let refused = problem(response, 409).await;
     assert!(
         refused["detail"]
@@ -49,13 +48,11 @@ async fn a_charge_matching_its_order_is_left_to_the_checkout(backend: Backend) {
 }
 
 async fn somebody_elses_order_is_refused_without_telling_its_total(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let theirs = app.orders.place(app.admin.id, 2500, "EUR");
     // The right amount and a wrong one get the same answer: trying amounts tells nothing.
     for amount in [2500, 100] {
-        let response = app.charge_order(&app.user, theirs, amount, "EUR").await;
+        let response = app.charge_order(theirs, amount, "EUR").by(&app.user).await;
         let refused = problem(response, 422).await;
         let text = refused.to_string();
         assert!(text.contains("order_id"), "{refused}");
@@ -65,13 +62,9 @@ async fn somebody_elses_order_is_refused_without_telling_its_total(backend: Back
 }
 
 async fn an_id_that_is_no_order_is_a_direct_charge(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let body = charge_body("tok_visa", 700, "EUR");
-    let response = app
-        .charge_raw(Some(&app.user.token), Some(&new_key()), &body)
-        .await;
+    let response = app.post_charge(&new_key()).by(&app.user).json(&body).await;
     let paid = json_of(response, 201).await;
     assert_eq!(paid["status"], "captured", "{paid}");
     assert_eq!(paid["order_id"], body["order_id"]);
@@ -84,19 +77,14 @@ async fn an_id_that_is_no_order_is_a_direct_charge(backend: Backend) {
 
 async fn no_order_service_means_no_direct_charge(backend: Backend) {
     // Nothing listens on the discard port.
-    let Some(app) = spawn_with(backend, |config| {
+    let app = spawn_with(backend, |config| {
         config.order_url = "http://127.0.0.1:9".to_owned();
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let response = app
-        .charge_raw(
-            Some(&app.user.token),
-            Some(&new_key()),
-            &charge_body("tok_visa", 700, "EUR"),
-        )
+        .post_charge(&new_key())
+        .by(&app.user)
+        .json(&charge_body("tok_visa", 700, "EUR"))
         .await;
     assert_eq!(
         response

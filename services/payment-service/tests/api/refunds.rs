@@ -12,9 +12,7 @@ fn refund_of(amount: i64, currency: &str) -> Value {
 }
 
 async fn partial_then_full_refund(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
 
@@ -24,7 +22,9 @@ async fn partial_then_full_refund(backend: Backend) {
     assert_eq!(partial["id"], payment["id"]);
 
     let too_much = problem(
-        app.refund_raw(&app.admin, id, &new_key(), &refund_of(701, "EUR"))
+        app.post_refund(id, &new_key())
+            .by(&app.admin)
+            .json(&refund_of(701, "EUR"))
             .await,
         409,
     )
@@ -35,20 +35,19 @@ async fn partial_then_full_refund(backend: Backend) {
     );
 
     let wrong_currency = problem(
-        app.refund_raw(&app.admin, id, &new_key(), &refund_of(100, "USD"))
+        app.post_refund(id, &new_key())
+            .by(&app.admin)
+            .json(&refund_of(100, "USD"))
             .await,
         422,
     )
     .await;
     assert_eq!(error_fields(&wrong_currency), ["amount.currency"]);
     let invalid = problem(
-        app.refund_raw(
-            &app.admin,
-            id,
-            &new_key(),
-            &json!({"amount": {"amount": 0, "currency": "EUR"}, "reason": " "}),
-        )
-        .await,
+        app.post_refund(id, &new_key())
+            .by(&app.admin)
+            .json(&json!({"amount": {"amount": 0, "currency": "EUR"}, "reason": " "}))
+            .await,
         422,
     )
     .await;
@@ -61,13 +60,17 @@ async fn partial_then_full_refund(backend: Backend) {
     assert_eq!(app.payment(&app.user, id).await, rest);
 
     problem(
-        app.refund_raw(&app.admin, id, &new_key(), &refund_of(1, "EUR"))
+        app.post_refund(id, &new_key())
+            .by(&app.admin)
+            .json(&refund_of(1, "EUR"))
             .await,
         409,
     )
     .await;
     problem(
-        app.refund_raw(&app.admin, id, &new_key(), &json!({"reason": "again"}))
+        app.post_refund(id, &new_key())
+            .by(&app.admin)
+            .json(&json!({"reason": "again"}))
             .await,
         409,
     )
@@ -81,14 +84,14 @@ async fn partial_then_full_refund(backend: Backend) {
 }
 
 async fn only_captured_payments_can_be_refunded(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     for token in ["tok_decline", "tok_authorize", "tok_review"] {
         let payment = app.charge(&app.user, token, 1000).await;
         let id = payment["id"].as_str().unwrap();
         let refused = problem(
-            app.refund_raw(&app.admin, id, &new_key(), &refund_of(100, "EUR"))
+            app.post_refund(id, &new_key())
+                .by(&app.admin)
+                .json(&refund_of(100, "EUR"))
                 .await,
             409,
         )
@@ -103,45 +106,41 @@ async fn only_captured_payments_can_be_refunded(backend: Backend) {
         assert_eq!(app.payment(&app.user, id).await, payment, "unchanged");
     }
     problem(
-        app.refund_raw(
-            &app.admin,
-            &uuid::Uuid::now_v7().to_string(),
-            &new_key(),
-            &refund_of(100, "EUR"),
-        )
-        .await,
+        app.post_refund(&uuid::Uuid::now_v7().to_string(), &new_key())
+            .by(&app.admin)
+            .json(&refund_of(100, "EUR"))
+            .await,
         404,
     )
     .await;
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
     let missing_key = app
-        .client
-        .post(app.url(&format!("/api/v1/payments/{id}/refund")))
-        .bearer_auth(&app.admin.token)
+        .post(&format!("/api/v1/payments/{id}/refund"))
+        .by(&app.admin)
         .json(&refund_of(100, "EUR"))
-        .send()
-        .await
-        .unwrap();
+        .await;
     problem(missing_key, 400).await;
     assert_eq!(app.payment(&app.user, id).await["refunded_amount"], 0);
 }
 
 async fn a_refund_key_refunds_once(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
     let key = new_key();
     let first = app
-        .refund_raw(&app.admin, id, &key, &refund_of(400, "EUR"))
+        .post_refund(id, &key)
+        .by(&app.admin)
+        .json(&refund_of(400, "EUR"))
         .await;
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first = json_of(first, 200).await;
     assert_eq!(first["refunded_amount"], 400);
     let again = app
-        .refund_raw(&app.admin, id, &key, &refund_of(400, "EUR"))
+        .post_refund(id, &key)
+        .by(&app.admin)
+        .json(&refund_of(400, "EUR"))
         .await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(json_of(again, 200).await, first);
@@ -155,7 +154,11 @@ async fn a_refund_key_refunds_once(backend: Backend) {
         json!({"amount": {"amount": 400, "currency": "EUR"}, "reason": "damaged"}),
         json!({"reason": "returned"}),
     ] {
-        let refused = problem(app.refund_raw(&app.admin, id, &key, &other).await, 422).await;
+        let refused = problem(
+            app.post_refund(id, &key).by(&app.admin).json(&other).await,
+            422,
+        )
+        .await;
         assert_eq!(error_fields(&refused), ["Idempotency-Key"], "{other}");
     }
     assert_eq!(app.payment(&app.user, id).await["refunded_amount"], 400);
@@ -167,7 +170,7 @@ async fn refund_storm(app: &TestApp, id: &str, amount: i64) -> Vec<(u16, Value)>
     let keys: Vec<String> = (0..10).map(|_| new_key()).collect();
     let responses = futures::future::join_all(
         keys.iter()
-            .map(|key| app.refund_raw(&app.admin, id, key, &body)),
+            .map(|key| app.post_refund(id, key).by(&app.admin).json(&body).send()),
     )
     .await;
     let mut answers = Vec::new();
@@ -179,14 +182,11 @@ async fn refund_storm(app: &TestApp, id: &str, amount: i64) -> Vec<(u16, Value)>
 }
 
 async fn concurrent_refunds_never_exceed_the_payment(backend: Backend) {
-    let Some(app) = spawn_with(backend, |config| {
+    let app = spawn_with(backend, |config| {
         config.fraud.max_payments_per_user = 100;
         config.fraud.max_payments_per_card = 100;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     // Several payments at once, to give lost updates every chance to show.
     let mut ids = Vec::new();
     for _ in 0..10 {
@@ -233,14 +233,11 @@ async fn concurrent_refunds_never_exceed_the_payment(backend: Backend) {
 
 /// Refunds that all fit are all counted: none is lost to another's concurrent write.
 async fn concurrent_refunds_are_all_counted(backend: Backend) {
-    let Some(app) = spawn_with(backend, |config| {
+    let app = spawn_with(backend, |config| {
         config.fraud.max_payments_per_user = 100;
         config.fraud.max_payments_per_card = 100;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let payment = app.charge(&app.user, "tok_visa", 1000).await;
@@ -259,15 +256,15 @@ async fn concurrent_refunds_are_all_counted(backend: Backend) {
 }
 
 async fn a_refund_is_audited_once_however_often_it_is_repeated(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
     let key = new_key();
     for _ in 0..2 {
         let response = app
-            .refund_raw(&app.admin, id, &key, &refund_of(400, "EUR"))
+            .post_refund(id, &key)
+            .by(&app.admin)
+            .json(&refund_of(400, "EUR"))
             .await;
         json_of(response, 200).await;
     }
@@ -292,9 +289,7 @@ async fn a_refund_is_audited_once_however_often_it_is_repeated(backend: Backend)
 /// A payment the checkout made for an order is refunded through the order (so the order and
 /// its stock agree); direct charges can be switched off.
 async fn order_payments_are_refunded_through_their_order(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mut client = app.grpc_client().await;
     let paid = client
         .charge(platform_proto::payment::v1::ChargeRequest {
@@ -313,7 +308,9 @@ async fn order_payments_are_refunded_through_their_order(backend: Backend) {
         .into_inner();
     assert_eq!(paid.status, "captured");
     let refused = problem(
-        app.refund_raw(&app.admin, &paid.id, &new_key(), &refund_of(100, "EUR"))
+        app.post_refund(&paid.id, &new_key())
+            .by(&app.admin)
+            .json(&refund_of(100, "EUR"))
             .await,
         409,
     )
@@ -351,7 +348,8 @@ async fn order_payments_are_refunded_through_their_order(backend: Backend) {
     let twice = client.charge(again(1500)).await.unwrap_err();
     assert_eq!(twice.code(), tonic::Code::FailedPrecondition, "{twice:?}");
     let response = app
-        .charge_order(&app.user, &paid.order_id, 1500, "EUR")
+        .charge_order(&paid.order_id, 1500, "EUR")
+        .by(&app.user)
         .await;
     problem(response, 409).await;
     assert_eq!(
@@ -375,15 +373,11 @@ async fn order_payments_are_refunded_through_their_order(backend: Backend) {
 }
 
 async fn direct_payments_can_be_switched_off(backend: Backend) {
-    let Some(app) = spawn_with(backend, |config| config.direct_payments = false).await else {
-        return;
-    };
+    let app = spawn_with(backend, |config| config.direct_payments = false).await;
     let response = app
-        .charge_raw(
-            Some(&app.user.token),
-            Some(&new_key()),
-            &crate::helpers::charge_body("tok_visa", 1000, "EUR"),
-        )
+        .post_charge(&new_key())
+        .by(&app.user)
+        .json(&crate::helpers::charge_body("tok_visa", 1000, "EUR"))
         .await;
     let refused = problem(response, 403).await;
     assert!(

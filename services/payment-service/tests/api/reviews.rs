@@ -2,7 +2,6 @@
 //! approves (charged now) or declines (nothing charged); undecided ones expire. Decisions are
 //! announced, audited and final.
 
-use platform_testing::http::Documented as _;
 use std::time::Duration;
 
 use platform_http::audit::{Action, Actor};
@@ -12,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, json_of, problem, spawn_with};
 
-async fn spawn(backend: Backend, ttl: Duration) -> Option<TestApp> {
+async fn spawn(backend: Backend, ttl: Duration) -> TestApp {
     spawn_with(backend, move |config| {
         // Anything over €50 is held.
         config.fraud.review_limits.insert(Currency::EUR, 5_000);
@@ -22,38 +21,18 @@ async fn spawn(backend: Backend, ttl: Duration) -> Option<TestApp> {
 }
 
 impl TestApp {
-    async fn admin_post(&self, path: &str, who: &str, body: &Value) -> reqwest::Response {
-        let token = if who == "admin" {
-            &self.admin.token
-        } else {
-            &self.user.token
-        };
-        self.client
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
+    /// The review queue, as an administrator sees it.
     async fn queue(&self) -> Value {
         let response = self
-            .client
-            .get(self.url("/api/v1/admin/payments/reviews"))
-            .bearer_auth(&self.admin.token)
-            .send()
-            .await
-            .unwrap();
+            .get("/api/v1/admin/payments/reviews")
+            .by(&self.admin)
+            .await;
         json_of(response, 200).await
     }
 }
 
 async fn an_approved_review_is_charged_and_a_declined_one_is_not(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(3600)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(3600)).await;
     let held = app.charge(&app.user, "tok_visa", 7_500).await;
     assert_eq!(held["status"], "requires_review", "{held}");
     let id = held["id"].as_str().unwrap();
@@ -69,21 +48,22 @@ async fn an_approved_review_is_charged_and_a_declined_one_is_not(backend: Backen
     assert_eq!(queue["total"], 2);
     assert_eq!(queue["items"][0]["id"], held["id"], "oldest first");
     let user_list = app
-        .client
-        .get(app.url("/api/v1/admin/payments/reviews"))
-        .bearer_auth(&app.user.token)
-        .send()
-        .await
-        .unwrap();
+        .get("/api/v1/admin/payments/reviews")
+        .by(&app.user)
+        .await;
     problem(user_list, 403).await;
     let approve = format!("/api/v1/admin/payments/{id}/approve");
-    problem(app.admin_post(&approve, "user", &json!({})).await, 403).await;
+    problem(app.post(&approve).by(&app.user).json(&json!({})).await, 403).await;
     assert_eq!(
         app.payment(&app.admin, id).await["status"],
         "requires_review"
     );
 
-    let approved = json_of(app.admin_post(&approve, "admin", &json!({})).await, 200).await;
+    let approved = json_of(
+        app.post(&approve).by(&app.admin).json(&json!({})).await,
+        200,
+    )
+    .await;
     assert_eq!(approved["status"], "captured", "{approved}");
     assert_eq!(approved["provider"], "sandbox");
     assert_eq!(app.events_of("payment.captured", id).await.len(), 1);
@@ -91,10 +71,16 @@ async fn an_approved_review_is_charged_and_a_declined_one_is_not(backend: Backen
     assert_eq!(decided.len(), 1);
     assert_eq!(decided[0]["decision"], "approved");
     // Decided once: a second approval or a decline is refused, and charges nothing.
-    problem(app.admin_post(&approve, "admin", &json!({})).await, 409).await;
+    problem(
+        app.post(&approve).by(&app.admin).json(&json!({})).await,
+        409,
+    )
+    .await;
     let decline_it = format!("/api/v1/admin/payments/{id}/decline");
     problem(
-        app.admin_post(&decline_it, "admin", &json!({"reason": "too late"}))
+        app.post(&decline_it)
+            .by(&app.admin)
+            .json(&json!({"reason": "too late"}))
             .await,
         409,
     )
@@ -104,13 +90,17 @@ async fn an_approved_review_is_charged_and_a_declined_one_is_not(backend: Backen
     // Declined: failed, nothing charged, announced.
     let decline = format!("/api/v1/admin/payments/{other_id}/decline");
     problem(
-        app.admin_post(&decline, "admin", &json!({"reason": ""}))
+        app.post(&decline)
+            .by(&app.admin)
+            .json(&json!({"reason": ""}))
             .await,
         422,
     )
     .await;
     let declined = json_of(
-        app.admin_post(&decline, "admin", &json!({"reason": "stolen card report"}))
+        app.post(&decline)
+            .by(&app.admin)
+            .json(&json!({"reason": "stolen card report"}))
             .await,
         200,
     )
@@ -140,9 +130,7 @@ async fn an_approved_review_is_charged_and_a_declined_one_is_not(backend: Backen
 }
 
 async fn provider_reviews_are_the_providers_to_decide(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(3600)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(3600)).await;
     let held = app.charge(&app.user, "tok_review", 1_000).await;
     assert_eq!(held["status"], "requires_review");
     let id = held["id"].as_str().unwrap();
@@ -151,7 +139,11 @@ async fn provider_reviews_are_the_providers_to_decide(backend: Backend) {
         "provider"
     );
     let approve = format!("/api/v1/admin/payments/{id}/approve");
-    let refused = problem(app.admin_post(&approve, "admin", &json!({})).await, 409).await;
+    let refused = problem(
+        app.post(&approve).by(&app.admin).json(&json!({})).await,
+        409,
+    )
+    .await;
     assert!(
         refused["detail"].as_str().unwrap().contains("provider"),
         "{refused}"
@@ -161,15 +153,21 @@ async fn provider_reviews_are_the_providers_to_decide(backend: Backend) {
         "/api/v1/admin/payments/{}/approve",
         captured["id"].as_str().unwrap()
     );
-    problem(app.admin_post(&approve, "admin", &json!({})).await, 409).await;
+    problem(
+        app.post(&approve).by(&app.admin).json(&json!({})).await,
+        409,
+    )
+    .await;
     let missing = format!("/api/v1/admin/payments/{}/approve", uuid::Uuid::now_v7());
-    problem(app.admin_post(&missing, "admin", &json!({})).await, 404).await;
+    problem(
+        app.post(&missing).by(&app.admin).json(&json!({})).await,
+        404,
+    )
+    .await;
 }
 
 async fn undecided_reviews_expire_declined(backend: Backend) {
-    let Some(app) = spawn(backend, Duration::from_secs(1)).await else {
-        return;
-    };
+    let app = spawn(backend, Duration::from_secs(1)).await;
     let held = app.charge(&app.user, "tok_visa", 9_000).await;
     assert_eq!(held["status"], "requires_review");
     let id = held["id"].as_str().unwrap();

@@ -28,9 +28,7 @@ async fn send(app: &TestApp, event: &Value) -> Value {
 }
 
 async fn signed_events_move_payments(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     // Authorized, then captured by the provider.
     let held = app.charge(&app.user, "tok_authorize", 1200).await;
     let id = held["id"].as_str().unwrap();
@@ -89,9 +87,7 @@ async fn signed_events_move_payments(backend: Backend) {
 }
 
 async fn refund_events_add_up_once_each(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
 
@@ -119,13 +115,10 @@ async fn refund_events_add_up_once_each(backend: Backend) {
 
     // Never more than was paid, and the API agrees with what the provider did.
     problem(
-        app.refund_raw(
-            &app.admin,
-            id,
-            &crate::helpers::new_key(),
-            &json!({"amount": {"amount": 401, "currency": "EUR"}, "reason": "x"}),
-        )
-        .await,
+        app.post_refund(id, &crate::helpers::new_key())
+            .by(&app.admin)
+            .json(&json!({"amount": {"amount": 401, "currency": "EUR"}, "reason": "x"}))
+            .await,
         409,
     )
     .await;
@@ -140,21 +133,19 @@ async fn refund_events_add_up_once_each(backend: Backend) {
 }
 
 async fn forged_and_stale_webhooks_are_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let held = app.charge(&app.user, "tok_authorize", 1200).await;
     let id = held["id"].as_str().unwrap();
     let genuine = serde_json::to_vec(&event("payment.captured", &held)).unwrap();
 
     // Unsigned.
-    problem(app.webhook_raw("sandbox", genuine.clone(), None).await, 401).await;
+    problem(app.webhook("sandbox", genuine.clone(), None).await, 401).await;
     // Signed, then tampered with.
     let mut tampered = event("payment.captured", &held);
     let signature = signed(&serde_json::to_vec(&tampered).unwrap());
     tampered["type"] = json!("payment.failed");
     problem(
-        app.webhook_raw(
+        app.webhook(
             "sandbox",
             serde_json::to_vec(&tampered).unwrap(),
             Some(&signature),
@@ -167,13 +158,12 @@ async fn forged_and_stale_webhooks_are_refused(backend: Backend) {
     let forger = SandboxProvider::new(SecretString::from("not-the-webhook-secret"));
     let forged = forger.sign(&genuine);
     problem(
-        app.webhook_raw("sandbox", genuine.clone(), Some(&forged))
-            .await,
+        app.webhook("sandbox", genuine.clone(), Some(&forged)).await,
         401,
     )
     .await;
     problem(
-        app.webhook_raw("sandbox", genuine.clone(), Some("deadbeef"))
+        app.webhook("sandbox", genuine.clone(), Some("deadbeef"))
             .await,
         401,
     )
@@ -189,24 +179,20 @@ async fn forged_and_stale_webhooks_are_refused(backend: Backend) {
     // Signed but not understood.
     let garbage = b"{\"id\": \"evt_1\", \"type\":".to_vec();
     let signature = signed(&garbage);
-    problem(
-        app.webhook_raw("sandbox", garbage, Some(&signature)).await,
-        400,
-    )
-    .await;
+    problem(app.webhook("sandbox", garbage, Some(&signature)).await, 400).await;
     let no_amount = event("payment.refunded", &held);
     problem(app.sandbox_webhook(&no_amount).await, 400).await;
 
     // Providers that are not configured have no webhook.
     let signature = signed(&genuine);
     problem(
-        app.webhook_raw("paypal", genuine.clone(), Some(&signature))
+        app.webhook("paypal", genuine.clone(), Some(&signature))
             .await,
         404,
     )
     .await;
     problem(
-        app.webhook_raw("stripe", genuine.clone(), Some(&signature))
+        app.webhook("stripe", genuine.clone(), Some(&signature))
             .await,
         404,
     )
@@ -215,20 +201,14 @@ async fn forged_and_stale_webhooks_are_refused(backend: Backend) {
     // Nothing of that changed the payment; the genuine one does.
     assert_eq!(app.payment(&app.user, id).await["status"], "authorized");
     assert_eq!(app.outbox().await.len(), 1, "only the authorization");
-    json_of(
-        app.webhook_raw("sandbox", genuine, Some(&signature)).await,
-        200,
-    )
-    .await;
+    json_of(app.webhook("sandbox", genuine, Some(&signature)).await, 200).await;
     assert_eq!(app.payment(&app.user, id).await["status"], "captured");
 }
 
 /// Refund events delivered at once (several refunds at the provider, each delivered twice)
 /// all count, once each.
 async fn concurrent_refund_events_all_count(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let payment = app.charge(&app.user, "tok_visa", 1000).await;
     let id = payment["id"].as_str().unwrap();
     let events: Vec<Value> = (0..10).map(|_| refunded(&payment, 100, "EUR")).collect();
@@ -249,29 +229,22 @@ async fn concurrent_refund_events_all_count(backend: Backend) {
 }
 
 async fn the_configured_secret_signs_webhooks(backend: Backend) {
-    let Some(app) = crate::helpers::spawn_with(backend, |config| {
+    let app = crate::helpers::spawn_with(backend, |config| {
         config.providers.sandbox_secret = SecretString::from("a-configured-webhook-secret");
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let held = app.charge(&app.user, "tok_authorize", 1200).await;
     let body = serde_json::to_vec(&event("payment.captured", &held)).unwrap();
     // The development secret is no longer good.
     problem(
-        app.webhook_raw("sandbox", body.clone(), Some(&signed(&body)))
+        app.webhook("sandbox", body.clone(), Some(&signed(&body)))
             .await,
         401,
     )
     .await;
     let signer = SandboxProvider::new(SecretString::from("a-configured-webhook-secret"));
     let signature = signer.sign(&body);
-    json_of(
-        app.webhook_raw("sandbox", body, Some(&signature)).await,
-        200,
-    )
-    .await;
+    json_of(app.webhook("sandbox", body, Some(&signature)).await, 200).await;
     let id = held["id"].as_str().unwrap();
     assert_eq!(app.payment(&app.user, id).await["status"], "captured");
 }

@@ -31,12 +31,8 @@ impl From<CatalogError> for Problem {
             CatalogError::EmptyReservation => {
                 Problem::invalid_field("lines", "must contain at least one line")
             }
-            CatalogError::Database(error) if platform_db::is_unavailable(&error) => {
-                tracing::error!(%error, "no database connection available");
-                Problem::unavailable("The product database is not available right now.")
-                    .with_retry_after(1)
-            }
-            error @ (CatalogError::Database(_) | CatalogError::Event(_)) => {
+            CatalogError::Database(error) => platform_service::database_problem("product", &error),
+            error @ CatalogError::Event(_) => {
                 tracing::error!(%error, "request failed");
                 Problem::internal()
             }

@@ -15,16 +15,10 @@ use utoipa_axum::routes;
 use crate::service::Catalog;
 
 /// What handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub catalog: Catalog,
     pub jwt: Jwt,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 #[derive(OpenApi)]

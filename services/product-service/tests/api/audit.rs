@@ -10,19 +10,14 @@ use serde_json::json;
 use crate::helpers::{JWT_SECRET, product_body, spawn_app};
 
 async fn every_catalog_change_by_an_administrator_is_audited(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let admin = platform_testing::http::actor(Role::Admin, JWT_SECRET);
     let response = app
-        .client
-        .post(app.url("/api/v1/admin/products"))
-        .bearer_auth(&admin.token)
+        .post("/api/v1/admin/products")
+        .by(&admin)
         .header("x-request-id", "audit-create-1")
         .json(&product_body("Audited", "misc", 100, 5))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 201);
     let id = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_str()
@@ -30,15 +25,15 @@ async fn every_catalog_change_by_an_administrator_is_audited(backend: Backend) {
         .to_owned();
     let path = format!("/api/v1/admin/products/{id}");
     let changes = [
-        app.put(&path, Some(&admin.token), &json!({"name": "Audited too"}))
+        app.put(&path)
+            .by(&admin)
+            .json(&json!({"name": "Audited too"}))
             .await,
-        app.put(
-            &format!("{path}/inventory"),
-            Some(&admin.token),
-            &json!({"delta": 3}),
-        )
-        .await,
-        app.delete(&path, Some(&admin.token)).await,
+        app.put(&format!("{path}/inventory"))
+            .by(&admin)
+            .json(&json!({"delta": 3}))
+            .await,
+        app.delete(&path).by(&admin).await,
     ];
     for response in changes {
         assert!(response.status().is_success(), "{}", response.status());
@@ -68,9 +63,7 @@ async fn every_catalog_change_by_an_administrator_is_audited(backend: Backend) {
 }
 
 async fn a_refused_change_is_not_recorded_as_done(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let id = app.new_product("Short", "misc", 100, 1).await;
     let refused = app.inventory(&id, &json!({"stock": -1})).await;
     assert_eq!(refused.status(), 422);

@@ -7,52 +7,59 @@ use platform_redis::RedisConfig;
 use platform_testing::{Backend, RedisNamespace, TestDatabase};
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_on, spawn_with, wait_until};
+use crate::helpers::{eventually, json_of, spawn_on, spawn_with};
 
-const L1: &str = r#"layer="l1""#;
-const PRODUCTS: &str = r#"cache="products""#;
-const LISTS: &str = r#"cache="product_lists""#;
+const L1: (&str, &str) = ("layer", "l1");
+const PRODUCTS: (&str, &str) = ("cache", "products");
+const LISTS: (&str, &str) = ("cache", "product_lists");
 
 async fn a_second_read_is_a_cache_hit(backend: Backend) {
-    let Some(app) = spawn_with(backend, |_| {}).await else {
-        return;
-    };
+    let app = spawn_with(backend, |_| {}).await;
     let id = app.new_product("Mug", "kitchen", 1299, 5).await;
     let first = app.product(&id).await;
-    let hits = app.metric("cache_hits_total", &[PRODUCTS, L1]).await;
-    let misses = app.metric("cache_misses_total", &[PRODUCTS, L1]).await;
-    assert_eq!(misses, 1, "the first read missed");
-    assert_eq!(app.metric("cache_loads_total", &[PRODUCTS]).await, 1);
+    let hits = app.metrics().await.sum("cache_hits_total", &[PRODUCTS, L1]);
+    let misses = app
+        .metrics()
+        .await
+        .sum("cache_misses_total", &[PRODUCTS, L1]);
+    assert_eq!(misses, 1.0, "the first read missed");
+    assert_eq!(
+        app.metrics().await.sum("cache_loads_total", &[PRODUCTS]),
+        1.0
+    );
 
     let second = app.product(&id).await;
     assert_eq!(second, first);
     assert_eq!(
-        app.metric("cache_hits_total", &[PRODUCTS, L1]).await,
-        hits + 1,
+        app.metrics().await.sum("cache_hits_total", &[PRODUCTS, L1]),
+        hits + 1.0,
         "the second read was served from L1"
     );
     assert_eq!(
-        app.metric("cache_misses_total", &[PRODUCTS, L1]).await,
+        app.metrics()
+            .await
+            .sum("cache_misses_total", &[PRODUCTS, L1]),
         misses
     );
-    assert_eq!(app.metric("cache_loads_total", &[PRODUCTS]).await, 1);
-    let text = app.metrics().await;
+    assert_eq!(
+        app.metrics().await.sum("cache_loads_total", &[PRODUCTS]),
+        1.0
+    );
+    let metrics = app.metrics().await;
+    let service = ("service", "product-service");
     assert!(
-        text.lines()
-            .any(|line| line.starts_with("cache_hits_total{")
-                && line.contains(PRODUCTS)
-                && line.contains(L1)
-                && line.contains(r#"service="product-service""#)),
-        "{text}"
+        metrics.sum("cache_hits_total", &[PRODUCTS, L1, service]) > 0.0,
+        "{}",
+        metrics.text()
     );
 
     // List pages are cached too.
-    app.get_json("/api/v1/products?sort=name").await;
-    let list_hits = app.metric("cache_hits_total", &[LISTS, L1]).await;
-    app.get_json("/api/v1/products?sort=name").await;
+    json_of(app.get("/api/v1/products?sort=name").await, 200).await;
+    let list_hits = app.metrics().await.sum("cache_hits_total", &[LISTS, L1]);
+    json_of(app.get("/api/v1/products?sort=name").await, 200).await;
     assert_eq!(
-        app.metric("cache_hits_total", &[LISTS, L1]).await,
-        list_hits + 1
+        app.metrics().await.sum("cache_hits_total", &[LISTS, L1]),
+        list_hits + 1.0
     );
 
     // A write drops the entry: the next read loads the new price.
@@ -61,26 +68,27 @@ async fn a_second_read_is_a_cache_hit(backend: Backend) {
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.product(&id).await["price"]["amount"], 999);
-    assert_eq!(app.metric("cache_loads_total", &[PRODUCTS]).await, 2);
-    let list = app.get_json("/api/v1/products?sort=name").await;
+    assert_eq!(
+        app.metrics().await.sum("cache_loads_total", &[PRODUCTS]),
+        2.0
+    );
+    let list = json_of(app.get("/api/v1/products?sort=name").await, 200).await;
     assert_eq!(list["items"][0]["price"]["amount"], 999);
 }
 
 async fn a_hundred_concurrent_misses_load_once(backend: Backend) {
-    let Some(app) = spawn_with(backend, |_| {}).await else {
-        return;
-    };
+    let app = spawn_with(backend, |_| {}).await;
     let id = app.new_product("Hot product", "misc", 500, 5).await;
     assert_eq!(
-        app.metric("cache_loads_total", &[PRODUCTS]).await,
-        0,
+        app.metrics().await.sum("cache_loads_total", &[PRODUCTS]),
+        0.0,
         "cold"
     );
     let path = format!("/api/v1/products/{id}");
     let reads = (0..100).map(|_| {
-        let request = app.client.get(app.url(&path)).send();
+        let request = app.get(&path);
         async move {
-            let response = request.await.unwrap();
+            let response = request.await;
             assert_eq!(response.status(), 200);
             response.json::<Value>().await.unwrap()
         }
@@ -89,34 +97,35 @@ async fn a_hundred_concurrent_misses_load_once(backend: Backend) {
     assert!(bodies.iter().all(|body| body == &bodies[0]));
     assert_eq!(bodies[0]["id"], id.as_str());
     assert_eq!(
-        app.metric("cache_loads_total", &[PRODUCTS]).await,
-        1,
+        app.metrics().await.sum("cache_loads_total", &[PRODUCTS]),
+        1.0,
         "100 concurrent misses cost one database query"
     );
     assert_eq!(
-        app.metric("cache_hits_total", &[PRODUCTS, L1]).await
-            + app.metric("cache_misses_total", &[PRODUCTS, L1]).await,
-        100
+        app.metrics().await.sum("cache_hits_total", &[PRODUCTS, L1])
+            + app
+                .metrics()
+                .await
+                .sum("cache_misses_total", &[PRODUCTS, L1]),
+        100.0
     );
 
     // The same for an unknown id: the "not found" is loaded once and shared.
     let unknown = format!("/api/v1/products/{}", uuid::Uuid::now_v7());
-    let probes = (0..50).map(|_| app.client.get(app.url(&unknown)).send());
+    let probes = (0..50).map(|_| app.get(&unknown).send());
     for response in futures::future::join_all(probes).await {
-        assert_eq!(response.unwrap().status(), 404);
+        assert_eq!(response.status(), 404);
     }
-    assert_eq!(app.metric("cache_loads_total", &[PRODUCTS]).await, 2);
+    assert_eq!(
+        app.metrics().await.sum("cache_loads_total", &[PRODUCTS]),
+        2.0
+    );
 }
 
 /// Two replicas over one database and one Redis: B's cached copy is dropped when A writes.
 async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
-    let Some(redis) = RedisNamespace::create() else {
-        return;
-    };
-    let Some(db) = TestDatabase::create(backend).await else {
-        return;
-    };
-    let db = std::sync::Arc::new(db);
+    let redis = RedisNamespace::create();
+    let db = std::sync::Arc::new(TestDatabase::create(backend).await);
     // The namespace's keys are deleted afterwards; the cache's prefix is the service name.
     let name = format!("{}.product-service", redis.namespace);
     let configure = |config: &mut product_service::ProductServiceConfig| {
@@ -131,7 +140,7 @@ async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
     let conn = client.get_multiplexed_async_connection().await.unwrap();
     for cache in ["products", "product_lists"] {
         let channel = format!("{name}:{cache}:invalidate");
-        wait_until(
+        eventually(
             "both listeners to subscribe",
             Duration::from_secs(5),
             || {
@@ -156,22 +165,26 @@ async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
     // B finds A's load in Redis: no database query of its own.
     assert_eq!(b.product(&id).await["price"]["amount"], 1000);
     assert_eq!(
-        b.metric("cache_hits_total", &[PRODUCTS, r#"layer="l2""#])
-            .await,
-        1
+        b.metrics()
+            .await
+            .sum("cache_hits_total", &[PRODUCTS, ("layer", "l2")]),
+        1.0
     );
-    assert_eq!(b.metric("cache_loads_total", &[PRODUCTS]).await, 0);
+    assert_eq!(b.metrics().await.sum("cache_loads_total", &[PRODUCTS]), 0.0);
     // And now from its own L1.
     assert_eq!(b.product(&id).await["price"]["amount"], 1000);
-    assert_eq!(b.metric("cache_hits_total", &[PRODUCTS, L1]).await, 1);
-    let listed = b.get_json("/api/v1/products").await;
+    assert_eq!(
+        b.metrics().await.sum("cache_hits_total", &[PRODUCTS, L1]),
+        1.0
+    );
+    let listed = json_of(b.get("/api/v1/products").await, 200).await;
     assert_eq!(listed["items"][0]["price"]["amount"], 1000);
 
     let response = a
         .update(&id, &json!({"price": {"amount": 2000, "currency": "EUR"}}))
         .await;
     assert_eq!(response.status(), 200);
-    wait_until(
+    eventually(
         "replica B to see the new price",
         Duration::from_secs(2),
         || {
@@ -180,17 +193,24 @@ async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
         },
     )
     .await;
-    wait_until("replica B's list to show it", Duration::from_secs(2), || {
-        let b = &b;
-        async move { b.get_json("/api/v1/products").await["items"][0]["price"]["amount"] == 2000 }
-    })
+    eventually(
+        "replica B's list to show it",
+        Duration::from_secs(2),
+        || {
+            let b = &b;
+            async move {
+                json_of(b.get("/api/v1/products").await, 200).await["items"][0]["price"]["amount"]
+                    == 2000
+            }
+        },
+    )
     .await;
 
     // Reservations through A reach B's readers too.
     a.reserve(&uuid::Uuid::now_v7().to_string(), &[(&id, 5)])
         .await
         .unwrap();
-    wait_until(
+    eventually(
         "replica B to see the reservation",
         Duration::from_secs(2),
         || {
@@ -199,18 +219,15 @@ async fn replicas_share_redis_and_hear_invalidations(backend: Backend) {
         },
     )
     .await;
-    let ready: Value = b.get_json("/ready").await;
+    let ready: Value = json_of(b.get("/ready").await, 200).await;
     assert_eq!(ready["status"], "ready", "{ready}");
 }
 
 async fn reads_go_on_while_redis_is_down(backend: Backend) {
-    let Some(app) = spawn_with(backend, |config| {
+    let app = spawn_with(backend, |config| {
         config.redis = Some(RedisConfig::new("redis://127.0.0.1:1"));
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let ready = app.get("/ready").await;
     assert_eq!(
         ready.status(),
@@ -225,9 +242,9 @@ async fn reads_go_on_while_redis_is_down(backend: Backend) {
         let product = app.product(&id).await;
         assert_eq!(product["name"], "Resilient");
     }
-    let list = app.get_json("/api/v1/products").await;
+    let list = json_of(app.get("/api/v1/products").await, 200).await;
     assert_eq!(list["total"], 1);
-    let found = app.get_json("/api/v1/products/search?q=resilient").await;
+    let found = json_of(app.get("/api/v1/products/search?q=resilient").await, 200).await;
     assert_eq!(found["total"], 1);
     let response = app.update(&id, &json!({"name": "Still resilient"})).await;
     assert_eq!(response.status(), 200);
@@ -244,7 +261,7 @@ async fn reads_go_on_while_redis_is_down(backend: Backend) {
     assert_eq!(ready["checks"]["cache"]["status"], "down", "{ready}");
     assert_eq!(ready["checks"]["database"]["status"], "up", "{ready}");
     assert!(
-        app.metric("cache_errors_total", &[PRODUCTS]).await > 0,
+        app.metrics().await.sum("cache_errors_total", &[PRODUCTS]) > 0.0,
         "the failures are counted"
     );
 }
@@ -252,6 +269,20 @@ async fn reads_go_on_while_redis_is_down(backend: Backend) {
 platform_testing::backend_tests!(
     a_second_read_is_a_cache_hit,
     a_hundred_concurrent_misses_load_once,
-    replicas_share_redis_and_hear_invalidations,
     reads_go_on_while_redis_is_down,
+);
+platform_testing::variant_tests!(
+    sqlite_redis,
+    [platform_testing::Need::Redis],
+    (platform_testing::Backend::Sqlite),
+    replicas_share_redis_and_hear_invalidations,
+);
+platform_testing::variant_tests!(
+    postgres_redis,
+    [
+        platform_testing::Need::Postgres,
+        platform_testing::Need::Redis
+    ],
+    (platform_testing::Backend::Postgres),
+    replicas_share_redis_and_hear_invalidations,
 );

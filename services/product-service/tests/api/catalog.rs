@@ -3,29 +3,25 @@
 use platform_testing::Backend;
 use serde_json::{Value, json};
 
-use crate::helpers::{error_fields, problem, product_body, spawn_app, unique_sku};
+use crate::helpers::{error_fields, json_of, problem, product_body, spawn_app, unique_sku};
 
 const PRODUCTS: &str = "/api/v1/admin/products";
 
 async fn create_returns_the_product(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let sku = unique_sku("mug");
     let response = app
-        .post(
-            PRODUCTS,
-            Some(&app.admin),
-            &json!({
-                "sku": sku,
-                "name": "  Ceramic mug ",
-                "description": "350 ml stoneware.",
-                "category": "Kitchen",
-                "price": {"amount": 1299, "currency": "eur"},
-                "stock": 40,
-                "image_url": "https://img.example.com/mug.png",
-            }),
-        )
+        .post(PRODUCTS)
+        .by(&app.admin)
+        .json(&json!({
+            "sku": sku,
+            "name": "  Ceramic mug ",
+            "description": "350 ml stoneware.",
+            "category": "Kitchen",
+            "price": {"amount": 1299, "currency": "eur"},
+            "stock": 40,
+            "image_url": "https://img.example.com/mug.png",
+        }))
         .await;
     assert_eq!(response.status(), 201);
     let product: Value = response.json().await.unwrap();
@@ -86,39 +82,33 @@ async fn create_returns_the_product(backend: Backend) {
 }
 
 async fn duplicate_skus_conflict_in_any_case(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mut body = product_body("Mug", "kitchen", 100, 1);
     let sku = unique_sku("dup").to_ascii_lowercase();
     body["sku"] = json!(sku);
     app.create(&body).await;
     for variant in [sku.clone(), sku.to_ascii_uppercase(), format!("  {sku} ")] {
         body["sku"] = json!(variant);
-        let response = app.post(PRODUCTS, Some(&app.admin), &body).await;
+        let response = app.post(PRODUCTS).by(&app.admin).json(&body).await;
         problem(response, 409).await;
     }
-    let list = app.get_json("/api/v1/products").await;
+    let list = json_of(app.get("/api/v1/products").await, 200).await;
     assert_eq!(list["total"], 1, "nothing was created by the conflicts");
 }
 
 async fn invalid_fields_are_all_named(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let response = app
-        .post(
-            PRODUCTS,
-            Some(&app.admin),
-            &json!({
-                "sku": "bad sku!",
-                "name": "   ",
-                "category": "",
-                "price": {"amount": 0, "currency": "EUR"},
-                "stock": -1,
-                "image_url": "ftp://example.com/x.png",
-            }),
-        )
+        .post(PRODUCTS)
+        .by(&app.admin)
+        .json(&json!({
+            "sku": "bad sku!",
+            "name": "   ",
+            "category": "",
+            "price": {"amount": 0, "currency": "EUR"},
+            "stock": -1,
+            "image_url": "ftp://example.com/x.png",
+        }))
         .await;
     let body = problem(response, 422).await;
     assert_eq!(
@@ -158,66 +148,57 @@ async fn invalid_fields_are_all_named(backend: Backend) {
         for (key, value) in change.as_object().unwrap() {
             body[key] = value.clone();
         }
-        let response = app.post(PRODUCTS, Some(&app.admin), &body).await;
+        let response = app.post(PRODUCTS).by(&app.admin).json(&body).await;
         let problem = problem(response, 422).await;
         assert_eq!(error_fields(&problem), [field], "{change}: {problem}");
     }
-    let list = app.get_json("/api/v1/products").await;
+    let list = json_of(app.get("/api/v1/products").await, 200).await;
     assert_eq!(list["total"], 0);
 }
 
 async fn malformed_and_unexpected_bodies_are_refused(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let raw = |body: &'static str| {
-        app.client
-            .post(app.url(PRODUCTS))
-            .bearer_auth(&app.admin)
+        app.post(PRODUCTS)
+            .by(&app.admin)
             .header("content-type", "application/json")
             .body(body)
-            .send()
     };
-    problem(raw(r#"{"sku": "A", "name": "#).await.unwrap(), 400).await;
-    problem(raw("not json").await.unwrap(), 400).await;
+    problem(raw(r#"{"sku": "A", "name": "#).await, 400).await;
+    problem(raw("not json").await, 400).await;
 
     let mut body = product_body("Mug", "kitchen", 100, 1);
     body["colour"] = json!("red");
-    let response = app.post(PRODUCTS, Some(&app.admin), &body).await;
+    let response = app.post(PRODUCTS).by(&app.admin).json(&body).await;
     assert!(response.status().is_client_error());
     let unknown = problem(response, 422).await;
     assert_eq!(error_fields(&unknown), ["colour"], "{unknown}");
 
     let mut body = product_body("Mug", "kitchen", 100, 1);
     body["price"]["cents"] = json!(1);
-    let response = app.post(PRODUCTS, Some(&app.admin), &body).await;
+    let response = app.post(PRODUCTS).by(&app.admin).json(&body).await;
     assert_eq!(response.status(), 422);
 
     let mut body = product_body("Mug", "kitchen", 100, 1);
     body.as_object_mut().unwrap().remove("price");
-    let missing = problem(app.post(PRODUCTS, Some(&app.admin), &body).await, 422).await;
+    let missing = problem(app.post(PRODUCTS).by(&app.admin).json(&body).await, 422).await;
     assert_eq!(error_fields(&missing), ["price"], "{missing}");
 
     let mut body = product_body("Mug", "kitchen", 100, 1);
     body["stock"] = json!("ten");
-    problem(app.post(PRODUCTS, Some(&app.admin), &body).await, 422).await;
+    problem(app.post(PRODUCTS).by(&app.admin).json(&body).await, 422).await;
 
     let text = app
-        .client
-        .post(app.url(PRODUCTS))
-        .bearer_auth(&app.admin)
+        .post(PRODUCTS)
+        .by(&app.admin)
         .header("content-type", "text/plain")
         .body(product_body("Mug", "kitchen", 100, 1).to_string())
-        .send()
-        .await
-        .unwrap();
+        .await;
     problem(text, 415).await;
 }
 
 async fn only_administrators_may_write(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let id = app.new_product("Mug", "kitchen", 100, 5).await;
     let body = product_body("Other", "kitchen", 100, 5);
     let product = format!("{PRODUCTS}/{id}");
@@ -227,18 +208,24 @@ async fn only_administrators_may_write(backend: Backend) {
         (Some("not-a-token"), 401),
         (Some(app.user.as_str()), 403),
     ] {
-        problem(app.post(PRODUCTS, token, &body).await, status).await;
+        problem(app.post(PRODUCTS).by(token).json(&body).await, status).await;
         problem(
-            app.put(&product, token, &json!({"name": "Hacked"})).await,
+            app.put(&product)
+                .by(token)
+                .json(&json!({"name": "Hacked"}))
+                .await,
             status,
         )
         .await;
         problem(
-            app.put(&inventory, token, &json!({"stock": 0})).await,
+            app.put(&inventory)
+                .by(token)
+                .json(&json!({"stock": 0}))
+                .await,
             status,
         )
         .await;
-        problem(app.delete(&product, token).await, status).await;
+        problem(app.delete(&product).by(token).await, status).await;
     }
     // A token signed with another secret is not accepted either.
     let forged = platform_auth::Jwt::new(platform_auth::JwtConfig::with_secret(
@@ -250,18 +237,19 @@ async fn only_administrators_may_write(backend: Backend) {
     )
     .unwrap()
     .token;
-    problem(app.post(PRODUCTS, Some(&forged), &body).await, 401).await;
+    problem(app.post(PRODUCTS).by(&forged).json(&body).await, 401).await;
 
     let unchanged = app.product(&id).await;
     assert_eq!(unchanged["name"], "Mug");
     assert_eq!(unchanged["stock"], 5);
-    assert_eq!(app.get_json("/api/v1/products").await["total"], 1);
+    assert_eq!(
+        json_of(app.get("/api/v1/products").await, 200).await["total"],
+        1
+    );
 }
 
 async fn get_by_id_finds_or_refuses(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let id = app.new_product("Mug", "kitchen", 100, 5).await;
     assert_eq!(app.product(&id).await["id"], id.as_str());
     let unknown = uuid::Uuid::now_v7();
@@ -273,9 +261,7 @@ async fn get_by_id_finds_or_refuses(backend: Backend) {
 }
 
 async fn updates_change_fields_and_remove_the_image(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mut body = product_body("Mug", "kitchen", 1000, 5);
     body["image_url"] = json!("https://img.example.com/a.png");
     let original = app.create(&body).await;
@@ -351,9 +337,7 @@ async fn updates_change_fields_and_remove_the_image(backend: Backend) {
 }
 
 async fn updating_to_a_taken_sku_conflicts(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let first = app.create(&product_body("First", "misc", 100, 1)).await;
     let second = app.new_product("Second", "misc", 100, 1).await;
     let taken = first["sku"].as_str().unwrap().to_ascii_lowercase();
@@ -374,15 +358,16 @@ async fn updating_to_a_taken_sku_conflicts(backend: Backend) {
 }
 
 async fn archiving_hides_the_product(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let id = app.new_product("Walnut desk", "furniture", 25000, 3).await;
     let other = app.new_product("Oak desk", "furniture", 20000, 3).await;
     app.product(&id).await; // cached
-    assert_eq!(app.get_json("/api/v1/products").await["total"], 2); // cached page
     assert_eq!(
-        app.get_json("/api/v1/products/search?q=desk").await["total"],
+        json_of(app.get("/api/v1/products").await, 200).await["total"],
+        2
+    ); // cached page
+    assert_eq!(
+        json_of(app.get("/api/v1/products/search?q=desk").await, 200).await["total"],
         2
     );
 
@@ -390,13 +375,13 @@ async fn archiving_hides_the_product(backend: Backend) {
     assert_eq!(response.status(), 204);
     assert!(response.text().await.unwrap().is_empty());
     problem(app.get(&format!("/api/v1/products/{id}")).await, 404).await;
-    let list = app.get_json("/api/v1/products").await;
+    let list = json_of(app.get("/api/v1/products").await, 200).await;
     assert_eq!(list["total"], 1);
     assert_eq!(list["items"][0]["id"], other.as_str());
-    let found = app.get_json("/api/v1/products/search?q=desk").await;
+    let found = json_of(app.get("/api/v1/products/search?q=desk").await, 200).await;
     assert_eq!(found["total"], 1);
     assert_eq!(found["items"][0]["id"], other.as_str());
-    let by_category = app.get_json("/api/v1/products?category=furniture").await;
+    let by_category = json_of(app.get("/api/v1/products?category=furniture").await, 200).await;
     assert_eq!(by_category["total"], 1);
 
     // Archiving twice is not an error; archived products cannot be changed.
@@ -414,9 +399,7 @@ async fn archiving_hides_the_product(backend: Backend) {
 }
 
 async fn inventory_is_set_or_adjusted_never_below_reserved(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let id = app.new_product("Lamp", "lighting", 3000, 10).await;
     app.product(&id).await; // cached
 
@@ -488,9 +471,7 @@ async fn inventory_is_set_or_adjusted_never_below_reserved(backend: Backend) {
 /// transaction must take the write lock before it reads, or a concurrent commit makes it
 /// fail instead of wait).
 async fn concurrent_writes_all_succeed(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let mut ids = Vec::new();
     for i in 0..8 {
         ids.push(
@@ -543,9 +524,7 @@ async fn concurrent_writes_all_succeed(backend: Backend) {
 
 /// Two admins changing different fields of one product at once: neither change is lost.
 async fn concurrent_updates_of_one_product_lose_nothing(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let id = app.new_product("Item", "misc", 100, 1).await;
     for round in 0..10 {
         let name = format!("Name {round}");

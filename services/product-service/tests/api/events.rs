@@ -7,9 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{product_body, spawn_app, spawn_with};
 
 async fn changes_are_published_through_the_outbox(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let created = app
         .create(&product_body("Lamp", "lighting", 3000, 10))
         .await;
@@ -93,9 +91,7 @@ async fn changes_are_published_through_the_outbox(backend: Backend) {
 }
 
 async fn refused_changes_publish_nothing(backend: Backend) {
-    let Some(app) = spawn_with(backend, |config| config.low_stock_threshold = 2).await else {
-        return;
-    };
+    let app = spawn_with(backend, |config| config.low_stock_threshold = 2).await;
     let body = product_body("Mug", "kitchen", 100, 3);
     let created = app.create(&body).await;
     let id = created["id"].as_str().unwrap().to_owned();
@@ -105,7 +101,9 @@ async fn refused_changes_publish_nothing(backend: Backend) {
     assert_eq!(before, 2, "created, reserved; not low at the threshold");
 
     assert_eq!(
-        app.post("/api/v1/admin/products", Some(&app.admin), &body)
+        app.post("/api/v1/admin/products")
+            .by(&app.admin)
+            .json(&body)
             .await
             .status(),
         409
@@ -133,9 +131,7 @@ async fn refused_changes_publish_nothing(backend: Backend) {
 
 /// `inventory.low` marks a drop below the threshold, not every change while below it.
 async fn low_stock_fires_only_when_availability_drops(backend: Backend) {
-    let Some(app) = spawn_with(backend, |config| config.low_stock_threshold = 5).await else {
-        return;
-    };
+    let app = spawn_with(backend, |config| config.low_stock_threshold = 5).await;
     let id = app.new_product("Rare", "misc", 100, 2).await;
     let low = |outbox: &[(String, String, Value)]| {
         outbox

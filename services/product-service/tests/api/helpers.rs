@@ -1,7 +1,7 @@
 //! `spawn_app`: the real product service on random ports, over a private database.
 
-use platform_testing::http::Documented as _;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use platform_auth::{Jwt, JwtConfig, Role, UserId};
@@ -9,22 +9,23 @@ use platform_events::EventsConfig;
 use platform_proto::product::v1 as proto;
 use platform_proto::product::v1::product_service_client::ProductServiceClient;
 use platform_testing::grpc::Caller;
-use platform_testing::{Backend, TestDatabase};
+use platform_testing::{Backend, Call, TestDatabase};
 use product_service::{Application, ProductServiceConfig};
 use serde_json::{Value, json};
 
-pub use platform_testing::http::{error_fields, problem, wait_until};
+pub use platform_testing::eventually;
+pub use platform_testing::http::{error_fields, json_of, problem};
 
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 
+/// The service under test; derefs to the shared HTTP client (`app.get(path).by(&app.admin)`).
 pub struct TestApp {
     /// First, so it is dropped first: the service stops before its database goes.
     _service: platform_testing::Spawned,
-    pub base: String,
+    http: platform_testing::TestApp,
     pub grpc: SocketAddr,
     /// The service's event bus (its audit records are there).
     pub events: EventsConfig,
-    pub client: reqwest::Client,
     /// Shared by every instance spawned over it (see [`spawn_on`]).
     pub db: Arc<TestDatabase>,
     /// `config.server.service_name`: the SQLite file name, the metrics' `service` label and
@@ -34,8 +35,16 @@ pub struct TestApp {
     pub user: String,
 }
 
-/// The service with default test settings, or `None` when `backend` is not configured.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+impl Deref for TestApp {
+    type Target = platform_testing::TestApp;
+
+    fn deref(&self) -> &Self::Target {
+        &self.http
+    }
+}
+
+/// The service with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, |_| {}).await
 }
 
@@ -43,9 +52,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut ProductServiceConfig),
-) -> Option<TestApp> {
-    let db = Arc::new(TestDatabase::create(backend).await?);
-    Some(spawn_on(&db, customize).await)
+) -> TestApp {
+    let db = Arc::new(TestDatabase::create(backend).await);
+    spawn_on(&db, customize).await
 }
 
 /// Another instance over an existing database (replicas, restarts).
@@ -58,13 +67,10 @@ pub async fn spawn_on(
     let service_name = config.server.service_name.clone();
     let events = config.events.clone();
     let service = platform_testing::spawn::<Application>(config).await;
-    let base = service.base.clone();
-    let grpc = service.grpc.expect("gRPC is served");
     TestApp {
-        base,
-        grpc,
+        http: service.app(),
+        grpc: service.grpc.expect("gRPC is served"),
         events,
-        client: reqwest::Client::new(),
         db: Arc::clone(db),
         service_name,
         admin: token(Role::Admin),
@@ -102,60 +108,12 @@ pub fn product_body(name: &str, category: &str, amount: i64, stock: i64) -> Valu
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// GET without a token (the catalog is public).
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
-    /// GET with query parameters, encoded properly.
-    pub async fn get_query(&self, path: &str, query: &[(&str, &str)]) -> reqwest::Response {
-        let url = reqwest::Url::parse_with_params(&self.url(path), query).unwrap();
-        self.client.get(url).send().await.unwrap().documented()
-    }
-
-    pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.json().await.unwrap()
-    }
-
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut request = self.client.post(self.url(path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap().documented()
-    }
-
-    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
-        let mut request = self.client.put(self.url(path)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap().documented()
-    }
-
-    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.delete(self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap().documented()
-    }
-
     /// Creates a product as the administrator; returns it.
     pub async fn create(&self, body: &Value) -> Value {
         let response = self
-            .post("/api/v1/admin/products", Some(&self.admin), body)
+            .post("/api/v1/admin/products")
+            .by(&self.admin)
+            .json(body)
             .await;
         let status = response.status();
         let text = response.text().await.unwrap();
@@ -171,31 +129,29 @@ impl TestApp {
         product["id"].as_str().unwrap().to_owned()
     }
 
+    /// `GET /api/v1/products/{id}`, which must be found.
     pub async fn product(&self, id: &str) -> Value {
-        self.get_json(&format!("/api/v1/products/{id}")).await
+        json_of(self.get(&format!("/api/v1/products/{id}")).await, 200).await
     }
 
-    pub async fn update(&self, id: &str, body: &Value) -> reqwest::Response {
-        self.put(
-            &format!("/api/v1/admin/products/{id}"),
-            Some(&self.admin),
-            body,
-        )
-        .await
+    /// `PUT /api/v1/admin/products/{id}` as the administrator.
+    pub fn update(&self, id: &str, body: &Value) -> Call {
+        self.put(&format!("/api/v1/admin/products/{id}"))
+            .by(&self.admin)
+            .json(body)
     }
 
-    pub async fn inventory(&self, id: &str, body: &Value) -> reqwest::Response {
-        self.put(
-            &format!("/api/v1/admin/products/{id}/inventory"),
-            Some(&self.admin),
-            body,
-        )
-        .await
+    /// `PUT /api/v1/admin/products/{id}/inventory` as the administrator.
+    pub fn inventory(&self, id: &str, body: &Value) -> Call {
+        self.put(&format!("/api/v1/admin/products/{id}/inventory"))
+            .by(&self.admin)
+            .json(body)
     }
 
-    pub async fn archive(&self, id: &str) -> reqwest::Response {
-        self.delete(&format!("/api/v1/admin/products/{id}"), Some(&self.admin))
-            .await
+    /// `DELETE /api/v1/admin/products/{id}` as the administrator.
+    pub fn archive(&self, id: &str) -> Call {
+        self.delete(&format!("/api/v1/admin/products/{id}"))
+            .by(&self.admin)
     }
 
     /// A gRPC client calling as the order service, the one caller of the saga's methods.
@@ -245,25 +201,6 @@ impl TestApp {
             .products;
         assert_eq!(found.len(), 1, "product {id} is stored");
         found.into_iter().next().unwrap()
-    }
-
-    /// The Prometheus text of `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let response = self.get("/metrics").await;
-        assert_eq!(response.status(), 200);
-        response.text().await.unwrap()
-    }
-
-    /// The sum of the series `name{…}` whose labels include every one of `labels`
-    /// (`key="value"`), 0 when there is none.
-    pub async fn metric(&self, name: &str, labels: &[&str]) -> u64 {
-        let text = self.metrics().await;
-        text.lines()
-            .filter(|line| line.starts_with(&format!("{name}{{")))
-            .filter(|line| labels.iter().all(|label| line.contains(label)))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|value| value as u64)
-            .sum()
     }
 
     /// Every outbox row: (type, subject, envelope), in publication order.

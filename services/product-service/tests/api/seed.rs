@@ -5,17 +5,14 @@ use std::collections::BTreeSet;
 use platform_testing::{Backend, TestDatabase};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_on};
+use crate::helpers::{TestApp, json_of, spawn_on};
 
 async fn everything(app: &TestApp) -> Value {
-    app.get_json("/api/v1/products?per_page=100").await
+    json_of(app.get("/api/v1/products?per_page=100").await, 200).await
 }
 
 async fn the_demo_catalog_is_loaded_once(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        return;
-    };
-    let db = std::sync::Arc::new(db);
+    let db = std::sync::Arc::new(TestDatabase::create(backend).await);
     let seeded = |config: &mut product_service::ProductServiceConfig| {
         config.seed_demo_data = true;
     };
@@ -33,7 +30,7 @@ async fn the_demo_catalog_is_loaded_once(backend: Backend) {
     let skus: BTreeSet<&str> = items.iter().map(|p| p["sku"].as_str().unwrap()).collect();
     assert_eq!(skus.len() as u64, total, "unique SKUs");
     assert!(items.iter().any(|p| p["available"] == 0), "one is sold out");
-    let mugs = app.get_json("/api/v1/products/search?q=mug").await;
+    let mugs = json_of(app.get("/api/v1/products/search?q=mug").await, 200).await;
     assert!(mugs["total"].as_u64().unwrap() >= 1, "searchable: {mugs}");
     let ids: BTreeSet<String> = items
         .iter()
@@ -55,10 +52,7 @@ async fn the_demo_catalog_is_loaded_once(backend: Backend) {
 }
 
 async fn a_catalog_in_use_is_not_seeded(backend: Backend) {
-    let Some(db) = TestDatabase::create(backend).await else {
-        return;
-    };
-    let db = std::sync::Arc::new(db);
+    let db = std::sync::Arc::new(TestDatabase::create(backend).await);
     let plain = spawn_on(&db, |_| {}).await;
     assert_eq!(
         everything(&plain).await["total"],

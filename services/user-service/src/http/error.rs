@@ -24,11 +24,7 @@ impl From<UserError> for Problem {
             UserError::CurrentPasswordWrong => {
                 Problem::invalid_field("current_password", "is incorrect")
             }
-            UserError::Database(error) if platform_db::is_unavailable(&error) => {
-                tracing::error!(%error, "no database connection available");
-                Problem::unavailable("The user database is not available right now.")
-                    .with_retry_after(1)
-            }
+            UserError::Database(error) => platform_service::database_problem("user", &error),
             UserError::Hashing(HashError::Overloaded) => {
                 tracing::warn!("password hashing saturated: request shed");
                 Problem::unavailable("Too many sign-ins at once; try again shortly.")
@@ -39,10 +35,7 @@ impl From<UserError> for Problem {
                 Problem::unavailable("This change cannot be made right now; try again shortly.")
                     .with_retry_after(1)
             }
-            error @ (UserError::Database(_)
-            | UserError::Hashing(_)
-            | UserError::Token(_)
-            | UserError::Event(_)) => {
+            error @ (UserError::Hashing(_) | UserError::Token(_) | UserError::Event(_)) => {
                 tracing::error!(%error, "request failed");
                 Problem::internal()
             }

@@ -19,16 +19,10 @@ pub use dto::{TokenResponse, UserResponse};
 use crate::service::Users;
 
 /// What handlers share.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub users: Users,
     pub jwt: Jwt,
-}
-
-impl FromRef<AppState> for Jwt {
-    fn from_ref(state: &AppState) -> Jwt {
-        state.jwt.clone()
-    }
 }
 
 #[derive(OpenApi)]

@@ -8,14 +8,11 @@ use crate::helpers::{PASSWORD, problem, spawn_with, unique_email};
 
 async fn authentication_decisions_and_account_changes_are_audited(backend: Backend) {
     let capture = AuditCapture::default();
-    let Some(app) = spawn_with(backend, |config| {
+    let app = spawn_with(backend, |config| {
         config.audit = Some(capture.audit("user-service"));
         config.throttle.max_failures = 2;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let has = |action, outcome, reason| capture.find(action, outcome, reason).is_some();
 
     let email = unique_email();
@@ -68,7 +65,9 @@ async fn authentication_decisions_and_account_changes_are_audited(backend: Backe
 
     let access = rotated["access_token"].as_str().unwrap();
     let response = app
-        .update_user(&id, access, &json!({"role": "admin"}))
+        .put(&format!("/api/v1/users/{id}"))
+        .by(access)
+        .json(&json!({"role": "admin"}))
         .await;
     problem(response, 403).await;
     assert!(has(
@@ -79,35 +78,27 @@ async fn authentication_decisions_and_account_changes_are_audited(backend: Backe
 
     let session = app.login_ok(&email, PASSWORD).await;
     let response = app
-        .update_user(
-            &id,
-            &session.access,
-            &json!({"password": "a new password here", "current_password": PASSWORD}),
-        )
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&session.access)
+        .json(&json!({"password": "a new password here", "current_password": PASSWORD}))
         .await;
     assert_eq!(response.status(), 200);
     assert!(has(Action::PasswordChange, Outcome::Success, None));
     // The old token is refused now, and that is recorded too.
-    problem(app.get("/api/v1/users/me", &session.access).await, 401).await;
+    problem(app.get("/api/v1/users/me").by(&session.access).await, 401).await;
     let record = capture
         .find(Action::TokenRejected, Outcome::Denied, Some("revoked"))
         .unwrap();
     assert_eq!(record.actor, Some(Actor::User(uuid)));
     assert_eq!(record.target.as_deref(), Some("GET /api/v1/users/me"));
-    problem(
-        app.client
-            .get(app.url("/api/v1/users/me"))
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    problem(app.get("/api/v1/users/me").await, 401).await;
     assert!(has(Action::TokenRejected, Outcome::Denied, Some("missing")));
 
     let admin = app.admin().await;
     let response = app
-        .update_user(&id, &admin.access, &json!({"role": "admin"}))
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&admin.access)
+        .json(&json!({"role": "admin"}))
         .await;
     assert_eq!(response.status(), 200);
     assert!(has(
@@ -123,17 +114,13 @@ async fn authentication_decisions_and_account_changes_are_audited(backend: Backe
     problem(app.login(&email, "a new password here").await, 401).await;
     assert!(has(Action::Login, Outcome::Failure, Some("throttled")));
 
-    let response = app
-        .post(
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": session.refresh}),
-        )
-        .await;
+    let response = app.logout(&session.refresh).await;
     assert_eq!(response.status(), 204);
     assert!(has(Action::Logout, Outcome::Success, None));
 
     let response = app
-        .delete(&format!("/api/v1/users/{id}"), &admin.access)
+        .delete(&format!("/api/v1/users/{id}"))
+        .by(&admin.access)
         .await;
     assert_eq!(response.status(), 204);
     let record = capture

@@ -8,9 +8,7 @@ use tonic::Code;
 use crate::helpers::{JWT_SECRET, spawn_app, spawn_with};
 
 async fn get_user_returns_the_user_or_not_found(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let (user, _) = app.new_user().await;
     let mut client = UserServiceClient::new(platform_testing::grpc::as_service(
         app.grpc,
@@ -48,9 +46,7 @@ async fn get_user_returns_the_user_or_not_found(backend: Backend) {
 }
 
 async fn get_user_is_only_for_the_services_that_act_for_users(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let (user, _) = app.new_user().await;
     let request = || GetUserRequest {
         id: user["id"].as_str().unwrap().to_owned(),
@@ -108,9 +104,7 @@ async fn list_services(channel: tonic::transport::Channel) -> Result<Vec<String>
 
 #[tokio::test]
 async fn reflection_is_off_unless_asked_for() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
-        return;
-    };
+    let app = spawn_app(Backend::Sqlite).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
         .unwrap()
         .connect()
@@ -122,13 +116,10 @@ async fn reflection_is_off_unless_asked_for() {
 
 #[tokio::test]
 async fn health_and_reflection_are_served() {
-    let Some(app) = spawn_with(Backend::Sqlite, |config| {
+    let app = spawn_with(Backend::Sqlite, |config| {
         config.server.grpc_reflection = true;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc))
         .unwrap()
         .connect()

@@ -1,9 +1,9 @@
 //! `spawn_app`: the real user service on random ports, over a private database.
 
-use platform_testing::http::Documented as _;
 use std::net::SocketAddr;
+use std::ops::Deref;
 
-use platform_testing::{Backend, TestDatabase};
+use platform_testing::{Backend, Call, TestDatabase};
 use serde_json::{Value, json};
 use user_service::config::AdminSeed;
 use user_service::domain::{Email, Password, UserName};
@@ -16,13 +16,21 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The service under test; derefs to the shared HTTP client (`app.get(path).by(&token)`).
 pub struct TestApp {
     /// First, so it is dropped first: the service stops before its database goes.
     _service: platform_testing::Spawned,
-    pub base: String,
+    http: platform_testing::TestApp,
     pub grpc: SocketAddr,
-    pub client: reqwest::Client,
     pub db: TestDatabase,
+}
+
+impl Deref for TestApp {
+    type Target = platform_testing::TestApp;
+
+    fn deref(&self) -> &Self::Target {
+        &self.http
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -31,8 +39,8 @@ pub struct Tokens {
     pub refresh: String,
 }
 
-/// The service with default test settings, or `None` when `backend` is not configured.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+/// The service with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, |_| {}).await
 }
 
@@ -40,8 +48,8 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_with(
     backend: Backend,
     customize: impl FnOnce(&mut UserServiceConfig),
-) -> Option<TestApp> {
-    let db = TestDatabase::create(backend).await?;
+) -> TestApp {
+    let db = TestDatabase::create(backend).await;
     let mut config = UserServiceConfig::for_tests(db.config.clone(), JWT_SECRET);
     config.admin = Some(AdminSeed {
         email: Email::parse(ADMIN_EMAIL).unwrap(),
@@ -50,15 +58,12 @@ pub async fn spawn_with(
     });
     customize(&mut config);
     let service = platform_testing::spawn::<Application>(config).await;
-    let base = service.base.clone();
-    let grpc = service.grpc.expect("gRPC is served");
-    Some(TestApp {
-        base,
-        grpc,
-        client: reqwest::Client::new(),
+    TestApp {
+        http: service.app(),
+        grpc: service.grpc.expect("gRPC is served"),
         db,
         _service: service,
-    })
+    }
 }
 
 /// A unique email for this test run.
@@ -67,88 +72,17 @@ pub fn unique_email() -> String {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// `POST /api/v1/users`.
+    pub fn register(&self, email: &str, password: &str, name: &str) -> Call {
+        self.post("/api/v1/users")
+            .json(&json!({"email": email, "password": password, "name": name}))
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
-    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
-    pub async fn put(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .put(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
-    /// `PUT /api/v1/users/{id}` with `body`.
-    pub async fn update_user(&self, id: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.put(&format!("/api/v1/users/{id}"), token, body).await
-    }
-
-    /// The status `GET /api/v1/users/me` answers `token` with.
-    pub async fn me_status(&self, token: &str) -> u16 {
-        self.get("/api/v1/users/me", token).await.status().as_u16()
-    }
-
-    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client
-            .delete(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .documented()
-    }
-
-    pub async fn register(&self, email: &str, password: &str, name: &str) -> reqwest::Response {
-        self.post(
-            "/api/v1/users",
-            &json!({"email": email, "password": password, "name": name}),
-        )
-        .await
-    }
-
-    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
-        self.post(
-            "/api/v1/auth/login",
-            &json!({"email": email, "password": password}),
-        )
-        .await
-    }
-
-    /// A login sent from a task of its own, so that many can be in flight at once.
-    pub fn login_in_background(
-        &self,
-        email: &str,
-        password: &str,
-    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
-        let request = self
-            .client
-            .post(self.url("/api/v1/auth/login"))
-            .json(&json!({"email": email, "password": password}));
-        tokio::spawn(request.send())
+    /// `POST /api/v1/auth/login`; `tokio::spawn(app.login(..).into_future())` sends it from a
+    /// task of its own, so that many can be in flight at once.
+    pub fn login(&self, email: &str, password: &str) -> Call {
+        self.post("/api/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
     }
 
     pub async fn login_ok(&self, email: &str, password: &str) -> Tokens {
@@ -161,12 +95,16 @@ impl TestApp {
         }
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
-        self.post(
-            "/api/v1/auth/refresh",
-            &json!({"refresh_token": refresh_token}),
-        )
-        .await
+    /// `POST /api/v1/auth/refresh`.
+    pub fn refresh(&self, refresh_token: &str) -> Call {
+        self.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": refresh_token}))
+    }
+
+    /// `POST /api/v1/auth/logout`.
+    pub fn logout(&self, refresh_token: &str) -> Call {
+        self.post("/api/v1/auth/logout")
+            .json(&json!({"refresh_token": refresh_token}))
     }
 
     /// Registers a fresh user and logs in: (user JSON, tokens).

@@ -1,16 +1,16 @@
 //! `/health`, `/ready`, `/metrics` and `/openapi.json` of the user service.
 
+use std::time::Duration;
+
 use platform_redis::RedisConfig;
-use platform_testing::Backend;
+use platform_testing::{Backend, eventually};
 use serde_json::Value;
 
 use crate::helpers::{spawn_app, spawn_with};
 
 async fn ready_checks_the_database(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
-    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    let app = spawn_app(backend).await;
+    let response = app.get("/ready").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["status"], "up");
@@ -18,15 +18,7 @@ async fn ready_checks_the_database(backend: Backend) {
         body["checks"].get("redis").is_none(),
         "Redis is checked only when configured"
     );
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = app.get("/health").await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["service"], "user-service");
 }
@@ -35,15 +27,12 @@ platform_testing::backend_tests!(ready_checks_the_database);
 
 #[tokio::test]
 async fn ready_is_503_naming_redis_when_it_is_down() {
-    let Some(app) = spawn_with(Backend::Sqlite, |config| {
+    let app = spawn_with(Backend::Sqlite, |config| {
         // Nothing listens on port 1.
         config.redis = Some(RedisConfig::new("redis://127.0.0.1:1"));
     })
-    .await
-    else {
-        return;
-    };
-    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    .await;
+    let response = app.get("/ready").await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
@@ -57,53 +46,50 @@ async fn ready_is_503_naming_redis_when_it_is_down() {
     );
 }
 
-#[tokio::test]
 async fn ready_checks_a_real_redis_when_configured() {
-    let Some(url) = platform_testing::redis_url() else {
-        eprintln!("skipped: TEST_REDIS_URL is not set");
-        return;
-    };
-    let Some(app) = spawn_with(Backend::Sqlite, |config| {
+    let url = platform_testing::redis_url().unwrap();
+    let app = spawn_with(Backend::Sqlite, |config| {
         config.redis = Some(RedisConfig::new(&url));
     })
-    .await
-    else {
-        return;
-    };
-    let response = app.client.get(app.url("/ready")).send().await.unwrap();
+    .await;
+    let response = app.get("/ready").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["checks"]["redis"]["status"], "up");
 }
 
+platform_testing::redis_tests!(ready_checks_a_real_redis_when_configured);
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_template() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
-        return;
-    };
+    let app = spawn_app(Backend::Sqlite).await;
     let (_, tokens) = app.new_user().await;
     for _ in 0..2 {
-        app.get(
-            &format!("/api/v1/users/{}", uuid::Uuid::now_v7()),
-            &tokens.access,
-        )
-        .await;
+        app.get(&format!("/api/v1/users/{}", uuid::Uuid::now_v7()))
+            .by(&tokens.access)
+            .await;
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.contains(r#"http_requests_total{service="user-service",method="GET",route="/api/v1/users/{id}",status="404"} 2"#),
+    let metrics = app.metrics().await;
+    let text = metrics.text();
+    assert_eq!(
+        metrics.sum(
+            "http_requests_total",
+            &[
+                ("service", "user-service"),
+                ("method", "GET"),
+                ("route", "/api/v1/users/{id}"),
+                ("status", "404"),
+            ]
+        ),
+        2.0,
         "{text}"
     );
-    assert!(
-        text.contains(r#"route="/api/v1/users",status="201"} 1"#),
+    assert_eq!(
+        metrics.sum(
+            "http_requests_total",
+            &[("route", "/api/v1/users"), ("status", "201")]
+        ),
+        1.0,
         "{text}"
     );
     assert!(
@@ -114,32 +100,17 @@ async fn metrics_count_requests_by_route_template() {
 
 #[tokio::test]
 async fn the_outbox_relay_publishes_and_reports_its_metrics() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
-        return;
-    };
+    let app = spawn_app(Backend::Sqlite).await;
     app.new_user().await;
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text
-            .contains(r#"events_published_total{service="user-service",type="user.registered"} 2"#)
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        text.contains(r#"events_published_total{service="user-service",type="user.registered"} 2"#),
-        "the seeded admin's and the new user's registrations: {text}"
-    );
+    let published = &[("service", "user-service"), ("type", "user.registered")];
+    eventually(
+        "the seeded admin's and the new user's registrations to be published",
+        Duration::from_secs(5),
+        || async { app.metrics().await.sum("events_published_total", published) == 2.0 },
+    )
+    .await;
+    let metrics = app.metrics().await;
+    let text = metrics.text();
     assert!(
         text.contains(r#"outbox_pending{service="user-service"}"#),
         "{text}"
@@ -148,18 +119,8 @@ async fn the_outbox_relay_publishes_and_reports_its_metrics() {
 
 #[tokio::test]
 async fn openapi_lists_every_endpoint_with_schemas() {
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
-        return;
-    };
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let expected = [
         ("/api/v1/users", "post"),

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
+use platform_testing::TestApp;
 use serde_json::Value;
 
 fn run_with(env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -165,14 +166,12 @@ fn request_log_lines_carry_the_request_id_and_the_callers_trace_id() {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .get(format!("http://{address}/api/v1/users/me"))
+        let response = TestApp::new(format!("http://{address}"))
+            .get("/api/v1/users/me")
             .header("x-request-id", "log-test-42")
             .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
-            .header("authorization", "Bearer secret-token-value")
-            .send()
-            .await
-            .unwrap();
+            .by("secret-token-value")
+            .await;
         assert_eq!(response.status(), 401);
     });
     let line = loop {
@@ -210,12 +209,10 @@ fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
     let address = service.address.clone();
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     runtime.block_on(async {
-        reqwest::Client::new()
-            .get(format!("http://{address}/health"))
+        TestApp::new(format!("http://{address}"))
+            .get("/health")
             .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
-            .send()
-            .await
-            .unwrap();
+            .await;
     });
     // SIGTERM: the service stops gracefully and flushes the spans it still holds.
     assert!(service.terminate(), "the service exits 0 on SIGTERM");

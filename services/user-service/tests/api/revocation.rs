@@ -5,40 +5,31 @@ use std::time::Duration;
 
 use platform_auth::{AuthError, Jwt, JwtConfig};
 use platform_redis::RedisConfig;
-use platform_testing::{Backend, RedisNamespace};
+use platform_testing::{Backend, RedisNamespace, eventually};
 use serde_json::{Value, json};
 
 use crate::helpers::{JWT_SECRET, PASSWORD, TestApp, Tokens, problem, spawn_app, spawn_with};
 
+const ME: &str = "/api/v1/users/me";
+
 /// A fresh user whose access token works now: (id, email, tokens).
 async fn signed_in(app: &TestApp) -> (String, String, Tokens) {
     let (user, tokens) = app.new_user().await;
-    assert_eq!(app.me_status(&tokens.access).await, 200);
+    assert_eq!(app.get(ME).by(&tokens.access).await.status(), 200);
     let id = user["id"].as_str().unwrap().to_owned();
     let email = user["email"].as_str().unwrap().to_owned();
     (id, email, tokens)
 }
 
 async fn logout_makes_the_users_access_tokens_fail_at_once(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let (_, email, tokens) = signed_in(&app).await;
     let other_session = app.login_ok(&email, PASSWORD).await;
-    let response = app
-        .post(
-            "/api/v1/auth/logout",
-            &json!({"refresh_token": tokens.refresh}),
-        )
-        .await;
+    let response = app.logout(&tokens.refresh).await;
     assert_eq!(response.status(), 204);
-    problem(app.get("/api/v1/users/me", &tokens.access).await, 401).await;
+    problem(app.get(ME).by(&tokens.access).await, 401).await;
     // Every access token of the user went; the other session renews its own and goes on.
-    problem(
-        app.get("/api/v1/users/me", &other_session.access).await,
-        401,
-    )
-    .await;
+    problem(app.get(ME).by(&other_session.access).await, 401).await;
     let renewed: Value = app
         .refresh(&other_session.refresh)
         .await
@@ -46,76 +37,75 @@ async fn logout_makes_the_users_access_tokens_fail_at_once(backend: Backend) {
         .await
         .unwrap();
     let renewed = renewed["access_token"].as_str().unwrap();
-    assert_eq!(app.me_status(renewed).await, 200);
+    assert_eq!(app.get(ME).by(renewed).await.status(), 200);
     // And a new login works at once.
     let again = app.login_ok(&email, PASSWORD).await;
-    assert_eq!(app.me_status(&again.access).await, 200);
+    assert_eq!(app.get(ME).by(&again.access).await.status(), 200);
 }
 
 async fn a_password_change_makes_older_access_tokens_fail(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let (id, email, tokens) = signed_in(&app).await;
     let response = app
-        .update_user(
-            &id,
-            &tokens.access,
-            &json!({"password": "a brand new password", "current_password": PASSWORD}),
-        )
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&tokens.access)
+        .json(&json!({"password": "a brand new password", "current_password": PASSWORD}))
         .await;
     assert_eq!(response.status(), 200);
-    problem(app.get("/api/v1/users/me", &tokens.access).await, 401).await;
+    problem(app.get(ME).by(&tokens.access).await, 401).await;
     let again = app.login_ok(&email, "a brand new password").await;
-    assert_eq!(app.me_status(&again.access).await, 200);
+    assert_eq!(app.get(ME).by(&again.access).await.status(), 200);
 }
 
 async fn deleting_an_account_makes_its_access_tokens_fail(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let (id, _, tokens) = signed_in(&app).await;
     let response = app
-        .delete(&format!("/api/v1/users/{id}"), &tokens.access)
+        .delete(&format!("/api/v1/users/{id}"))
+        .by(&tokens.access)
         .await;
     assert_eq!(response.status(), 204);
     // A 401, not the 404 of a valid token for a missing account.
-    problem(app.get("/api/v1/users/me", &tokens.access).await, 401).await;
+    problem(app.get(ME).by(&tokens.access).await, 401).await;
 }
 
 async fn a_role_change_makes_the_users_access_tokens_fail(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
+    let app = spawn_app(backend).await;
     let (id, email, tokens) = signed_in(&app).await;
     // Only administrators change roles.
     let response = app
-        .update_user(&id, &tokens.access, &json!({"role": "admin"}))
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&tokens.access)
+        .json(&json!({"role": "admin"}))
         .await;
     problem(response, 403).await;
-    assert_eq!(app.me_status(&tokens.access).await, 200);
+    assert_eq!(app.get(ME).by(&tokens.access).await.status(), 200);
 
     let admin = app.admin().await;
     let response = app
-        .update_user(&id, &admin.access, &json!({"role": "admin"}))
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&admin.access)
+        .json(&json!({"role": "admin"}))
         .await;
     assert_eq!(response.status(), 200);
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["role"], "admin");
-    problem(app.get("/api/v1/users/me", &tokens.access).await, 401).await;
+    problem(app.get(ME).by(&tokens.access).await, 401).await;
     // The next token carries the new role.
     let promoted = app.login_ok(&email, PASSWORD).await;
     assert_eq!(
-        app.get("/api/v1/users", &promoted.access).await.status(),
+        app.get("/api/v1/users").by(&promoted.access).await.status(),
         200
     );
     // Setting the role it already has changes nothing and revokes nothing.
     let response = app
-        .update_user(&id, &admin.access, &json!({"role": "admin"}))
+        .put(&format!("/api/v1/users/{id}"))
+        .by(&admin.access)
+        .json(&json!({"role": "admin"}))
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
-        app.get("/api/v1/users", &promoted.access).await.status(),
+        app.get("/api/v1/users").by(&promoted.access).await.status(),
         200
     );
 }
@@ -136,7 +126,7 @@ fn verifier(redis: &RedisConfig) -> Jwt {
 }
 
 async fn subscribed(jwt: &Jwt) {
-    platform_testing::http::wait_until(
+    eventually(
         "the revocation listener",
         Duration::from_secs(5),
         || async { jwt.revocations().listening() },
@@ -144,26 +134,16 @@ async fn subscribed(jwt: &Jwt) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_store_is_seen_by_another_sharing_redis() {
-    let Some(namespace) = RedisNamespace::create() else {
-        return;
-    };
+    let namespace = RedisNamespace::create();
     let redis = RedisConfig::new(&namespace.url);
-    let Some(app) = spawn_with(Backend::Sqlite, |config| config.redis = Some(redis.clone())).await
-    else {
-        return;
-    };
+    let app = spawn_with(Backend::Sqlite, |config| config.redis = Some(redis.clone())).await;
     let elsewhere = verifier(&redis);
     subscribed(&elsewhere).await;
     let (_, _, tokens) = signed_in(&app).await;
     assert!(elsewhere.verify(&tokens.access).is_ok());
-    app.post(
-        "/api/v1/auth/logout",
-        &json!({"refresh_token": tokens.refresh}),
-    )
-    .await;
-    platform_testing::http::wait_until(
+    app.logout(&tokens.refresh).await;
+    eventually(
         "the revocation to arrive",
         Duration::from_millis(500),
         || async { matches!(elsewhere.verify(&tokens.access), Err(AuthError::Revoked(_))) },
@@ -178,3 +158,5 @@ async fn a_revocation_on_one_store_is_seen_by_another_sharing_redis() {
         Err(AuthError::Revoked(_))
     ));
 }
+
+platform_testing::redis_tests!(a_revocation_on_one_store_is_seen_by_another_sharing_redis);

@@ -14,18 +14,15 @@ use uuid::Uuid;
 use super::facts;
 use crate::fakes::{fake_api, fake_smtp};
 use crate::helpers::{
-    ACCOUNT_SID, Bus, PROJECT, all_channels, on, smtp_channels, spawn_app, spawn_with, wait_until,
+    ACCOUNT_SID, Bus, PROJECT, all_channels, eventually, on, smtp_channels, spawn_app, spawn_with,
 };
 
 async fn preferences_suppress_a_channel(backend: Backend, bus: Bus) {
     let (smtp, mailbox) = fake_smtp("250 2.1.5 Ok\r\n").await;
-    let Some(app) = spawn_with(backend, bus, |config| {
+    let app = spawn_with(backend, bus, |config| {
         config.channels = smtp_channels(smtp.port());
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     app.register(&app.user, "ada@example.org", "user").await;
     app.settled(app.user.id, 2).await;
     app.subscribe(
@@ -71,24 +68,24 @@ async fn preferences_suppress_a_channel(backend: Backend, bus: Bus) {
             .data
             .contains(&format!("Order {} has shipped", shipped.order_id))
     );
-    let series = r#"channel="email",outcome="suppressed""#;
-    assert_eq!(app.metric("notifications_sent_total", &[series]).await, 1);
+    let series = [("channel", "email"), ("outcome", "suppressed")];
+    assert_eq!(
+        app.metrics().await.sum("notifications_sent_total", &series),
+        1.0
+    );
 }
 
 async fn sms_and_push_reach_providers_in_their_shape(backend: Backend, bus: Bus) {
     let (twilio, sms_seen) = fake_api(201, json!({"sid": "SM42"}), Duration::ZERO).await;
     let name = format!("projects/{PROJECT}/messages/1");
     let (fcm, push_seen) = fake_api(200, json!({ "name": name }), Duration::ZERO).await;
-    let Some(app) = spawn_with(backend, bus, |config| {
+    let app = spawn_with(backend, bus, |config| {
         // No SMTP server: this user has no email on record anyway.
         config.channels = all_channels(1, &twilio, &fcm);
         // The email waits this long for a `user.registered` that never comes.
         config.delivery.contact_wait = Duration::from_millis(300);
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     app.subscribe(
         &app.user,
         &json!({"channel": "sms", "event_types": ["order.shipped"], "enabled": true,
@@ -158,9 +155,7 @@ async fn sms_and_push_reach_providers_in_their_shape(backend: Backend, bus: Bus)
 }
 
 async fn every_consumed_event_becomes_a_notification(backend: Backend, bus: Bus) {
-    let Some(app) = spawn_app(backend, bus).await else {
-        return;
-    };
+    let app = spawn_app(backend, bus).await;
     app.register(&app.admin, "root@example.com", "admin").await;
     app.register(&app.user, "ada@example.org", "user").await;
     // Families are separate streams: the contacts must exist before the other events.
@@ -256,7 +251,7 @@ async fn every_consumed_event_becomes_a_notification(backend: Backend, bus: Bus)
         user_id: app.user.id,
     })
     .await;
-    wait_until(
+    eventually(
         "the user to be forgotten",
         Duration::from_secs(10),
         || async { app.inbox(&app.user, "").await["total"] == 0 },
@@ -268,7 +263,8 @@ async fn every_consumed_event_becomes_a_notification(backend: Backend, bus: Bus)
             .is_empty()
     );
     let preferences = crate::helpers::json_of(
-        app.get("/api/v1/notifications/preferences", &app.user)
+        app.get("/api/v1/notifications/preferences")
+            .by(&app.user)
             .await,
         200,
     )
