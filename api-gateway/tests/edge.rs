@@ -3,6 +3,7 @@
 
 mod support;
 
+use platform_auth::Role;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ async fn routes_enforce_their_auth_requirement_before_reaching_the_service() {
     let admin = uuid::Uuid::now_v7();
     let echo: Value = gateway
         .get("/api/v1/admin/events")
-        .by(token("admin", admin))
+        .by(token(Role::Admin, admin))
         .header("x-user-role", "superuser")
         .await
         .json()
@@ -122,7 +123,7 @@ async fn a_per_route_limit_overrides_the_default_and_users_have_their_own_bucket
     );
     cfg.rate_limit_per_minute = NonZeroU32::new(1000);
     let gateway = TestGateway::start(cfg).await;
-    let alice = token("user", uuid::Uuid::now_v7());
+    let alice = token(Role::User, uuid::Uuid::now_v7());
     let statuses: Vec<u16> = futures::future::join_all(
         (0..3).map(|_| gateway.get("/api/v1/users/me").by(&alice).send()),
     )
@@ -152,7 +153,7 @@ async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
         cfg.rate_limit_prefix = format!("{}.ratelimit", redis.namespace);
         cfg
     };
-    let alice = token("user", uuid::Uuid::now_v7());
+    let alice = token(Role::User, uuid::Uuid::now_v7());
     let first = TestGateway::start(make(&redis.url)).await;
     let second = TestGateway::start(make(&redis.url)).await;
     let mut allowed = 0;
@@ -167,7 +168,7 @@ async fn two_gateways_on_one_redis_share_the_limit_and_survive_its_loss() {
 
     // Redis unreachable: the gateway keeps serving with its own limits.
     let lost = TestGateway::start(make("redis://127.0.0.1:1")).await;
-    let bob = token("user", uuid::Uuid::now_v7());
+    let bob = token(Role::User, uuid::Uuid::now_v7());
     let started = std::time::Instant::now();
     let mut served = 0;
     for _ in 0..6 {

@@ -4,6 +4,7 @@
 
 mod support;
 
+use platform_auth::Role;
 use std::time::Duration;
 
 use axum::Router;
@@ -171,7 +172,7 @@ async fn forwarded_faithfully(fast_path: bool) {
     let user = uuid::Uuid::now_v7();
     let response = gateway
         .patch("/api/v1/users/42/things?sort=name&page=2")
-        .by(support::token("user", user))
+        .by(support::token(Role::User, user))
         .header("x-custom", "kept")
         .header("x-request-id", "req-123")
         .header("keep-alive", "timeout=5")
@@ -342,7 +343,7 @@ async fn gateway_serves_health_metrics_docs_and_404s() {
         page("/health/user-service", Some(support::user_token())).await,
         json!({"status": "up"})
     );
-    let admin = support::token("admin", uuid::Uuid::now_v7());
+    let admin = support::token(Role::Admin, uuid::Uuid::now_v7());
     let health = page("/health", Some(admin.clone())).await;
 
     let users = &health["services"]["user_service"];

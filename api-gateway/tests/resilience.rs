@@ -4,6 +4,7 @@
 
 mod support;
 
+use platform_auth::Role;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -219,7 +220,7 @@ async fn a_delta_that_timed_out_is_applied_once(fast_path: bool) {
     );
     cfg.fast_path = fast_path;
     let gateway = TestGateway::start(cfg).await;
-    let admin = support::token("admin", uuid::Uuid::now_v7());
+    let admin = support::token(Role::Admin, uuid::Uuid::now_v7());
     let response = gateway
         .put("/api/v1/admin/products/7/inventory")
         .by(&admin)

@@ -3,6 +3,7 @@
 
 use crate::support::token;
 use crate::upstream::Received;
+use platform_auth::Role;
 
 /// A hostile (or control) exchange and what must come of it.
 pub(crate) struct Case {
@@ -27,7 +28,7 @@ fn raw(parts: &[&str]) -> Vec<u8> {
 }
 
 pub(crate) fn cases() -> Vec<Case> {
-    let admin = token("admin", uuid::Uuid::now_v7());
+    let admin = token(Role::Admin, uuid::Uuid::now_v7());
     let smuggled_register =
         "POST /api/v1/users HTTP/1.1\r\nHost: shop\r\nContent-Length: 2\r\n\r\n{}";
     let mut long_line = "GET /api/v1/products?q=".to_owned();

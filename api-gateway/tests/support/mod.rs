@@ -15,7 +15,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use platform_auth::Role;
 use platform_http::{CancellationToken, Service};
 use platform_resilience::BreakerConfig;
 use platform_testing::TestApp;
@@ -23,23 +23,13 @@ use serde_json::{Value, json};
 
 pub const SECRET: &str = "gateway-test-secret-0123456789abcdef";
 
-/// A signed access token for `user` with `role`.
-pub fn token(role: &str, user: uuid::Uuid) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({
-        "sub": user, "role": role, "iat": now, "exp": now + 600, "jti": "t",
-        "iss": "microservices-platform", "aud": "microservices-platform",
-    });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+/// A signed access token for `user` with `role`, as the user service would issue it.
+pub fn token(role: Role, user: uuid::Uuid) -> String {
+    platform_testing::http::token(user, role, SECRET)
 }
 
 pub fn user_token() -> String {
-    token("user", uuid::Uuid::now_v7())
+    token(Role::User, uuid::Uuid::now_v7())
 }
 
 /// How a fake upstream answers.
@@ -220,7 +210,7 @@ impl TestGateway {
 
     /// `/health` as an administrator (who sees each service's detail) sees it.
     pub async fn health(&self) -> Value {
-        let admin = token("admin", uuid::Uuid::now_v7());
+        let admin = token(Role::Admin, uuid::Uuid::now_v7());
         self.get("/health").by(admin).await.json().await.unwrap()
     }
 }

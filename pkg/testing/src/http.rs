@@ -24,14 +24,19 @@ impl platform_test_backends::Credential for Actor {
 /// A new user (or administrator) with a fresh access token signed with `secret`.
 pub fn actor(role: Role, secret: &str) -> Actor {
     let id = UserId::generate();
-    let token = Jwt::new(JwtConfig::with_secret(secret))
-        .issue(id, role)
-        .expect("a token is issued")
-        .token;
     Actor {
         id: id.as_uuid(),
-        token,
+        token: token(id.as_uuid(), role, secret),
     }
+}
+
+/// An access token for user `id` with `role`, signed with `secret`, as the user service would
+/// issue it.
+pub fn token(id: uuid::Uuid, role: Role, secret: &str) -> String {
+    Jwt::new(JwtConfig::with_secret(secret))
+        .issue(UserId::from_uuid(id), role)
+        .expect("a token is issued")
+        .token
 }
 
 /// [`assert_documented`] as a method, for a test's request helpers:

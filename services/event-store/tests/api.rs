@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_store::{Application, EventStoreConfig};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use platform_auth::Role;
 use platform_events::catalogue::{UserDeleted, UserRegistered};
 use platform_events::transport::embedded::EmbeddedTransport;
 use platform_events::transport::redis::RedisTransport;
@@ -15,7 +15,7 @@ use platform_events::{Envelope, EventsConfig, Transport};
 use platform_http::CancellationToken;
 use platform_http::audit::{Action, Actor, AuditContext, AuditEvent, AuditRecord, Outcome};
 use platform_testing::{Backend, RedisNamespace, TestDatabase};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SECRET: &str = "event-store-test-secret-0123456789abcdef";
 
@@ -70,22 +70,12 @@ async fn spawn(backend: Backend, redis: Option<RedisNamespace>) -> App {
     }
 }
 
-fn token(role: &str) -> String {
+fn token(role: Role) -> String {
     token_of(uuid::Uuid::now_v7(), role)
 }
 
-fn token_of(user: uuid::Uuid, role: &str) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({
-        "sub": user, "role": role, "iat": now, "exp": now + 600, "jti": "t",
-        "iss": "microservices-platform", "aud": "microservices-platform",
-    });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+fn token_of(user: uuid::Uuid, role: Role) -> String {
+    platform_testing::http::token(user, role, SECRET)
 }
 
 fn registered(user: &str) -> Envelope {
@@ -105,7 +95,7 @@ impl App {
     async fn events(&self, query: &str) -> Value {
         let response = self
             .get(&format!("/api/v1/admin/events{query}"))
-            .by(token("admin"))
+            .by(token(Role::Admin))
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
@@ -115,7 +105,7 @@ impl App {
     async fn audit_until(&self, query: &str, total: u64) -> Value {
         let path = format!("/api/v1/admin/audit{query}");
         for _ in 0..250 {
-            let response = self.get(&path).by(token("admin")).await;
+            let response = self.get(&path).by(token(Role::Admin)).await;
             assert_eq!(response.status(), 200);
             let page: Value = response.json().await.unwrap();
             if page["total"] == total {
@@ -125,7 +115,7 @@ impl App {
         }
         let seen = self
             .get(&path)
-            .by(token("admin"))
+            .by(token(Role::Admin))
             .await
             .text()
             .await
@@ -187,7 +177,7 @@ async fn every_published_event_is_stored_once_and_queryable(backend: Backend) {
 
     assert_eq!(
         app.get("/api/v1/admin/events")
-            .by(token("user"))
+            .by(token(Role::User))
             .await
             .status(),
         403
@@ -195,7 +185,7 @@ async fn every_published_event_is_stored_once_and_queryable(backend: Backend) {
     assert_eq!(app.get("/api/v1/admin/events").await.status(), 401);
     assert_eq!(
         app.get("/api/v1/admin/events?since=yesterday")
-            .by(token("admin"))
+            .by(token(Role::Admin))
             .await
             .status(),
         400
@@ -230,14 +220,14 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
 
     assert_eq!(
         app.get("/api/v1/admin/events/dead-letters")
-            .by(token("user"))
+            .by(token(Role::User))
             .await
             .status(),
         403
     );
     let listed: Value = app
         .get("/api/v1/admin/events/dead-letters")
-        .by(token("admin"))
+        .by(token(Role::Admin))
         .await
         .json()
         .await
@@ -248,25 +238,33 @@ async fn dead_letters_are_listed_and_replayed_by_administrators(backend: Backend
     assert_eq!(dead["attempts"], 5);
     assert_eq!(dead["event"]["id"], event.id.to_string());
 
-    let replay = |id: String, role: &'static str| {
+    let replay = |id: String, role: Role| {
         let request = app
             .post(&format!("/api/v1/admin/events/dead-letters/{id}/replay"))
             .by(token(role));
         async move { request.await.status().as_u16() }
     };
     let id = dead["id"].as_str().unwrap().to_owned();
-    assert_eq!(replay(id.clone(), "user").await, 403);
+    assert_eq!(replay(id.clone(), Role::User).await, 403);
     let admin = uuid::Uuid::now_v7();
     let replayed = app
         .post(&format!("/api/v1/admin/events/dead-letters/{id}/replay"))
-        .by(token_of(admin, "admin"))
+        .by(token_of(admin, Role::Admin))
         .await;
     assert_eq!(replayed.status(), 202);
-    assert_eq!(replay(id.clone(), "admin").await, 404, "gone once replayed");
+    assert_eq!(
+        replay(id.clone(), Role::Admin).await,
+        404,
+        "gone once replayed"
+    );
     // Ids that cannot name a dead letter on either bus are as unknown as spent ones, never a
     // "bus down" 503.
     for unknown in ["no-such-dead-letter", "0-1", "1-2-3", "99999999999"] {
-        assert_eq!(replay(unknown.to_owned(), "admin").await, 404, "{unknown}");
+        assert_eq!(
+            replay(unknown.to_owned(), Role::Admin).await,
+            404,
+            "{unknown}"
+        );
     }
     // The replay is on the audit trail, by that administrator.
     let trail = app
@@ -385,7 +383,7 @@ async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend
     assert_eq!(app.get("/api/v1/admin/audit").await.status(), 401);
     assert_eq!(
         app.get("/api/v1/admin/audit")
-            .by(token("user"))
+            .by(token(Role::User))
             .await
             .status(),
         403
@@ -395,7 +393,7 @@ async fn the_audit_trail_is_filtered_paginated_and_newest_first(backend: Backend
     let user = uuid::Uuid::now_v7();
     let refused = app
         .get("/api/v1/admin/events/dead-letters")
-        .by(token_of(user, "user"))
+        .by(token_of(user, Role::User))
         .await;
     assert_eq!(refused.status(), 403);
     let denied = app
@@ -421,7 +419,7 @@ async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
     ] {
         let response = app
             .get(&format!("/api/v1/admin/audit{query}"))
-            .by(token("admin"))
+            .by(token(Role::Admin))
             .await;
         let problem = platform_testing::http::problem(response, 422).await;
         assert_eq!(
@@ -432,7 +430,7 @@ async fn invalid_audit_queries_name_every_bad_field(backend: Backend) {
     }
     let twice = app
         .get("/api/v1/admin/audit?actor=a&actor=b")
-        .by(token("admin"))
+        .by(token(Role::Admin))
         .await;
     platform_testing::http::problem(twice, 400).await;
 }
