@@ -37,6 +37,25 @@ pub struct EventsConfig {
     pub relay_interval: Duration,
     /// `EVENTS_BATCH`: rows per relay round, messages per consumer read.
     pub batch: usize,
+    /// `EVENTS_RETENTION`: how long published outbox rows and processed-event records are
+    /// kept before they are deleted (at least an hour: a shorter window would let a late
+    /// redelivery be handled twice).
+    pub retention: Duration,
+}
+
+/// The shortest `EVENTS_RETENTION` accepted.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
+fn retention(env: &mut Env, default: Duration) -> Duration {
+    let retention = env.or("EVENTS_RETENTION", default);
+    if retention < MIN_RETENTION {
+        env.report(
+            "EVENTS_RETENTION",
+            "a duration of at least 1h, such as 7d or 168h",
+        );
+        return default;
+    }
+    retention
 }
 
 impl EventsConfig {
@@ -58,6 +77,7 @@ impl EventsConfig {
             ),
             relay_interval: env.or("EVENTS_RELAY_INTERVAL", defaults.relay_interval),
             batch: env.in_range("EVENTS_BATCH", defaults.batch, 1..=10_000),
+            retention: retention(env, defaults.retention),
         }
     }
 
@@ -74,6 +94,7 @@ impl EventsConfig {
             stream_max_len: 1_000_000,
             relay_interval: Duration::from_millis(100),
             batch: 100,
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -130,5 +151,18 @@ mod tests {
             config.redis.unwrap().url.expose_secret(),
             "redis://redis:6379"
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_a_week_and_refuses_less_than_an_hour() {
+        let mut env = Env::from_pairs([("EVENTS_RETENTION", "14d")]);
+        let config = EventsConfig::from_env(&mut env, None);
+        assert_eq!(config.retention, Duration::from_secs(14 * 24 * 3600));
+        assert!(env.issues().is_empty());
+
+        let mut env = Env::from_pairs([("EVENTS_RETENTION", "30m")]);
+        let config = EventsConfig::from_env(&mut env, None);
+        assert_eq!(config.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(env.issues()[0].variable, "EVENTS_RETENTION");
     }
 }

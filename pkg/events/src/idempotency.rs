@@ -12,8 +12,10 @@
 //! txn.commit().await?;
 //! ```
 
-use chrono::Utc;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set, TryInsertResult};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, TryInsertResult,
+};
 use uuid::Uuid;
 
 /// The `processed_events` table.
@@ -54,6 +56,17 @@ pub async fn first_time<C: ConnectionTrait>(
     .exec_without_returning(conn)
     .await?;
     Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// Deletes the records of events first handled before `before`; how many. An event
+/// redelivered after that would be handled again, so `before` must lie further back than any
+/// redelivery can (`EVENTS_RETENTION`, at least an hour).
+pub async fn prune<C: ConnectionTrait>(conn: &C, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    let deleted = entity::Entity::delete_many()
+        .filter(entity::Column::ProcessedAt.lt(before))
+        .exec(conn)
+        .await?;
+    Ok(deleted.rows_affected)
 }
 
 /// The migration of `processed_events`, to be listed in each consuming service's migrator.

@@ -12,6 +12,8 @@
 //!   claiming of stale deliveries, dead letters and replay;
 //! - [`consumer`]: the consumer runtime (handlers, retries with backoff and jitter, dead letters);
 //! - [`idempotency`]: processed-event records that make each effect happen once;
+//! - [`retention`]: published outbox rows and processed-event records deleted after
+//!   `EVENTS_RETENTION`;
 //! - [`store`]: the append-only event store (audit trail);
 //! - [`config`]: `EVENTS_*` settings and the choice of transport;
 //! - [`audit`]: audit records published to the bus (family `audit`) from a bounded queue.
@@ -29,6 +31,7 @@ pub mod envelope;
 pub mod idempotency;
 pub mod outbox;
 pub mod relay;
+pub mod retention;
 pub mod store;
 pub mod transport;
 

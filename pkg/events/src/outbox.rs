@@ -5,7 +5,7 @@
 //! database-assigned sequence), which is the publication order. [`claim`] and [`mark`] are the
 //! relay's side; they hold the only backend-specific SQL of the outbox.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sea_orm::ExprTrait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -181,6 +181,15 @@ pub async fn mark_failed<C: ConnectionTrait>(txn: &C, seq: i64, error: &str) -> 
         .exec(txn)
         .await?;
     Ok(())
+}
+
+/// Deletes the rows published before `before`; how many. Pending rows are never deleted.
+pub async fn prune<C: ConnectionTrait>(conn: &C, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    let deleted = entity::Entity::delete_many()
+        .filter(entity::Column::PublishedAt.lt(before))
+        .exec(conn)
+        .await?;
+    Ok(deleted.rows_affected)
 }
 
 /// Rows not yet published.

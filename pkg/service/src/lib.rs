@@ -21,7 +21,7 @@ use platform_auth::Jwt;
 use platform_auth::JwtConfig;
 use platform_auth::service_identity::{ServiceAuthConfig, ServiceIdentity};
 use platform_db::{DatabaseCheck, DatabaseConfig};
-use platform_events::{Consumer, ConsumerConfig, EventsConfig, Relay, Transport};
+use platform_events::{Consumer, ConsumerConfig, EventsConfig, Relay, Transport, retention};
 use platform_http::audit::Audit;
 use platform_http::{
     BoxError, CancellationToken, GrpcApi, HttpApi, Metrics, Readiness, Server, ServerConfig,
@@ -160,6 +160,8 @@ pub struct Kit {
     internal: Option<ServiceAuthConfig>,
     readiness: Readiness,
     starts: Vec<Start>,
+    /// The tables a pruning task already runs for.
+    pruning: Vec<retention::Table>,
 }
 
 impl Kit {
@@ -203,6 +205,7 @@ impl Kit {
             internal: common.internal.clone(),
             readiness,
             starts: Vec::new(),
+            pruning: Vec::new(),
         };
         kit.task(move |stop| publisher.run(stop));
         kit.spawns(move |stop| revocations.start(stop.cancelled_owned()));
@@ -265,16 +268,30 @@ impl Kit {
         Consumer::new(self.transport.clone(), config).with_metrics(self.metrics.clone())
     }
 
-    /// Runs `consumer` beside the server.
+    /// Runs `consumer` beside the server. A service whose handlers record processed events
+    /// (`idempotency::first_time`) also calls `kit.prune(Table::ProcessedEvents)`.
     pub fn consume(&mut self, consumer: Consumer) {
         self.task(move |stop| consumer.run(stop));
     }
 
-    /// Publishes the service's outbox beside the server (services that write events).
+    /// Publishes the service's outbox beside the server (services that write events), and
+    /// prunes the rows published longer ago than `EVENTS_RETENTION`.
     pub fn relay(&mut self) {
         let relay = Relay::new(self.db.clone(), self.transport.clone(), &self.events)
             .with_metrics(self.metrics.clone());
         self.task(move |stop| relay.run(stop));
+        self.prune(retention::Table::Outbox);
+    }
+
+    /// Deletes what `table` holds past `EVENTS_RETENTION`, now and every hour, beside the
+    /// server (once per table, however often it is asked).
+    pub fn prune(&mut self, table: retention::Table) {
+        if self.pruning.contains(&table) {
+            return;
+        }
+        self.pruning.push(table);
+        let (db, retention) = (self.db.clone(), self.events.retention);
+        self.task(move |stop| retention::run(db, table, retention, stop));
     }
 
     /// Runs `task` beside the server, from when the listeners are bound until `stop` (the

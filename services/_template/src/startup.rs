@@ -1,6 +1,8 @@
 //! The template service, declared: its configuration, schema and Redis use, and the parts it
-//! builds on the kit. A service that writes events adds `kit.relay()`; one that consumes
-//! them, `kit.consume(..)`; background work, `kit.task(..)`.
+//! builds on the kit. A service that writes events adds `kit.relay()` (which also prunes its
+//! published outbox rows); one that consumes them, `kit.consume(..)`, and, when its handlers
+//! record processed events, `kit.prune(Table::ProcessedEvents)`; background work,
+//! `kit.task(..)`.
 
 use platform_http::BoxError;
 use platform_service::{Apis, Declare, Kit, RedisUse};

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use platform_events::retention::Table;
 use platform_http::{BoxError, CancellationToken};
 use platform_service::{Apis, Declare, Kit, RedisUse};
 
@@ -45,6 +46,7 @@ impl Declare for NotificationService {
         );
         let consumer = kit.consumer(kit.consumer_config());
         kit.consume(crate::consumers::notify_on_events(consumer, &notifications));
+        kit.prune(Table::ProcessedEvents);
         let worker = Worker::new(notifications.clone(), senders.with_metrics(metrics));
         kit.task(move |stop| worker.run(stop));
         let streams_stop = CancellationToken::new();

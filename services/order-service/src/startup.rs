@@ -2,6 +2,7 @@
 //! the parts it builds on the kit (the clients of product and payment, the saga with its
 //! recovery task, the reconciler, the consumer of payment events, the APIs).
 
+use platform_events::retention::Table;
 use platform_http::BoxError;
 use platform_service::{Apis, Declare, Kit, RedisUse};
 
@@ -49,6 +50,7 @@ impl Declare for OrderService {
         let (interval, reconciling) = (config.reconcile_interval, reconciler.clone());
         kit.task(move |stop| reconciling.run(interval, stop));
         kit.consume(crate::consumers::payment_events(consumer, &orders, group));
+        kit.prune(Table::ProcessedEvents);
         let http = crate::http::api(AppState {
             orders,
             reconciler,
