@@ -26,8 +26,14 @@ pub async fn prune(
     table: Table,
     retention: Duration,
 ) -> Result<u64, sea_orm::DbErr> {
-    let before =
-        chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    // A retention reaching before the calendar's start (EVENTS_RETENTION=1000000000d) keeps
+    // everything; subtracting it would panic the task.
+    let Some(before) = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|retention| chrono::Utc::now().checked_sub_signed(retention))
+    else {
+        return Ok(0);
+    };
     match table {
         Table::Outbox => outbox::prune(db, before).await,
         Table::ProcessedEvents => idempotency::prune(db, before).await,

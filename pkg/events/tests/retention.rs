@@ -102,7 +102,28 @@ async fn processed_event_records_past_the_retention_go_and_recent_ones_stay(back
     assert!(idempotency::first_time(&conn, "c", old).await.unwrap());
 }
 
+async fn a_retention_longer_than_the_calendar_keeps_everything(backend: Backend) {
+    let (_db, conn) = database(backend).await;
+    outbox::enqueue(&conn, &happened("s", 0)).await.unwrap();
+    let seqs: Vec<i64> = outbox::all(&conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    outbox::mark_published(&conn, &seqs).await.unwrap();
+    age_row(&conn, seqs[0], outbox::entity::Column::PublishedAt).await;
+    let forever = Duration::from_secs(u64::MAX / 2);
+    assert_eq!(prune(&conn, Table::Outbox, forever).await.unwrap(), 0);
+    assert_eq!(
+        prune(&conn, Table::ProcessedEvents, forever).await.unwrap(),
+        0
+    );
+    assert_eq!(outbox::all(&conn).await.unwrap().len(), 1);
+}
+
 platform_test_backends::backend_tests!(
+    a_retention_longer_than_the_calendar_keeps_everything,
     published_outbox_rows_past_the_retention_go_and_pending_ones_stay,
     processed_event_records_past_the_retention_go_and_recent_ones_stay,
 );
